@@ -1,0 +1,411 @@
+//! The state hub: the one place that knows every entity and its latest value.
+//!
+//! Sources register entities and set values here; sinks (MQTT, web) read
+//! snapshots and follow the change broadcast. The hub owns no I/O and never
+//! calls a sink: sources and sinks only meet through it.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime};
+
+use tokio::sync::broadcast;
+
+/// How many changes a slow sink may fall behind before it must resync from a
+/// snapshot (it sees `RecvError::Lagged`).
+const CHANGE_CHANNEL_CAPACITY: usize = 256;
+
+/// How many numeric samples are kept per entity for sparklines.
+pub const DEFAULT_HISTORY_LEN: usize = 120;
+
+/// The Home Assistant platform an entity is discovered as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Component {
+    Sensor,
+    BinarySensor,
+}
+
+impl Component {
+    /// The component name used in discovery topics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Component::Sensor => "sensor",
+            Component::BinarySensor => "binary_sensor",
+        }
+    }
+}
+
+/// Which card of the dashboard an entity belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Group {
+    System,
+}
+
+/// Home Assistant's `state_class`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StateClass {
+    Measurement,
+}
+
+/// Everything that describes an entity apart from its value. Built once by a
+/// source at start-up; sinks derive discovery payloads and API output from it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EntitySpec {
+    /// Stable id within the node: `[a-z0-9_]+`, used in topics and URLs.
+    pub id: String,
+    /// Human-readable name ("CPU usage").
+    pub name: String,
+    pub component: Component,
+    pub group: Group,
+    pub unit: Option<&'static str>,
+    /// Home Assistant device class ("temperature", "problem", ...).
+    pub device_class: Option<&'static str>,
+    pub state_class: Option<StateClass>,
+    /// True for values about the agent's host rather than the world
+    /// (Home Assistant's `entity_category: diagnostic`).
+    pub diagnostic: bool,
+    pub icon: Option<&'static str>,
+    /// Decimals shown and published for numbers.
+    pub precision: u8,
+    /// The source republishes at least this often; consumers may treat the
+    /// entity as unavailable when it falls silent for longer.
+    pub expire_after: Option<Duration>,
+}
+
+impl EntitySpec {
+    /// A numeric sensor with no unit, measurement state class and one decimal.
+    pub fn sensor(id: &str, name: &str, group: Group) -> EntitySpec {
+        EntitySpec {
+            id: id.to_owned(),
+            name: name.to_owned(),
+            component: Component::Sensor,
+            group,
+            unit: None,
+            device_class: None,
+            state_class: Some(StateClass::Measurement),
+            diagnostic: false,
+            icon: None,
+            precision: 1,
+            expire_after: None,
+        }
+    }
+
+    /// An on/off sensor.
+    pub fn binary_sensor(id: &str, name: &str, group: Group) -> EntitySpec {
+        EntitySpec {
+            component: Component::BinarySensor,
+            state_class: None,
+            precision: 0,
+            ..EntitySpec::sensor(id, name, group)
+        }
+    }
+
+    pub fn unit(mut self, unit: &'static str) -> Self {
+        self.unit = Some(unit);
+        self
+    }
+
+    pub fn device_class(mut self, class: &'static str) -> Self {
+        self.device_class = Some(class);
+        self
+    }
+
+    pub fn icon(mut self, icon: &'static str) -> Self {
+        self.icon = Some(icon);
+        self
+    }
+
+    pub fn precision(mut self, decimals: u8) -> Self {
+        self.precision = decimals;
+        self
+    }
+
+    pub fn diagnostic(mut self) -> Self {
+        self.diagnostic = true;
+        self
+    }
+
+    pub fn expire_after(mut self, after: Duration) -> Self {
+        self.expire_after = Some(after);
+        self
+    }
+}
+
+/// A value of an entity.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    Number(f64),
+    Bool(bool),
+}
+
+impl Value {
+    /// The text published on MQTT and shown in the API: numbers rounded to
+    /// `precision` decimals, booleans as Home Assistant's `ON`/`OFF`.
+    pub fn render(&self, precision: u8) -> String {
+        match self {
+            Value::Number(n) => format!("{:.*}", usize::from(precision), n),
+            Value::Bool(true) => "ON".to_owned(),
+            Value::Bool(false) => "OFF".to_owned(),
+        }
+    }
+
+    pub fn as_number(&self) -> Option<f64> {
+        match self {
+            Value::Number(n) => Some(*n),
+            Value::Bool(_) => None,
+        }
+    }
+}
+
+/// What sinks are told about. Every `set` is broadcast, changed or not, so
+/// that a periodic source also refreshes the consumers' `expire_after`.
+#[derive(Debug, Clone)]
+pub enum HubEvent {
+    /// A new entity exists (or an existing one was re-described).
+    Registered(Arc<EntitySpec>),
+    /// An entity got a value.
+    Updated(Arc<EntitySpec>, Value),
+}
+
+/// A point in time view of one entity.
+#[derive(Debug, Clone)]
+pub struct EntitySnapshot {
+    pub spec: Arc<EntitySpec>,
+    pub value: Option<Value>,
+    pub updated: Option<SystemTime>,
+}
+
+/// One history sample of a numeric entity.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Sample {
+    pub at: SystemTime,
+    pub value: f64,
+}
+
+struct Entry {
+    spec: Arc<EntitySpec>,
+    value: Option<Value>,
+    updated: Option<SystemTime>,
+    history: VecDeque<Sample>,
+}
+
+struct Inner {
+    /// Registration order, so that snapshots list entities the way sources
+    /// declared them.
+    order: Vec<String>,
+    entries: HashMap<String, Entry>,
+}
+
+/// Latest value per entity, change broadcast and a short history ring.
+pub struct Hub {
+    /// A std mutex: it is held only for map lookups, never across `.await`.
+    inner: Mutex<Inner>,
+    changes: broadcast::Sender<HubEvent>,
+    history_len: usize,
+}
+
+impl Hub {
+    pub fn new(history_len: usize) -> Arc<Hub> {
+        let (changes, _) = broadcast::channel(CHANGE_CHANNEL_CAPACITY);
+        Arc::new(Hub {
+            inner: Mutex::new(Inner {
+                order: Vec::new(),
+                entries: HashMap::new(),
+            }),
+            changes,
+            history_len,
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A panic while holding the lock cannot leave the maps half-updated in
+        // a way that matters more than losing every sink, so keep going.
+        self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Adds an entity, or replaces the description of one with the same id
+    /// (its value and history are kept).
+    pub fn register(&self, spec: EntitySpec) -> Arc<EntitySpec> {
+        let spec = Arc::new(spec);
+        {
+            let mut inner = self.lock();
+            match inner.entries.get_mut(&spec.id) {
+                Some(entry) => entry.spec = spec.clone(),
+                None => {
+                    inner.order.push(spec.id.clone());
+                    inner.entries.insert(
+                        spec.id.clone(),
+                        Entry {
+                            spec: spec.clone(),
+                            value: None,
+                            updated: None,
+                            history: VecDeque::new(),
+                        },
+                    );
+                }
+            }
+        }
+        // No receivers is fine: sinks may not have started yet.
+        let _ = self.changes.send(HubEvent::Registered(spec.clone()));
+        spec
+    }
+
+    /// Records a value for a registered entity and broadcasts it. Returns
+    /// false (and records nothing) when the id is unknown.
+    pub fn set(&self, id: &str, value: Value) -> bool {
+        self.set_at(id, value, SystemTime::now())
+    }
+
+    /// `set` with an explicit timestamp (for tests and replays).
+    pub fn set_at(&self, id: &str, value: Value, at: SystemTime) -> bool {
+        let spec = {
+            let mut inner = self.lock();
+            let Some(entry) = inner.entries.get_mut(id) else {
+                return false;
+            };
+            if let Value::Number(n) = value {
+                if self.history_len > 0 {
+                    if entry.history.len() == self.history_len {
+                        entry.history.pop_front();
+                    }
+                    entry.history.push_back(Sample { at, value: n });
+                }
+            }
+            entry.value = Some(value.clone());
+            entry.updated = Some(at);
+            entry.spec.clone()
+        };
+        let _ = self.changes.send(HubEvent::Updated(spec, value));
+        true
+    }
+
+    /// Follows registrations and updates from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<HubEvent> {
+        self.changes.subscribe()
+    }
+
+    /// Every entity in registration order.
+    pub fn snapshot(&self) -> Vec<EntitySnapshot> {
+        let inner = self.lock();
+        inner
+            .order
+            .iter()
+            .filter_map(|id| inner.entries.get(id))
+            .map(Entry::snapshot)
+            .collect()
+    }
+
+    pub fn get(&self, id: &str) -> Option<EntitySnapshot> {
+        self.lock().entries.get(id).map(Entry::snapshot)
+    }
+
+    /// The numeric history of an entity, oldest first; `None` for an unknown id.
+    pub fn history(&self, id: &str) -> Option<Vec<Sample>> {
+        self.lock()
+            .entries
+            .get(id)
+            .map(|entry| entry.history.iter().copied().collect())
+    }
+}
+
+impl Entry {
+    fn snapshot(&self) -> EntitySnapshot {
+        EntitySnapshot {
+            spec: self.spec.clone(),
+            value: self.value.clone(),
+            updated: self.updated,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hub_with(ids: &[&str], history_len: usize) -> Arc<Hub> {
+        let hub = Hub::new(history_len);
+        for id in ids {
+            hub.register(EntitySpec::sensor(id, id, Group::System));
+        }
+        hub
+    }
+
+    #[test]
+    fn set_should_keep_only_the_latest_value() {
+        let hub = hub_with(&["a"], 4);
+        hub.set("a", Value::Number(1.0));
+        hub.set("a", Value::Number(2.0));
+        let a = hub.get("a").expect("registered");
+        assert_eq!(a.value, Some(Value::Number(2.0)));
+        assert!(a.updated.is_some());
+    }
+
+    #[test]
+    fn set_on_unknown_entity_should_be_refused() {
+        let hub = hub_with(&["a"], 4);
+        assert!(!hub.set("nope", Value::Number(1.0)));
+        assert!(hub.get("nope").is_none());
+    }
+
+    #[test]
+    fn history_should_be_a_bounded_ring_of_numbers() {
+        let hub = hub_with(&["a"], 3);
+        for n in 0..5 {
+            hub.set("a", Value::Number(f64::from(n)));
+        }
+        let values: Vec<f64> = hub
+            .history("a")
+            .expect("known")
+            .iter()
+            .map(|s| s.value)
+            .collect();
+        assert_eq!(values, vec![2.0, 3.0, 4.0]);
+    }
+
+    #[test]
+    fn booleans_should_not_enter_history() {
+        let hub = Hub::new(3);
+        hub.register(EntitySpec::binary_sensor("b", "b", Group::System));
+        hub.set("b", Value::Bool(true));
+        assert_eq!(hub.history("b"), Some(vec![]));
+    }
+
+    #[test]
+    fn snapshot_should_follow_registration_order_and_reregistration_keeps_value() {
+        let hub = hub_with(&["z", "a", "m"], 3);
+        hub.set("a", Value::Number(5.0));
+        hub.register(EntitySpec::sensor("a", "renamed", Group::System));
+        let snap = hub.snapshot();
+        let ids: Vec<&str> = snap.iter().map(|e| e.spec.id.as_str()).collect();
+        assert_eq!(ids, vec!["z", "a", "m"]);
+        assert_eq!(snap[1].spec.name, "renamed");
+        assert_eq!(snap[1].value, Some(Value::Number(5.0)));
+    }
+
+    #[tokio::test]
+    async fn subscribers_should_see_every_update() {
+        let hub = hub_with(&["a"], 3);
+        let mut rx = hub.subscribe();
+        hub.set("a", Value::Number(1.0));
+        hub.set("a", Value::Number(1.0));
+        for _ in 0..2 {
+            match rx.recv().await.expect("event") {
+                HubEvent::Updated(spec, value) => {
+                    assert_eq!(spec.id, "a");
+                    assert_eq!(value, Value::Number(1.0));
+                }
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn render_should_round_numbers_and_spell_booleans_for_home_assistant() {
+        assert_eq!(Value::Number(12.345).render(1), "12.3");
+        assert_eq!(Value::Number(3.0).render(0), "3");
+        assert_eq!(Value::Bool(true).render(0), "ON");
+        assert_eq!(Value::Bool(false).render(0), "OFF");
+    }
+}

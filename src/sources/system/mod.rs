@@ -1,0 +1,1 @@
+//! System statistics (placeholder; being written).
