@@ -355,12 +355,7 @@ mod tests {
         for n in 0..5 {
             hub.set("a", Value::Number(f64::from(n)));
         }
-        let values: Vec<f64> = hub
-            .history("a")
-            .expect("known")
-            .iter()
-            .map(|s| s.value)
-            .collect();
+        let values: Vec<f64> = hub.history("a").expect("known").iter().map(|s| s.value).collect();
         assert_eq!(values, vec![2.0, 3.0, 4.0]);
     }
 

@@ -7,9 +7,22 @@
 //! ```
 //!
 //! # Layout
+//! - [`cli`]: command line, `check` and `init`.
+//! - [`config`]: TOML → validated [`config::Config`], errors with file, line and key.
+//! - [`app`]: wires hub, sources and sinks; owns the cancellation token.
 //! - [`hub`]: entities, their latest values and a short history; the only
 //!   meeting point of sources and sinks.
 //! - [`sources`]: one module per kind of thing that produces values.
+//! - [`mqtt`]: the MQTT sink with Home Assistant discovery.
+//! - [`web`]: the HTTP API and embedded page.
+//! - [`node`], [`status`]: who the agent is and how it is doing.
 
+pub mod app;
+pub mod cli;
+pub mod config;
 pub mod hub;
+pub mod mqtt;
+pub mod node;
 pub mod sources;
+pub mod status;
+pub mod web;

@@ -1,1 +1,153 @@
-fn main() {}
+//! The `majortom` binary: parses the command line, sets up logging, loads the
+//! config and runs the agent on a single-threaded runtime until SIGINT or
+//! SIGTERM. Errors become a message on stderr and a non-zero exit code.
+
+use std::io::{IsTerminal, Write};
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use majortom::cli::{self, Command};
+use majortom::config::{self, Config, Context, SYSTEM_CONFIG_PATH};
+use tracing_subscriber::filter::Targets;
+use tracing_subscriber::prelude::*;
+
+/// Exit code for a bad command line or config (nothing was started).
+const EXIT_USAGE: u8 = 2;
+
+fn main() -> ExitCode {
+    let command = match cli::parse(std::env::args_os().skip(1)) {
+        Ok(command) => command,
+        Err(error) => {
+            eprintln!("error: {error}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    match command {
+        Command::Help => {
+            print!("{}", cli::USAGE);
+            ExitCode::SUCCESS
+        }
+        Command::Version => {
+            println!("majortom {}", env!("CARGO_PKG_VERSION"));
+            ExitCode::SUCCESS
+        }
+        Command::Init { output } => init(output.as_deref()),
+        Command::Check { config } => match load_config(config.as_deref()) {
+            Ok(config) => {
+                print!("{}", cli::describe(&config));
+                ExitCode::SUCCESS
+            }
+            Err(error) => {
+                eprintln!("error: {error}");
+                ExitCode::from(EXIT_USAGE)
+            }
+        },
+        Command::Run { config } => {
+            init_logging();
+            let config = match load_config(config.as_deref()) {
+                Ok(config) => config,
+                Err(error) => {
+                    eprintln!("error: {error}");
+                    return ExitCode::from(EXIT_USAGE);
+                }
+            };
+            match run(config) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(error) => {
+                    eprintln!("error: {error:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
+
+fn load_config(cli_path: Option<&Path>) -> Result<Config, config::ConfigError> {
+    let path = config::locate_file(
+        cli_path,
+        std::env::var("MAJORTOM_CONFIG").ok(),
+        Path::new(SYSTEM_CONFIG_PATH),
+    );
+    Config::load(path.as_deref(), &Context::system())
+}
+
+fn init(output: Option<&Path>) -> ExitCode {
+    let Some(path) = output else {
+        print!("{}", config::DEFAULT_CONFIG_TOML);
+        return ExitCode::SUCCESS;
+    };
+    // `create_new` refuses to overwrite, atomically.
+    let written = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)
+        .and_then(|mut file| file.write_all(config::DEFAULT_CONFIG_TOML.as_bytes()));
+    match written {
+        Ok(()) => {
+            eprintln!("wrote {}", path.display());
+            ExitCode::SUCCESS
+        }
+        Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => {
+            eprintln!("error: {} already exists; not overwriting it", path.display());
+            ExitCode::FAILURE
+        }
+        Err(error) => {
+            eprintln!("error: cannot write {}: {error}", path.display());
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Human-readable logs on stderr; `MAJORTOM_LOG` takes a level or a
+/// comma-separated list of `target=level`.
+fn init_logging() {
+    let spec = std::env::var("MAJORTOM_LOG").unwrap_or_default();
+    let (filter, bad_spec) = match spec.parse::<Targets>() {
+        Ok(targets) if !spec.trim().is_empty() => (targets, false),
+        Ok(_) => (default_filter(), false),
+        Err(_) => (default_filter(), true),
+    };
+    let stderr = std::io::stderr();
+    let layer = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_ansi(stderr.is_terminal());
+    tracing_subscriber::registry().with(layer.with_filter(filter)).init();
+    if bad_spec {
+        tracing::warn!(MAJORTOM_LOG = %spec, "ignoring unparsable log filter; using `info`");
+    }
+}
+
+fn default_filter() -> Targets {
+    Targets::new().with_default(tracing::Level::INFO)
+}
+
+fn run(config: Config) -> anyhow::Result<()> {
+    // One thread is plenty for this workload and keeps memory small.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(majortom::app::run(config, shutdown_signal()))
+}
+
+/// Completes on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let terminate = async {
+        match signal(SignalKind::terminate()) {
+            Ok(mut stream) => {
+                stream.recv().await;
+            }
+            Err(error) => {
+                tracing::warn!(%error, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate => {}
+    }
+    tracing::info!("stop signal received");
+}

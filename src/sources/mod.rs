@@ -1,6 +1,7 @@
 //! Sources: things that produce entity values and set them on the hub.
 //!
-//! A source registers its entities when it is built and then runs as one task
-//! until cancelled. Sources never call sinks.
+//! A source says which entities it has when it is built (`entities()`); the
+//! app registers them on the hub, then runs the source as one task until
+//! cancelled. Sources never call sinks.
 
 pub mod system;

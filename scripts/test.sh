@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# The whole test suite, from a clean clone: installs what the tests need
+# (through apt, when missing), then runs the format check, clippy and every
+# test. Fails loudly when something it needs cannot be had; never skips.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+say() { printf '\n==> %s\n' "$*"; }
+die() { printf '\nerror: %s\n' "$*" >&2; exit 1; }
+
+as_root() {
+    if [ "$(id -u)" -eq 0 ]; then "$@"
+    elif command -v sudo >/dev/null; then sudo "$@"
+    else die "need root (or sudo) to run: $*"; fi
+}
+
+apt_updated=0
+# apt_install PACKAGE COMMAND...: installs PACKAGE unless every COMMAND exists.
+apt_install() {
+    local package=$1; shift
+    local missing=0
+    for cmd in "$@"; do
+        command -v "$cmd" >/dev/null || [ -x "/usr/sbin/$cmd" ] || missing=1
+    done
+    [ "$missing" -eq 0 ] && return 0
+    say "installing $package (apt)"
+    if [ "$apt_updated" -eq 0 ]; then
+        as_root apt-get update -qq || die "apt-get update failed"
+        apt_updated=1
+    fi
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$package" >/dev/null \
+        || die "could not install $package"
+    for cmd in "$@"; do
+        command -v "$cmd" >/dev/null || [ -x "/usr/sbin/$cmd" ] || die "$package installed but \`$cmd\` is still missing"
+    done
+}
+
+say "checking tools"
+command -v cargo >/dev/null || die "cargo is not installed (https://rustup.rs)"
+cargo fmt --version >/dev/null 2>&1 || die "rustfmt is missing: rustup component add rustfmt"
+cargo clippy --version >/dev/null 2>&1 || die "clippy is missing: rustup component add clippy"
+apt_install mosquitto mosquitto
+
+say "cargo fmt --check"
+cargo fmt --all -- --check
+
+say "cargo clippy --all-targets -- -D warnings"
+cargo clippy --locked --all-targets -- -D warnings
+
+say "cargo test"
+# The end-to-end tests mostly wait on brokers and timers, so run more of them
+# at once than there are cores.
+cargo test --locked -- --test-threads "${MAJORTOM_TEST_THREADS:-6}"
+
+say "all checks passed"

@@ -1,0 +1,228 @@
+//! Command-line parsing and the `check` and `init` commands.
+//!
+//! Hand-written: four commands and two options do not pay for an argument
+//! parsing crate in a binary with a 2 MB budget.
+
+use std::ffi::OsString;
+use std::fmt::Write as _;
+use std::path::PathBuf;
+
+use crate::config::{Config, ENV_MQTT_PASSWORD};
+use crate::sources::system::SystemSource;
+
+pub const USAGE: &str = "\
+majortom: a home-automation agent for the Raspberry Pi
+
+Usage:
+  majortom [run] [--config PATH]     run the agent
+  majortom check [--config PATH]     validate a config and print what it would do
+  majortom init [--output PATH]      print an annotated default config (or write it)
+  majortom --version                 print the version
+
+The config is read from --config, else $MAJORTOM_CONFIG, else
+/etc/majortom/majortom.toml, else the built-in defaults are used.
+Logging: MAJORTOM_LOG=debug (or e.g. \"info,majortom::mqtt=debug\").
+";
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum Command {
+    Run { config: Option<PathBuf> },
+    Check { config: Option<PathBuf> },
+    Init { output: Option<PathBuf> },
+    Version,
+    Help,
+}
+
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{0}\n\nRun `majortom --help` for usage.")]
+pub struct UsageError(String);
+
+/// Parses the arguments after the program name.
+pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, UsageError> {
+    let mut args = args.into_iter().peekable();
+    let subcommand = match args.peek().and_then(|a| a.to_str()) {
+        Some(name @ ("run" | "check" | "init" | "help")) => {
+            let name = name.to_owned();
+            args.next();
+            name
+        }
+        _ => "run".to_owned(),
+    };
+    if subcommand == "help" {
+        return Ok(Command::Help);
+    }
+    let mut path: Option<PathBuf> = None;
+    while let Some(arg) = args.next() {
+        let arg = arg
+            .into_string()
+            .map_err(|a| UsageError(format!("argument is not valid UTF-8: {a:?}")))?;
+        let (flag, inline) = match arg.split_once('=') {
+            Some((flag, value)) if flag.starts_with("--") => (flag.to_owned(), Some(value.to_owned())),
+            _ => (arg.clone(), None),
+        };
+        match flag.as_str() {
+            "-V" | "--version" => return Ok(Command::Version),
+            "-h" | "--help" => return Ok(Command::Help),
+            "-c" | "--config" if subcommand != "init" => {}
+            "-o" | "--output" if subcommand == "init" => {}
+            other => {
+                return Err(UsageError(format!(
+                    "unexpected argument `{other}` for `majortom {subcommand}`"
+                )))
+            }
+        }
+        let value = match inline {
+            Some(value) => value,
+            None => args
+                .next()
+                .and_then(|v| v.into_string().ok())
+                .ok_or_else(|| UsageError(format!("`{flag}` needs a path")))?,
+        };
+        if value.is_empty() {
+            return Err(UsageError(format!("`{flag}` needs a path")));
+        }
+        if path.replace(PathBuf::from(value)).is_some() {
+            return Err(UsageError(format!("`{flag}` given twice")));
+        }
+    }
+    Ok(match subcommand.as_str() {
+        "check" => Command::Check { config: path },
+        "init" => Command::Init { output: path },
+        _ => Command::Run { config: path },
+    })
+}
+
+/// What `majortom check` prints for a valid config: what the agent would do.
+pub fn describe(config: &Config) -> String {
+    let mut out = String::new();
+    let node = &config.node;
+    let _ = writeln!(out, "config: {}", config.origin);
+    let _ = writeln!(out, "node: id `{}`, name \"{}\"", node.id, node.name);
+    match &config.mqtt {
+        Some(mqtt) => {
+            let base = format!("{}/{}", mqtt.base_topic, node.id);
+            let _ = writeln!(
+                out,
+                "mqtt: connect to {}:{} as `{}`, keepalive {} s",
+                mqtt.host,
+                mqtt.port,
+                mqtt.client_id,
+                mqtt.keepalive.as_secs()
+            );
+            match &mqtt.credentials {
+                Some(c) => {
+                    let password = if c.password.is_some() { "set" } else { "none" };
+                    let _ = writeln!(
+                        out,
+                        "  credentials: user `{}`, password {password} (${ENV_MQTT_PASSWORD} overrides)",
+                        c.username
+                    );
+                }
+                None => {
+                    let _ = writeln!(out, "  credentials: none (anonymous)");
+                }
+            }
+            let _ = writeln!(out, "  availability: {base}/status (Last Will `offline`)");
+            let _ = writeln!(out, "  states:       {base}/<entity>/state (retained)");
+            let _ = writeln!(
+                out,
+                "  discovery:    {}/<component>/{}/<entity>/config (retained)",
+                mqtt.discovery_prefix, node.id
+            );
+        }
+        None => {
+            let _ = writeln!(out, "mqtt: disabled");
+        }
+    }
+    match &config.web {
+        Some(web) => {
+            let _ = writeln!(out, "web: dashboard and API on http://{}/", web.listen);
+        }
+        None => {
+            let _ = writeln!(out, "web: disabled");
+        }
+    }
+    match &config.system {
+        Some(system) => {
+            let source = SystemSource::probe(&system.root, system.interval);
+            let ids: Vec<String> = source.entities().into_iter().map(|e| e.id).collect();
+            let _ = writeln!(
+                out,
+                "system: sample every {} s from {}: {} entities: {}",
+                system.interval.as_secs(),
+                system.root.display(),
+                ids.len(),
+                ids.join(", ")
+            );
+        }
+        None => {
+            let _ = writeln!(out, "system: disabled");
+        }
+    }
+    out.push_str("config is valid\n");
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_str(args: &[&str]) -> Result<Command, UsageError> {
+        parse(args.iter().map(OsString::from))
+    }
+
+    #[test]
+    fn no_arguments_should_run_on_the_looked_up_config() {
+        assert_eq!(parse_str(&[]), Ok(Command::Run { config: None }));
+    }
+
+    #[test]
+    fn config_flag_should_work_in_both_spellings_and_for_run_and_check() {
+        let expected = Some(PathBuf::from("/x.toml"));
+        assert_eq!(
+            parse_str(&["--config", "/x.toml"]),
+            Ok(Command::Run {
+                config: expected.clone()
+            })
+        );
+        assert_eq!(
+            parse_str(&["run", "--config=/x.toml"]),
+            Ok(Command::Run {
+                config: expected.clone()
+            })
+        );
+        assert_eq!(
+            parse_str(&["check", "-c", "/x.toml"]),
+            Ok(Command::Check { config: expected })
+        );
+    }
+
+    #[test]
+    fn init_should_take_an_output_path_but_not_a_config() {
+        assert_eq!(parse_str(&["init"]), Ok(Command::Init { output: None }));
+        assert_eq!(
+            parse_str(&["init", "--output", "a.toml"]),
+            Ok(Command::Init {
+                output: Some("a.toml".into())
+            })
+        );
+        assert!(parse_str(&["init", "--config", "a.toml"]).is_err());
+    }
+
+    #[test]
+    fn version_and_help_should_win_anywhere() {
+        assert_eq!(parse_str(&["--version"]), Ok(Command::Version));
+        assert_eq!(parse_str(&["check", "-V"]), Ok(Command::Version));
+        assert_eq!(parse_str(&["help"]), Ok(Command::Help));
+        assert_eq!(parse_str(&["run", "--help"]), Ok(Command::Help));
+    }
+
+    #[test]
+    fn bad_arguments_should_be_usage_errors_naming_the_argument() {
+        let error = parse_str(&["--bogus"]).expect_err("bogus flag");
+        assert!(error.to_string().contains("`--bogus`"), "{error}");
+        assert!(parse_str(&["--config"]).is_err());
+        assert!(parse_str(&["--config", "a", "--config", "b"]).is_err());
+        assert!(parse_str(&["frobnicate"]).is_err());
+    }
+}

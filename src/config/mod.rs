@@ -1,0 +1,754 @@
+//! Configuration: finding the file, parsing TOML, and validating it into a
+//! typed [`Config`].
+//!
+//! Two stages: `Raw*` structs mirror the TOML (unknown keys are errors), and
+//! [`Config::from_toml`] turns them into the typed configuration that the rest
+//! of the program uses. Every error names the file, line, column and key.
+//! This module reads the config file and secret files, nothing else.
+
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::num::NonZeroU16;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// The annotated default configuration printed by `majortom init`.
+pub const DEFAULT_CONFIG_TOML: &str = include_str!("default.toml");
+
+/// Where a config is looked for when `--config` and `$MAJORTOM_CONFIG` are absent.
+pub const SYSTEM_CONFIG_PATH: &str = "/etc/majortom/majortom.toml";
+
+/// Environment variables read for secrets, so they need not sit in the file.
+pub const ENV_MQTT_USERNAME: &str = "MAJORTOM_MQTT_USERNAME";
+pub const ENV_MQTT_PASSWORD: &str = "MAJORTOM_MQTT_PASSWORD";
+
+/// The validated configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// Where it came from, for messages.
+    pub origin: Origin,
+    pub node: NodeConfig,
+    /// `None` when `mqtt.enabled = false`.
+    pub mqtt: Option<MqttConfig>,
+    /// `None` when `web.enabled = false`.
+    pub web: Option<WebConfig>,
+    /// `None` when `system.enabled = false`.
+    pub system: Option<SystemConfig>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    BuiltIn,
+    File(PathBuf),
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Origin::BuiltIn => f.write_str("built-in defaults"),
+            Origin::File(path) => write!(f, "{}", path.display()),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeConfig {
+    /// Used in topics and unique ids: `[a-z0-9_-]`, 1–64 characters.
+    pub id: String,
+    /// Shown in Home Assistant and on the dashboard.
+    pub name: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MqttConfig {
+    pub host: String,
+    pub port: u16,
+    pub client_id: String,
+    pub keepalive: Duration,
+    pub discovery_prefix: String,
+    pub base_topic: String,
+    pub credentials: Option<Credentials>,
+}
+
+#[derive(Clone, PartialEq, Eq)]
+pub struct Credentials {
+    pub username: String,
+    pub password: Option<String>,
+}
+
+impl fmt::Debug for Credentials {
+    // Keeps the password out of logs and `check` output.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Credentials")
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebConfig {
+    pub listen: SocketAddr,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SystemConfig {
+    pub interval: Duration,
+    /// Where `/proc` and `/sys` are found: `/` normally, a host mount in a
+    /// container, a fixture tree in tests.
+    pub root: PathBuf,
+}
+
+/// A configuration error: what is wrong, and where.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{}", render_invalid(origin, location.as_ref(), key, message))]
+    Invalid {
+        origin: Origin,
+        location: Option<Location>,
+        /// Dotted path of the key, e.g. `mqtt.port`.
+        key: String,
+        message: String,
+    },
+}
+
+/// A position in the config text, 1-based, with the offending line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Location {
+    pub line: usize,
+    pub column: usize,
+    pub text: String,
+}
+
+fn render_invalid(origin: &Origin, location: Option<&Location>, key: &str, message: &str) -> String {
+    match location {
+        Some(loc) => format!(
+            "{origin}: line {line}, column {column}: key `{key}`: {message}\n    {line:>4} | {text}\n         | {pad}^",
+            line = loc.line,
+            column = loc.column,
+            text = loc.text,
+            pad = " ".repeat(loc.column.saturating_sub(1)),
+        ),
+        None => format!("{origin}: key `{key}`: {message}"),
+    }
+}
+
+impl ConfigError {
+    fn invalid(
+        origin: &Origin,
+        source: &str,
+        span: Option<std::ops::Range<usize>>,
+        key: &str,
+        message: impl Into<String>,
+    ) -> Self {
+        ConfigError::Invalid {
+            origin: origin.clone(),
+            location: span.map(|span| locate(source, span.start)),
+            key: key.to_owned(),
+            message: message.into(),
+        }
+    }
+}
+
+/// Turns a byte offset into a 1-based line and column (in characters).
+fn locate(source: &str, offset: usize) -> Location {
+    let offset = offset.min(source.len());
+    let before = source.get(..offset).unwrap_or(source);
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let line = before.matches('\n').count() + 1;
+    let column = before.get(line_start..).map_or(0, |s| s.chars().count()) + 1;
+    let text = source
+        .get(line_start..)
+        .and_then(|rest| rest.lines().next())
+        .unwrap_or("")
+        .to_owned();
+    Location { line, column, text }
+}
+
+/// What the config may look at besides its own text: the host name and the
+/// environment. Injected so tests need neither.
+pub struct Context<'a> {
+    pub hostname: &'a str,
+    pub env: &'a dyn Fn(&str) -> Option<String>,
+}
+
+impl Context<'static> {
+    /// The real host name and process environment.
+    pub fn system() -> Context<'static> {
+        static HOSTNAME: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+        Context {
+            hostname: HOSTNAME.get_or_init(read_hostname),
+            env: &|name| std::env::var(name).ok(),
+        }
+    }
+}
+
+fn read_hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "majortom".to_owned())
+}
+
+/// Which config file to use: `--config`, then `$MAJORTOM_CONFIG`, then the
+/// system path if it exists; `None` means the built-in defaults.
+pub fn locate_file(cli: Option<&Path>, env_value: Option<String>, system_path: &Path) -> Option<PathBuf> {
+    if let Some(path) = cli {
+        return Some(path.to_owned());
+    }
+    if let Some(path) = env_value.filter(|p| !p.is_empty()) {
+        return Some(PathBuf::from(path));
+    }
+    system_path.exists().then(|| system_path.to_owned())
+}
+
+impl Config {
+    /// Loads the file (or the defaults when `path` is `None`) and validates it.
+    pub fn load(path: Option<&Path>, ctx: &Context<'_>) -> Result<Config, ConfigError> {
+        match path {
+            None => Config::from_toml("", Origin::BuiltIn, ctx),
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.to_owned(),
+                    source,
+                })?;
+                Config::from_toml(&text, Origin::File(path.to_owned()), ctx)
+            }
+        }
+    }
+
+    /// Parses and validates config text.
+    pub fn from_toml(text: &str, origin: Origin, ctx: &Context<'_>) -> Result<Config, ConfigError> {
+        let raw = parse_raw(text, &origin)?;
+        let v = Validator {
+            text,
+            origin: &origin,
+            ctx,
+        };
+        v.config(raw)
+    }
+}
+
+fn parse_raw(text: &str, origin: &Origin) -> Result<RawConfig, ConfigError> {
+    let deserializer = toml::de::Deserializer::parse(text)
+        .map_err(|e| ConfigError::invalid(origin, text, e.span(), "(syntax)", e.message().trim_end()))?;
+    serde_path_to_error::deserialize::<_, RawConfig>(deserializer).map_err(|e| {
+        // The path includes an unknown key itself; "." is the document.
+        // `toml::Spanned` adds a private segment to the path; drop it.
+        let key = e.path().to_string();
+        let key = key
+            .split('.')
+            .filter(|s| !s.starts_with("$__"))
+            .collect::<Vec<_>>()
+            .join(".");
+        let key = if key.is_empty() { "(document)".to_owned() } else { key };
+        let inner = e.inner();
+        ConfigError::invalid(origin, text, inner.span(), &key, inner.message().trim_end())
+    })
+}
+
+// ---- Raw TOML structs -----------------------------------------------------
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawConfig {
+    node: RawNode,
+    mqtt: RawMqtt,
+    web: RawWeb,
+    system: RawSystem,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawNode {
+    id: Option<toml::Spanned<String>>,
+    name: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawMqtt {
+    enabled: bool,
+    host: toml::Spanned<String>,
+    port: NonZeroU16,
+    client_id: Option<toml::Spanned<String>>,
+    keepalive_s: toml::Spanned<u64>,
+    discovery_prefix: toml::Spanned<String>,
+    base_topic: toml::Spanned<String>,
+    username: Option<String>,
+    password: Option<toml::Spanned<String>>,
+    password_file: Option<toml::Spanned<PathBuf>>,
+}
+
+impl Default for RawMqtt {
+    fn default() -> Self {
+        RawMqtt {
+            enabled: true,
+            host: unspanned("localhost".to_owned()),
+            port: NonZeroU16::new(1883).unwrap_or(NonZeroU16::MIN),
+            client_id: None,
+            keepalive_s: unspanned(30),
+            discovery_prefix: unspanned("homeassistant".to_owned()),
+            base_topic: unspanned("majortom".to_owned()),
+            username: None,
+            password: None,
+            password_file: None,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawWeb {
+    enabled: bool,
+    bind: IpAddr,
+    port: u16,
+}
+
+impl Default for RawWeb {
+    fn default() -> Self {
+        RawWeb {
+            enabled: true,
+            bind: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            port: 8080,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawSystem {
+    enabled: bool,
+    interval_s: toml::Spanned<u64>,
+    root: PathBuf,
+}
+
+impl Default for RawSystem {
+    fn default() -> Self {
+        RawSystem {
+            enabled: true,
+            interval_s: unspanned(10),
+            root: PathBuf::from("/"),
+        }
+    }
+}
+
+/// A default value has no place in the text; an empty span at 0 stands for
+/// "not in the file" and is never reported (defaults are valid).
+fn unspanned<T>(value: T) -> toml::Spanned<T> {
+    toml::Spanned::new(0..0, value)
+}
+
+// ---- Validation -----------------------------------------------------------
+
+struct Validator<'a> {
+    text: &'a str,
+    origin: &'a Origin,
+    ctx: &'a Context<'a>,
+}
+
+impl Validator<'_> {
+    fn error<T>(&self, spanned: &toml::Spanned<T>, key: &str, message: impl Into<String>) -> ConfigError {
+        let span = spanned.span();
+        let span = (span != (0..0)).then_some(span);
+        ConfigError::invalid(self.origin, self.text, span, key, message)
+    }
+
+    fn config(&self, raw: RawConfig) -> Result<Config, ConfigError> {
+        let node = self.node(raw.node)?;
+        let mqtt = if raw.mqtt.enabled {
+            Some(self.mqtt(raw.mqtt, &node)?)
+        } else {
+            None
+        };
+        let web = raw.web.enabled.then(|| WebConfig {
+            listen: SocketAddr::new(raw.web.bind, raw.web.port),
+        });
+        let system = if raw.system.enabled {
+            let seconds = *raw.system.interval_s.get_ref();
+            if !(1..=86_400).contains(&seconds) {
+                return Err(self.error(
+                    &raw.system.interval_s,
+                    "system.interval_s",
+                    "must be between 1 and 86400 seconds",
+                ));
+            }
+            Some(SystemConfig {
+                interval: Duration::from_secs(seconds),
+                root: raw.system.root,
+            })
+        } else {
+            None
+        };
+        Ok(Config {
+            origin: self.origin.clone(),
+            node,
+            mqtt,
+            web,
+            system,
+        })
+    }
+
+    fn node(&self, raw: RawNode) -> Result<NodeConfig, ConfigError> {
+        let id = match raw.id {
+            Some(id) => {
+                let value = id.get_ref();
+                if let Err(why) = check_node_id(value) {
+                    return Err(self.error(&id, "node.id", why));
+                }
+                value.clone()
+            }
+            None => sanitise_node_id(self.ctx.hostname),
+        };
+        let name = raw
+            .name
+            .filter(|n| !n.trim().is_empty())
+            .unwrap_or_else(|| self.ctx.hostname.to_owned());
+        Ok(NodeConfig { id, name })
+    }
+
+    fn mqtt(&self, raw: RawMqtt, node: &NodeConfig) -> Result<MqttConfig, ConfigError> {
+        let host = raw.host.get_ref().trim().to_owned();
+        if host.is_empty() {
+            return Err(self.error(&raw.host, "mqtt.host", "must not be empty"));
+        }
+        let client_id = match raw.client_id {
+            Some(id) if id.get_ref().is_empty() => {
+                return Err(self.error(&id, "mqtt.client_id", "must not be empty"));
+            }
+            Some(id) => id.into_inner(),
+            None => format!("majortom-{}", node.id),
+        };
+        let keepalive = *raw.keepalive_s.get_ref();
+        if !(5..=3600).contains(&keepalive) {
+            return Err(self.error(
+                &raw.keepalive_s,
+                "mqtt.keepalive_s",
+                "must be between 5 and 3600 seconds",
+            ));
+        }
+        for (value, key) in [
+            (&raw.discovery_prefix, "mqtt.discovery_prefix"),
+            (&raw.base_topic, "mqtt.base_topic"),
+        ] {
+            if let Err(why) = check_topic_prefix(value.get_ref()) {
+                return Err(self.error(value, key, why));
+            }
+        }
+        let credentials = self.credentials(raw.username, raw.password, raw.password_file)?;
+        Ok(MqttConfig {
+            host,
+            port: raw.port.get(),
+            client_id,
+            keepalive: Duration::from_secs(keepalive),
+            discovery_prefix: raw.discovery_prefix.into_inner(),
+            base_topic: raw.base_topic.into_inner(),
+            credentials,
+        })
+    }
+
+    /// Username from the file or `$MAJORTOM_MQTT_USERNAME`; the password from
+    /// `$MAJORTOM_MQTT_PASSWORD`, `password_file` or `password`, in that order.
+    fn credentials(
+        &self,
+        username: Option<String>,
+        password: Option<toml::Spanned<String>>,
+        password_file: Option<toml::Spanned<PathBuf>>,
+    ) -> Result<Option<Credentials>, ConfigError> {
+        if let (Some(_), Some(file)) = (&password, &password_file) {
+            return Err(self.error(
+                file,
+                "mqtt.password_file",
+                "set either `password` or `password_file`, not both",
+            ));
+        }
+        let env_password = (self.ctx.env)(ENV_MQTT_PASSWORD);
+        let password = match (env_password, password_file, password) {
+            (Some(from_env), _, _) => Some(from_env),
+            (None, Some(file), _) => match std::fs::read_to_string(file.get_ref()) {
+                // A trailing newline from `echo secret > file` is not part of the password.
+                Ok(secret) => Some(secret.trim_end_matches(['\r', '\n']).to_owned()),
+                Err(e) => {
+                    let message = format!("cannot read {}: {e}", file.get_ref().display());
+                    return Err(self.error(&file, "mqtt.password_file", message));
+                }
+            },
+            (None, None, Some(inline)) => Some(inline.into_inner()),
+            (None, None, None) => None,
+        };
+        let username = (self.ctx.env)(ENV_MQTT_USERNAME).or(username).filter(|u| !u.is_empty());
+        Ok(username.map(|username| Credentials { username, password }))
+    }
+}
+
+/// The node id appears in topics and unique ids, so it is kept to characters
+/// that are safe in both.
+fn check_node_id(id: &str) -> Result<(), &'static str> {
+    if id.is_empty() || id.len() > 64 {
+        return Err("must be 1 to 64 characters long");
+    }
+    if !id
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+    {
+        return Err("may contain only lowercase letters, digits, `_` and `-`");
+    }
+    Ok(())
+}
+
+/// Lowercases a host name and replaces anything outside `[a-z0-9_-]`.
+pub fn sanitise_node_id(hostname: &str) -> String {
+    let id: String = hostname
+        .trim()
+        .chars()
+        .take(64)
+        .map(|c| match c.to_ascii_lowercase() {
+            c @ ('a'..='z' | '0'..='9' | '_' | '-') => c,
+            _ => '_',
+        })
+        .collect();
+    if id.is_empty() {
+        "majortom".to_owned()
+    } else {
+        id
+    }
+}
+
+fn check_topic_prefix(prefix: &str) -> Result<(), &'static str> {
+    if prefix.is_empty() {
+        return Err("must not be empty");
+    }
+    if prefix.contains(['+', '#', '\0']) {
+        return Err("must not contain the MQTT wildcards `+` or `#`");
+    }
+    if prefix.starts_with('/') || prefix.ends_with('/') || prefix.contains("//") {
+        return Err("must not start or end with `/` or contain an empty level");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ctx_with(vars: &'static [(&'static str, &'static str)]) -> Context<'static> {
+        Context {
+            hostname: "Kitchen.Pi",
+            env: Box::leak(Box::new(move |name: &str| {
+                vars.iter().find(|(k, _)| *k == name).map(|(_, v)| (*v).to_owned())
+            })),
+        }
+    }
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::from_toml(text, Origin::File("test.toml".into()), &ctx_with(&[]))
+    }
+
+    fn error_of(text: &str) -> String {
+        match parse(text) {
+            Ok(config) => panic!("expected an error, got {config:?}"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn empty_config_should_give_the_documented_defaults() {
+        let config = parse("").expect("valid");
+        assert_eq!(config.node.id, "kitchen_pi");
+        assert_eq!(config.node.name, "Kitchen.Pi");
+        let mqtt = config.mqtt.expect("mqtt on by default");
+        assert_eq!((mqtt.host.as_str(), mqtt.port), ("localhost", 1883));
+        assert_eq!(mqtt.client_id, "majortom-kitchen_pi");
+        assert_eq!(mqtt.keepalive, Duration::from_secs(30));
+        assert_eq!(mqtt.discovery_prefix, "homeassistant");
+        assert_eq!(mqtt.base_topic, "majortom");
+        assert_eq!(mqtt.credentials, None);
+        assert_eq!(
+            config.web.expect("web on").listen,
+            "0.0.0.0:8080".parse().expect("addr")
+        );
+        let system = config.system.expect("system on");
+        assert_eq!(system.interval, Duration::from_secs(10));
+        assert_eq!(system.root, PathBuf::from("/"));
+    }
+
+    #[test]
+    fn annotated_default_config_should_match_the_built_in_defaults() {
+        let from_file = parse(DEFAULT_CONFIG_TOML).expect("default.toml is valid");
+        let built_in = parse("").expect("valid");
+        assert_eq!(
+            Config {
+                origin: built_in.origin.clone(),
+                ..from_file
+            },
+            built_in
+        );
+    }
+
+    #[test]
+    fn unknown_key_should_be_named_with_its_line_and_column() {
+        let message = error_of("[mqtt]\nhost = \"broker\"\nbogus = 1\n");
+        assert!(
+            message.starts_with("test.toml: line 3, column 1: key `mqtt.bogus`: unknown field `bogus`"),
+            "{message}"
+        );
+        assert!(message.contains("bogus = 1"), "{message}");
+    }
+
+    #[test]
+    fn unknown_top_level_section_should_be_named() {
+        let message = error_of("[mqt]\nhost = \"x\"\n");
+        assert!(message.contains("key `mqt`"), "{message}");
+        assert!(message.starts_with("test.toml: line 1,"), "{message}");
+    }
+
+    #[test]
+    fn wrong_type_should_name_key_line_and_column() {
+        let message = error_of("[mqtt]\nport = \"abc\"\n");
+        assert!(
+            message.starts_with("test.toml: line 2, column 8: key `mqtt.port`: invalid type: string \"abc\""),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn wrong_type_on_a_validated_key_should_name_the_key_alone() {
+        let message = error_of("[system]\ninterval_s = \"fast\"\n");
+        assert!(
+            message.starts_with("test.toml: line 2, column 14: key `system.interval_s`: invalid type"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn port_zero_should_be_rejected() {
+        let message = error_of("[mqtt]\nport = 0\n");
+        assert!(
+            message.contains("key `mqtt.port`") && message.contains("test.toml: line 2,"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn syntax_error_should_point_at_the_line() {
+        let message = error_of("[web]\nport = = 3\n");
+        assert!(message.starts_with("test.toml: line 2,"), "{message}");
+    }
+
+    #[test]
+    fn out_of_range_values_should_name_the_key_and_line() {
+        let message = error_of("[system]\ninterval_s = 0\n");
+        assert!(
+            message.starts_with("test.toml: line 2, column 14: key `system.interval_s`: must be between"),
+            "{message}"
+        );
+        let message = error_of("[mqtt]\nkeepalive_s = 1\n");
+        assert!(
+            message.starts_with("test.toml: line 2, column 15: key `mqtt.keepalive_s`"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn node_id_with_topic_characters_should_be_rejected() {
+        for bad in ["a/b", "A", "x+y", "", "x#"] {
+            let message = error_of(&format!("[node]\nid = \"{bad}\"\n"));
+            assert!(message.contains("key `node.id`"), "{bad}: {message}");
+        }
+    }
+
+    #[test]
+    fn topic_prefixes_with_wildcards_or_empty_levels_should_be_rejected() {
+        for bad in ["", "a/+", "#", "/lead", "trail/", "a//b"] {
+            let message = error_of(&format!("[mqtt]\nbase_topic = \"{bad}\"\n"));
+            assert!(message.contains("key `mqtt.base_topic`"), "{bad}: {message}");
+        }
+        assert!(parse("[mqtt]\nbase_topic = \"home/agents\"\n").is_ok());
+    }
+
+    #[test]
+    fn hostnames_should_be_sanitised_into_node_ids() {
+        assert_eq!(sanitise_node_id("raspberrypi"), "raspberrypi");
+        assert_eq!(sanitise_node_id("Living Room.local"), "living_room_local");
+        assert_eq!(sanitise_node_id(""), "majortom");
+    }
+
+    #[test]
+    fn disabled_sections_should_be_absent() {
+        let config =
+            parse("[mqtt]\nenabled = false\n[web]\nenabled = false\n[system]\nenabled = false\n").expect("valid");
+        assert!(config.mqtt.is_none() && config.web.is_none() && config.system.is_none());
+    }
+
+    #[test]
+    fn password_should_come_from_the_environment_first() {
+        let ctx = ctx_with(&[(ENV_MQTT_PASSWORD, "from-env"), (ENV_MQTT_USERNAME, "envuser")]);
+        let config = Config::from_toml(
+            "[mqtt]\nusername = \"fileuser\"\npassword = \"inline\"\n",
+            Origin::BuiltIn,
+            &ctx,
+        )
+        .expect("valid");
+        let credentials = config.mqtt.and_then(|m| m.credentials).expect("credentials");
+        assert_eq!(credentials.username, "envuser");
+        assert_eq!(credentials.password.as_deref(), Some("from-env"));
+    }
+
+    #[test]
+    fn password_file_should_be_read_without_its_trailing_newline() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("secret");
+        std::fs::write(&file, "s3cret\n").expect("write");
+        let text = format!("[mqtt]\nusername = \"u\"\npassword_file = \"{}\"\n", file.display());
+        let config = parse(&text).expect("valid");
+        let credentials = config.mqtt.and_then(|m| m.credentials).expect("credentials");
+        assert_eq!(credentials.password.as_deref(), Some("s3cret"));
+        assert!(
+            !format!("{credentials:?}").contains("s3cret"),
+            "debug output must not show the password"
+        );
+    }
+
+    #[test]
+    fn missing_password_file_should_name_the_key_and_file() {
+        let message = error_of("[mqtt]\nusername = \"u\"\npassword_file = \"/nonexistent/secret\"\n");
+        assert!(
+            message
+                .starts_with("test.toml: line 3, column 17: key `mqtt.password_file`: cannot read /nonexistent/secret"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn password_and_password_file_together_should_be_rejected() {
+        let message = error_of("[mqtt]\npassword = \"a\"\npassword_file = \"/x\"\n");
+        assert!(message.contains("not both"), "{message}");
+    }
+
+    #[test]
+    fn config_file_lookup_should_prefer_flag_then_env_then_system_path() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let system = dir.path().join("majortom.toml");
+        let flag = Path::new("/flag.toml");
+        assert_eq!(
+            locate_file(Some(flag), Some("/env.toml".into()), &system),
+            Some(flag.to_owned())
+        );
+        assert_eq!(
+            locate_file(None, Some("/env.toml".into()), &system),
+            Some(PathBuf::from("/env.toml"))
+        );
+        assert_eq!(locate_file(None, None, &system), None);
+        std::fs::write(&system, "").expect("write");
+        assert_eq!(locate_file(None, None, &system), Some(system.clone()));
+    }
+}

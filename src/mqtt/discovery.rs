@@ -1,0 +1,170 @@
+//! Home Assistant MQTT discovery payloads, one retained config per entity
+//! (per-entity discovery works on every Home Assistant since 2022; the newer
+//! device-based form does not). Pure functions: no I/O.
+
+use serde_json::{json, Map, Value as Json};
+
+use crate::hub::{Component, EntitySpec, StateClass};
+use crate::mqtt::topics::Topics;
+use crate::node::NodeInfo;
+
+/// The `device` block shared by every entity of this node, so Home Assistant
+/// groups them under one device.
+pub fn device_block(node: &NodeInfo) -> Json {
+    let mut device = json!({
+        "identifiers": [device_identifier(node)],
+        "name": node.name,
+        "model": node.model,
+        "manufacturer": node.manufacturer,
+        "sw_version": node.sw_version,
+    });
+    if let (Some(url), Some(map)) = (&node.configuration_url, device.as_object_mut()) {
+        map.insert("configuration_url".into(), Json::from(url.as_str()));
+    }
+    device
+}
+
+pub fn device_identifier(node: &NodeInfo) -> String {
+    format!("majortom_{}", node.id)
+}
+
+pub fn unique_id(node: &NodeInfo, spec: &EntitySpec) -> String {
+    format!("majortom_{}_{}", node.id, spec.id)
+}
+
+/// The discovery config of one entity, as published on
+/// `Topics::discovery(component, id)`.
+pub fn entity_config(spec: &EntitySpec, topics: &Topics, node: &NodeInfo) -> Json {
+    let mut config = Map::new();
+    let mut put = |key: &str, value: Json| {
+        config.insert(key.to_owned(), value);
+    };
+    put("name", spec.name.as_str().into());
+    put("unique_id", unique_id(node, spec).into());
+    put("state_topic", topics.state(&spec.id).into());
+    put("availability", json!([{ "topic": topics.status() }]));
+    put("availability_mode", "all".into());
+    if let Some(unit) = spec.unit {
+        put("unit_of_measurement", unit.into());
+    }
+    if let Some(class) = spec.device_class {
+        put("device_class", class.into());
+    }
+    if let Some(StateClass::Measurement) = spec.state_class {
+        put("state_class", "measurement".into());
+    }
+    if spec.diagnostic {
+        put("entity_category", "diagnostic".into());
+    }
+    if let Some(icon) = spec.icon {
+        put("icon", icon.into());
+    }
+    if let Some(after) = spec.expire_after {
+        put("expire_after", after.as_secs().max(1).into());
+    }
+    match spec.component {
+        Component::Sensor => put("suggested_display_precision", spec.precision.into()),
+        Component::BinarySensor => {
+            put("payload_on", "ON".into());
+            put("payload_off", "OFF".into());
+        }
+    }
+    put("device", device_block(node));
+    put("origin", json!({ "name": "majortom", "sw_version": node.sw_version }));
+    Json::Object(config)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::hub::Group;
+
+    fn node() -> NodeInfo {
+        NodeInfo {
+            id: "pi4".into(),
+            name: "Garage Pi".into(),
+            model: "Raspberry Pi 4 Model B Rev 1.4".into(),
+            manufacturer: "Raspberry Pi Ltd".into(),
+            sw_version: "0.1.0".into(),
+            configuration_url: Some("http://192.168.1.20:8080/".into()),
+        }
+    }
+
+    fn check(spec: EntitySpec, expected: Json) {
+        let topics = Topics::new("majortom", "homeassistant", "pi4");
+        let actual = entity_config(&spec, &topics, &node());
+        assert_eq!(actual, expected, "\nactual:   {actual}\nexpected: {expected}");
+    }
+
+    fn expected_device() -> Json {
+        json!({
+            "identifiers": ["majortom_pi4"],
+            "name": "Garage Pi",
+            "model": "Raspberry Pi 4 Model B Rev 1.4",
+            "manufacturer": "Raspberry Pi Ltd",
+            "sw_version": "0.1.0",
+            "configuration_url": "http://192.168.1.20:8080/",
+        })
+    }
+
+    #[test]
+    fn diagnostic_temperature_sensor_should_carry_class_unit_and_expiry() {
+        check(
+            EntitySpec::sensor("cpu_temperature", "CPU temperature", Group::System)
+                .unit("°C")
+                .device_class("temperature")
+                .diagnostic()
+                .expire_after(Duration::from_secs(30)),
+            json!({
+                "name": "CPU temperature",
+                "unique_id": "majortom_pi4_cpu_temperature",
+                "state_topic": "majortom/pi4/cpu_temperature/state",
+                "availability": [{"topic": "majortom/pi4/status"}],
+                "availability_mode": "all",
+                "unit_of_measurement": "°C",
+                "device_class": "temperature",
+                "state_class": "measurement",
+                "entity_category": "diagnostic",
+                "expire_after": 30,
+                "suggested_display_precision": 1,
+                "device": expected_device(),
+                "origin": {"name": "majortom", "sw_version": "0.1.0"},
+            }),
+        );
+    }
+
+    #[test]
+    fn binary_problem_sensor_should_use_on_off_payloads_and_no_state_class() {
+        check(
+            EntitySpec::binary_sensor("under_voltage", "Under-voltage", Group::System)
+                .device_class("problem")
+                .icon("mdi:flash-alert"),
+            json!({
+                "name": "Under-voltage",
+                "unique_id": "majortom_pi4_under_voltage",
+                "state_topic": "majortom/pi4/under_voltage/state",
+                "availability": [{"topic": "majortom/pi4/status"}],
+                "availability_mode": "all",
+                "device_class": "problem",
+                "icon": "mdi:flash-alert",
+                "payload_on": "ON",
+                "payload_off": "OFF",
+                "device": expected_device(),
+                "origin": {"name": "majortom", "sw_version": "0.1.0"},
+            }),
+        );
+    }
+
+    #[test]
+    fn device_block_should_omit_configuration_url_without_a_dashboard() {
+        let node = NodeInfo {
+            configuration_url: None,
+            ..node()
+        };
+        let device = device_block(&node);
+        assert!(device.get("configuration_url").is_none());
+        assert_eq!(device["identifiers"], json!(["majortom_pi4"]));
+    }
+}

@@ -1,0 +1,290 @@
+//! Decides what to publish: follows the hub, (re)publishes availability,
+//! discovery and states after every connect and every Home Assistant birth
+//! message, clears discovery configs of entities that no longer exist, and
+//! publishes `offline` on a clean stop.
+//!
+//! Messages wait in an [`Outbox`] that keeps only the latest payload per
+//! topic, so a slow or absent broker never grows a queue.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rumqttc::{AsyncClient, ClientError, LastWill, MqttOptions, QoS};
+use tokio::sync::{broadcast, mpsc};
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::config::MqttConfig;
+use crate::hub::{EntitySpec, Hub, HubEvent};
+use crate::mqtt::connection::{drive, ConnectionEvent};
+use crate::mqtt::discovery;
+use crate::mqtt::topics::Topics;
+use crate::status::AgentStatus;
+
+/// Requests rumqttc buffers between the sink and the connection task; more
+/// wait in the outbox.
+const REQUEST_CHANNEL_CAPACITY: usize = 64;
+/// How long a stop may spend getting `offline` and DISCONNECT out.
+const STOP_GRACE: Duration = Duration::from_millis(1000);
+/// How soon to retry a flush that found rumqttc's channel full.
+const FLUSH_RETRY: Duration = Duration::from_millis(20);
+
+const AVAILABLE: &str = "online";
+const UNAVAILABLE: &str = "offline";
+
+/// Runs the sink until `cancel` fires, then publishes `offline` and
+/// disconnects.
+pub async fn run(config: MqttConfig, hub: Arc<Hub>, status: Arc<AgentStatus>, cancel: CancellationToken) {
+    let topics = Topics::new(&config.base_topic, &config.discovery_prefix, &status.node.id);
+    let broker = format!("{}:{}", config.host, config.port);
+    let (client, eventloop) = AsyncClient::new(mqtt_options(&config, &topics), REQUEST_CHANNEL_CAPACITY);
+    let (events_tx, events) = mpsc::channel(16);
+    let mut driver = tokio::spawn(drive(eventloop, events_tx, status.clone(), broker));
+
+    let mut sink = Sink {
+        client,
+        topics,
+        hub,
+        status,
+        outbox: Outbox::default(),
+        connected: false,
+    };
+    sink.run(events, cancel).await;
+
+    if sink.connected {
+        let client = sink.client.clone();
+        let topic = sink.topics.status();
+        let goodbye = async {
+            // `publish().await` waits for room in the channel, which the
+            // connection task keeps draining.
+            let _ = client.publish(topic, QoS::AtLeastOnce, true, UNAVAILABLE).await;
+            let _ = client.disconnect().await;
+            let _ = (&mut driver).await;
+        };
+        if tokio::time::timeout(STOP_GRACE, goodbye).await.is_err() {
+            warn!("could not publish `offline` to the MQTT broker in time; the Last Will will say it");
+        } else {
+            info!("published offline and disconnected from MQTT broker");
+        }
+    }
+    driver.abort();
+}
+
+fn mqtt_options(config: &MqttConfig, topics: &Topics) -> MqttOptions {
+    let mut options = MqttOptions::new(&config.client_id, &config.host, config.port);
+    options.set_keep_alive(config.keepalive);
+    options.set_clean_session(true);
+    options.set_max_packet_size(64 * 1024, 64 * 1024);
+    options.set_last_will(LastWill::new(topics.status(), UNAVAILABLE, QoS::AtLeastOnce, true));
+    if let Some(credentials) = &config.credentials {
+        options.set_credentials(&credentials.username, credentials.password.as_deref().unwrap_or(""));
+    }
+    options
+}
+
+struct Sink {
+    client: AsyncClient,
+    topics: Topics,
+    hub: Arc<Hub>,
+    status: Arc<AgentStatus>,
+    outbox: Outbox,
+    connected: bool,
+}
+
+impl Sink {
+    async fn run(&mut self, mut events: mpsc::Receiver<ConnectionEvent>, cancel: CancellationToken) {
+        let mut changes = self.hub.subscribe();
+        loop {
+            let retry_flush = !self.outbox.is_empty() && self.connected;
+            tokio::select! {
+                biased;
+                _ = cancel.cancelled() => return,
+                event = events.recv() => match event {
+                    Some(event) => self.on_connection_event(event),
+                    None => return,
+                },
+                change = changes.recv() => match change {
+                    Ok(event) => self.on_hub_event(event),
+                    Err(broadcast::error::RecvError::Lagged(missed)) => {
+                        warn!(missed, "MQTT sink fell behind the hub; republishing all states");
+                        if self.connected {
+                            self.enqueue_everything();
+                        }
+                    }
+                    Err(broadcast::error::RecvError::Closed) => return,
+                },
+                _ = tokio::time::sleep(FLUSH_RETRY), if retry_flush => {}
+            }
+            if self.connected {
+                self.outbox.flush(&self.client);
+            }
+        }
+    }
+
+    fn on_connection_event(&mut self, event: ConnectionEvent) {
+        match event {
+            ConnectionEvent::Connected => {
+                self.connected = true;
+                self.outbox.clear();
+                for filter in [self.topics.home_assistant_status(), self.topics.discovery_filter()] {
+                    if let Err(error) = self.client.try_subscribe(filter.clone(), QoS::AtLeastOnce) {
+                        warn!(%filter, %error, "could not subscribe");
+                    }
+                }
+                self.outbox.put(self.topics.status(), AVAILABLE.into());
+                self.enqueue_everything();
+            }
+            ConnectionEvent::Disconnected => {
+                self.connected = false;
+                // Everything is republished from the hub on reconnect.
+                self.outbox.clear();
+            }
+            ConnectionEvent::Message { topic, payload } => self.on_message(&topic, &payload),
+        }
+    }
+
+    fn on_message(&mut self, topic: &str, payload: &[u8]) {
+        if topic == self.topics.home_assistant_status() {
+            if payload == AVAILABLE.as_bytes() {
+                info!("Home Assistant is online; republishing discovery and states");
+                self.enqueue_everything();
+            }
+        } else if self.topics.is_own_discovery(topic) {
+            if !payload.is_empty() && !self.current_discovery_topics().contains(topic) {
+                info!(%topic, "clearing discovery config of an entity that no longer exists");
+                self.outbox.put(topic.to_owned(), Vec::new());
+            }
+        } else {
+            warn!(%topic, "ignoring message on unexpected topic");
+        }
+    }
+
+    fn on_hub_event(&mut self, event: HubEvent) {
+        if !self.connected {
+            // Nothing queues while disconnected; the hub keeps the latest
+            // values and they are all published on reconnect.
+            return;
+        }
+        match event {
+            HubEvent::Registered(spec) => {
+                self.enqueue_discovery(&spec);
+                if let Some(snapshot) = self.hub.get(&spec.id) {
+                    if let Some(value) = snapshot.value {
+                        self.outbox
+                            .put(self.topics.state(&spec.id), value.render(spec.precision).into_bytes());
+                    }
+                }
+            }
+            HubEvent::Updated(spec, value) => {
+                self.outbox
+                    .put(self.topics.state(&spec.id), value.render(spec.precision).into_bytes());
+            }
+        }
+    }
+
+    /// Discovery for every entity, then every known state.
+    fn enqueue_everything(&mut self) {
+        let snapshot = self.hub.snapshot();
+        for entity in &snapshot {
+            self.enqueue_discovery(&entity.spec);
+        }
+        for entity in &snapshot {
+            if let Some(value) = &entity.value {
+                self.outbox.put(
+                    self.topics.state(&entity.spec.id),
+                    value.render(entity.spec.precision).into_bytes(),
+                );
+            }
+        }
+    }
+
+    fn enqueue_discovery(&mut self, spec: &EntitySpec) {
+        let payload = discovery::entity_config(spec, &self.topics, &self.status.node).to_string();
+        self.outbox
+            .put(self.topics.discovery(spec.component, &spec.id), payload.into_bytes());
+    }
+
+    fn current_discovery_topics(&self) -> HashSet<String> {
+        self.hub
+            .snapshot()
+            .iter()
+            .map(|e| self.topics.discovery(e.spec.component, &e.spec.id))
+            .collect()
+    }
+}
+
+/// Retained messages waiting to be handed to rumqttc, in first-queued order,
+/// holding only the latest payload per topic. Everything we publish is
+/// retained state, so an older payload for the same topic is worthless.
+#[derive(Default)]
+struct Outbox {
+    order: VecDeque<String>,
+    payloads: HashMap<String, Vec<u8>>,
+}
+
+impl Outbox {
+    fn put(&mut self, topic: String, payload: Vec<u8>) {
+        if self.payloads.insert(topic.clone(), payload).is_none() {
+            self.order.push_back(topic);
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.order.is_empty()
+    }
+
+    fn clear(&mut self) {
+        self.order.clear();
+        self.payloads.clear();
+    }
+
+    /// Hands messages to rumqttc until its channel is full.
+    fn flush(&mut self, client: &AsyncClient) {
+        while let Some(topic) = self.order.front() {
+            let Some(payload) = self.payloads.get(topic) else {
+                self.order.pop_front();
+                continue;
+            };
+            match client.try_publish(topic.as_str(), QoS::AtLeastOnce, true, payload.clone()) {
+                Ok(()) => {
+                    if let Some(topic) = self.order.pop_front() {
+                        self.payloads.remove(&topic);
+                    }
+                }
+                // Full (or the connection task is gone): try again later.
+                Err(ClientError::TryRequest(_) | ClientError::Request(_)) => return,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outbox_should_keep_only_the_latest_payload_per_topic_in_first_queued_order() {
+        let mut outbox = Outbox::default();
+        outbox.put("a".into(), b"1".to_vec());
+        outbox.put("b".into(), b"1".to_vec());
+        outbox.put("a".into(), b"2".to_vec());
+        assert_eq!(outbox.order, VecDeque::from(["a".to_owned(), "b".to_owned()]));
+        assert_eq!(outbox.payloads["a"], b"2");
+        assert_eq!(outbox.payloads.len(), 2);
+    }
+
+    #[tokio::test]
+    async fn outbox_should_stop_flushing_when_the_client_channel_is_full_and_keep_the_rest() {
+        let options = MqttOptions::new("t", "127.0.0.1", 1);
+        // The event loop is never polled, so the channel fills up.
+        let (client, _eventloop) = AsyncClient::new(options, 2);
+        let mut outbox = Outbox::default();
+        for n in 0..5 {
+            outbox.put(format!("t/{n}"), b"x".to_vec());
+        }
+        outbox.flush(&client);
+        assert_eq!(outbox.order.len(), 3, "two fit in the channel, three wait");
+        assert_eq!(outbox.order.front().map(String::as_str), Some("t/2"));
+    }
+}

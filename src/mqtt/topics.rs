@@ -1,0 +1,105 @@
+//! The topic layout, in one place. Users and Home Assistant rely on it:
+//!
+//! - `<base>/<node>/status`: availability, `online`/`offline`, retained;
+//! - `<base>/<node>/<entity>/state`: the entity's state, retained;
+//! - `<base>/<node>/<entity>/set`: commands to an entity;
+//! - `<prefix>/<component>/<node>/<entity>/config`: Home Assistant discovery.
+//!
+//! Pure string building; no I/O.
+
+use crate::hub::Component;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Topics {
+    /// `<base>/<node>`
+    node_base: String,
+    discovery_prefix: String,
+    node_id: String,
+}
+
+impl Topics {
+    pub fn new(base_topic: &str, discovery_prefix: &str, node_id: &str) -> Topics {
+        Topics {
+            node_base: format!("{base_topic}/{node_id}"),
+            discovery_prefix: discovery_prefix.to_owned(),
+            node_id: node_id.to_owned(),
+        }
+    }
+
+    pub fn status(&self) -> String {
+        format!("{}/status", self.node_base)
+    }
+
+    pub fn state(&self, entity: &str) -> String {
+        format!("{}/{entity}/state", self.node_base)
+    }
+
+    pub fn command(&self, entity: &str) -> String {
+        format!("{}/{entity}/set", self.node_base)
+    }
+
+    pub fn discovery(&self, component: Component, entity: &str) -> String {
+        format!(
+            "{}/{}/{}/{entity}/config",
+            self.discovery_prefix,
+            component.as_str(),
+            self.node_id
+        )
+    }
+
+    /// Matches every discovery config this node may have published, under
+    /// any component; used to find and clear stale ones.
+    pub fn discovery_filter(&self) -> String {
+        format!("{}/+/{}/+/config", self.discovery_prefix, self.node_id)
+    }
+
+    /// Home Assistant's birth and last-will topic.
+    pub fn home_assistant_status(&self) -> String {
+        format!("{}/status", self.discovery_prefix)
+    }
+
+    /// True for a topic that `discovery_filter` matches.
+    pub fn is_own_discovery(&self, topic: &str) -> bool {
+        let Some(rest) = topic
+            .strip_prefix(&self.discovery_prefix)
+            .and_then(|r| r.strip_prefix('/'))
+        else {
+            return false;
+        };
+        let levels: Vec<&str> = rest.split('/').collect();
+        matches!(levels.as_slice(), [_, node, _, "config"] if *node == self.node_id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn topics_should_follow_the_documented_layout() {
+        let t = Topics::new("majortom", "homeassistant", "pi4");
+        assert_eq!(t.status(), "majortom/pi4/status");
+        assert_eq!(t.state("cpu_usage"), "majortom/pi4/cpu_usage/state");
+        assert_eq!(t.command("relay"), "majortom/pi4/relay/set");
+        assert_eq!(
+            t.discovery(Component::Sensor, "cpu_usage"),
+            "homeassistant/sensor/pi4/cpu_usage/config"
+        );
+        assert_eq!(
+            t.discovery(Component::BinarySensor, "throttled"),
+            "homeassistant/binary_sensor/pi4/throttled/config"
+        );
+        assert_eq!(t.discovery_filter(), "homeassistant/+/pi4/+/config");
+        assert_eq!(t.home_assistant_status(), "homeassistant/status");
+    }
+
+    #[test]
+    fn own_discovery_topics_should_be_recognised_and_others_not() {
+        let t = Topics::new("mt", "ha", "pi4");
+        assert!(t.is_own_discovery("ha/sensor/pi4/old_entity/config"));
+        assert!(!t.is_own_discovery("ha/sensor/other/old_entity/config"));
+        assert!(!t.is_own_discovery("ha/sensor/pi4/x/y/config"));
+        assert!(!t.is_own_discovery("hax/sensor/pi4/x/config"));
+        assert!(!t.is_own_discovery("ha/status"));
+    }
+}

@@ -1,0 +1,194 @@
+//! Home Assistant discovery and states, as a subscriber sees them.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use serde_json::Value as Json;
+
+use crate::support::{retained, retained_payload, test_config, wait_for, wait_retained, Agent, Broker, Observer};
+
+const SETTLE: Duration = Duration::from_millis(400);
+
+/// Retained discovery configs of `node`, by entity id.
+async fn discovery_configs(port: u16, node: &str) -> HashMap<String, (String, Json)> {
+    retained(port, &format!("homeassistant/+/{node}/+/config"), SETTLE)
+        .await
+        .into_iter()
+        .filter(|m| !m.payload.is_empty())
+        .map(|m| {
+            let levels: Vec<&str> = m.topic.split('/').collect();
+            let json: Json = serde_json::from_str(&m.payload).unwrap_or_else(|e| panic!("{}: not JSON ({e})", m.topic));
+            (levels[3].to_owned(), (levels[1].to_owned(), json))
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_entity_should_be_discovered_retained_with_a_complete_config_and_numeric_state() {
+    let broker = Broker::start();
+    let agent = Agent::start(&test_config("disco", broker.port, "[system]\ninterval_s = 1\n")).await;
+
+    // Wait for the second sample, which brings the rates (cpu_usage).
+    let observer = Observer::connect(broker.port, "majortom/disco/#").await;
+    observer
+        .wait_for_message("majortom/disco/cpu_usage/state", Duration::from_secs(10), |_| true)
+        .await;
+
+    let entities = agent.get_json("/api/state")["entities"]
+        .as_array()
+        .expect("entities")
+        .clone();
+    let ids: Vec<String> = entities
+        .iter()
+        .map(|e| e["id"].as_str().expect("id").to_owned())
+        .collect();
+    for required in [
+        "cpu_usage",
+        "load_1m",
+        "load_5m",
+        "load_15m",
+        "memory_used",
+        "swap_used",
+        "disk_used",
+        "uptime",
+        "network_rx",
+        "network_tx",
+    ] {
+        assert!(ids.iter().any(|id| id == required), "{required} missing from {ids:?}");
+    }
+
+    let configs = discovery_configs(broker.port, "disco").await;
+    assert_eq!(
+        configs.len(),
+        ids.len(),
+        "one retained config per entity: {:?}",
+        configs.keys()
+    );
+    let web_port = agent.web.expect("web").port();
+    for entity in &entities {
+        let id = entity["id"].as_str().expect("id");
+        let (component, config) = configs
+            .get(id)
+            .unwrap_or_else(|| panic!("no discovery config for {id}"));
+        assert_eq!(component, entity["component"].as_str().expect("component"));
+        assert_eq!(config["unique_id"], format!("majortom_disco_{id}"));
+        assert_eq!(config["state_topic"], format!("majortom/disco/{id}/state"));
+        assert_eq!(config["availability"][0]["topic"], "majortom/disco/status");
+        assert_eq!(config["entity_category"], "diagnostic", "{id}");
+        assert!(
+            config["expire_after"].as_u64().is_some_and(|s| s >= 3),
+            "{id}: expire_after {}",
+            config["expire_after"]
+        );
+        assert!(config["name"].as_str().is_some_and(|n| !n.is_empty()));
+        let device = &config["device"];
+        assert_eq!(device["identifiers"], serde_json::json!(["majortom_disco"]), "{id}");
+        assert_eq!(device["name"], "E2E disco");
+        assert_eq!(device["sw_version"], env!("CARGO_PKG_VERSION"));
+        assert!(device["model"].as_str().is_some_and(|m| !m.is_empty()));
+        assert!(device["manufacturer"].as_str().is_some_and(|m| !m.is_empty()));
+        assert_eq!(device["configuration_url"], format!("http://127.0.0.1:{web_port}/"));
+        if component == "sensor" {
+            assert_eq!(config["state_class"], "measurement", "{id}");
+        }
+    }
+    let unit = |id: &str| configs[id].1["unit_of_measurement"].clone();
+    assert_eq!(unit("cpu_usage"), "%");
+    assert_eq!(unit("memory_used"), "%");
+    assert_eq!(unit("disk_used"), "%");
+    assert_eq!(unit("uptime"), "s");
+    assert_eq!(configs["uptime"].1["device_class"], "duration");
+    assert_eq!(unit("network_rx"), "kB/s");
+    assert_eq!(configs["network_rx"].1["device_class"], "data_rate");
+
+    // States: retained, and numbers for every sensor.
+    let states: HashMap<String, String> = retained(broker.port, "majortom/disco/+/state", SETTLE)
+        .await
+        .into_iter()
+        .map(|m| (m.topic.split('/').nth(2).expect("entity level").to_owned(), m.payload))
+        .collect();
+    for (id, (component, _)) in &configs {
+        let state = states.get(id).unwrap_or_else(|| panic!("no retained state for {id}"));
+        match component.as_str() {
+            "sensor" => {
+                let n: f64 = state
+                    .parse()
+                    .unwrap_or_else(|_| panic!("{id} state {state:?} is not a number"));
+                assert!(n.is_finite() && n >= 0.0, "{id} = {n}");
+            }
+            _ => assert!(state == "ON" || state == "OFF", "{id} = {state}"),
+        }
+    }
+    let percent = |id: &str| states[id].parse::<f64>().expect("number");
+    for id in ["cpu_usage", "memory_used", "disk_used", "swap_used"] {
+        assert!((0.0..=100.0).contains(&percent(id)), "{id} = {}", percent(id));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn home_assistant_birth_message_should_trigger_a_republish_of_discovery() {
+    let broker = Broker::start();
+    // A long interval, so nothing else publishes in the meantime.
+    let _agent = Agent::start(&test_config("birth", broker.port, "[system]\ninterval_s = 3600\n")).await;
+    let observer = Observer::connect(broker.port, "homeassistant/+/birth/+/config").await;
+    let initial = wait_for("the initial discovery", Duration::from_secs(10), || {
+        let n = observer.messages().len();
+        (n >= 5).then_some(n)
+    })
+    .await;
+    tokio::time::sleep(SETTLE).await;
+    let initial = observer.messages().len().max(initial);
+    observer.clear();
+
+    observer.publish("homeassistant/status", "offline", false).await;
+    tokio::time::sleep(SETTLE).await;
+    assert!(
+        observer.messages().is_empty(),
+        "`offline` from Home Assistant must not trigger a republish"
+    );
+
+    observer.publish("homeassistant/status", "online", false).await;
+    let republished = wait_for("discovery to be republished", Duration::from_secs(10), || {
+        let n = observer.messages().len();
+        (n >= initial).then_some(n)
+    })
+    .await;
+    assert!(
+        observer.messages().iter().all(|m| !m.retain),
+        "live messages, not the retained store"
+    );
+    assert!(republished >= initial, "{republished} < {initial}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn stale_discovery_of_a_removed_entity_should_be_cleared() {
+    let broker = Broker::start();
+    let seed = Observer::connect(broker.port, "nothing/here").await;
+    let stale = "homeassistant/sensor/stale/gpu_temperature/config";
+    let other_node = "homeassistant/sensor/someone_else/gpu_temperature/config";
+    seed.publish(stale, r#"{"name":"old"}"#, true).await;
+    seed.publish(other_node, r#"{"name":"not ours"}"#, true).await;
+    wait_retained(broker.port, stale, Duration::from_secs(5)).await;
+    wait_retained(broker.port, other_node, Duration::from_secs(5)).await;
+
+    let agent = Agent::start(&test_config("stale", broker.port, "[system]\ninterval_s = 3600\n")).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while retained_payload(broker.port, stale).await.is_some() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "stale config not cleared; log: {}",
+            agent.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    let configs = discovery_configs(broker.port, "stale").await;
+    assert!(!configs.contains_key("gpu_temperature"), "stale config still retained");
+    assert!(
+        configs.contains_key("cpu_usage") || configs.contains_key("load_1m"),
+        "our own configs must stay: {:?}",
+        configs.keys()
+    );
+    let others = retained(broker.port, other_node, SETTLE).await;
+    assert_eq!(others.len(), 1, "another node's config must be left alone");
+}

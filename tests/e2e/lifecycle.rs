@@ -1,0 +1,69 @@
+//! Availability through the agent's life: online after connect, offline on a
+//! clean stop and, through the Last Will, after a crash.
+
+use std::time::{Duration, Instant};
+
+use crate::support::{retained_payload, test_config, wait_retained, Agent, Broker, Observer};
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_should_publish_offline_retained_and_exit_zero_within_two_seconds() {
+    let broker = Broker::start();
+    let mut agent = Agent::start(&test_config("term", broker.port, "")).await;
+    assert_eq!(
+        wait_retained(broker.port, "majortom/term/status", Duration::from_secs(10)).await,
+        "online"
+    );
+    // The web server answers while running.
+    assert_eq!(agent.get("/api/health").0, 200);
+
+    let stopping = Instant::now();
+    agent.signal(libc::SIGTERM);
+    let status = agent.wait_exit(Duration::from_secs(2)).await;
+    let status = status.unwrap_or_else(|| panic!("still running 2 s after SIGTERM; log: {}", agent.log()));
+    assert!(status.success(), "exit status {status:?}; log: {}", agent.log());
+    assert_eq!(
+        retained_payload(broker.port, "majortom/term/status").await.as_deref(),
+        Some("offline")
+    );
+    assert!(agent.log().contains("published offline"), "{}", agent.log());
+    eprintln!("stopped in {:?}", stopping.elapsed());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigint_should_stop_cleanly_too() {
+    let broker = Broker::start();
+    let mut agent = Agent::start(&test_config("int", broker.port, "")).await;
+    wait_retained(broker.port, "majortom/int/status", Duration::from_secs(10)).await;
+    agent.signal(libc::SIGINT);
+    let status = agent.wait_exit(Duration::from_secs(2)).await.expect("exited");
+    assert!(status.success());
+    assert_eq!(
+        retained_payload(broker.port, "majortom/int/status").await.as_deref(),
+        Some("offline")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigkill_should_leave_offline_through_the_last_will() {
+    let broker = Broker::start();
+    let mut agent = Agent::start(&test_config("kill", broker.port, "")).await;
+    let observer = Observer::connect(broker.port, "majortom/kill/status").await;
+    observer
+        .wait_for_message("majortom/kill/status", Duration::from_secs(10), |m| {
+            m.payload == "online"
+        })
+        .await;
+
+    agent.signal(libc::SIGKILL);
+    agent.wait_exit(Duration::from_secs(5)).await.expect("killed");
+    observer
+        .wait_for_message("majortom/kill/status", Duration::from_secs(10), |m| {
+            m.payload == "offline"
+        })
+        .await;
+    assert_eq!(
+        retained_payload(broker.port, "majortom/kill/status").await.as_deref(),
+        Some("offline"),
+        "the will is retained"
+    );
+}

@@ -1,0 +1,17 @@
+//! End-to-end tests: the real `majortom` binary against a real mosquitto on
+//! a free loopback port. One test binary; the modules, in reading order:
+//!
+//! - `cli`: `init`, `check`, bad configs (exit codes and messages).
+//! - `discovery`: Home Assistant discovery configs, states, stale configs,
+//!   the Home Assistant birth message.
+//! - `lifecycle`: availability, SIGTERM and SIGKILL.
+//! - `reconnect`: broker restart, no broker (backoff, not a spin).
+//! - `sysfs`: Raspberry Pi fixture trees through the whole agent.
+
+mod support;
+
+mod cli;
+mod discovery;
+mod lifecycle;
+mod reconnect;
+mod sysfs;

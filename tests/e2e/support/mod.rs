@@ -1,0 +1,440 @@
+//! Test fixtures: a real mosquitto on a free loopback port, the real
+//! `majortom` binary as a child process, an MQTT observer, and a tiny HTTP
+//! client. Nothing here is mocked.
+
+#![allow(dead_code)] // Each test module uses a different part.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+use tempfile::TempDir;
+
+/// Waits until `check` returns `Some`, polling every 50 ms; panics with
+/// `what` after `timeout`.
+pub async fn wait_for<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(value) = check() {
+            return value;
+        }
+        if Instant::now() > deadline {
+            panic!("timed out after {timeout:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A port that was free a moment ago.
+pub fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
+    listener.local_addr().expect("local addr").port()
+}
+
+fn find_program(name: &str, fallbacks: &[&str]) -> PathBuf {
+    if let Some(paths) = std::env::var_os("PATH") {
+        for dir in std::env::split_paths(&paths) {
+            let candidate = dir.join(name);
+            if candidate.is_file() {
+                return candidate;
+            }
+        }
+    }
+    for fallback in fallbacks {
+        if Path::new(fallback).is_file() {
+            return PathBuf::from(fallback);
+        }
+    }
+    panic!("`{name}` is not installed; run the test suite with ./scripts/test.sh, which installs it (apt-get install {name})");
+}
+
+// ---- mosquitto ---------------------------------------------------------------
+
+/// A mosquitto broker on 127.0.0.1, killed on drop.
+pub struct Broker {
+    pub port: u16,
+    dir: TempDir,
+    child: Option<Child>,
+}
+
+impl Broker {
+    pub fn start() -> Broker {
+        Broker::start_on(free_port())
+    }
+
+    pub fn start_on(port: u16) -> Broker {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut broker = Broker { port, dir, child: None };
+        broker.launch();
+        broker
+    }
+
+    fn launch(&mut self) {
+        let conf = self.dir.path().join("mosquitto.conf");
+        let log = self.dir.path().join("mosquitto.log");
+        std::fs::write(
+            &conf,
+            format!(
+                "listener {} 127.0.0.1\nallow_anonymous true\npersistence false\nlog_dest file {}\nlog_type all\n",
+                self.port,
+                log.display()
+            ),
+        )
+        .expect("write mosquitto.conf");
+        let program = find_program("mosquitto", &["/usr/sbin/mosquitto"]);
+        let child = Command::new(program)
+            .arg("-c")
+            .arg(&conf)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start mosquitto");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "mosquitto did not start on port {}: {}",
+                self.port,
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Kills the broker (as a crash or a restart would).
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts it again on the same port, with no retained messages (no
+    /// persistence): everything must be republished by the agent.
+    pub fn restart(&mut self) {
+        self.stop();
+        self.launch();
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("mosquitto.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+// ---- the agent ---------------------------------------------------------------
+
+/// The real `majortom` binary, started with a config file, killed on drop.
+pub struct Agent {
+    child: Child,
+    dir: TempDir,
+    log: Arc<Mutex<String>>,
+    pub web: Option<SocketAddr>,
+}
+
+/// A config for tests: a node id, the given broker port, the web server on a
+/// free loopback port, fast sampling. `extra` is appended.
+pub fn test_config(node: &str, mqtt_port: u16, extra: &str) -> String {
+    format!(
+        "[node]\nid = \"{node}\"\nname = \"E2E {node}\"\n\n[mqtt]\nhost = \"127.0.0.1\"\nport = {mqtt_port}\nkeepalive_s = 5\n\n[web]\nbind = \"127.0.0.1\"\nport = 0\n\n{extra}\n"
+    )
+}
+
+pub fn binary() -> &'static str {
+    env!("CARGO_BIN_EXE_majortom")
+}
+
+impl Agent {
+    /// Starts the agent and waits until its web server listens.
+    pub async fn start(config: &str) -> Agent {
+        let mut agent = Agent::spawn(config, &[]);
+        let log = agent.log.clone();
+        let addr = wait_for("the agent's web server to listen", Duration::from_secs(15), || {
+            let log = log.lock().expect("log lock");
+            log.lines()
+                .filter(|l| l.contains("dashboard listening"))
+                .find_map(|l| l.split("addr=").nth(1))
+                .and_then(|a| a.split_whitespace().next())
+                .and_then(|a| a.parse::<SocketAddr>().ok())
+        })
+        .await;
+        agent.web = Some(addr);
+        agent
+    }
+
+    /// Spawns the binary with `args` after `--config <file>`; does not wait.
+    pub fn spawn(config: &str, args: &[&str]) -> Agent {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("majortom.toml");
+        std::fs::write(&path, config).expect("write config");
+        let mut child = Command::new(binary())
+            .arg("run")
+            .arg("--config")
+            .arg(&path)
+            .args(args)
+            .env("MAJORTOM_LOG", "debug")
+            .env_remove("MAJORTOM_MQTT_PASSWORD")
+            .env_remove("MAJORTOM_MQTT_USERNAME")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start majortom");
+        let log = Arc::new(Mutex::new(String::new()));
+        let stderr = child.stderr.take().expect("piped stderr");
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let mut log = sink.lock().expect("log lock");
+                log.push_str(&line);
+                log.push('\n');
+            }
+        });
+        Agent {
+            child,
+            dir,
+            log,
+            web: None,
+        }
+    }
+
+    pub fn pid(&self) -> i32 {
+        i32::try_from(self.child.id()).expect("pid fits i32")
+    }
+
+    pub fn log(&self) -> String {
+        self.log.lock().expect("log lock").clone()
+    }
+
+    pub fn signal(&self, signal: i32) {
+        // SAFETY: kill(2) on our own child's pid has no memory effects.
+        let rc = unsafe { libc::kill(self.pid(), signal) };
+        assert_eq!(rc, 0, "kill({}, {signal}) failed", self.pid());
+    }
+
+    /// Waits for the process to exit; `None` if it is still running.
+    pub async fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return Some(status);
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        self.child.try_wait().expect("try_wait").is_none()
+    }
+
+    /// User + system CPU time the process has used so far.
+    pub fn cpu_time(&self) -> Duration {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).expect("read /proc/<pid>/stat");
+        // Fields after the parenthesised command name; utime and stime are
+        // fields 14 and 15 of the whole line.
+        let after = stat.rsplit_once(')').map(|(_, rest)| rest).expect("stat format");
+        let fields: Vec<&str> = after.split_whitespace().collect();
+        let ticks: u64 = fields[11].parse::<u64>().expect("utime") + fields[12].parse::<u64>().expect("stime");
+        // SAFETY: sysconf has no memory effects.
+        let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+        Duration::from_millis(ticks * 1000 / u64::try_from(hz).expect("positive CLK_TCK"))
+    }
+
+    pub fn get(&self, path: &str) -> (u16, String) {
+        http_get(self.web.expect("web server address"), path)
+    }
+
+    pub fn get_json(&self, path: &str) -> serde_json::Value {
+        let (status, body) = self.get(path);
+        assert_eq!(status, 200, "GET {path}: {body}");
+        serde_json::from_str(&body).unwrap_or_else(|e| panic!("GET {path}: not JSON ({e}): {body}"))
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A one-shot HTTP/1.1 GET; returns status and body.
+pub fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    let mut stream = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect to {addr}: {e}"));
+    stream.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .expect("send request");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("read response");
+    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("bad response: {response}"));
+    (status, body.to_owned())
+}
+
+// ---- MQTT observer -------------------------------------------------------------
+
+#[derive(Debug, Clone)]
+pub struct Message {
+    pub topic: String,
+    pub payload: String,
+    /// True when the broker delivered it from its retained store.
+    pub retain: bool,
+}
+
+/// An MQTT client that subscribes to a filter and records everything it
+/// receives; it resubscribes after a broker restart.
+pub struct Observer {
+    pub client: AsyncClient,
+    messages: Arc<Mutex<Vec<Message>>>,
+    connected: Arc<Mutex<bool>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Observer {
+    pub async fn connect(port: u16, filter: &str) -> Observer {
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let mut options = MqttOptions::new(format!("observer-{}-{n}", std::process::id()), "127.0.0.1", port);
+        options.set_max_packet_size(256 * 1024, 256 * 1024);
+        let (client, mut eventloop) = AsyncClient::new(options, 100);
+        let messages = Arc::new(Mutex::new(Vec::new()));
+        let connected = Arc::new(Mutex::new(false));
+        let (sink, flag, sub_client, filter) = (messages.clone(), connected.clone(), client.clone(), filter.to_owned());
+        let task = tokio::spawn(async move {
+            loop {
+                match eventloop.poll().await {
+                    Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                        let _ = sub_client.subscribe(filter.clone(), QoS::AtLeastOnce).await;
+                    }
+                    Ok(Event::Incoming(Packet::SubAck(_))) => *flag.lock().expect("lock") = true,
+                    Ok(Event::Incoming(Packet::Publish(p))) => sink.lock().expect("lock").push(Message {
+                        topic: p.topic,
+                        payload: String::from_utf8_lossy(&p.payload).into_owned(),
+                        retain: p.retain,
+                    }),
+                    Ok(_) => {}
+                    Err(_) => {
+                        *flag.lock().expect("lock") = false;
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                }
+            }
+        });
+        let observer = Observer {
+            client,
+            messages,
+            connected,
+            task,
+        };
+        let flag = observer.connected.clone();
+        wait_for("the observer to subscribe", Duration::from_secs(10), || {
+            (*flag.lock().expect("lock")).then_some(())
+        })
+        .await;
+        observer
+    }
+
+    pub fn messages(&self) -> Vec<Message> {
+        self.messages.lock().expect("lock").clone()
+    }
+
+    pub fn clear(&self) {
+        self.messages.lock().expect("lock").clear();
+    }
+
+    /// The last payload seen on `topic`.
+    pub fn last(&self, topic: &str) -> Option<String> {
+        self.messages
+            .lock()
+            .expect("lock")
+            .iter()
+            .rev()
+            .find(|m| m.topic == topic)
+            .map(|m| m.payload.clone())
+    }
+
+    /// Waits until a message on `topic` satisfies `check`.
+    pub async fn wait_for_message(&self, topic: &str, timeout: Duration, check: impl Fn(&Message) -> bool) -> Message {
+        let messages = self.messages.clone();
+        wait_for(&format!("a matching message on {topic}"), timeout, || {
+            messages
+                .lock()
+                .expect("lock")
+                .iter()
+                .find(|m| m.topic == topic && check(m))
+                .cloned()
+        })
+        .await
+    }
+
+    pub async fn publish(&self, topic: &str, payload: &str, retain: bool) {
+        self.client
+            .publish(topic, QoS::AtLeastOnce, retain, payload.as_bytes().to_vec())
+            .await
+            .expect("queue publish");
+    }
+}
+
+impl Drop for Observer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// What the broker holds retained under `filter`: a fresh subscriber gets it
+/// all at once. Collects until nothing new arrived for `settle`.
+pub async fn retained(port: u16, filter: &str, settle: Duration) -> Vec<Message> {
+    let observer = Observer::connect(port, filter).await;
+    let mut seen = 0;
+    loop {
+        tokio::time::sleep(settle).await;
+        let now = observer.messages().len();
+        if now == seen {
+            break;
+        }
+        seen = now;
+    }
+    observer.messages().into_iter().filter(|m| m.retain).collect()
+}
+
+/// The retained payload of one topic, if any.
+pub async fn retained_payload(port: u16, topic: &str) -> Option<String> {
+    retained(port, topic, Duration::from_millis(300))
+        .await
+        .pop()
+        .map(|m| m.payload)
+}
+
+/// Waits until the broker holds a retained message on `topic`; returns it.
+pub async fn wait_retained(port: u16, topic: &str, timeout: Duration) -> String {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(payload) = retained_payload(port, topic).await {
+            return payload;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "nothing retained on {topic} after {timeout:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
