@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::support::{free_port, retained, test_config, wait_retained, Agent, Broker};
+use crate::support::{free_port, retained, test_config, wait_retained, Agent, Broker, Observer};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn broker_restart_should_bring_back_availability_discovery_and_states() {
@@ -51,6 +51,19 @@ async fn broker_restart_should_bring_back_availability_discovery_and_states() {
         agent.log()
     );
     assert_eq!(agent.get_json("/api/health")["mqtt"]["connects"], 2);
+
+    // The subscriptions are back too: Home Assistant's birth is answered.
+    let observer = Observer::connect(broker.port, "homeassistant/+/restart/+/config").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    observer.clear();
+    observer.publish("homeassistant/status", "online", false).await;
+    observer
+        .wait_for_message(
+            "homeassistant/sensor/restart/memory_used/config",
+            Duration::from_secs(10),
+            |m| !m.retain,
+        )
+        .await;
 }
 
 /// A TCP listener that accepts and at once closes every connection, like a
