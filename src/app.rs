@@ -14,7 +14,7 @@ use anyhow::Context as _;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use crate::config::Config;
 use crate::hub::{Hub, DEFAULT_HISTORY_LEN};
@@ -35,14 +35,44 @@ pub struct Agent {
     pub web_addr: Option<SocketAddr>,
     pub hub: Arc<Hub>,
     pub status: Arc<AgentStatus>,
+    /// How many tasks were started; fewer running means one has died.
+    spawned: usize,
 }
 
-/// Runs the agent until `shutdown` completes, then stops it.
+/// Runs the agent until `shutdown` completes, then stops it. Under systemd
+/// (`Type=notify`) it reports readiness, pings the watchdog while every task
+/// is still running, and reports stopping.
 pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
     let agent = start(config).await?;
-    shutdown.await;
+    notify(sd_notify::NotifyState::Ready);
+    let watchdog = sd_notify::watchdog_enabled();
+    let mut ping = tokio::time::interval(watchdog.map_or(Duration::from_secs(3600), |timeout| timeout / 2));
+    tokio::pin!(shutdown);
+    let mut reported_unhealthy = false;
+    loop {
+        tokio::select! {
+            () = &mut shutdown => break,
+            _ = ping.tick(), if watchdog.is_some() => {
+                if agent.healthy() {
+                    notify(sd_notify::NotifyState::Watchdog);
+                } else if !reported_unhealthy {
+                    // No more pings: systemd restarts us after WatchdogSec.
+                    error!("a task of the agent has stopped; no longer pinging the watchdog");
+                    reported_unhealthy = true;
+                }
+            }
+        }
+    }
+    notify(sd_notify::NotifyState::Stopping);
     agent.stop().await;
     Ok(())
+}
+
+/// Tells systemd about a state change; a no-op outside systemd.
+fn notify(state: sd_notify::NotifyState<'_>) {
+    if let Err(error) = sd_notify::notify(&[state]) {
+        warn!(%error, "cannot notify systemd");
+    }
 }
 
 /// Starts every part of the agent and returns once they are running.
@@ -54,6 +84,11 @@ pub async fn start(config: Config) -> anyhow::Result<Agent> {
     for spec in system.iter().flat_map(SystemSource::entities) {
         hub.register(spec);
     }
+
+    let mqtt = match &config.mqtt {
+        Some(mqtt) => Some(mqtt::prepare(mqtt, &config.node.id).context("cannot set up MQTT")?),
+        None => None,
+    };
 
     // Bind before anything runs, so a port in use is a start-up error.
     let listener = match &config.web {
@@ -74,7 +109,7 @@ pub async fn start(config: Config) -> anyhow::Result<Agent> {
 
     let cancel = CancellationToken::new();
     let tasks = TaskTracker::new();
-    if let Some(mqtt) = config.mqtt.clone() {
+    if let Some(mqtt) = mqtt {
         tasks.spawn(mqtt::run(mqtt, hub.clone(), status.clone(), cancel.clone()));
     } else {
         info!("MQTT is disabled");
@@ -90,6 +125,7 @@ pub async fn start(config: Config) -> anyhow::Result<Agent> {
         tasks.spawn(system.run(hub.clone(), cancel.clone()));
     }
     Ok(Agent {
+        spawned: tasks.len(),
         cancel,
         tasks,
         web_addr,
@@ -99,6 +135,11 @@ pub async fn start(config: Config) -> anyhow::Result<Agent> {
 }
 
 impl Agent {
+    /// True while every task is still running.
+    pub fn healthy(&self) -> bool {
+        self.tasks.len() == self.spawned
+    }
+
     /// Cancels every task and waits (bounded) for them to finish.
     pub async fn stop(self) {
         info!("stopping");

@@ -70,7 +70,29 @@ pub struct MqttConfig {
     pub discovery_prefix: String,
     pub base_topic: String,
     pub credentials: Option<Credentials>,
+    /// `None` for plain TCP.
+    pub tls: Option<TlsConfig>,
 }
+
+/// TLS to the broker. The files are checked for readability here and parsed
+/// when the connection is set up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsConfig {
+    /// PEM bundle of the certificate authorities to trust.
+    pub ca_file: PathBuf,
+    /// PEM certificate chain and private key, for brokers that want client
+    /// certificates.
+    pub client_auth: Option<ClientAuth>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientAuth {
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+}
+
+/// Where Debian and Raspberry Pi OS keep the system's trusted CAs.
+pub const SYSTEM_CA_FILE: &str = "/etc/ssl/certs/ca-certificates.crt";
 
 #[derive(Clone, PartialEq, Eq)]
 pub struct Credentials {
@@ -279,7 +301,8 @@ struct RawNode {
 struct RawMqtt {
     enabled: bool,
     host: toml::Spanned<String>,
-    port: NonZeroU16,
+    /// Default 1883, or 8883 with TLS.
+    port: Option<NonZeroU16>,
     client_id: Option<toml::Spanned<String>>,
     keepalive_s: toml::Spanned<u64>,
     discovery_prefix: toml::Spanned<String>,
@@ -287,6 +310,15 @@ struct RawMqtt {
     username: Option<String>,
     password: Option<toml::Spanned<String>>,
     password_file: Option<toml::Spanned<PathBuf>>,
+    tls: Option<RawTls>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawTls {
+    ca_file: Option<toml::Spanned<PathBuf>>,
+    cert_file: Option<toml::Spanned<PathBuf>>,
+    key_file: Option<toml::Spanned<PathBuf>>,
 }
 
 impl Default for RawMqtt {
@@ -294,7 +326,7 @@ impl Default for RawMqtt {
         RawMqtt {
             enabled: true,
             host: unspanned("localhost".to_owned()),
-            port: NonZeroU16::new(1883).unwrap_or(NonZeroU16::MIN),
+            port: None,
             client_id: None,
             keepalive_s: unspanned(30),
             discovery_prefix: unspanned("homeassistant".to_owned()),
@@ -302,6 +334,7 @@ impl Default for RawMqtt {
             username: None,
             password: None,
             password_file: None,
+            tls: None,
         }
     }
 }
@@ -445,15 +478,50 @@ impl Validator<'_> {
             }
         }
         let credentials = self.credentials(raw.username, raw.password, raw.password_file)?;
+        let tls = raw.tls.map(|tls| self.tls(tls)).transpose()?;
+        let default_port = if tls.is_some() { 8883 } else { 1883 };
         Ok(MqttConfig {
             host,
-            port: raw.port.get(),
+            port: raw.port.map_or(default_port, NonZeroU16::get),
+            tls,
             client_id,
             keepalive: Duration::from_secs(keepalive),
             discovery_prefix: raw.discovery_prefix.into_inner(),
             base_topic: raw.base_topic.into_inner(),
             credentials,
         })
+    }
+
+    fn tls(&self, raw: RawTls) -> Result<TlsConfig, ConfigError> {
+        let ca_file = match raw.ca_file {
+            Some(file) => self.readable(file, "mqtt.tls.ca_file")?,
+            None => PathBuf::from(SYSTEM_CA_FILE),
+        };
+        let client_auth = match (raw.cert_file, raw.key_file) {
+            (None, None) => None,
+            (Some(cert), Some(key)) => Some(ClientAuth {
+                cert_file: self.readable(cert, "mqtt.tls.cert_file")?,
+                key_file: self.readable(key, "mqtt.tls.key_file")?,
+            }),
+            (Some(cert), None) => {
+                return Err(self.error(&cert, "mqtt.tls.key_file", "`cert_file` needs `key_file` too"))
+            }
+            (None, Some(key)) => {
+                return Err(self.error(&key, "mqtt.tls.cert_file", "`key_file` needs `cert_file` too"))
+            }
+        };
+        Ok(TlsConfig { ca_file, client_auth })
+    }
+
+    /// A path that must be a readable file.
+    fn readable(&self, path: toml::Spanned<PathBuf>, key: &str) -> Result<PathBuf, ConfigError> {
+        match std::fs::File::open(path.get_ref()) {
+            Ok(_) => Ok(path.into_inner()),
+            Err(e) => {
+                let message = format!("cannot read {}: {e}", path.get_ref().display());
+                Err(self.error(&path, key, message))
+            }
+        }
     }
 
     /// Username from the file or `$MAJORTOM_MQTT_USERNAME`; the password from
@@ -726,6 +794,34 @@ mod tests {
                 .starts_with("test.toml: line 3, column 17: key `mqtt.password_file`: cannot read /nonexistent/secret"),
             "{message}"
         );
+    }
+
+    #[test]
+    fn tls_section_should_switch_the_default_port_and_default_to_the_system_cas() {
+        let mqtt = parse("[mqtt.tls]\n").expect("valid").mqtt.expect("mqtt");
+        assert_eq!(mqtt.port, 8883);
+        let tls = mqtt.tls.expect("tls");
+        assert_eq!(tls.ca_file, PathBuf::from(SYSTEM_CA_FILE));
+        assert_eq!(tls.client_auth, None);
+        let mqtt = parse("[mqtt]\nport = 9999\n[mqtt.tls]\n")
+            .expect("valid")
+            .mqtt
+            .expect("mqtt");
+        assert_eq!(mqtt.port, 9999);
+    }
+
+    #[test]
+    fn tls_files_should_be_checked_and_named_by_key() {
+        let message = error_of("[mqtt.tls]\nca_file = \"/nonexistent/ca.pem\"\n");
+        assert!(
+            message.starts_with("test.toml: line 2, column 11: key `mqtt.tls.ca_file`: cannot read"),
+            "{message}"
+        );
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cert = dir.path().join("c.pem");
+        std::fs::write(&cert, "x").expect("write");
+        let message = error_of(&format!("[mqtt.tls]\ncert_file = \"{}\"\n", cert.display()));
+        assert!(message.contains("key `mqtt.tls.key_file`"), "{message}");
     }
 
     #[test]

@@ -4,12 +4,14 @@
 //! Two tasks: [`connection`] owns rumqttc's event loop (connect, backoff,
 //! incoming packets) and reports to [`sink`], which follows the hub and
 //! decides what to publish. Topic and discovery code ([`topics`],
-//! [`discovery`]) is pure and does no I/O.
+//! [`discovery`]) is pure and does no I/O; [`tls`] builds the rustls
+//! configuration.
 
 pub mod backoff;
 pub mod connection;
 pub mod discovery;
 pub mod sink;
+pub mod tls;
 pub mod topics;
 
-pub use sink::run;
+pub use sink::{prepare, run, Prepared};

@@ -10,7 +10,7 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
-use rumqttc::{AsyncClient, ClientError, LastWill, MqttOptions, QoS};
+use rumqttc::{AsyncClient, ClientError, LastWill, MqttOptions, QoS, TlsConfiguration, Transport};
 use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -19,6 +19,7 @@ use crate::config::MqttConfig;
 use crate::hub::{EntitySpec, Hub, HubEvent};
 use crate::mqtt::connection::{drive, ConnectionEvent};
 use crate::mqtt::discovery;
+use crate::mqtt::tls::{self, TlsError};
 use crate::mqtt::topics::Topics;
 use crate::status::AgentStatus;
 
@@ -33,12 +34,45 @@ const FLUSH_RETRY: Duration = Duration::from_millis(20);
 const AVAILABLE: &str = "online";
 const UNAVAILABLE: &str = "offline";
 
+/// Everything the sink needs that can fail, built before the agent starts so
+/// that bad TLS material is a start-up error.
+pub struct Prepared {
+    options: MqttOptions,
+    topics: Topics,
+    broker: String,
+}
+
+/// Builds the connection options (Last Will, credentials, TLS) and topics.
+pub fn prepare(config: &MqttConfig, node_id: &str) -> Result<Prepared, TlsError> {
+    let topics = Topics::new(&config.base_topic, &config.discovery_prefix, node_id);
+    let mut options = MqttOptions::new(&config.client_id, &config.host, config.port);
+    options.set_keep_alive(config.keepalive);
+    options.set_clean_session(true);
+    options.set_max_packet_size(64 * 1024, 64 * 1024);
+    options.set_last_will(LastWill::new(topics.status(), UNAVAILABLE, QoS::AtLeastOnce, true));
+    if let Some(credentials) = &config.credentials {
+        options.set_credentials(&credentials.username, credentials.password.as_deref().unwrap_or(""));
+    }
+    if let Some(tls) = &config.tls {
+        let client_config = tls::client_config(tls)?;
+        options.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(client_config)));
+    }
+    Ok(Prepared {
+        options,
+        topics,
+        broker: format!("{}:{}", config.host, config.port),
+    })
+}
+
 /// Runs the sink until `cancel` fires, then publishes `offline` and
 /// disconnects.
-pub async fn run(config: MqttConfig, hub: Arc<Hub>, status: Arc<AgentStatus>, cancel: CancellationToken) {
-    let topics = Topics::new(&config.base_topic, &config.discovery_prefix, &status.node.id);
-    let broker = format!("{}:{}", config.host, config.port);
-    let (client, eventloop) = AsyncClient::new(mqtt_options(&config, &topics), REQUEST_CHANNEL_CAPACITY);
+pub async fn run(prepared: Prepared, hub: Arc<Hub>, status: Arc<AgentStatus>, cancel: CancellationToken) {
+    let Prepared {
+        options,
+        topics,
+        broker,
+    } = prepared;
+    let (client, eventloop) = AsyncClient::new(options, REQUEST_CHANNEL_CAPACITY);
     let (events_tx, events) = mpsc::channel(16);
     let mut driver = tokio::spawn(drive(eventloop, events_tx, status.clone(), broker));
 
@@ -69,18 +103,6 @@ pub async fn run(config: MqttConfig, hub: Arc<Hub>, status: Arc<AgentStatus>, ca
         }
     }
     driver.abort();
-}
-
-fn mqtt_options(config: &MqttConfig, topics: &Topics) -> MqttOptions {
-    let mut options = MqttOptions::new(&config.client_id, &config.host, config.port);
-    options.set_keep_alive(config.keepalive);
-    options.set_clean_session(true);
-    options.set_max_packet_size(64 * 1024, 64 * 1024);
-    options.set_last_will(LastWill::new(topics.status(), UNAVAILABLE, QoS::AtLeastOnce, true));
-    if let Some(credentials) = &config.credentials {
-        options.set_credentials(&credentials.username, credentials.password.as_deref().unwrap_or(""));
-    }
-    options
 }
 
 struct Sink {

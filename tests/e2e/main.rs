@@ -7,11 +7,13 @@
 //! - `lifecycle`: availability, SIGTERM and SIGKILL.
 //! - `reconnect`: broker restart, no broker (backoff, not a spin).
 //! - `sysfs`: Raspberry Pi fixture trees through the whole agent.
+//! - `notify`: systemd readiness, watchdog pings and stopping (sd_notify).
 
 mod support;
 
 mod cli;
 mod discovery;
 mod lifecycle;
+mod notify;
 mod reconnect;
 mod sysfs;

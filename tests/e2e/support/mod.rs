@@ -174,6 +174,11 @@ impl Agent {
 
     /// Spawns the binary with `args` after `--config <file>`; does not wait.
     pub fn spawn(config: &str, args: &[&str]) -> Agent {
+        Agent::spawn_with_env(config, args, &[])
+    }
+
+    /// `spawn` with extra environment variables.
+    pub fn spawn_with_env(config: &str, args: &[&str], envs: &[(&str, &str)]) -> Agent {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("majortom.toml");
         std::fs::write(&path, config).expect("write config");
@@ -185,6 +190,9 @@ impl Agent {
             .env("MAJORTOM_LOG", "debug")
             .env_remove("MAJORTOM_MQTT_PASSWORD")
             .env_remove("MAJORTOM_MQTT_USERNAME")
+            .env_remove("NOTIFY_SOCKET")
+            .env_remove("WATCHDOG_USEC")
+            .envs(envs.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
