@@ -8,9 +8,12 @@
 //! - `reconnect`: broker restart, no broker (backoff, not a spin).
 //! - `sysfs`: Raspberry Pi fixture trees through the whole agent.
 //! - `notify`: systemd readiness, watchdog pings and stopping (sd_notify).
+//! - `arm`: the static ARM builds under qemu-user (ignored by plain `cargo
+//!   test`; `scripts/test.sh` builds them and runs these too).
 
 mod support;
 
+mod arm;
 mod cli;
 mod discovery;
 mod lifecycle;

@@ -35,7 +35,7 @@ pub fn free_port() -> u16 {
     listener.local_addr().expect("local addr").port()
 }
 
-fn find_program(name: &str, fallbacks: &[&str]) -> PathBuf {
+pub fn find_program(name: &str, fallbacks: &[&str]) -> PathBuf {
     if let Some(paths) = std::env::var_os("PATH") {
         for dir in std::env::split_paths(&paths) {
             let candidate = dir.join(name);
@@ -157,7 +157,11 @@ pub fn binary() -> &'static str {
 impl Agent {
     /// Starts the agent and waits until its web server listens.
     pub async fn start(config: &str) -> Agent {
-        let mut agent = Agent::spawn(config, &[]);
+        Agent::spawn(config, &[]).until_listening().await
+    }
+
+    async fn until_listening(mut self) -> Agent {
+        let agent = &mut self;
         let log = agent.log.clone();
         let addr = wait_for("the agent's web server to listen", Duration::from_secs(15), || {
             let log = log.lock().expect("log lock");
@@ -169,7 +173,7 @@ impl Agent {
         })
         .await;
         agent.web = Some(addr);
-        agent
+        self
     }
 
     /// Spawns the binary with `args` after `--config <file>`; does not wait.
@@ -179,10 +183,21 @@ impl Agent {
 
     /// `spawn` with extra environment variables.
     pub fn spawn_with_env(config: &str, args: &[&str], envs: &[(&str, &str)]) -> Agent {
+        Agent::spawn_program(Command::new(binary()), config, args, envs)
+    }
+
+    /// Starts `program` (the binary, or an emulator with the binary as its
+    /// first arguments) and waits until its web server listens.
+    pub async fn start_program(program: Command, config: &str) -> Agent {
+        let agent = Agent::spawn_program(program, config, &[], &[]);
+        agent.until_listening().await
+    }
+
+    fn spawn_program(mut program: Command, config: &str, args: &[&str], envs: &[(&str, &str)]) -> Agent {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("majortom.toml");
         std::fs::write(&path, config).expect("write config");
-        let mut child = Command::new(binary())
+        let mut child = program
             .arg("run")
             .arg("--config")
             .arg(&path)
