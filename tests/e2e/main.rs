@@ -1,5 +1,5 @@
 //! End-to-end tests: the real `majortom` binary against a real mosquitto on
-//! a free loopback port. One test binary; the modules, in reading order:
+//! a free loopback port, and against systemd's own tools. One test binary; the modules, in reading order:
 //!
 //! - `cli`: `init`, `check`, bad configs (exit codes and messages).
 //! - `discovery`: Home Assistant discovery configs, states, stale configs,
@@ -7,11 +7,14 @@
 //! - `lifecycle`: availability, SIGTERM and SIGKILL.
 //! - `reconnect`: broker restart, no broker (backoff, not a spin).
 //! - `sysfs`: Raspberry Pi fixture trees through the whole agent.
+//! - `install`: `install`, `uninstall`, `rollback` into a temporary root,
+//!   and the installed unit through `systemd-analyze verify` and `security`.
 
 mod support;
 
 mod cli;
 mod discovery;
+mod install;
 mod lifecycle;
 mod reconnect;
 mod sysfs;
