@@ -40,6 +40,9 @@ command -v cargo >/dev/null || die "cargo is not installed (https://rustup.rs)"
 cargo fmt --version >/dev/null 2>&1 || die "rustfmt is missing: rustup component add rustfmt"
 cargo clippy --version >/dev/null 2>&1 || die "clippy is missing: rustup component add clippy"
 apt_install mosquitto mosquitto
+# The install tests run systemd's own tools offline on a temporary root;
+# systemd-analyze, systemctl and systemd-sysusers all come with `systemd`.
+apt_install systemd systemd-analyze systemctl systemd-sysusers
 apt_install qemu-user-static qemu-arm-static qemu-aarch64-static
 apt_install binutils readelf
 

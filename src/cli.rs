@@ -1,13 +1,14 @@
 //! Command-line parsing and the `check` and `init` commands.
 //!
-//! Hand-written: four commands and two options do not pay for an argument
-//! parsing crate in a binary with a 2 MB budget.
+//! Hand-written: a handful of commands and options do not pay for an
+//! argument parsing crate in a binary with a 2 MB budget.
 
 use std::ffi::OsString;
 use std::fmt::Write as _;
 use std::path::PathBuf;
 
 use crate::config::{Config, ENV_MQTT_PASSWORD};
+use crate::install;
 use crate::sources::system::SystemSource;
 
 pub const USAGE: &str = "\
@@ -17,7 +18,21 @@ Usage:
   majortom [run] [--config PATH]     run the agent
   majortom check [--config PATH]     validate a config and print what it would do
   majortom init [--output PATH]      print an annotated default config (or write it)
+  majortom install [--root DIR] [--no-start]
+        install this binary as the systemd service `majortom` (with sudo):
+        /usr/local/bin/majortom (the replaced one kept as majortom.prev),
+        /etc/majortom/majortom.toml (only if absent), the unit and its user;
+        then enable and (re)start it
+  majortom uninstall [--root DIR] [--purge] [--no-start]
+        stop, disable and remove the service and binaries; the config in
+        /etc/majortom stays unless --purge, the user `majortom` stays
+  majortom rollback [--root DIR] [--no-start]
+        swap in the previous binary (majortom.prev) and restart; again to undo
   majortom --version                 print the version
+
+  --root DIR    work on a directory (an SD card image, a test) instead of /:
+                nothing is started or stopped, and root is not needed
+  --no-start    leave the running service alone (no reload, restart or stop)
 
 The config is read from --config, else $MAJORTOM_CONFIG, else
 /etc/majortom/majortom.toml, else the built-in defaults are used.
@@ -29,6 +44,9 @@ pub enum Command {
     Run { config: Option<PathBuf> },
     Check { config: Option<PathBuf> },
     Init { output: Option<PathBuf> },
+    Install(install::Options),
+    Uninstall(install::Options),
+    Rollback(install::Options),
     Version,
     Help,
 }
@@ -41,25 +59,21 @@ pub struct UsageError(String);
 pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, UsageError> {
     let mut args = args.into_iter().peekable();
     let subcommand = match args.peek().and_then(|a| a.to_str()) {
-        Some(name @ ("run" | "check" | "init" | "help")) => {
+        Some(name @ ("run" | "check" | "init" | "install" | "uninstall" | "rollback" | "help")) => {
             let name = name.to_owned();
             args.next();
             name
         }
         _ => "run".to_owned(),
     };
-    if subcommand == "help" {
-        return Ok(Command::Help);
+    match subcommand.as_str() {
+        "help" => return Ok(Command::Help),
+        "install" | "uninstall" | "rollback" => return parse_install(&subcommand, args),
+        _ => {}
     }
     let mut path: Option<PathBuf> = None;
     while let Some(arg) = args.next() {
-        let arg = arg
-            .into_string()
-            .map_err(|a| UsageError(format!("argument is not valid UTF-8: {a:?}")))?;
-        let (flag, inline) = match arg.split_once('=') {
-            Some((flag, value)) if flag.starts_with("--") => (flag.to_owned(), Some(value.to_owned())),
-            _ => (arg.clone(), None),
-        };
+        let (flag, inline) = split_flag(arg)?;
         match flag.as_str() {
             "-V" | "--version" => return Ok(Command::Version),
             "-h" | "--help" => return Ok(Command::Help),
@@ -71,17 +85,8 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, UsageE
                 )))
             }
         }
-        let value = match inline {
-            Some(value) => value,
-            None => args
-                .next()
-                .and_then(|v| v.into_string().ok())
-                .ok_or_else(|| UsageError(format!("`{flag}` needs a path")))?,
-        };
-        if value.is_empty() {
-            return Err(UsageError(format!("`{flag}` needs a path")));
-        }
-        if path.replace(PathBuf::from(value)).is_some() {
+        let value = flag_value(&flag, inline, &mut args)?;
+        if path.replace(value).is_some() {
             return Err(UsageError(format!("`{flag}` given twice")));
         }
     }
@@ -90,6 +95,69 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, UsageE
         "init" => Command::Init { output: path },
         _ => Command::Run { config: path },
     })
+}
+
+/// The options of `install`, `uninstall` and `rollback`.
+fn parse_install(subcommand: &str, mut args: impl Iterator<Item = OsString>) -> Result<Command, UsageError> {
+    let mut options = install::Options::default();
+    while let Some(arg) = args.next() {
+        let (flag, inline) = split_flag(arg)?;
+        match flag.as_str() {
+            "-V" | "--version" => return Ok(Command::Version),
+            "-h" | "--help" => return Ok(Command::Help),
+            "--root" => {
+                let value = flag_value(&flag, inline, &mut args)?;
+                if options.root.replace(value).is_some() {
+                    return Err(UsageError(format!("`{flag}` given twice")));
+                }
+            }
+            "--no-start" | "--purge" if inline.is_some() => {
+                return Err(UsageError(format!("`{flag}` takes no value")));
+            }
+            "--no-start" => options.no_start = true,
+            "--purge" if subcommand == "uninstall" => options.purge = true,
+            other => {
+                return Err(UsageError(format!(
+                    "unexpected argument `{other}` for `majortom {subcommand}`"
+                )))
+            }
+        }
+    }
+    Ok(match subcommand {
+        "install" => Command::Install(options),
+        "uninstall" => Command::Uninstall(options),
+        _ => Command::Rollback(options),
+    })
+}
+
+/// `--flag=value` → (`--flag`, `Some(value)`); anything else → (arg, `None`).
+fn split_flag(arg: OsString) -> Result<(String, Option<String>), UsageError> {
+    let arg = arg
+        .into_string()
+        .map_err(|a| UsageError(format!("argument is not valid UTF-8: {a:?}")))?;
+    Ok(match arg.split_once('=') {
+        Some((flag, value)) if flag.starts_with("--") => (flag.to_owned(), Some(value.to_owned())),
+        _ => (arg, None),
+    })
+}
+
+/// The path after a flag: inline (`--flag=value`) or the next argument.
+fn flag_value(
+    flag: &str,
+    inline: Option<String>,
+    args: &mut impl Iterator<Item = OsString>,
+) -> Result<PathBuf, UsageError> {
+    let value = match inline {
+        Some(value) => value,
+        None => args
+            .next()
+            .and_then(|v| v.into_string().ok())
+            .ok_or_else(|| UsageError(format!("`{flag}` needs a path")))?,
+    };
+    if value.is_empty() {
+        return Err(UsageError(format!("`{flag}` needs a path")));
+    }
+    Ok(PathBuf::from(value))
 }
 
 /// What `majortom check` prints for a valid config: what the agent would do.
@@ -224,5 +292,50 @@ mod tests {
         assert!(parse_str(&["--config"]).is_err());
         assert!(parse_str(&["--config", "a", "--config", "b"]).is_err());
         assert!(parse_str(&["frobnicate"]).is_err());
+    }
+
+    #[test]
+    fn install_commands_should_take_root_and_no_start() {
+        assert_eq!(
+            parse_str(&["install"]),
+            Ok(Command::Install(install::Options::default()))
+        );
+        assert_eq!(
+            parse_str(&["install", "--root", "/img", "--no-start"]),
+            Ok(Command::Install(install::Options {
+                root: Some("/img".into()),
+                no_start: true,
+                purge: false,
+            }))
+        );
+        assert_eq!(
+            parse_str(&["rollback", "--root=/img"]),
+            Ok(Command::Rollback(install::Options {
+                root: Some("/img".into()),
+                ..install::Options::default()
+            }))
+        );
+    }
+
+    #[test]
+    fn purge_should_belong_to_uninstall_only() {
+        assert_eq!(
+            parse_str(&["uninstall", "--purge"]),
+            Ok(Command::Uninstall(install::Options {
+                purge: true,
+                ..install::Options::default()
+            }))
+        );
+        let error = parse_str(&["install", "--purge"]).expect_err("purge on install");
+        assert!(error.to_string().contains("`--purge`"), "{error}");
+        assert!(parse_str(&["rollback", "--purge"]).is_err());
+    }
+
+    #[test]
+    fn install_commands_should_refuse_a_config_flag_a_valueless_root_and_flag_values() {
+        assert!(parse_str(&["install", "--config", "a.toml"]).is_err());
+        assert!(parse_str(&["install", "--root"]).is_err());
+        assert!(parse_str(&["install", "--root", "a", "--root", "b"]).is_err());
+        assert!(parse_str(&["install", "--no-start=yes"]).is_err());
     }
 }

@@ -8,6 +8,7 @@
 //!
 //! # Layout
 //! - [`cli`]: command line, `check` and `init`.
+//! - [`install`]: `install`, `uninstall`, `rollback` as a systemd service.
 //! - [`config`]: TOML → validated [`config::Config`], errors with file, line and key.
 //! - [`app`]: wires hub, sources and sinks; owns the cancellation token.
 //! - [`hub`]: entities, their latest values and a short history; the only
@@ -21,6 +22,7 @@ pub mod app;
 pub mod cli;
 pub mod config;
 pub mod hub;
+pub mod install;
 pub mod mqtt;
 pub mod node;
 pub mod sources;

@@ -1,6 +1,8 @@
 //! The `majortom` binary: parses the command line, sets up logging, loads the
 //! config and runs the agent on a single-threaded runtime until SIGINT or
-//! SIGTERM. Errors become a message on stderr and a non-zero exit code.
+//! SIGTERM; or runs one of the other commands (`check`, `init`, and
+//! `install`/`uninstall`/`rollback` from `majortom::install`). Errors become
+//! a message on stderr and a non-zero exit code.
 
 use std::io::{IsTerminal, Write};
 use std::path::Path;
@@ -9,6 +11,7 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use majortom::cli::{self, Command};
 use majortom::config::{self, Config, Context, SYSTEM_CONFIG_PATH};
+use majortom::install;
 use tracing_subscriber::filter::Targets;
 use tracing_subscriber::prelude::*;
 
@@ -33,6 +36,9 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Init { output } => init(output.as_deref()),
+        Command::Install(options) => finish(install::install(&options, &mut std::io::stdout())),
+        Command::Uninstall(options) => finish(install::uninstall(&options, &mut std::io::stdout())),
+        Command::Rollback(options) => finish(install::rollback(&options, &mut std::io::stdout())),
         Command::Check { config } => match load_config(config.as_deref()) {
             Ok(config) => {
                 print!("{}", cli::describe(&config));
@@ -94,6 +100,18 @@ fn init(output: Option<&Path>) -> ExitCode {
         }
         Err(error) => {
             eprintln!("error: cannot write {}: {error}", path.display());
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The end of `install`, `uninstall` or `rollback`: the error, if any, on
+/// stderr (the steps already done were printed on stdout).
+fn finish(result: Result<(), install::InstallError>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error}");
             ExitCode::FAILURE
         }
     }

@@ -51,14 +51,14 @@ fn binary_for(target: &Target) -> PathBuf {
 }
 
 fn emulated(target: &Target, cpu: &str) -> Command {
-    let qemu = find_program(target.qemu, &[]);
+    let qemu = find_program(target.qemu, "qemu-user-static", &[]);
     let mut command = Command::new(qemu);
     command.arg("-cpu").arg(cpu).arg(binary_for(target));
     command
 }
 
 fn readelf(flag: &str, binary: &PathBuf) -> String {
-    let output = Command::new(find_program("readelf", &[]))
+    let output = Command::new(find_program("readelf", "binutils", &[]))
         .arg(flag)
         .arg(binary)
         .output()

@@ -1,5 +1,5 @@
 //! End-to-end tests: the real `majortom` binary against a real mosquitto on
-//! a free loopback port. One test binary; the modules, in reading order:
+//! a free loopback port, and against systemd's own tools. One test binary; the modules, in reading order:
 //!
 //! - `cli`: `init`, `check`, bad configs (exit codes and messages).
 //! - `discovery`: Home Assistant discovery configs, states, stale configs,
@@ -10,12 +10,15 @@
 //! - `notify`: systemd readiness, watchdog pings and stopping (sd_notify).
 //! - `arm`: the static ARM builds under qemu-user (ignored by plain `cargo
 //!   test`; `scripts/test.sh` builds them and runs these too).
+//! - `install`: `install`, `uninstall`, `rollback` into a temporary root,
+//!   and the installed unit through `systemd-analyze verify` and `security`.
 
 mod support;
 
 mod arm;
 mod cli;
 mod discovery;
+mod install;
 mod lifecycle;
 mod notify;
 mod reconnect;

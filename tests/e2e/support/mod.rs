@@ -35,7 +35,9 @@ pub fn free_port() -> u16 {
     listener.local_addr().expect("local addr").port()
 }
 
-pub fn find_program(name: &str, fallbacks: &[&str]) -> PathBuf {
+/// A program on `$PATH` (or at one of `fallbacks`); panics saying to run
+/// scripts/test.sh, which installs `package`, when it is missing.
+pub fn find_program(name: &str, package: &str, fallbacks: &[&str]) -> PathBuf {
     if let Some(paths) = std::env::var_os("PATH") {
         for dir in std::env::split_paths(&paths) {
             let candidate = dir.join(name);
@@ -49,7 +51,7 @@ pub fn find_program(name: &str, fallbacks: &[&str]) -> PathBuf {
             return PathBuf::from(fallback);
         }
     }
-    panic!("`{name}` is not installed; run the test suite with ./scripts/test.sh, which installs it (apt-get install {name})");
+    panic!("`{name}` is not installed; run the test suite with ./scripts/test.sh, which installs it (apt-get install {package})");
 }
 
 // ---- mosquitto ---------------------------------------------------------------
@@ -85,7 +87,7 @@ impl Broker {
             ),
         )
         .expect("write mosquitto.conf");
-        let program = find_program("mosquitto", &["/usr/sbin/mosquitto"]);
+        let program = find_program("mosquitto", "mosquitto", &["/usr/sbin/mosquitto"]);
         let child = Command::new(program)
             .arg("-c")
             .arg(&conf)
