@@ -69,8 +69,11 @@ for target in "${TARGETS[@]}"; do
     export "$var=-C link-self-contained=no"
     say "building $target"
     start=$(date +%s)
+    # No std features: this drops std's backtrace symbolizer (gimli,
+    # addr2line, miniz: about 120 KB) that panic=abort never uses; panic
+    # messages stay.
     cargo zigbuild --release --locked --target "$target" \
-        -Zbuild-std=std,panic_abort --target-dir target/arm
+        -Zbuild-std=std,panic_abort -Zbuild-std-features= --target-dir target/arm
     say "$target built in $(($(date +%s) - start)) s"
 done
 
