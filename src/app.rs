@@ -21,7 +21,7 @@ use crate::hub::{Hub, DEFAULT_HISTORY_LEN};
 use crate::node::{dashboard_url, lan_address, NodeInfo};
 use crate::sources::system::SystemSource;
 use crate::status::AgentStatus;
-use crate::{mqtt, web};
+use crate::{command, mqtt, web};
 
 /// How long tasks get to finish after a stop request. The MQTT sink needs
 /// most of it to publish `offline`; the whole stop stays well under 2 s.
@@ -109,8 +109,17 @@ pub async fn start(config: Config) -> anyhow::Result<Agent> {
 
     let cancel = CancellationToken::new();
     let tasks = TaskTracker::new();
+    // Until outputs exist, commands have nowhere to go; the receiver is
+    // dropped and the MQTT sink reports unknown outputs anyway.
+    let (commands, _command_receiver) = command::channel();
     if let Some(mqtt) = mqtt {
-        tasks.spawn(mqtt::run(mqtt, hub.clone(), status.clone(), cancel.clone()));
+        tasks.spawn(mqtt::run(
+            mqtt,
+            hub.clone(),
+            status.clone(),
+            commands.clone(),
+            cancel.clone(),
+        ));
     } else {
         info!("MQTT is disabled");
     }

@@ -23,6 +23,10 @@ pub const DEFAULT_HISTORY_LEN: usize = 120;
 pub enum Component {
     Sensor,
     BinarySensor,
+    /// An output Home Assistant can turn on and off.
+    Switch,
+    /// An output shown as a light (same ON/OFF commands as a switch).
+    Light,
 }
 
 impl Component {
@@ -31,7 +35,14 @@ impl Component {
         match self {
             Component::Sensor => "sensor",
             Component::BinarySensor => "binary_sensor",
+            Component::Switch => "switch",
+            Component::Light => "light",
         }
+    }
+
+    /// True for entities that take ON/OFF/TOGGLE commands.
+    pub fn is_commandable(self) -> bool {
+        matches!(self, Component::Switch | Component::Light)
     }
 }
 
@@ -40,6 +51,9 @@ impl Component {
 #[serde(rename_all = "snake_case")]
 pub enum Group {
     System,
+    Inputs,
+    Outputs,
+    Sensors,
 }
 
 /// Home Assistant's `state_class`.
@@ -72,6 +86,12 @@ pub struct EntitySpec {
     /// The source republishes at least this often; consumers may treat the
     /// entity as unavailable when it falls silent for longer.
     pub expire_after: Option<Duration>,
+    /// The entity can be unavailable on its own (a sensor that fails to
+    /// read) while the agent runs, so it gets its own availability topic.
+    pub own_availability: bool,
+    /// The entity emits press events (single, double, long), discovered as
+    /// Home Assistant device triggers.
+    pub press_events: bool,
 }
 
 impl EntitySpec {
@@ -89,6 +109,16 @@ impl EntitySpec {
             icon: None,
             precision: 1,
             expire_after: None,
+            own_availability: false,
+            press_events: false,
+        }
+    }
+
+    /// An output: a switch or a light, with ON/OFF state.
+    pub fn output(id: &str, name: &str, component: Component) -> EntitySpec {
+        EntitySpec {
+            component,
+            ..EntitySpec::binary_sensor(id, name, Group::Outputs)
         }
     }
 
@@ -131,6 +161,37 @@ impl EntitySpec {
         self.expire_after = Some(after);
         self
     }
+
+    pub fn own_availability(mut self) -> Self {
+        self.own_availability = true;
+        self
+    }
+
+    pub fn press_events(mut self) -> Self {
+        self.press_events = true;
+        self
+    }
+}
+
+/// A button press, as told apart by an input with `events = true`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Press {
+    Single,
+    Double,
+    Long,
+}
+
+impl Press {
+    pub const ALL: [Press; 3] = [Press::Single, Press::Double, Press::Long];
+
+    /// The payload on the event topic.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Press::Single => "single",
+            Press::Double => "double",
+            Press::Long => "long",
+        }
+    }
 }
 
 /// A value of an entity.
@@ -167,6 +228,10 @@ pub enum HubEvent {
     Registered(Arc<EntitySpec>),
     /// An entity got a value.
     Updated(Arc<EntitySpec>, Value),
+    /// An entity with its own availability became available or not.
+    Availability(Arc<EntitySpec>, bool),
+    /// A button was pressed.
+    Pressed(Arc<EntitySpec>, Press),
 }
 
 /// A point in time view of one entity.
@@ -175,6 +240,8 @@ pub struct EntitySnapshot {
     pub spec: Arc<EntitySpec>,
     pub value: Option<Value>,
     pub updated: Option<SystemTime>,
+    /// False while the entity's source cannot read it.
+    pub available: bool,
 }
 
 /// One history sample of a numeric entity.
@@ -188,6 +255,7 @@ struct Entry {
     spec: Arc<EntitySpec>,
     value: Option<Value>,
     updated: Option<SystemTime>,
+    available: bool,
     history: VecDeque<Sample>,
 }
 
@@ -241,6 +309,7 @@ impl Hub {
                             spec: spec.clone(),
                             value: None,
                             updated: None,
+                            available: true,
                             history: VecDeque::new(),
                         },
                     );
@@ -281,6 +350,34 @@ impl Hub {
         true
     }
 
+    /// Marks an entity available or not; broadcasts only a change. Returns
+    /// false for an unknown id.
+    pub fn set_available(&self, id: &str, available: bool) -> bool {
+        let spec = {
+            let mut inner = self.lock();
+            let Some(entry) = inner.entries.get_mut(id) else {
+                return false;
+            };
+            if entry.available == available {
+                return true;
+            }
+            entry.available = available;
+            entry.spec.clone()
+        };
+        let _ = self.changes.send(HubEvent::Availability(spec, available));
+        true
+    }
+
+    /// Broadcasts a press of an entity's button. Returns false for an
+    /// unknown id.
+    pub fn press(&self, id: &str, press: Press) -> bool {
+        let Some(spec) = self.lock().entries.get(id).map(|e| e.spec.clone()) else {
+            return false;
+        };
+        let _ = self.changes.send(HubEvent::Pressed(spec, press));
+        true
+    }
+
     /// Follows registrations and updates from now on.
     pub fn subscribe(&self) -> broadcast::Receiver<HubEvent> {
         self.changes.subscribe()
@@ -316,6 +413,7 @@ impl Entry {
             spec: self.spec.clone(),
             value: self.value.clone(),
             updated: self.updated,
+            available: self.available,
         }
     }
 }
@@ -394,6 +492,38 @@ mod tests {
                 other => panic!("unexpected {other:?}"),
             }
         }
+    }
+
+    #[tokio::test]
+    async fn availability_should_be_broadcast_only_when_it_changes() {
+        let hub = hub_with(&["a"], 3);
+        let mut rx = hub.subscribe();
+        assert!(hub.set_available("a", true), "known id");
+        hub.set_available("a", false);
+        hub.set_available("a", false);
+        hub.set_available("a", true);
+        let mut seen = Vec::new();
+        while let Ok(event) = rx.try_recv() {
+            if let HubEvent::Availability(_, available) = event {
+                seen.push(available);
+            }
+        }
+        assert_eq!(seen, vec![false, true]);
+        assert!(hub.get("a").expect("known").available);
+        assert!(!hub.set_available("nope", false));
+    }
+
+    #[tokio::test]
+    async fn presses_should_be_broadcast_for_known_entities_only() {
+        let hub = hub_with(&["button"], 3);
+        let mut rx = hub.subscribe();
+        assert!(hub.press("button", Press::Long));
+        assert!(!hub.press("nope", Press::Single));
+        match rx.try_recv() {
+            Ok(HubEvent::Pressed(spec, Press::Long)) => assert_eq!(spec.id, "button"),
+            other => panic!("unexpected {other:?}"),
+        }
+        assert!(rx.try_recv().is_err());
     }
 
     #[test]

@@ -14,13 +14,17 @@
 //! - [`hub`]: entities, their latest values and a short history; the only
 //!   meeting point of sources and sinks.
 //! - [`sources`]: one module per kind of thing that produces values.
+//! - [`hal`]: the hardware boundary (rppal backend and a simulated one).
 //! - [`mqtt`]: the MQTT sink with Home Assistant discovery.
 //! - [`web`]: the HTTP API and embedded page.
+//! - [`command`]: what sinks send back to the outputs.
 //! - [`node`], [`status`]: who the agent is and how it is doing.
 
 pub mod app;
 pub mod cli;
+pub mod command;
 pub mod config;
+pub mod hal;
 pub mod hub;
 pub mod install;
 pub mod mqtt;

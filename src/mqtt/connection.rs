@@ -28,7 +28,12 @@ pub enum ConnectionEvent {
     /// The connection broke; the driver is backing off.
     Disconnected,
     /// A message on a subscribed topic.
-    Message { topic: String, payload: Vec<u8> },
+    Message {
+        topic: String,
+        payload: Vec<u8>,
+        /// Delivered from the broker's retained store.
+        retain: bool,
+    },
 }
 
 /// Polls the event loop until a DISCONNECT has gone out or the sink is gone.
@@ -56,6 +61,7 @@ pub async fn drive(
             Ok(Event::Incoming(Packet::Publish(publish))) => ConnectionEvent::Message {
                 topic: publish.topic,
                 payload: publish.payload.to_vec(),
+                retain: publish.retain,
             },
             Ok(Event::Outgoing(Outgoing::Publish(_))) => {
                 status.count_published();

@@ -4,7 +4,7 @@
 
 use serde_json::{json, Map, Value as Json};
 
-use crate::hub::{Component, EntitySpec, StateClass};
+use crate::hub::{Component, EntitySpec, Press, StateClass};
 use crate::mqtt::topics::Topics;
 use crate::node::NodeInfo;
 
@@ -42,7 +42,12 @@ pub fn entity_config(spec: &EntitySpec, topics: &Topics, node: &NodeInfo) -> Jso
     put("name", spec.name.as_str().into());
     put("unique_id", unique_id(node, spec).into());
     put("state_topic", topics.state(&spec.id).into());
-    put("availability", json!([{ "topic": topics.status() }]));
+    let mut availability = vec![json!({ "topic": topics.status() })];
+    if spec.own_availability {
+        availability.push(json!({ "topic": topics.availability(&spec.id) }));
+    }
+    put("availability", Json::Array(availability));
+    // Available only when the agent is online and the entity can be read.
     put("availability_mode", "all".into());
     if let Some(unit) = spec.unit {
         put("unit_of_measurement", unit.into());
@@ -68,10 +73,36 @@ pub fn entity_config(spec: &EntitySpec, topics: &Topics, node: &NodeInfo) -> Jso
             put("payload_on", "ON".into());
             put("payload_off", "OFF".into());
         }
+        Component::Switch | Component::Light => {
+            put("command_topic", topics.command(&spec.id).into());
+            put("payload_on", "ON".into());
+            put("payload_off", "OFF".into());
+            // The state topic echoes the real pin, so no optimistic guessing.
+            put("optimistic", false.into());
+        }
     }
     put("device", device_block(node));
     put("origin", json!({ "name": "majortom", "sw_version": node.sw_version }));
     Json::Object(config)
+}
+
+/// The device trigger config for one kind of press of an input, so that
+/// Home Assistant offers "long press" etc. in its automation editor.
+pub fn trigger_config(spec: &EntitySpec, press: Press, topics: &Topics, node: &NodeInfo) -> Json {
+    let kind = match press {
+        Press::Single => "button_short_press",
+        Press::Double => "button_double_press",
+        Press::Long => "button_long_press",
+    };
+    json!({
+        "automation_type": "trigger",
+        "topic": topics.event(&spec.id),
+        "payload": press.as_str(),
+        "type": kind,
+        "subtype": spec.name,
+        "device": device_block(node),
+        "origin": { "name": "majortom", "sw_version": node.sw_version },
+    })
 }
 
 #[cfg(test)]
@@ -154,6 +185,63 @@ mod tests {
                 "device": expected_device(),
                 "origin": {"name": "majortom", "sw_version": "0.1.0"},
             }),
+        );
+    }
+
+    #[test]
+    fn switch_should_carry_a_command_topic_and_echoed_state() {
+        check(
+            EntitySpec::output("relay", "Relay", Component::Switch),
+            json!({
+                "name": "Relay",
+                "unique_id": "majortom_pi4_relay",
+                "state_topic": "majortom/pi4/relay/state",
+                "command_topic": "majortom/pi4/relay/set",
+                "availability": [{"topic": "majortom/pi4/status"}],
+                "availability_mode": "all",
+                "payload_on": "ON",
+                "payload_off": "OFF",
+                "optimistic": false,
+                "device": expected_device(),
+                "origin": {"name": "majortom", "sw_version": "0.1.0"},
+            }),
+        );
+    }
+
+    #[test]
+    fn sensor_that_can_fail_should_also_depend_on_its_own_availability_topic() {
+        let spec = EntitySpec::sensor("garden", "Garden", Group::Sensors)
+            .unit("°C")
+            .device_class("temperature")
+            .own_availability();
+        let topics = Topics::new("majortom", "homeassistant", "pi4");
+        let config = entity_config(&spec, &topics, &node());
+        assert_eq!(
+            config["availability"],
+            json!([{"topic": "majortom/pi4/status"}, {"topic": "majortom/pi4/garden/availability"}])
+        );
+        assert_eq!(config["availability_mode"], "all");
+        assert!(
+            config.get("entity_category").is_none(),
+            "a real sensor is not diagnostic"
+        );
+    }
+
+    #[test]
+    fn long_press_trigger_should_match_the_event_payload() {
+        let spec = EntitySpec::binary_sensor("doorbell", "Doorbell", Group::Inputs).press_events();
+        let topics = Topics::new("majortom", "homeassistant", "pi4");
+        assert_eq!(
+            trigger_config(&spec, Press::Long, &topics, &node()),
+            json!({
+                "automation_type": "trigger",
+                "topic": "majortom/pi4/doorbell/event",
+                "payload": "long",
+                "type": "button_long_press",
+                "subtype": "Doorbell",
+                "device": expected_device(),
+                "origin": {"name": "majortom", "sw_version": "0.1.0"},
+            })
         );
     }
 

@@ -15,8 +15,9 @@ use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+use crate::command::{Action, Command, CommandSender, Origin};
 use crate::config::MqttConfig;
-use crate::hub::{EntitySpec, Hub, HubEvent};
+use crate::hub::{EntitySpec, Hub, HubEvent, Press};
 use crate::mqtt::connection::{drive, ConnectionEvent};
 use crate::mqtt::discovery;
 use crate::mqtt::tls::{self, TlsError};
@@ -66,7 +67,13 @@ pub fn prepare(config: &MqttConfig, node_id: &str) -> Result<Prepared, TlsError>
 
 /// Runs the sink until `cancel` fires, then publishes `offline` and
 /// disconnects.
-pub async fn run(prepared: Prepared, hub: Arc<Hub>, status: Arc<AgentStatus>, cancel: CancellationToken) {
+pub async fn run(
+    prepared: Prepared,
+    hub: Arc<Hub>,
+    status: Arc<AgentStatus>,
+    commands: CommandSender,
+    cancel: CancellationToken,
+) {
     let Prepared {
         options,
         topics,
@@ -81,6 +88,7 @@ pub async fn run(prepared: Prepared, hub: Arc<Hub>, status: Arc<AgentStatus>, ca
         topics,
         hub,
         status,
+        commands,
         outbox: Outbox::default(),
         connected: false,
     };
@@ -110,6 +118,7 @@ struct Sink {
     topics: Topics,
     hub: Arc<Hub>,
     status: Arc<AgentStatus>,
+    commands: CommandSender,
     outbox: Outbox,
     connected: bool,
 }
@@ -149,7 +158,12 @@ impl Sink {
             ConnectionEvent::Connected => {
                 self.connected = true;
                 self.outbox.clear();
-                for filter in [self.topics.home_assistant_status(), self.topics.discovery_filter()] {
+                let filters = [
+                    self.topics.home_assistant_status(),
+                    self.topics.discovery_filter(),
+                    self.topics.command_filter(),
+                ];
+                for filter in filters {
                     if let Err(error) = self.client.try_subscribe(filter.clone(), QoS::AtLeastOnce) {
                         warn!(%filter, %error, "could not subscribe");
                     }
@@ -162,12 +176,14 @@ impl Sink {
                 // Everything is republished from the hub on reconnect.
                 self.outbox.clear();
             }
-            ConnectionEvent::Message { topic, payload } => self.on_message(&topic, &payload),
+            ConnectionEvent::Message { topic, payload, retain } => self.on_message(&topic, &payload, retain),
         }
     }
 
-    fn on_message(&mut self, topic: &str, payload: &[u8]) {
-        if topic == self.topics.home_assistant_status() {
+    fn on_message(&mut self, topic: &str, payload: &[u8], retain: bool) {
+        if let Some(entity) = self.topics.command_target(topic) {
+            self.on_command(entity, topic, payload, retain);
+        } else if topic == self.topics.home_assistant_status() {
             if payload == AVAILABLE.as_bytes() {
                 info!("Home Assistant is online; republishing discovery and states");
                 self.enqueue_everything();
@@ -179,6 +195,35 @@ impl Sink {
             }
         } else {
             warn!(%topic, "ignoring message on unexpected topic");
+        }
+    }
+
+    /// A message on a `/set` topic: valid commands for outputs go to the
+    /// outputs task; anything else is logged and changes nothing.
+    fn on_command(&mut self, entity: &str, topic: &str, payload: &[u8], retain: bool) {
+        let shown = String::from_utf8_lossy(payload);
+        if retain {
+            // A retained command would be replayed at every reconnect and
+            // undo whatever happened since; commands are one-shot.
+            warn!(%topic, payload = %shown, "ignoring retained command; publish commands without the retain flag");
+            return;
+        }
+        let commandable = self.hub.get(entity).is_some_and(|e| e.spec.component.is_commandable());
+        if !commandable {
+            warn!(%topic, payload = %shown, "ignoring command for something that is not an output");
+            return;
+        }
+        let Some(action) = Action::parse(payload) else {
+            warn!(%topic, payload = %shown, "ignoring command: expected ON, OFF or TOGGLE");
+            return;
+        };
+        let command = Command {
+            output: entity.to_owned(),
+            action,
+            origin: Origin::Mqtt,
+        };
+        if let Err(error) = self.commands.try_send(command) {
+            warn!(%topic, %error, "dropping command: the outputs are not keeping up");
         }
     }
 
@@ -202,14 +247,32 @@ impl Sink {
                 self.outbox
                     .put(self.topics.state(&spec.id), value.render(spec.precision).into_bytes());
             }
+            HubEvent::Availability(spec, available) => {
+                self.outbox
+                    .put(self.topics.availability(&spec.id), availability_payload(available));
+            }
+            HubEvent::Pressed(spec, press) => {
+                // Events are moments, not state: not retained, and not kept
+                // for later if they cannot go out now.
+                let topic = self.topics.event(&spec.id);
+                if let Err(error) = self.client.try_publish(&topic, QoS::AtLeastOnce, false, press.as_str()) {
+                    warn!(%topic, %error, "dropping press event");
+                }
+            }
         }
     }
 
-    /// Discovery for every entity, then every known state.
+    /// Discovery for every entity, then availability and every known state.
     fn enqueue_everything(&mut self) {
         let snapshot = self.hub.snapshot();
         for entity in &snapshot {
             self.enqueue_discovery(&entity.spec);
+        }
+        for entity in snapshot.iter().filter(|e| e.spec.own_availability) {
+            self.outbox.put(
+                self.topics.availability(&entity.spec.id),
+                availability_payload(entity.available),
+            );
         }
         for entity in &snapshot {
             if let Some(value) = &entity.value {
@@ -222,18 +285,35 @@ impl Sink {
     }
 
     fn enqueue_discovery(&mut self, spec: &EntitySpec) {
-        let payload = discovery::entity_config(spec, &self.topics, &self.status.node).to_string();
+        let node = &self.status.node;
+        let payload = discovery::entity_config(spec, &self.topics, node).to_string();
         self.outbox
             .put(self.topics.discovery(spec.component, &spec.id), payload.into_bytes());
+        if spec.press_events {
+            for press in Press::ALL {
+                let payload = discovery::trigger_config(spec, press, &self.topics, node).to_string();
+                self.outbox
+                    .put(self.topics.trigger_discovery(&spec.id, press), payload.into_bytes());
+            }
+        }
     }
 
+    /// Every discovery topic the current entities use.
     fn current_discovery_topics(&self) -> HashSet<String> {
-        self.hub
-            .snapshot()
-            .iter()
-            .map(|e| self.topics.discovery(e.spec.component, &e.spec.id))
-            .collect()
+        let mut topics = HashSet::new();
+        for entity in self.hub.snapshot() {
+            let spec = &entity.spec;
+            topics.insert(self.topics.discovery(spec.component, &spec.id));
+            if spec.press_events {
+                topics.extend(Press::ALL.map(|press| self.topics.trigger_discovery(&spec.id, press)));
+            }
+        }
+        topics
     }
+}
+
+fn availability_payload(available: bool) -> Vec<u8> {
+    if available { AVAILABLE } else { UNAVAILABLE }.as_bytes().to_vec()
 }
 
 /// Retained messages waiting to be handed to rumqttc, in first-queued order,

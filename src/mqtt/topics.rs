@@ -7,7 +7,7 @@
 //!
 //! Pure string building; no I/O.
 
-use crate::hub::Component;
+use crate::hub::{Component, Press};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Topics {
@@ -36,6 +36,40 @@ impl Topics {
 
     pub fn command(&self, entity: &str) -> String {
         format!("{}/{entity}/set", self.node_base)
+    }
+
+    /// Matches the command topic of every entity of this node.
+    pub fn command_filter(&self) -> String {
+        format!("{}/+/set", self.node_base)
+    }
+
+    /// The entity a command topic is for, if it is one of ours.
+    pub fn command_target<'a>(&self, topic: &'a str) -> Option<&'a str> {
+        let entity = topic
+            .strip_prefix(&self.node_base)?
+            .strip_prefix('/')?
+            .strip_suffix("/set")?;
+        (!entity.is_empty() && !entity.contains('/')).then_some(entity)
+    }
+
+    /// Press events of an input (`single`, `double`, `long`), not retained.
+    pub fn event(&self, entity: &str) -> String {
+        format!("{}/{entity}/event", self.node_base)
+    }
+
+    /// The availability of one entity that can fail on its own.
+    pub fn availability(&self, entity: &str) -> String {
+        format!("{}/{entity}/availability", self.node_base)
+    }
+
+    /// The device trigger config of one kind of press of an input.
+    pub fn trigger_discovery(&self, entity: &str, press: Press) -> String {
+        format!(
+            "{}/device_automation/{}/{entity}_{}/config",
+            self.discovery_prefix,
+            self.node_id,
+            press.as_str()
+        )
     }
 
     pub fn discovery(&self, component: Component, entity: &str) -> String {
@@ -91,6 +125,24 @@ mod tests {
         );
         assert_eq!(t.discovery_filter(), "homeassistant/+/pi4/+/config");
         assert_eq!(t.home_assistant_status(), "homeassistant/status");
+        assert_eq!(t.event("button"), "majortom/pi4/button/event");
+        assert_eq!(t.availability("garden"), "majortom/pi4/garden/availability");
+        assert_eq!(
+            t.trigger_discovery("button", Press::Long),
+            "homeassistant/device_automation/pi4/button_long/config"
+        );
+        assert_eq!(t.command_filter(), "majortom/pi4/+/set");
+        assert!(t.is_own_discovery(&t.trigger_discovery("button", Press::Double)));
+    }
+
+    #[test]
+    fn command_targets_should_be_our_entities_only() {
+        let t = Topics::new("majortom", "homeassistant", "pi4");
+        assert_eq!(t.command_target("majortom/pi4/relay/set"), Some("relay"));
+        assert_eq!(t.command_target("majortom/pi4//set"), None);
+        assert_eq!(t.command_target("majortom/pi4/a/b/set"), None);
+        assert_eq!(t.command_target("majortom/other/relay/set"), None);
+        assert_eq!(t.command_target("majortom/pi4/relay/state"), None);
     }
 
     #[test]

@@ -4,4 +4,5 @@
 //! app registers them on the hub, then runs the source as one task until
 //! cancelled. Sources never call sinks.
 
+pub mod sensors;
 pub mod system;

@@ -1,0 +1,1 @@
+//! The Raspberry Pi backend, over rppal (being written).

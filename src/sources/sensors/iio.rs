@@ -1,0 +1,1 @@
+//! IIO sensors through sysfs (being written).
