@@ -80,7 +80,10 @@ pub async fn start(config: Config) -> anyhow::Result<Agent> {
     info!(config = %config.origin, node = %config.node.id, version = env!("CARGO_PKG_VERSION"), "starting majortom");
     let hub = Hub::new(DEFAULT_HISTORY_LEN);
 
-    let system = config.system.as_ref().map(|s| SystemSource::probe(&s.root, s.interval));
+    let system = config
+        .system
+        .as_ref()
+        .map(|s| SystemSource::probe(&config.root, s.interval));
     for spec in system.iter().flat_map(SystemSource::entities) {
         hub.register(spec);
     }

@@ -212,13 +212,13 @@ pub fn describe(config: &Config) -> String {
     }
     match &config.system {
         Some(system) => {
-            let source = SystemSource::probe(&system.root, system.interval);
+            let source = SystemSource::probe(&config.root, system.interval);
             let ids: Vec<String> = source.entities().into_iter().map(|e| e.id).collect();
             let _ = writeln!(
                 out,
                 "system: sample every {} s from {}: {} entities: {}",
                 system.interval.as_secs(),
-                system.root.display(),
+                config.root.display(),
                 ids.len(),
                 ids.join(", ")
             );

@@ -18,17 +18,22 @@
 //! - [`mqtt`]: the MQTT sink with Home Assistant discovery.
 //! - [`web`]: the HTTP API and embedded page.
 //! - [`command`]: what sinks send back to the outputs.
+//! - [`outputs`]: applies commands to relays and LEDs; safe state on stop;
+//!   [`state_file`] remembers `restore` outputs.
 //! - [`node`], [`status`]: who the agent is and how it is doing.
 
 pub mod app;
 pub mod cli;
 pub mod command;
 pub mod config;
+pub mod deadline;
 pub mod hal;
 pub mod hub;
 pub mod install;
 pub mod mqtt;
 pub mod node;
+pub mod outputs;
 pub mod sources;
+pub mod state_file;
 pub mod status;
 pub mod web;

@@ -23,7 +23,7 @@ impl NodeInfo {
     /// Reads the board model from the device tree (or DMI on a PC) under the
     /// system root. `configuration_url` is the dashboard's address, if any.
     pub fn detect(config: &Config, configuration_url: Option<String>) -> NodeInfo {
-        let root = config.system.as_ref().map_or(Path::new("/"), |s| s.root.as_path());
+        let root = config.root.as_path();
         let model = board_model(root)
             .or_else(|| read_trimmed(&root.join("sys/class/dmi/id/product_name")))
             .unwrap_or_else(|| format!("Linux {}", std::env::consts::ARCH));

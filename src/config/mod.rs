@@ -14,6 +14,14 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+mod hardware;
+
+pub use hardware::{
+    Backend, GpioConfig, Initial, InputConfig, OnOff, OutputConfig, OutputKind, PressTiming, SensorConfig, SensorSource,
+};
+
+use crate::sources::system::ENTITY_IDS;
+
 /// The annotated default configuration printed by `majortom init`.
 pub const DEFAULT_CONFIG_TOML: &str = include_str!("default.toml");
 
@@ -36,6 +44,27 @@ pub struct Config {
     pub web: Option<WebConfig>,
     /// `None` when `system.enabled = false`.
     pub system: Option<SystemConfig>,
+    /// Where `/proc` and `/sys` are found: `/` normally, a host mount in a
+    /// container, a fixture tree in tests. Used by every sysfs reader.
+    pub root: PathBuf,
+    pub gpio: GpioConfig,
+    /// Give DS18B20 sensors found in sysfs an entity even when unlisted.
+    pub auto_ds18b20: bool,
+    pub inputs: Vec<InputConfig>,
+    pub outputs: Vec<OutputConfig>,
+    pub sensors: Vec<SensorConfig>,
+}
+
+impl Config {
+    /// True when anything needs the GPIO backend (pins or an I2C bus).
+    pub fn uses_gpio(&self) -> bool {
+        !self.inputs.is_empty()
+            || !self.outputs.is_empty()
+            || self
+                .sensors
+                .iter()
+                .any(|s| matches!(s.source, SensorSource::Bme280 { .. }))
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -118,9 +147,6 @@ pub struct WebConfig {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SystemConfig {
     pub interval: Duration,
-    /// Where `/proc` and `/sys` are found: `/` normally, a host mount in a
-    /// container, a fixture tree in tests.
-    pub root: PathBuf,
 }
 
 /// A configuration error: what is wrong, and where.
@@ -287,6 +313,10 @@ struct RawConfig {
     mqtt: RawMqtt,
     web: RawWeb,
     system: RawSystem,
+    gpio: hardware::RawGpio,
+    inputs: Vec<hardware::RawInput>,
+    outputs: Vec<hardware::RawOutput>,
+    sensors: Vec<hardware::RawSensor>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -417,17 +447,23 @@ impl Validator<'_> {
             }
             Some(SystemConfig {
                 interval: Duration::from_secs(seconds),
-                root: raw.system.root,
             })
         } else {
             None
         };
+        let hardware = self.hardware(raw.gpio, raw.inputs, raw.outputs, raw.sensors, &ENTITY_IDS)?;
         Ok(Config {
             origin: self.origin.clone(),
             node,
             mqtt,
             web,
             system,
+            root: raw.system.root,
+            gpio: hardware.gpio,
+            auto_ds18b20: hardware.auto_ds18b20,
+            inputs: hardware.inputs,
+            outputs: hardware.outputs,
+            sensors: hardware.sensors,
         })
     }
 
@@ -633,6 +669,7 @@ mod tests {
         let config = parse("").expect("valid");
         assert_eq!(config.node.id, "kitchen_pi");
         assert_eq!(config.node.name, "Kitchen.Pi");
+        assert!(!config.uses_gpio());
         let mqtt = config.mqtt.expect("mqtt on by default");
         assert_eq!((mqtt.host.as_str(), mqtt.port), ("localhost", 1883));
         assert_eq!(mqtt.client_id, "majortom-kitchen_pi");
@@ -646,7 +683,9 @@ mod tests {
         );
         let system = config.system.expect("system on");
         assert_eq!(system.interval, Duration::from_secs(10));
-        assert_eq!(system.root, PathBuf::from("/"));
+        assert_eq!(config.root, PathBuf::from("/"));
+        assert_eq!(config.gpio.backend, Backend::Auto);
+        assert!(config.inputs.is_empty() && config.outputs.is_empty() && config.sensors.is_empty());
     }
 
     #[test]
@@ -741,6 +780,166 @@ mod tests {
             assert!(message.contains("key `mqtt.base_topic`"), "{bad}: {message}");
         }
         assert!(parse("[mqtt]\nbase_topic = \"home/agents\"\n").is_ok());
+    }
+
+    const HARDWARE: &str = r#"
+[gpio]
+backend = "sim"
+state_file = "/tmp/state.json"
+
+[[inputs]]
+name = "front_door"
+pin = 17
+inverted = true
+device_class = "door"
+
+[[inputs]]
+name = "doorbell"
+label = "Door bell"
+pin = 22
+pull = "down"
+debounce_ms = 20
+events = true
+long_press_ms = 1000
+
+[[outputs]]
+name = "relay"
+pin = 27
+initial = "restore"
+auto_off_s = 2.5
+kind = "light"
+
+[[sensors]]
+kind = "ds18b20"
+name = "garden"
+id = "28-0316a2795cff"
+offset = -0.5
+
+[[sensors]]
+kind = "iio"
+name = "living"
+device = "bme280"
+interval_s = 60
+scale = { pressure = 1.01 }
+
+[[sensors]]
+kind = "bme280"
+name = "outside"
+address = 0x77
+"#;
+
+    #[test]
+    fn hardware_sections_should_become_typed_config_with_defaults_filled_in() {
+        let config = parse(HARDWARE).expect("valid");
+        assert_eq!(config.gpio.backend, Backend::Sim);
+        assert_eq!(config.gpio.state_file, PathBuf::from("/tmp/state.json"));
+        let door = &config.inputs[0];
+        assert_eq!(
+            (door.name.as_str(), door.label.as_str(), door.pin),
+            ("front_door", "Front door", 17)
+        );
+        assert_eq!(door.pull, crate::hal::Pull::Up);
+        assert!(door.inverted);
+        assert_eq!(door.debounce, Duration::from_millis(50));
+        assert_eq!(door.device_class, Some("door"));
+        assert_eq!(door.presses, None);
+        let bell = &config.inputs[1];
+        assert_eq!(bell.label, "Door bell");
+        assert_eq!(
+            bell.presses,
+            Some(PressTiming {
+                long: Duration::from_millis(1000),
+                double: Duration::from_millis(350)
+            })
+        );
+        let relay = &config.outputs[0];
+        assert_eq!(relay.initial, Initial::Restore);
+        assert_eq!(relay.safe_state, OnOff::Off);
+        assert_eq!(relay.auto_off, Some(Duration::from_millis(2500)));
+        assert_eq!(relay.kind, OutputKind::Light);
+        assert_eq!(
+            config.sensors[0].source,
+            SensorSource::Ds18b20 {
+                id: "28-0316a2795cff".into()
+            }
+        );
+        assert_eq!(config.sensors[0].offset, vec![(None, -0.5)]);
+        assert_eq!(config.sensors[0].interval, Duration::from_secs(30));
+        assert_eq!(
+            config.sensors[1].source,
+            SensorSource::Iio {
+                device: "bme280".into()
+            }
+        );
+        assert_eq!(
+            config.sensors[1].scale,
+            vec![(Some(crate::sources::sensors::Quantity::Pressure), 1.01)]
+        );
+        assert_eq!(config.sensors[2].source, SensorSource::Bme280 { bus: 1, address: 0x77 });
+        assert!(config.uses_gpio());
+    }
+
+    #[test]
+    fn a_pin_used_twice_should_name_both_keys() {
+        let message = error_of("[[inputs]]\nname = \"a\"\npin = 5\n[[outputs]]\nname = \"b\"\npin = 5\n");
+        assert!(
+            message.starts_with(
+                "test.toml: line 6, column 7: key `outputs[0].pin`: GPIO 5 is already used by `inputs[0].pin`"
+            ),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn a_name_used_twice_or_taken_by_the_system_should_be_rejected() {
+        let message = error_of("[[inputs]]\nname = \"a\"\npin = 5\n[[inputs]]\nname = \"a\"\npin = 6\n");
+        assert!(
+            message.contains("key `inputs[1].name`: `a` is already used by `inputs[0].name`"),
+            "{message}"
+        );
+        let message = error_of("[[outputs]]\nname = \"cpu_usage\"\npin = 5\n");
+        assert!(
+            message.contains("`cpu_usage` is already used by the system source"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn hardware_mistakes_should_name_the_key() {
+        let check = |text: &str, key: &str| {
+            let message = error_of(text);
+            assert!(message.contains(&format!("key `{key}`")), "{key}: {message}");
+        };
+        check("[[inputs]]\nname = \"a\"\npin = 28\n", "inputs[0].pin");
+        check("[[inputs]]\nname = \"Door\"\npin = 2\n", "inputs[0].name");
+        check(
+            "[[inputs]]\nname = \"a\"\npin = 2\ndevice_class = \"doorbell\"\n",
+            "inputs[0].device_class",
+        );
+        check(
+            "[[inputs]]\nname = \"a\"\npin = 2\npull = \"sideways\"\n",
+            "inputs[0].pull",
+        );
+        check("[[inputs]]\nname = \"a\"\n", "inputs[0]");
+        check(
+            "[[outputs]]\nname = \"a\"\npin = 2\nauto_off_s = 0\n",
+            "outputs[0].auto_off_s",
+        );
+        check(
+            "[[outputs]]\nname = \"a\"\npin = 2\ninitial = \"maybe\"\n",
+            "outputs[0].initial",
+        );
+        check("[[sensors]]\nkind = \"ds18b20\"\nname = \"a\"\n", "sensors[0].id");
+        check(
+            "[[sensors]]\nkind = \"ds18b20\"\nname = \"a\"\nid = \"28-1\"\ndevice = \"x\"\n",
+            "sensors[0].device",
+        );
+        check(
+            "[[sensors]]\nkind = \"bme280\"\nname = \"a\"\naddress = 0x40\n",
+            "sensors[0].address",
+        );
+        check("[[sensors]]\nkind = \"sht31\"\nname = \"a\"\n", "sensors[0].kind");
+        check("[gpio]\nbackend = \"pigpio\"\n", "gpio.backend");
     }
 
     #[test]

@@ -4,5 +4,6 @@
 //! app registers them on the hub, then runs the source as one task until
 //! cancelled. Sources never call sinks.
 
+pub mod inputs;
 pub mod sensors;
 pub mod system;

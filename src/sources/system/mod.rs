@@ -28,6 +28,31 @@ use procfs::ParseError;
 
 pub use pi::board_model;
 
+/// Every entity id this source can create, on any machine; user-named
+/// entities may not take these.
+pub const ENTITY_IDS: [&str; 20] = [
+    "cpu_usage",
+    "load_1m",
+    "load_5m",
+    "load_15m",
+    "memory_used",
+    "swap_used",
+    "disk_used",
+    "uptime",
+    "network_rx",
+    "network_tx",
+    "cpu_temperature",
+    "cpu_frequency",
+    "under_voltage",
+    "frequency_capped",
+    "throttled",
+    "soft_temp_limit",
+    "under_voltage_occurred",
+    "frequency_capped_occurred",
+    "throttled_occurred",
+    "soft_temp_limit_occurred",
+];
+
 /// Consumers treat an entity as gone after this long at least, even with a
 /// short interval, so that one slow round does not flap it to unavailable.
 const MIN_EXPIRE_AFTER: Duration = Duration::from_secs(10);
@@ -428,6 +453,16 @@ mod tests {
         "network_rx",
         "network_tx",
     ];
+
+    #[test]
+    fn every_id_the_pi4_fixture_creates_should_be_listed_as_reserved() {
+        let source = SystemSource::probe(&fixture("pi4"), Duration::from_secs(5));
+        let ids = ids(&source);
+        assert_eq!(ids.len(), ENTITY_IDS.len(), "the Pi 4 fixture has every kind of entity");
+        for id in ids {
+            assert!(ENTITY_IDS.contains(&id.as_str()), "{id} is missing from ENTITY_IDS");
+        }
+    }
 
     #[test]
     fn pi4_fixture_should_expose_board_entities_in_a_stable_order() {
