@@ -281,6 +281,10 @@ impl Agent {
         http_get(self.web.expect("web server address"), path)
     }
 
+    pub fn send(&self, method: &str, path: &str, body: &str) -> (u16, String) {
+        http_send(self.web.expect("web server address"), method, path, body)
+    }
+
     pub fn get_json(&self, path: &str) -> serde_json::Value {
         let (status, body) = self.get(path);
         assert_eq!(status, 200, "GET {path}: {body}");
@@ -297,22 +301,7 @@ impl Drop for Agent {
 
 /// A one-shot HTTP/1.1 GET; returns status and body.
 pub fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
-    let mut stream = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect to {addr}: {e}"));
-    stream.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .expect("send request");
-    let mut response = String::new();
-    stream.read_to_string(&mut response).expect("read response");
-    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("bad response: {response}"));
-    (status, body.to_owned())
+    http_send(addr, "GET", path, "")
 }
 
 // ---- MQTT observer -------------------------------------------------------------
@@ -462,4 +451,48 @@ pub async fn wait_retained(port: u16, topic: &str, timeout: Duration) -> String 
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// A temporary sysfs/procfs root holding the union of fixture trees from
+/// `tests/fixtures/sysroot/` (later trees win on a clash).
+pub fn merged_root(trees: &[&str]) -> TempDir {
+    fn copy(from: &Path, to: &Path) {
+        std::fs::create_dir_all(to).expect("mkdir");
+        for entry in std::fs::read_dir(from).expect("read fixture dir") {
+            let entry = entry.expect("entry");
+            let target = to.join(entry.file_name());
+            if entry.file_type().expect("type").is_dir() {
+                copy(&entry.path(), &target);
+            } else {
+                std::fs::copy(entry.path(), &target).expect("copy fixture file");
+            }
+        }
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    for tree in trees {
+        let from = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/sysroot").join(tree);
+        copy(&from, dir.path());
+    }
+    dir
+}
+
+/// A one-shot HTTP/1.1 request with a JSON body; returns status and body.
+pub fn http_send(addr: SocketAddr, method: &str, path: &str, body: &str) -> (u16, String) {
+    let mut stream = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect to {addr}: {e}"));
+    stream.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .expect("send request");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("read response");
+    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("bad response: {response}"));
+    (status, body.to_owned())
 }
