@@ -1,9 +1,12 @@
-//! Wires the agent together: builds the hub, the sources and the sinks, runs
-//! them as tasks, and stops them in order.
+//! Wires the agent together: builds the hub, the sources, the outputs and
+//! the sinks, runs them as tasks, and stops them in order.
 //!
-//! Owns the one [`CancellationToken`] every task watches. Start-up errors
-//! (a port in use) are returned before any task starts; after that, tasks
-//! log their own errors and carry on.
+//! Two cancellation tokens make the stop ordered: producers (sources,
+//! inputs, outputs) stop first, so the outputs' safe states reach the hub;
+//! then the sinks, so MQTT publishes those states before `offline`.
+//! Start-up errors (a port in use, a missing sensor, no GPIO) are returned
+//! before any task starts; after that, tasks log their own errors and carry
+//! on.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -16,27 +19,71 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{error, info, warn};
 
-use crate::config::Config;
+use crate::config::{Backend, Config};
+use crate::hal::rpi::{is_raspberry_pi, RppalGpio};
+use crate::hal::sim::{SimControl, SimGpio};
+use crate::hal::Gpio;
 use crate::hub::{Hub, DEFAULT_HISTORY_LEN};
 use crate::node::{dashboard_url, lan_address, NodeInfo};
+use crate::outputs::Outputs;
+use crate::sources::inputs::Input;
+use crate::sources::sensors::setup as sensor_setup;
 use crate::sources::system::SystemSource;
+use crate::state_file::StateFile;
 use crate::status::AgentStatus;
+use crate::web::sim::SimPins;
 use crate::{command, mqtt, web};
 
-/// How long tasks get to finish after a stop request. The MQTT sink needs
-/// most of it to publish `offline`; the whole stop stays well under 2 s.
-const SHUTDOWN_GRACE: Duration = Duration::from_millis(1500);
+/// How long producers get to stop (outputs to their safe state).
+const PRODUCERS_GRACE: Duration = Duration::from_millis(300);
+/// How long sinks get after that. The MQTT sink needs most of it to publish
+/// `offline`; the whole stop stays well under 2 s.
+const SINKS_GRACE: Duration = Duration::from_millis(1300);
 
 /// A running agent.
 pub struct Agent {
-    cancel: CancellationToken,
-    tasks: TaskTracker,
+    producers: Stage,
+    sinks: Stage,
     /// Where the web server listens, if it runs (useful with port 0).
     pub web_addr: Option<SocketAddr>,
     pub hub: Arc<Hub>,
     pub status: Arc<AgentStatus>,
+    /// The simulated GPIO backend's control handle, when it is in use.
+    pub sim: Option<SimControl>,
+}
+
+/// A group of tasks stopped together.
+struct Stage {
+    cancel: CancellationToken,
+    tasks: TaskTracker,
     /// How many tasks were started; fewer running means one has died.
     spawned: usize,
+}
+
+impl Stage {
+    fn new() -> Stage {
+        Stage {
+            cancel: CancellationToken::new(),
+            tasks: TaskTracker::new(),
+            spawned: 0,
+        }
+    }
+
+    fn spawn<F: Future<Output = ()> + Send + 'static>(&mut self, task: F) {
+        self.tasks.spawn(task);
+        self.spawned += 1;
+    }
+
+    fn healthy(&self) -> bool {
+        self.tasks.len() == self.spawned
+    }
+
+    /// Cancels and waits up to `grace`; false when something overstayed.
+    async fn stop(&self, grace: Duration) -> bool {
+        self.cancel.cancel();
+        self.tasks.close();
+        tokio::time::timeout(grace, self.tasks.wait()).await.is_ok()
+    }
 }
 
 /// Runs the agent until `shutdown` completes, then stops it. Under systemd
@@ -75,16 +122,75 @@ fn notify(state: sd_notify::NotifyState<'_>) {
     }
 }
 
+/// The GPIO backend the config asks for, and the simulation's control
+/// handle when that is what runs.
+fn open_gpio(config: &Config) -> anyhow::Result<(Arc<dyn Gpio>, Option<SimControl>)> {
+    let simulated = || {
+        let (gpio, control) = SimGpio::new();
+        (Arc::new(gpio) as Arc<dyn Gpio>, Some(control))
+    };
+    match config.gpio.backend {
+        Backend::Sim => {
+            info!("using the simulated GPIO backend (gpio.backend = \"sim\")");
+            Ok(simulated())
+        }
+        Backend::Rppal => {
+            let gpio = RppalGpio::new().context("cannot open the Raspberry Pi's GPIO (gpio.backend = \"rppal\")")?;
+            Ok((Arc::new(gpio), None))
+        }
+        Backend::Auto if is_raspberry_pi(&config.root) => {
+            let gpio = RppalGpio::new().context("cannot open the Raspberry Pi's GPIO (gpio.backend = \"auto\" on a Pi)")?;
+            Ok((Arc::new(gpio), None))
+        }
+        Backend::Auto => {
+            warn!("this is not a Raspberry Pi: using the simulated GPIO backend (set gpio.backend to silence this)");
+            Ok(simulated())
+        }
+    }
+}
+
 /// Starts every part of the agent and returns once they are running.
 pub async fn start(config: Config) -> anyhow::Result<Agent> {
     info!(config = %config.origin, node = %config.node.id, version = env!("CARGO_PKG_VERSION"), "starting majortom");
     let hub = Hub::new(DEFAULT_HISTORY_LEN);
 
-    let system = config
-        .system
-        .as_ref()
-        .map(|s| SystemSource::probe(&config.root, s.interval));
+    let system = config.system.as_ref().map(|s| SystemSource::probe(&config.root, s.interval));
     for spec in system.iter().flat_map(SystemSource::entities) {
+        hub.register(spec);
+    }
+
+    // Hardware: claimed now, so a busy pin or a missing sensor stops the
+    // start; outputs go to their initial state at once.
+    let (gpio, sim) = if config.uses_gpio() {
+        let (gpio, sim) = open_gpio(&config)?;
+        (Some(gpio), sim)
+    } else {
+        (None, None)
+    };
+    let mut inputs = Vec::new();
+    let mut outputs = None;
+    if let Some(gpio) = &gpio {
+        for input in &config.inputs {
+            let claimed = Input::claim(gpio.as_ref(), input.clone())
+                .with_context(|| format!("cannot set up input `{}` on GPIO {}", input.name, input.pin))?;
+            hub.register(claimed.entity());
+            inputs.push(claimed);
+        }
+        if !config.outputs.is_empty() {
+            let claimed = Outputs::claim(
+                gpio.as_ref(),
+                config.outputs.clone(),
+                StateFile::new(config.gpio.state_file.clone()),
+            )
+            .context("cannot set up the outputs")?;
+            for spec in claimed.entities() {
+                hub.register(spec);
+            }
+            outputs = Some(claimed);
+        }
+    }
+    let sensors = sensor_setup::from_config(&config, gpio.as_deref()).context("cannot set up the sensors")?;
+    for spec in sensors.iter().flat_map(|s| s.entities()) {
         hub.register(spec);
     }
 
@@ -108,57 +214,68 @@ pub async fn start(config: Config) -> anyhow::Result<Agent> {
     let dashboard = web_addr.and_then(|addr| lan_address(addr.ip()).map(|host| dashboard_url(&host, addr.port())));
     let node = NodeInfo::detect(&config, dashboard);
     let broker = config.mqtt.as_ref().map(|m| format!("{}:{}", m.host, m.port));
-    let status = Arc::new(AgentStatus::new(node, broker));
+    let status = Arc::new(AgentStatus::new(node, broker, gpio.as_ref().map(|g| g.backend())));
 
-    let cancel = CancellationToken::new();
-    let tasks = TaskTracker::new();
-    // Until outputs exist, commands have nowhere to go; the receiver is
-    // dropped and the MQTT sink reports unknown outputs anyway.
-    let (commands, _command_receiver) = command::channel();
+    let mut producers = Stage::new();
+    let mut sinks = Stage::new();
+    let (commands, command_receiver) = command::channel();
+    if let Some(outputs) = outputs {
+        producers.spawn(outputs.run(hub.clone(), command_receiver, producers.cancel.clone()));
+    }
+    for input in inputs {
+        producers.spawn(input.run(hub.clone(), producers.cancel.clone()));
+    }
+    for sensor in sensors {
+        producers.spawn(sensor.run(hub.clone(), producers.cancel.clone()));
+    }
+    if let Some(system) = system {
+        producers.spawn(system.run(hub.clone(), producers.cancel.clone()));
+    }
     if let Some(mqtt) = mqtt {
-        tasks.spawn(mqtt::run(
-            mqtt,
-            hub.clone(),
-            status.clone(),
-            commands.clone(),
-            cancel.clone(),
-        ));
+        sinks.spawn(mqtt::run(mqtt, hub.clone(), status.clone(), commands, sinks.cancel.clone()));
     } else {
         info!("MQTT is disabled");
     }
     if let Some(listener) = listener {
+        let sim_pins = sim.clone().map(|control| {
+            Arc::new(SimPins {
+                control,
+                inputs: config.inputs.iter().map(|i| (i.name.clone(), i.pin)).collect(),
+                outputs: config.outputs.iter().map(|o| (o.name.clone(), o.pin)).collect(),
+            })
+        });
         let state = web::AppState {
             hub: hub.clone(),
             status: status.clone(),
+            sim: sim_pins,
         };
-        tasks.spawn(web::serve(listener, state, cancel.clone()));
-    }
-    if let Some(system) = system {
-        tasks.spawn(system.run(hub.clone(), cancel.clone()));
+        sinks.spawn(web::serve(listener, state, sinks.cancel.clone()));
     }
     Ok(Agent {
-        spawned: tasks.len(),
-        cancel,
-        tasks,
+        producers,
+        sinks,
         web_addr,
         hub,
         status,
+        sim,
     })
 }
 
 impl Agent {
     /// True while every task is still running.
     pub fn healthy(&self) -> bool {
-        self.tasks.len() == self.spawned
+        self.producers.healthy() && self.sinks.healthy()
     }
 
-    /// Cancels every task and waits (bounded) for them to finish.
+    /// Stops producers (outputs to their safe state), then sinks; each
+    /// stage bounded in time.
     pub async fn stop(self) {
         info!("stopping");
-        self.cancel.cancel();
-        self.tasks.close();
-        if tokio::time::timeout(SHUTDOWN_GRACE, self.tasks.wait()).await.is_err() {
-            warn!("some tasks did not stop within {SHUTDOWN_GRACE:?}; exiting anyway");
+        if !self.producers.stop(PRODUCERS_GRACE).await {
+            warn!("sources and outputs did not stop within {PRODUCERS_GRACE:?}");
+        }
+        if !self.sinks.stop(SINKS_GRACE).await {
+            warn!("sinks did not stop within {SINKS_GRACE:?}; exiting anyway");
         }
         info!("stopped");
     }

@@ -10,19 +10,22 @@ use crate::node::NodeInfo;
 pub struct AgentStatus {
     pub node: NodeInfo,
     pub started: Instant,
-    /// `host:port` of the broker, `None` when MQTT is disabled.
+        /// `host:port` of the broker, `None` when MQTT is disabled.
     pub broker: Option<String>,
+    /// The GPIO backend in use, `None` when no pin is used.
+    pub gpio: Option<&'static str>,
     mqtt_connected: AtomicBool,
     mqtt_connects: AtomicU64,
     mqtt_published: AtomicU64,
 }
 
 impl AgentStatus {
-    pub fn new(node: NodeInfo, broker: Option<String>) -> AgentStatus {
+        pub fn new(node: NodeInfo, broker: Option<String>, gpio: Option<&'static str>) -> AgentStatus {
         AgentStatus {
             node,
             started: Instant::now(),
             broker,
+            gpio,
             mqtt_connected: AtomicBool::new(false),
             mqtt_connects: AtomicU64::new(0),
             mqtt_published: AtomicU64::new(0),

@@ -130,7 +130,17 @@ impl Sink {
             let retry_flush = !self.outbox.is_empty() && self.connected;
             tokio::select! {
                 biased;
-                _ = cancel.cancelled() => return,
+                                _ = cancel.cancelled() => {
+                    // Producers stop before sinks: what they set last (the
+                    // outputs' safe states) goes out before `offline`.
+                    while let Ok(event) = changes.try_recv() {
+                        self.on_hub_event(event);
+                    }
+                    if self.connected {
+                        self.outbox.flush(&self.client);
+                    }
+                    return;
+                }
                 event = events.recv() => match event {
                     Some(event) => self.on_connection_event(event),
                     None => return,

@@ -15,8 +15,10 @@ struct Health<'a> {
     status: &'static str,
     version: &'a str,
     node: &'a str,
-    model: &'a str,
+        model: &'a str,
     uptime_s: u64,
+    /// The GPIO backend ("rppal", "sim"), `null` when no pin is used.
+    gpio: Option<&'a str>,
     mqtt: MqttHealth<'a>,
 }
 
@@ -36,7 +38,8 @@ pub async fn health(State(state): State<AppState>) -> Response {
         version: &status.node.sw_version,
         node: &status.node.id,
         model: &status.node.model,
-        uptime_s: status.started.elapsed().as_secs(),
+                uptime_s: status.started.elapsed().as_secs(),
+        gpio: status.gpio,
         mqtt: MqttHealth {
             enabled: status.broker.is_some(),
             connected: status.mqtt_connected(),
@@ -126,14 +129,19 @@ struct ErrorBody {
     error: String,
 }
 
-pub async fn not_found(uri: Uri) -> Response {
+/// A JSON error response: `{"error": "..."}`.
+pub fn error(status: StatusCode, message: &str) -> Response {
     (
-        StatusCode::NOT_FOUND,
+        status,
         Json(ErrorBody {
-            error: format!("no such resource: {}", uri.path()),
+            error: message.to_owned(),
         }),
     )
         .into_response()
+}
+
+pub async fn not_found(uri: Uri) -> Response {
+    error(StatusCode::NOT_FOUND, &format!("no such resource: {}", uri.path()))
 }
 
 #[cfg(test)]
@@ -170,7 +178,7 @@ mod tests {
             sw_version: "9.9.9".into(),
             configuration_url: None,
         };
-        let status = Arc::new(AgentStatus::new(node, Some("localhost:1883".into())));
+        let status = Arc::new(AgentStatus::new(node, Some("localhost:1883".into()), None));
         (
             router(crate::web::AppState {
                 hub: hub.clone(),

@@ -5,11 +5,12 @@
 
 mod api;
 mod assets;
+pub mod sim;
 mod time;
 
 use std::sync::Arc;
 
-use axum::routing::get;
+use axum::routing::{get, put};
 use axum::Router;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -23,16 +24,22 @@ use crate::status::AgentStatus;
 pub struct AppState {
     pub hub: Arc<Hub>,
     pub status: Arc<AgentStatus>,
+    /// Present only with the simulated GPIO backend.
+    pub sim: Option<Arc<sim::SimPins>>,
 }
 
 /// All routes.
 pub fn router(state: AppState) -> Router {
-    Router::new()
+    let mut router = Router::new()
         .route("/", get(assets::index))
         .route("/api/health", get(api::health))
-        .route("/api/state", get(api::state))
-        .fallback(api::not_found)
-        .with_state(state)
+        .route("/api/state", get(api::state));
+    if state.sim.is_some() {
+        router = router
+            .route("/api/sim/inputs/{name}", put(sim::set_input))
+            .route("/api/sim/pins", get(sim::list));
+    }
+    router.fallback(api::not_found).with_state(state)
 }
 
 /// Serves until `cancel` fires.

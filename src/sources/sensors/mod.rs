@@ -30,6 +30,7 @@
 pub mod bme280;
 pub mod ds18b20;
 pub mod iio;
+pub mod setup;
 
 use std::sync::Arc;
 use std::time::Duration;
