@@ -1,1 +1,585 @@
-//! The simulated backend (being written).
+//! The simulated backend: GPIO pins 0–27 and I2C bus 1 with two simulated
+//! BME280 sensors (0x76, 0x77), so that majortom runs and is tested without
+//! a Pi. [`SimControl`] plays the outside world: it sets input levels (as a
+//! button would), reads back what outputs were driven to, and moves the
+//! BME280's raw readings.
+//!
+//! It does not model timing, bouncing or electrical faults; the BME280 is a
+//! register file, not a physical model.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+
+use super::{Edge, Gpio, HalError, I2cBus, InputPin, OutputPin, Pull};
+
+/// The highest BCM GPIO number on the Pi's 40-pin header.
+const MAX_PIN: u8 = 27;
+/// The only simulated I2C bus: the one on the Pi's header.
+const BUS: u8 = 1;
+/// Where the simulated BME280s answer: the two addresses the chip can have.
+const BME280_ADDRESSES: [u16; 2] = [0x76, 0x77];
+
+/// Raw ADC values of the BMP280 datasheet's worked example (section 3.12):
+/// with [`bme280_registers`]' calibration they compensate to 25.08 °C and
+/// 1006.53 hPa.
+const DEFAULT_ADC_T: u32 = 519_888;
+const DEFAULT_ADC_P: u32 = 415_148;
+/// With the humidity calibration below and the example's temperature:
+/// 44.96 %RH.
+const DEFAULT_ADC_H: u16 = 27_000;
+
+/// A misuse of the control handle.
+#[derive(Debug, thiserror::Error)]
+pub enum SimError {
+    #[error("GPIO {pin} is not claimed as an input, so its level cannot be set: configure an input on that pin")]
+    NotAnInput { pin: u8 },
+    #[error("no simulated BME280 at 0x{address:02x}: the simulated bus 1 has them at 0x76 and 0x77")]
+    NoSuchDevice { address: u16 },
+}
+
+/// The simulated GPIO backend. Cheap to clone: clones share the same pins.
+#[derive(Clone)]
+pub struct SimGpio {
+    state: Arc<Mutex<State>>,
+}
+
+/// The outside world's side of a [`SimGpio`]; clones share its pins.
+#[derive(Clone)]
+pub struct SimControl {
+    state: Arc<Mutex<State>>,
+}
+
+#[derive(Default)]
+struct State {
+    pins: HashMap<u8, SimPin>,
+    bme280: HashMap<u16, SimBme280>,
+}
+
+#[derive(Default)]
+struct SimPin {
+    claim: Claim,
+    /// The level an output last drove, kept after the output is released so
+    /// that a test can check the safe state left behind at shutdown.
+    driven: Option<bool>,
+    /// How many times an output was driven, the initial level included.
+    writes: usize,
+}
+
+#[derive(Default)]
+enum Claim {
+    #[default]
+    Free,
+    Input {
+        high: bool,
+        edges: mpsc::Sender<Edge>,
+    },
+    Output,
+}
+
+impl SimGpio {
+    /// A backend with every pin free and the BME280s at the datasheet's
+    /// example reading.
+    pub fn new() -> SimGpio {
+        let bme280 = BME280_ADDRESSES
+            .iter()
+            .map(|&address| (address, SimBme280::new()))
+            .collect();
+        let state = State {
+            pins: HashMap::new(),
+            bme280,
+        };
+        SimGpio {
+            state: Arc::new(Mutex::new(state)),
+        }
+    }
+
+    /// A handle that plays the outside world for this backend.
+    pub fn control(&self) -> SimControl {
+        SimControl {
+            state: self.state.clone(),
+        }
+    }
+
+    fn claim(&self, pin: u8, claim: Claim) -> Result<(), HalError> {
+        if pin > MAX_PIN {
+            return Err(HalError::NoSuchPin { pin });
+        }
+        let mut state = lock(&self.state);
+        let entry = state.pins.entry(pin).or_default();
+        if !matches!(entry.claim, Claim::Free) {
+            return Err(HalError::PinInUse { pin });
+        }
+        entry.claim = claim;
+        Ok(())
+    }
+}
+
+impl Default for SimGpio {
+    fn default() -> SimGpio {
+        SimGpio::new()
+    }
+}
+
+impl Gpio for SimGpio {
+    fn backend(&self) -> &'static str {
+        "sim"
+    }
+
+    fn input(
+        &self,
+        pin: u8,
+        pull: Pull,
+        _debounce: Option<Duration>,
+        edges: mpsc::Sender<Edge>,
+    ) -> Result<Box<dyn InputPin>, HalError> {
+        // An unconnected input reads what its resistor pulls it to.
+        let high = pull == Pull::Up;
+        self.claim(pin, Claim::Input { high, edges })?;
+        Ok(Box::new(SimInput {
+            pin,
+            state: self.state.clone(),
+        }))
+    }
+
+    fn output(&self, pin: u8, initial_high: bool) -> Result<Box<dyn OutputPin>, HalError> {
+        self.claim(pin, Claim::Output)?;
+        let mut output = SimOutput {
+            pin,
+            state: self.state.clone(),
+        };
+        output.set(initial_high)?;
+        Ok(Box::new(output))
+    }
+
+    fn i2c(&self, bus: u8) -> Result<Box<dyn I2cBus>, HalError> {
+        if bus != BUS {
+            return Err(HalError::NoI2cBus {
+                bus,
+                detail: "the simulated backend has only bus 1".into(),
+            });
+        }
+        Ok(Box::new(SimI2c {
+            state: self.state.clone(),
+        }))
+    }
+}
+
+impl SimControl {
+    /// Sets input `pin` to `high`, sending an edge when the level changes.
+    pub fn set_input(&self, pin: u8, high: bool) -> Result<(), SimError> {
+        let mut state = lock(&self.state);
+        let Some(SimPin {
+            claim: Claim::Input { high: level, edges },
+            ..
+        }) = state.pins.get_mut(&pin)
+        else {
+            return Err(SimError::NotAnInput { pin });
+        };
+        if *level != high {
+            *level = high;
+            let at = tokio::time::Instant::now();
+            // As on the Pi, a full channel drops the edge; the level stays.
+            let _ = edges.try_send(Edge { high, at });
+        }
+        Ok(())
+    }
+
+    /// The level output `pin` was last driven to, if it ever was.
+    pub fn output(&self, pin: u8) -> Option<bool> {
+        lock(&self.state).pins.get(&pin).and_then(|p| p.driven)
+    }
+
+    /// How many times output `pin` was driven (claiming it counts as one).
+    pub fn output_writes(&self, pin: u8) -> usize {
+        lock(&self.state).pins.get(&pin).map_or(0, |p| p.writes)
+    }
+
+    /// Sets the raw ADC values the BME280 at `address` reports.
+    pub fn set_bme280_raw(&self, address: u16, adc_t: u32, adc_p: u32, adc_h: u16) -> Result<(), SimError> {
+        let mut state = lock(&self.state);
+        let device = state
+            .bme280
+            .get_mut(&address)
+            .ok_or(SimError::NoSuchDevice { address })?;
+        device.set_raw(adc_t, adc_p, adc_h);
+        Ok(())
+    }
+}
+
+/// The state is plain data that every method leaves consistent, so a panic
+/// elsewhere while it was locked (a failing test) does not make it unusable.
+fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
+    state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+struct SimInput {
+    pin: u8,
+    state: Arc<Mutex<State>>,
+}
+
+impl InputPin for SimInput {
+    fn is_high(&self) -> Result<bool, HalError> {
+        match lock(&self.state).pins.get(&self.pin) {
+            Some(SimPin {
+                claim: Claim::Input { high, .. },
+                ..
+            }) => Ok(*high),
+            _ => Err(HalError::Gpio(format!("GPIO {} is not an input", self.pin))),
+        }
+    }
+}
+
+impl Drop for SimInput {
+    fn drop(&mut self) {
+        if let Some(pin) = lock(&self.state).pins.get_mut(&self.pin) {
+            pin.claim = Claim::Free;
+        }
+    }
+}
+
+struct SimOutput {
+    pin: u8,
+    state: Arc<Mutex<State>>,
+}
+
+impl OutputPin for SimOutput {
+    fn set(&mut self, high: bool) -> Result<(), HalError> {
+        let mut state = lock(&self.state);
+        let pin = state.pins.entry(self.pin).or_default();
+        pin.driven = Some(high);
+        pin.writes += 1;
+        Ok(())
+    }
+}
+
+impl Drop for SimOutput {
+    fn drop(&mut self) {
+        // The level stays recorded, as a real pin keeps driving it.
+        if let Some(pin) = lock(&self.state).pins.get_mut(&self.pin) {
+            pin.claim = Claim::Free;
+        }
+    }
+}
+
+struct SimI2c {
+    state: Arc<Mutex<State>>,
+}
+
+impl SimI2c {
+    fn nack(address: u16) -> HalError {
+        HalError::I2cTransfer {
+            bus: BUS,
+            address,
+            detail: "no simulated device at this address".into(),
+        }
+    }
+}
+
+impl I2cBus for SimI2c {
+    fn write_read(&mut self, address: u16, write: &[u8], read: &mut [u8]) -> Result<(), HalError> {
+        let mut state = lock(&self.state);
+        let device = state.bme280.get_mut(&address).ok_or_else(|| Self::nack(address))?;
+        device.write(write);
+        device.read(read);
+        Ok(())
+    }
+
+    fn write(&mut self, address: u16, bytes: &[u8]) -> Result<(), HalError> {
+        let mut state = lock(&self.state);
+        let device = state.bme280.get_mut(&address).ok_or_else(|| Self::nack(address))?;
+        device.write(bytes);
+        Ok(())
+    }
+}
+
+/// A BME280 as its registers: chip id, calibration, control registers and
+/// the measurement registers, with the register pointer that auto-increments
+/// on reads as the chip's does.
+struct SimBme280 {
+    registers: [u8; 256],
+    pointer: u8,
+    /// The chip reports reset values (0x80000) until its first measurement,
+    /// which needs a non-sleep mode written to ctrl_meas.
+    measured: bool,
+}
+
+/// Registers the simulated chip lets the driver write.
+const WRITABLE: [u8; 3] = [0xF2, 0xF4, 0xF5];
+const CTRL_MEAS: u8 = 0xF4;
+const DATA: usize = 0xF7;
+
+impl SimBme280 {
+    fn new() -> SimBme280 {
+        let mut device = SimBme280 {
+            registers: bme280_registers(),
+            pointer: 0,
+            measured: false,
+        };
+        device.set_raw(DEFAULT_ADC_T, DEFAULT_ADC_P, DEFAULT_ADC_H);
+        device
+    }
+
+    fn set_raw(&mut self, adc_t: u32, adc_p: u32, adc_h: u16) {
+        // Pressure and temperature are 20 bits: msb, lsb, xlsb[7:4].
+        let p = adc_p << 4;
+        let t = adc_t << 4;
+        let [h_msb, h_lsb] = adc_h.to_be_bytes();
+        self.registers[DATA..DATA + 8].copy_from_slice(&[
+            (p >> 16) as u8,
+            (p >> 8) as u8,
+            p as u8,
+            (t >> 16) as u8,
+            (t >> 8) as u8,
+            t as u8,
+            h_msb,
+            h_lsb,
+        ]);
+    }
+
+    /// An I2C write: (register, value) pairs, as the datasheet's write
+    /// protocol has them; a lone register address just moves the pointer
+    /// for the read that follows. Writes to read-only registers are ignored,
+    /// as the chip ignores them.
+    fn write(&mut self, bytes: &[u8]) {
+        if let Some(&first) = bytes.first() {
+            self.pointer = first;
+        }
+        for pair in bytes.chunks_exact(2) {
+            let (register, value) = (pair[0], pair[1]);
+            if WRITABLE.contains(&register) {
+                self.registers[usize::from(register)] = value;
+                if register == CTRL_MEAS && value & 0b11 != 0 {
+                    self.measured = true;
+                }
+            }
+        }
+    }
+
+    fn read(&mut self, buffer: &mut [u8]) {
+        for byte in buffer {
+            let register = self.pointer;
+            *byte = match register {
+                // Reset values of press/temp msb, lsb, xlsb before the first
+                // measurement: 0x80000, which the datasheet calls "skipped".
+                0xF7 | 0xFA if !self.measured => 0x80,
+                0xF8 | 0xF9 | 0xFB | 0xFC if !self.measured => 0x00,
+                0xFD if !self.measured => 0x80,
+                0xFE if !self.measured => 0x00,
+                _ => self.registers[usize::from(register)],
+            };
+            self.pointer = register.wrapping_add(1);
+        }
+    }
+}
+
+/// Chip id and calibration: the BMP280 datasheet's example for temperature
+/// and pressure (section 3.12), typical values for humidity.
+fn bme280_registers() -> [u8; 256] {
+    let mut registers = [0u8; 256];
+    registers[0xD0] = 0x60;
+    let t_p: [[u8; 2]; 12] = [
+        27504u16.to_le_bytes(),
+        26435i16.to_le_bytes(),
+        (-1000i16).to_le_bytes(),
+        36477u16.to_le_bytes(),
+        (-10685i16).to_le_bytes(),
+        3024i16.to_le_bytes(),
+        2855i16.to_le_bytes(),
+        140i16.to_le_bytes(),
+        (-7i16).to_le_bytes(),
+        15500i16.to_le_bytes(),
+        (-14600i16).to_le_bytes(),
+        6000i16.to_le_bytes(),
+    ];
+    registers[0x88..0xA0].copy_from_slice(t_p.as_flattened());
+    // dig_H1 = 75 (0xA1); dig_H2 = 370, dig_H3 = 0, dig_H4 = 297,
+    // dig_H5 = 50, dig_H6 = 30 (0xE1..0xE7), H4 and H5 packed as 12-bit
+    // values into 0xE4..0xE6.
+    registers[0xA1] = 75;
+    let [h2_lsb, h2_msb] = 370i16.to_le_bytes();
+    let (h4, h5) = (297u16, 50u16);
+    registers[0xE1..=0xE7].copy_from_slice(&[
+        h2_lsb,
+        h2_msb,
+        0,
+        (h4 >> 4) as u8,
+        ((h5 & 0x0F) << 4) as u8 | (h4 & 0x0F) as u8,
+        (h5 >> 4) as u8,
+        30,
+    ]);
+    registers
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn input(sim: &SimGpio, pin: u8, pull: Pull) -> (Box<dyn InputPin>, mpsc::Receiver<Edge>) {
+        let (tx, rx) = mpsc::channel(8);
+        let input = sim.input(pin, pull, None, tx).unwrap();
+        (input, rx)
+    }
+
+    #[test]
+    fn input_starts_at_the_level_of_its_pull() {
+        let sim = SimGpio::new();
+        let (up, _) = input(&sim, 4, Pull::Up);
+        let (down, _) = input(&sim, 5, Pull::Down);
+        let (off, _) = input(&sim, 6, Pull::Off);
+        assert!(up.is_high().unwrap());
+        assert!(!down.is_high().unwrap());
+        assert!(!off.is_high().unwrap());
+    }
+
+    #[test]
+    fn level_change_sends_an_edge_and_moves_the_level() {
+        let sim = SimGpio::new();
+        let (pin, mut edges) = input(&sim, 17, Pull::Up);
+        sim.control().set_input(17, false).unwrap();
+        let edge = edges.try_recv().unwrap();
+        assert!(!edge.high);
+        assert!(!pin.is_high().unwrap());
+        sim.control().set_input(17, true).unwrap();
+        assert!(edges.try_recv().unwrap().high);
+    }
+
+    #[test]
+    fn setting_the_same_level_sends_no_edge() {
+        let sim = SimGpio::new();
+        let (_pin, mut edges) = input(&sim, 17, Pull::Down);
+        sim.control().set_input(17, false).unwrap();
+        assert!(edges.try_recv().is_err());
+    }
+
+    #[test]
+    fn full_edge_channel_drops_edges_but_keeps_the_level() {
+        let sim = SimGpio::new();
+        let (tx, mut edges) = mpsc::channel(1);
+        let pin = sim.input(22, Pull::Down, None, tx).unwrap();
+        let control = sim.control();
+        control.set_input(22, true).unwrap();
+        control.set_input(22, false).unwrap();
+        control.set_input(22, true).unwrap();
+        assert!(edges.try_recv().unwrap().high);
+        assert!(edges.try_recv().is_err());
+        assert!(pin.is_high().unwrap());
+    }
+
+    #[test]
+    fn setting_an_unclaimed_or_output_pin_is_an_error() {
+        let sim = SimGpio::new();
+        let _output = sim.output(18, false).unwrap();
+        for pin in [3, 18, 40] {
+            let message = sim.control().set_input(pin, true).unwrap_err().to_string();
+            assert!(message.contains(&format!("GPIO {pin} ")), "{message}");
+        }
+    }
+
+    #[test]
+    fn claiming_a_pin_twice_is_pin_in_use() {
+        let sim = SimGpio::new();
+        let (_input, _) = input(&sim, 4, Pull::Up);
+        let _output = sim.output(5, false).unwrap();
+        let (tx, _rx) = mpsc::channel(1);
+        assert!(matches!(
+            sim.input(5, Pull::Up, None, tx),
+            Err(HalError::PinInUse { pin: 5 })
+        ));
+        assert!(matches!(sim.output(4, true), Err(HalError::PinInUse { pin: 4 })));
+    }
+
+    #[test]
+    fn dropped_pin_can_be_claimed_again() {
+        let sim = SimGpio::new();
+        drop(input(&sim, 4, Pull::Up));
+        drop(sim.output(4, true).unwrap());
+        assert!(sim.output(4, false).is_ok());
+    }
+
+    #[test]
+    fn pins_off_the_header_do_not_exist() {
+        let sim = SimGpio::new();
+        assert!(matches!(sim.output(28, false), Err(HalError::NoSuchPin { pin: 28 })));
+        let (tx, _rx) = mpsc::channel(1);
+        assert!(matches!(
+            sim.input(40, Pull::Off, None, tx),
+            Err(HalError::NoSuchPin { pin: 40 })
+        ));
+    }
+
+    #[test]
+    fn output_records_its_level_and_every_write() {
+        let sim = SimGpio::new();
+        let control = sim.control();
+        assert_eq!(control.output(23), None);
+        assert_eq!(control.output_writes(23), 0);
+        let mut relay = sim.output(23, true).unwrap();
+        assert_eq!((control.output(23), control.output_writes(23)), (Some(true), 1));
+        relay.set(false).unwrap();
+        relay.set(false).unwrap();
+        assert_eq!((control.output(23), control.output_writes(23)), (Some(false), 3));
+        drop(relay);
+        assert_eq!(control.output(23), Some(false), "a released output keeps its level");
+    }
+
+    #[test]
+    fn i2c_bus_other_than_1_does_not_exist() {
+        let sim = SimGpio::new();
+        assert!(matches!(sim.i2c(0), Err(HalError::NoI2cBus { bus: 0, .. })));
+    }
+
+    #[test]
+    fn i2c_to_an_absent_address_fails_like_a_nack() {
+        let mut bus = SimGpio::new().i2c(1).unwrap();
+        let mut id = [0u8];
+        let error = bus.write_read(0x40, &[0xD0], &mut id).unwrap_err();
+        assert!(matches!(
+            error,
+            HalError::I2cTransfer {
+                bus: 1,
+                address: 0x40,
+                ..
+            }
+        ));
+        assert!(bus.write(0x40, &[0xF4, 0]).is_err());
+    }
+
+    #[test]
+    fn sim_bme280_answers_chip_id_and_calibration_at_both_addresses() {
+        let mut bus = SimGpio::new().i2c(1).unwrap();
+        for address in [0x76, 0x77] {
+            let mut id = [0u8];
+            bus.write_read(address, &[0xD0], &mut id).unwrap();
+            assert_eq!(id, [0x60]);
+            let mut t1 = [0u8; 2];
+            bus.write_read(address, &[0x88], &mut t1).unwrap();
+            assert_eq!(u16::from_le_bytes(t1), 27504);
+        }
+    }
+
+    #[test]
+    fn sim_bme280_reports_reset_values_until_started() {
+        let mut bus = SimGpio::new().i2c(1).unwrap();
+        let mut data = [0u8; 8];
+        bus.write_read(0x76, &[0xF7], &mut data).unwrap();
+        assert_eq!(data, [0x80, 0, 0, 0x80, 0, 0, 0x80, 0]);
+        bus.write(0x76, &[0xF2, 0x01, 0xF4, 0x27]).unwrap();
+        bus.write_read(0x76, &[0xF7], &mut data).unwrap();
+        assert_eq!(data, [0x65, 0x5A, 0xC0, 0x7E, 0xED, 0x00, 0x69, 0x78]);
+    }
+
+    #[test]
+    fn set_bme280_raw_changes_the_measurement_registers() {
+        let sim = SimGpio::new();
+        let mut bus = sim.i2c(1).unwrap();
+        bus.write(0x77, &[0xF4, 0x27]).unwrap();
+        sim.control().set_bme280_raw(0x77, 0xABCDE, 0x12345, 0xBEEF).unwrap();
+        let mut data = [0u8; 8];
+        bus.write_read(0x77, &[0xF7], &mut data).unwrap();
+        assert_eq!(data, [0x12, 0x34, 0x50, 0xAB, 0xCD, 0xE0, 0xBE, 0xEF]);
+        assert!(sim.control().set_bme280_raw(0x40, 0, 0, 0).is_err());
+    }
+}
