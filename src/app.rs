@@ -126,7 +126,8 @@ fn notify(state: sd_notify::NotifyState<'_>) {
 /// handle when that is what runs.
 fn open_gpio(config: &Config) -> anyhow::Result<(Arc<dyn Gpio>, Option<SimControl>)> {
     let simulated = || {
-        let (gpio, control) = SimGpio::new();
+        let gpio = SimGpio::new();
+        let control = gpio.control();
         (Arc::new(gpio) as Arc<dyn Gpio>, Some(control))
     };
     match config.gpio.backend {
@@ -139,7 +140,8 @@ fn open_gpio(config: &Config) -> anyhow::Result<(Arc<dyn Gpio>, Option<SimContro
             Ok((Arc::new(gpio), None))
         }
         Backend::Auto if is_raspberry_pi(&config.root) => {
-            let gpio = RppalGpio::new().context("cannot open the Raspberry Pi's GPIO (gpio.backend = \"auto\" on a Pi)")?;
+            let gpio =
+                RppalGpio::new().context("cannot open the Raspberry Pi's GPIO (gpio.backend = \"auto\" on a Pi)")?;
             Ok((Arc::new(gpio), None))
         }
         Backend::Auto => {
@@ -154,7 +156,10 @@ pub async fn start(config: Config) -> anyhow::Result<Agent> {
     info!(config = %config.origin, node = %config.node.id, version = env!("CARGO_PKG_VERSION"), "starting majortom");
     let hub = Hub::new(DEFAULT_HISTORY_LEN);
 
-    let system = config.system.as_ref().map(|s| SystemSource::probe(&config.root, s.interval));
+    let system = config
+        .system
+        .as_ref()
+        .map(|s| SystemSource::probe(&config.root, s.interval));
     for spec in system.iter().flat_map(SystemSource::entities) {
         hub.register(spec);
     }
@@ -232,7 +237,13 @@ pub async fn start(config: Config) -> anyhow::Result<Agent> {
         producers.spawn(system.run(hub.clone(), producers.cancel.clone()));
     }
     if let Some(mqtt) = mqtt {
-        sinks.spawn(mqtt::run(mqtt, hub.clone(), status.clone(), commands, sinks.cancel.clone()));
+        sinks.spawn(mqtt::run(
+            mqtt,
+            hub.clone(),
+            status.clone(),
+            commands,
+            sinks.cancel.clone(),
+        ));
     } else {
         info!("MQTT is disabled");
     }

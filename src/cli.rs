@@ -227,8 +227,84 @@ pub fn describe(config: &Config) -> String {
             let _ = writeln!(out, "system: disabled");
         }
     }
+    describe_hardware(config, &mut out);
     out.push_str("config is valid\n");
     out
+}
+
+fn describe_hardware(config: &Config, out: &mut String) {
+    if config.uses_gpio() {
+        let backend = format!("{:?}", config.gpio.backend).to_lowercase();
+        let _ = writeln!(out, "gpio: backend {backend}");
+    }
+    for input in &config.inputs {
+        let mut traits = vec![format!("pull {:?}", input.pull).to_lowercase()];
+        if input.inverted {
+            traits.push("inverted".into());
+        }
+        traits.push(format!("debounce {} ms", input.debounce.as_millis()));
+        if let Some(class) = input.device_class {
+            traits.push(class.into());
+        }
+        if input.presses.is_some() {
+            traits.push("press events".into());
+        }
+        let _ = writeln!(
+            out,
+            "  input `{}`: GPIO {}, {}",
+            input.name,
+            input.pin,
+            traits.join(", ")
+        );
+    }
+    for output in &config.outputs {
+        let mut traits = vec![
+            format!("{:?}", output.kind).to_lowercase(),
+            format!("initial {:?}", output.initial).to_lowercase(),
+            format!("safe state {:?}", output.safe_state).to_lowercase(),
+        ];
+        if output.inverted {
+            traits.push("inverted".into());
+        }
+        if let Some(after) = output.auto_off {
+            traits.push(format!("auto-off {} s", after.as_secs_f64()));
+        }
+        let _ = writeln!(
+            out,
+            "  output `{}`: GPIO {}, {}",
+            output.name,
+            output.pin,
+            traits.join(", ")
+        );
+    }
+    if config
+        .outputs
+        .iter()
+        .any(|o| o.initial == crate::config::Initial::Restore)
+    {
+        let _ = writeln!(out, "  output state file: {}", config.gpio.state_file.display());
+    }
+    for sensor in &config.sensors {
+        let source = match &sensor.source {
+            crate::config::SensorSource::Ds18b20 { id } => format!("DS18B20 {id}"),
+            crate::config::SensorSource::Iio { device } => format!("IIO {device}"),
+            crate::config::SensorSource::Bme280 { bus, address } => {
+                format!("BME280 on I2C bus {bus} at 0x{address:02x}")
+            }
+        };
+        let _ = writeln!(
+            out,
+            "sensor `{}`: {source}, every {} s",
+            sensor.name,
+            sensor.interval.as_secs_f64()
+        );
+    }
+    if config.auto_ds18b20 {
+        let found = crate::sources::sensors::ds18b20::discover(&config.root);
+        if !found.is_empty() {
+            let _ = writeln!(out, "1-wire DS18B20 found: {}", found.join(", "));
+        }
+    }
 }
 
 #[cfg(test)]
@@ -283,6 +359,30 @@ mod tests {
         assert_eq!(parse_str(&["check", "-V"]), Ok(Command::Version));
         assert_eq!(parse_str(&["help"]), Ok(Command::Help));
         assert_eq!(parse_str(&["run", "--help"]), Ok(Command::Help));
+    }
+
+    #[test]
+    fn describe_should_list_every_input_output_and_sensor() {
+        let ctx = crate::config::Context {
+            hostname: "pi",
+            env: &|_| None,
+        };
+        let text = "[gpio]\nbackend = \"sim\"\n[[inputs]]\nname = \"door\"\npin = 17\ndevice_class = \"door\"\n\
+                    [[outputs]]\nname = \"relay\"\npin = 27\nauto_off_s = 2\n\
+                    [[sensors]]\nkind = \"bme280\"\nname = \"outside\"\n";
+        let config = Config::from_toml(text, crate::config::Origin::BuiltIn, &ctx).expect("valid");
+        let described = describe(&config);
+        for line in [
+            "gpio: backend sim",
+            "  input `door`: GPIO 17, pull up, debounce 50 ms, door",
+            "  output `relay`: GPIO 27, switch, initial off, safe state off, auto-off 2 s",
+            "sensor `outside`: BME280 on I2C bus 1 at 0x76, every 30 s",
+        ] {
+            assert!(
+                described.lines().any(|l| l == line),
+                "missing {line:?} in:\n{described}"
+            );
+        }
     }
 
     #[test]

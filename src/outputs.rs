@@ -180,3 +180,145 @@ impl Outputs {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The outputs task on the simulated backend, in paused time.
+
+    use std::time::Duration;
+
+    use super::*;
+    use crate::command::Origin;
+    use crate::config::OutputKind;
+    use crate::hal::sim::{SimControl, SimGpio};
+
+    fn output(name: &str, pin: u8) -> OutputConfig {
+        OutputConfig {
+            name: name.into(),
+            label: name.into(),
+            pin,
+            inverted: false,
+            initial: Initial::Off,
+            safe_state: OnOff::Off,
+            auto_off: None,
+            kind: OutputKind::Switch,
+        }
+    }
+
+    struct Running {
+        sim: SimControl,
+        hub: Arc<Hub>,
+        commands: crate::command::CommandSender,
+        cancel: CancellationToken,
+        task: tokio::task::JoinHandle<()>,
+    }
+
+    fn start(configs: Vec<OutputConfig>, state_file: &std::path::Path) -> Running {
+        let gpio = SimGpio::new();
+        let sim = gpio.control();
+        let hub = Hub::new(4);
+        let outputs = Outputs::claim(&gpio, configs, StateFile::new(state_file.to_owned())).expect("claim");
+        for spec in outputs.entities() {
+            hub.register(spec);
+        }
+        let (commands, receiver) = crate::command::channel();
+        let cancel = CancellationToken::new();
+        let task = tokio::spawn(outputs.run(hub.clone(), receiver, cancel.clone()));
+        Running {
+            sim,
+            hub,
+            commands,
+            cancel,
+            task,
+        }
+    }
+
+    impl Running {
+        async fn send(&self, output: &str, action: Action) {
+            let command = Command {
+                output: output.into(),
+                action,
+                origin: Origin::Mqtt,
+            };
+            self.commands.send(command).await.expect("outputs task runs");
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+
+        fn state(&self, output: &str) -> Option<Value> {
+            self.hub.get(output).and_then(|e| e.value)
+        }
+
+        async fn stop(self) -> SimControl {
+            self.cancel.cancel();
+            self.task.await.expect("task ends");
+            self.sim
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn commands_should_drive_the_pin_and_echo_the_state() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut lamp = output("lamp", 6);
+        lamp.inverted = true;
+        let running = start(vec![output("relay", 5), lamp], &dir.path().join("s.json"));
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        assert_eq!(running.state("relay"), Some(Value::Bool(false)));
+        assert_eq!(running.sim.output(6), Some(true), "inverted and off: high");
+        running.send("relay", Action::On).await;
+        assert_eq!(
+            (running.sim.output(5), running.state("relay")),
+            (Some(true), Some(Value::Bool(true)))
+        );
+        running.send("relay", Action::Toggle).await;
+        assert_eq!(running.sim.output(5), Some(false));
+        running.send("lamp", Action::On).await;
+        assert_eq!(running.sim.output(6), Some(false), "inverted and on: low");
+        let writes = running.sim.output_writes(5);
+        running.send("nothing", Action::On).await;
+        assert_eq!(
+            running.sim.output_writes(5),
+            writes,
+            "an unknown output changes nothing"
+        );
+        running.stop().await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_pulse_should_end_after_auto_off_and_a_new_on_should_restart_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut pump = output("pump", 5);
+        pump.auto_off = Some(Duration::from_secs(10));
+        let running = start(vec![pump], &dir.path().join("s.json"));
+        running.send("pump", Action::On).await;
+        tokio::time::sleep(Duration::from_secs(6)).await;
+        running.send("pump", Action::On).await;
+        tokio::time::sleep(Duration::from_secs(6)).await;
+        assert_eq!(running.sim.output(5), Some(true), "the second ON restarted the 10 s");
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        assert_eq!(running.sim.output(5), Some(false));
+        assert_eq!(running.state("pump"), Some(Value::Bool(false)));
+        running.stop().await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn stop_should_leave_safe_states_and_restore_should_bring_back_the_commanded_state() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let state_file = dir.path().join("s.json");
+        let mut relay = output("relay", 5);
+        relay.initial = Initial::Restore;
+        let mut fan = output("fan", 6);
+        fan.initial = Initial::On;
+        fan.safe_state = OnOff::On;
+        let running = start(vec![relay.clone(), fan.clone()], &state_file);
+        assert_eq!(running.sim.output(5), Some(false), "nothing remembered yet: off");
+        assert_eq!(running.sim.output(6), Some(true), "initial on, at once");
+        running.send("relay", Action::On).await;
+        let sim = running.stop().await;
+        assert_eq!(sim.output(5), Some(false), "safe state off");
+        assert_eq!(sim.output(6), Some(true), "safe state on");
+
+        let running = start(vec![relay, fan], &state_file);
+        assert_eq!(running.sim.output(5), Some(true), "restored at claim time");
+        running.stop().await;
+    }
+}

@@ -10,7 +10,7 @@ use crate::node::NodeInfo;
 pub struct AgentStatus {
     pub node: NodeInfo,
     pub started: Instant,
-        /// `host:port` of the broker, `None` when MQTT is disabled.
+    /// `host:port` of the broker, `None` when MQTT is disabled.
     pub broker: Option<String>,
     /// The GPIO backend in use, `None` when no pin is used.
     pub gpio: Option<&'static str>,
@@ -20,7 +20,7 @@ pub struct AgentStatus {
 }
 
 impl AgentStatus {
-        pub fn new(node: NodeInfo, broker: Option<String>, gpio: Option<&'static str>) -> AgentStatus {
+    pub fn new(node: NodeInfo, broker: Option<String>, gpio: Option<&'static str>) -> AgentStatus {
         AgentStatus {
             node,
             started: Instant::now(),

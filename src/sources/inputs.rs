@@ -341,3 +341,114 @@ mod tests {
         assert_eq!(detector.timeout(t0 + ms(1450)), Some(Press::Single));
     }
 }
+
+#[cfg(test)]
+mod task_tests {
+    //! The whole input task on the simulated backend, in paused time.
+
+    use super::*;
+    use crate::hal::sim::SimGpio;
+    use crate::hal::Pull;
+    use crate::hub::HubEvent;
+
+    fn button(debounce_ms: u64, presses: bool) -> InputConfig {
+        InputConfig {
+            name: "button".into(),
+            label: "Button".into(),
+            pin: 4,
+            pull: Pull::Up,
+            inverted: true,
+            debounce: Duration::from_millis(debounce_ms),
+            device_class: None,
+            presses: presses.then_some(PressTiming {
+                long: Duration::from_millis(800),
+                double: Duration::from_millis(350),
+            }),
+        }
+    }
+
+    struct Running {
+        sim: crate::hal::sim::SimControl,
+        events: tokio::sync::broadcast::Receiver<HubEvent>,
+        cancel: CancellationToken,
+        task: tokio::task::JoinHandle<()>,
+    }
+
+    async fn run(config: InputConfig) -> Running {
+        let gpio = SimGpio::new();
+        let sim = gpio.control();
+        let hub = Hub::new(4);
+        let input = Input::claim(&gpio, config).expect("claim");
+        hub.register(input.entity());
+        let events = hub.subscribe();
+        let cancel = CancellationToken::new();
+        let task = tokio::spawn(input.run(hub, cancel.clone()));
+        tokio::task::yield_now().await;
+        Running {
+            sim,
+            events,
+            cancel,
+            task,
+        }
+    }
+
+    impl Running {
+        /// Sets the raw level, then lets `ms` of paused time pass.
+        async fn level(&mut self, high: bool, ms: u64) {
+            self.sim.set_input(4, high).expect("claimed pin");
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+        }
+
+        fn seen(&mut self) -> Vec<String> {
+            let mut seen = Vec::new();
+            while let Ok(event) = self.events.try_recv() {
+                match event {
+                    HubEvent::Updated(_, Value::Bool(on)) => seen.push(if on { "ON" } else { "OFF" }.to_owned()),
+                    HubEvent::Pressed(_, press) => seen.push(press.as_str().to_owned()),
+                    _ => {}
+                }
+            }
+            seen
+        }
+
+        async fn stop(self) {
+            self.cancel.cancel();
+            self.task.await.expect("task ends");
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn chatter_within_the_debounce_time_should_publish_one_change() {
+        let mut input = run(button(50, false)).await;
+        assert_eq!(input.seen(), vec!["OFF"], "pulled up and inverted: released");
+        for _ in 0..5 {
+            input.level(false, 5).await;
+            input.level(true, 5).await;
+        }
+        input.level(false, 100).await;
+        assert_eq!(input.seen(), vec!["ON"]);
+        input.stop().await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn presses_should_be_told_apart_in_paused_time() {
+        let mut input = run(button(10, true)).await;
+        input.seen();
+        // Short press: a single once the double window has passed.
+        input.level(false, 100).await;
+        input.level(true, 500).await;
+        assert_eq!(input.seen(), vec!["ON", "OFF", "single"]);
+        // Two quick presses: a double.
+        input.level(false, 100).await;
+        input.level(true, 100).await;
+        input.level(false, 100).await;
+        input.level(true, 500).await;
+        assert_eq!(input.seen(), vec!["ON", "OFF", "ON", "OFF", "double"]);
+        // Held: a long press while still held.
+        input.level(false, 900).await;
+        assert_eq!(input.seen(), vec!["ON", "long"]);
+        input.level(true, 500).await;
+        assert_eq!(input.seen(), vec!["OFF"]);
+        input.stop().await;
+    }
+}

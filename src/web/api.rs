@@ -15,7 +15,7 @@ struct Health<'a> {
     status: &'static str,
     version: &'a str,
     node: &'a str,
-        model: &'a str,
+    model: &'a str,
     uptime_s: u64,
     /// The GPIO backend ("rppal", "sim"), `null` when no pin is used.
     gpio: Option<&'a str>,
@@ -38,7 +38,7 @@ pub async fn health(State(state): State<AppState>) -> Response {
         version: &status.node.sw_version,
         node: &status.node.id,
         model: &status.node.model,
-                uptime_s: status.started.elapsed().as_secs(),
+        uptime_s: status.started.elapsed().as_secs(),
         gpio: status.gpio,
         mqtt: MqttHealth {
             enabled: status.broker.is_some(),
@@ -183,6 +183,7 @@ mod tests {
             router(crate::web::AppState {
                 hub: hub.clone(),
                 status,
+                sim: None,
             }),
             hub,
         )

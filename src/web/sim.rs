@@ -44,7 +44,12 @@ pub async fn set_input(State(state): State<AppState>, Path(name): Path<String>, 
     };
     let level: Level = match serde_json::from_slice(&body) {
         Ok(level) => level,
-        Err(e) => return error(StatusCode::BAD_REQUEST, &format!("expected {{\"high\": true|false}}: {e}")),
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                &format!("expected {{\"high\": true|false}}: {e}"),
+            )
+        }
     };
     if let Err(e) = sim.control.set_input(pin, level.high) {
         return error(StatusCode::CONFLICT, &e.to_string());

@@ -132,9 +132,11 @@ impl Rig {
     }
 
     fn flip(&self, input: &str, high: bool) {
-        let (status, body) = self
-            .agent
-            .send("PUT", &format!("/api/sim/inputs/{input}"), &format!("{{\"high\": {high}}}"));
+        let (status, body) = self.agent.send(
+            "PUT",
+            &format!("/api/sim/inputs/{input}"),
+            &format!("{{\"high\": {high}}}"),
+        );
         assert_eq!(status, 200, "flipping {input}: {body}");
     }
 
@@ -143,7 +145,9 @@ impl Rig {
         let pins = self.agent.get_json("/api/sim/pins");
         let pin = &pins["outputs"][output];
         (
-            pin["high"].as_bool().unwrap_or_else(|| panic!("no pin for {output}: {pins}")),
+            pin["high"]
+                .as_bool()
+                .unwrap_or_else(|| panic!("no pin for {output}: {pins}")),
             pin["writes"].as_u64().expect("writes"),
         )
     }
@@ -156,12 +160,21 @@ impl Rig {
 #[tokio::test(flavor = "multi_thread")]
 async fn every_input_output_and_sensor_kind_should_be_discovered_in_sim_mode() {
     let rig = start("rig").await;
-    wait_retained(rig.broker.port, &rig.topic("outside_pressure", "state"), Duration::from_secs(10)).await;
-    let configs: HashMap<String, Json> = retained(rig.broker.port, "homeassistant/+/rig/+/config", Duration::from_millis(500))
-        .await
-        .into_iter()
-        .map(|m| (m.topic.clone(), serde_json::from_str(&m.payload).expect("json")))
-        .collect();
+    wait_retained(
+        rig.broker.port,
+        &rig.topic("outside_pressure", "state"),
+        Duration::from_secs(10),
+    )
+    .await;
+    let configs: HashMap<String, Json> = retained(
+        rig.broker.port,
+        "homeassistant/+/rig/+/config",
+        Duration::from_millis(500),
+    )
+    .await
+    .into_iter()
+    .map(|m| (m.topic.clone(), serde_json::from_str(&m.payload).expect("json")))
+    .collect();
     let config = |component: &str, id: &str| -> &Json {
         configs
             .get(&format!("homeassistant/{component}/rig/{id}/config"))
@@ -177,7 +190,10 @@ async fn every_input_output_and_sensor_kind_should_be_discovered_in_sim_mode() {
         assert_eq!(trigger["payload"], press);
     }
     for switch in ["relay", "pump", "led"] {
-        assert_eq!(config("switch", switch)["command_topic"], format!("majortom/rig/{switch}/set"));
+        assert_eq!(
+            config("switch", switch)["command_topic"],
+            format!("majortom/rig/{switch}/set")
+        );
     }
     assert_eq!(config("light", "lamp")["command_topic"], "majortom/rig/lamp/set");
     let sensors = [
@@ -203,12 +219,22 @@ async fn every_input_output_and_sensor_kind_should_be_discovered_in_sim_mode() {
     let crc = config("sensor", "ds18b20_0416b3b8c1ff");
     assert_eq!(crc["device_class"], "temperature");
     assert_eq!(
-        wait_retained(rig.broker.port, &rig.topic("ds18b20_0416b3b8c1ff", "availability"), Duration::from_secs(5)).await,
+        wait_retained(
+            rig.broker.port,
+            &rig.topic("ds18b20_0416b3b8c1ff", "availability"),
+            Duration::from_secs(5)
+        )
+        .await,
         "offline"
     );
     assert_eq!(rig.state("garden").await.as_deref(), Some("23.1"));
     assert_eq!(
-        wait_retained(rig.broker.port, &rig.topic("garden", "availability"), Duration::from_secs(5)).await,
+        wait_retained(
+            rig.broker.port,
+            &rig.topic("garden", "availability"),
+            Duration::from_secs(5)
+        )
+        .await,
         "online"
     );
     // The simulated BME280 reads the datasheet's example, calibrated by -0.08.
@@ -224,16 +250,24 @@ async fn a_sim_input_edge_should_reach_mqtt_as_on_and_off() {
     let observer = Observer::connect(rig.broker.port, "majortom/edges/+/state").await;
     let door = rig.topic("front_door", "state");
     // Pulled up and inverted: the door reads OFF until the pin goes low.
-    observer.wait_for_message(&door, Duration::from_secs(5), |m| m.payload == "OFF").await;
+    observer
+        .wait_for_message(&door, Duration::from_secs(5), |m| m.payload == "OFF")
+        .await;
     observer.clear();
     rig.flip("front_door", false);
-    observer.wait_for_message(&door, Duration::from_secs(5), |m| m.payload == "ON").await;
+    observer
+        .wait_for_message(&door, Duration::from_secs(5), |m| m.payload == "ON")
+        .await;
     rig.flip("front_door", true);
-    observer.wait_for_message(&door, Duration::from_secs(5), |m| m.payload == "OFF").await;
+    observer
+        .wait_for_message(&door, Duration::from_secs(5), |m| m.payload == "OFF")
+        .await;
     // Not inverted, pulled down: high is ON.
     rig.flip("hall_motion", true);
     observer
-        .wait_for_message(&rig.topic("hall_motion", "state"), Duration::from_secs(5), |m| m.payload == "ON")
+        .wait_for_message(&rig.topic("hall_motion", "state"), Duration::from_secs(5), |m| {
+            m.payload == "ON"
+        })
         .await;
     let (status, body) = rig.agent.send("PUT", "/api/sim/inputs/nope", "{\"high\": true}");
     assert_eq!(status, 404, "{body}");
@@ -260,24 +294,30 @@ async fn set_commands_should_drive_the_sim_outputs_and_echo_the_state() {
     let rig = start("cmds").await;
     let observer = Observer::connect(rig.broker.port, "majortom/cmds/+/state").await;
     let relay = rig.topic("relay", "state");
-    assert_eq!(rig.pin("relay").0, false);
+    assert!(!rig.pin("relay").0);
 
     observer.publish(&rig.topic("relay", "set"), "on", false).await;
-    observer.wait_for_message(&relay, Duration::from_secs(5), |m| m.payload == "ON").await;
-    assert_eq!(rig.pin("relay").0, true);
+    observer
+        .wait_for_message(&relay, Duration::from_secs(5), |m| m.payload == "ON")
+        .await;
+    assert!(rig.pin("relay").0);
 
     observer.clear();
     observer.publish(&rig.topic("relay", "set"), "TOGGLE", false).await;
-    observer.wait_for_message(&relay, Duration::from_secs(5), |m| m.payload == "OFF").await;
-    assert_eq!(rig.pin("relay").0, false);
+    observer
+        .wait_for_message(&relay, Duration::from_secs(5), |m| m.payload == "OFF")
+        .await;
+    assert!(!rig.pin("relay").0);
 
     // The lamp is active-low: ON drives the pin low.
-    assert_eq!(rig.pin("lamp").0, true, "off = high on an inverted output");
+    assert!(rig.pin("lamp").0, "off = high on an inverted output");
     observer.publish(&rig.topic("lamp", "set"), "ON", false).await;
     observer
-        .wait_for_message(&rig.topic("lamp", "state"), Duration::from_secs(5), |m| m.payload == "ON")
+        .wait_for_message(&rig.topic("lamp", "state"), Duration::from_secs(5), |m| {
+            m.payload == "ON"
+        })
         .await;
-    assert_eq!(rig.pin("lamp").0, false);
+    assert!(!rig.pin("lamp").0);
 
     // Garbage changes nothing and is logged with topic and payload.
     let writes = rig.pin("relay").1;
@@ -296,10 +336,14 @@ async fn a_pulsed_output_should_turn_itself_off() {
     let observer = Observer::connect(rig.broker.port, "majortom/pulse/pump/state").await;
     let pump = rig.topic("pump", "state");
     observer.publish(&rig.topic("pump", "set"), "ON", false).await;
-    observer.wait_for_message(&pump, Duration::from_secs(5), |m| m.payload == "ON").await;
+    observer
+        .wait_for_message(&pump, Duration::from_secs(5), |m| m.payload == "ON")
+        .await;
     observer.clear();
-    observer.wait_for_message(&pump, Duration::from_secs(5), |m| m.payload == "OFF").await;
-    assert_eq!(rig.pin("pump").0, false);
+    observer
+        .wait_for_message(&pump, Duration::from_secs(5), |m| m.payload == "OFF")
+        .await;
+    assert!(!rig.pin("pump").0);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -308,7 +352,9 @@ async fn sigterm_should_leave_safe_states_and_restore_should_survive_a_restart()
     let observer = Observer::connect(rig.broker.port, "majortom/safe/+/state").await;
     observer.publish(&rig.topic("relay", "set"), "ON", false).await;
     observer
-        .wait_for_message(&rig.topic("relay", "state"), Duration::from_secs(5), |m| m.payload == "ON")
+        .wait_for_message(&rig.topic("relay", "state"), Duration::from_secs(5), |m| {
+            m.payload == "ON"
+        })
         .await;
     assert_eq!(rig.state("led").await.as_deref(), Some("ON"));
 
@@ -323,14 +369,21 @@ async fn sigterm_should_leave_safe_states_and_restore_should_survive_a_restart()
 
     // A new agent on the same state file restores the relay.
     let root = merged_root(&["w1", "iio"]);
-    let config = full_config("safe", rig.broker.port, root.path(), &rig.state_dir.path().join("outputs.json"));
+    let config = full_config(
+        "safe",
+        rig.broker.port,
+        root.path(),
+        &rig.state_dir.path().join("outputs.json"),
+    );
     let agent = Agent::start(&config).await;
     let observer = Observer::connect(rig.broker.port, "majortom/safe/relay/state").await;
     observer
-        .wait_for_message(&rig.topic("relay", "state"), Duration::from_secs(10), |m| m.payload == "ON")
+        .wait_for_message(&rig.topic("relay", "state"), Duration::from_secs(10), |m| {
+            m.payload == "ON"
+        })
         .await;
     rig.agent = agent;
-    assert_eq!(rig.pin("relay").0, true);
+    assert!(rig.pin("relay").0);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -348,7 +401,10 @@ async fn auto_backend_on_a_machine_that_is_not_a_pi_should_use_sim_with_one_warn
     let agent = Agent::start(&config).await;
     wait_retained(broker.port, "majortom/auto/door/state", Duration::from_secs(10)).await;
     let log = agent.log();
-    let warnings: Vec<&str> = log.lines().filter(|l| l.contains("WARN") && l.contains("simulated GPIO")).collect();
+    let warnings: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("WARN") && l.contains("simulated GPIO"))
+        .collect();
     assert_eq!(warnings.len(), 1, "{log}");
     assert_eq!(agent.get_json("/api/health")["gpio"], "sim");
 }

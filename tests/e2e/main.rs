@@ -7,6 +7,8 @@
 //! - `lifecycle`: availability, SIGTERM and SIGKILL.
 //! - `reconnect`: broker restart, no broker (backoff, not a spin).
 //! - `sysfs`: Raspberry Pi fixture trees through the whole agent.
+//! - `gpio`: inputs, outputs and sensors on the simulated backend: edges,
+//!   commands, pulses, safe states, restore, discovery of every kind.
 //! - `notify`: systemd readiness, watchdog pings and stopping (sd_notify).
 //! - `arm`: the static ARM builds under qemu-user (ignored by plain `cargo
 //!   test`; `scripts/test.sh` builds them and runs these too).
@@ -18,6 +20,7 @@ mod support;
 mod arm;
 mod cli;
 mod discovery;
+mod gpio;
 mod install;
 mod lifecycle;
 mod notify;

@@ -66,7 +66,11 @@ pub fn from_config(config: &Config, gpio: Option<&dyn Gpio>) -> Result<Vec<Senso
     Ok(sensors)
 }
 
-fn reader(config: &Config, sensor: &SensorConfig, gpio: Option<&dyn Gpio>) -> Result<Box<dyn SensorReader>, SensorError> {
+fn reader(
+    config: &Config,
+    sensor: &SensorConfig,
+    gpio: Option<&dyn Gpio>,
+) -> Result<Box<dyn SensorReader>, SensorError> {
     Ok(match &sensor.source {
         SensorSource::Ds18b20 { id } => Box::new(Ds18b20Reader::new(&config.root, id)),
         SensorSource::Iio { device } => Box::new(IioReader::open(&config.root, device)?),

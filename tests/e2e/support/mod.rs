@@ -470,7 +470,9 @@ pub fn merged_root(trees: &[&str]) -> TempDir {
     }
     let dir = tempfile::tempdir().expect("tempdir");
     for tree in trees {
-        let from = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/sysroot").join(tree);
+        let from = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/sysroot")
+            .join(tree);
         copy(&from, dir.path());
     }
     dir
