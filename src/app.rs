@@ -241,7 +241,7 @@ pub async fn start(config: Config) -> anyhow::Result<Agent> {
             mqtt,
             hub.clone(),
             status.clone(),
-            commands,
+            commands.clone(),
             sinks.cancel.clone(),
         ));
     } else {
@@ -255,11 +255,9 @@ pub async fn start(config: Config) -> anyhow::Result<Agent> {
                 outputs: config.outputs.iter().map(|o| (o.name.clone(), o.pin)).collect(),
             })
         });
-        let state = web::AppState {
-            hub: hub.clone(),
-            status: status.clone(),
-            sim: sim_pins,
-        };
+        let token = config.web.as_ref().and_then(|w| w.token.clone());
+        let web_commands = (!config.outputs.is_empty()).then(|| commands.clone());
+        let state = web::AppState::new(hub.clone(), status.clone(), sim_pins, web_commands, token);
         sinks.spawn(web::serve(listener, state, sinks.cancel.clone()));
     }
     Ok(Agent {

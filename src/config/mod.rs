@@ -31,6 +31,7 @@ pub const SYSTEM_CONFIG_PATH: &str = "/etc/majortom/majortom.toml";
 /// Environment variables read for secrets, so they need not sit in the file.
 pub const ENV_MQTT_USERNAME: &str = "MAJORTOM_MQTT_USERNAME";
 pub const ENV_MQTT_PASSWORD: &str = "MAJORTOM_MQTT_PASSWORD";
+pub const ENV_WEB_TOKEN: &str = "MAJORTOM_WEB_TOKEN";
 
 /// The validated configuration.
 #[derive(Debug, Clone, PartialEq)]
@@ -142,6 +143,29 @@ impl fmt::Debug for Credentials {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WebConfig {
     pub listen: SocketAddr,
+    /// Required (as `Authorization: Bearer …`) for every state change over
+    /// HTTP; without one the HTTP side is read-only.
+    pub token: Option<Secret>,
+}
+
+/// A secret that never shows in `Debug` output.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: String) -> Secret {
+        Secret(value)
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -375,6 +399,8 @@ struct RawWeb {
     enabled: bool,
     bind: IpAddr,
     port: u16,
+    token: Option<toml::Spanned<String>>,
+    token_file: Option<toml::Spanned<PathBuf>>,
 }
 
 impl Default for RawWeb {
@@ -383,6 +409,8 @@ impl Default for RawWeb {
             enabled: true,
             bind: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
             port: 8080,
+            token: None,
+            token_file: None,
         }
     }
 }
@@ -433,9 +461,14 @@ impl Validator<'_> {
         } else {
             None
         };
-        let web = raw.web.enabled.then(|| WebConfig {
-            listen: SocketAddr::new(raw.web.bind, raw.web.port),
-        });
+        let web = if raw.web.enabled {
+            Some(WebConfig {
+                listen: SocketAddr::new(raw.web.bind, raw.web.port),
+                token: self.web_token(raw.web.token, raw.web.token_file)?,
+            })
+        } else {
+            None
+        };
         let system = if raw.system.enabled {
             let seconds = *raw.system.interval_s.get_ref();
             if !(1..=86_400).contains(&seconds) {
@@ -560,6 +593,63 @@ impl Validator<'_> {
         }
     }
 
+    /// A secret from `$env`, else the file at `<key>_file`, else `<key>`
+    /// inline; both `<key>` and `<key>_file` set is an error.
+    fn secret(
+        &self,
+        env: &str,
+        file: Option<toml::Spanned<PathBuf>>,
+        inline: Option<toml::Spanned<String>>,
+        key: &str,
+    ) -> Result<Option<String>, ConfigError> {
+        let file_key = format!("{key}_file");
+        let inline_name = key.rsplit('.').next().unwrap_or(key);
+        if let (Some(_), Some(file)) = (&inline, &file) {
+            let message = format!("set either `{inline_name}` or `{inline_name}_file`, not both");
+            return Err(self.error(file, &file_key, message));
+        }
+        if let Some(from_env) = (self.ctx.env)(env) {
+            return Ok(Some(from_env));
+        }
+        match (file, inline) {
+            (Some(file), _) => match std::fs::read_to_string(file.get_ref()) {
+                // A trailing newline from `echo secret > file` is not part of it.
+                Ok(secret) => Ok(Some(secret.trim_end_matches(['\r', '\n']).to_owned())),
+                Err(e) => {
+                    let message = format!("cannot read {}: {e}", file.get_ref().display());
+                    Err(self.error(&file, &file_key, message))
+                }
+            },
+            (None, Some(inline)) => Ok(Some(inline.into_inner())),
+            (None, None) => Ok(None),
+        }
+    }
+
+    /// The dashboard's write token: long enough to be worth checking.
+    fn web_token(
+        &self,
+        token: Option<toml::Spanned<String>>,
+        token_file: Option<toml::Spanned<PathBuf>>,
+    ) -> Result<Option<Secret>, ConfigError> {
+        let span = token
+            .as_ref()
+            .map(toml::Spanned::span)
+            .or_else(|| token_file.as_ref().map(toml::Spanned::span))
+            .unwrap_or(0..0);
+        let Some(token) = self.secret(ENV_WEB_TOKEN, token_file, token, "web.token")? else {
+            return Ok(None);
+        };
+        if token.chars().count() < 8 {
+            let spanned = toml::Spanned::new(span, ());
+            return Err(self.error(
+                &spanned,
+                "web.token",
+                format!("must be at least 8 characters (from ${ENV_WEB_TOKEN}, web.token_file or web.token)"),
+            ));
+        }
+        Ok(Some(Secret(token)))
+    }
+
     /// Username from the file or `$MAJORTOM_MQTT_USERNAME`; the password from
     /// `$MAJORTOM_MQTT_PASSWORD`, `password_file` or `password`, in that order.
     fn credentials(
@@ -568,27 +658,7 @@ impl Validator<'_> {
         password: Option<toml::Spanned<String>>,
         password_file: Option<toml::Spanned<PathBuf>>,
     ) -> Result<Option<Credentials>, ConfigError> {
-        if let (Some(_), Some(file)) = (&password, &password_file) {
-            return Err(self.error(
-                file,
-                "mqtt.password_file",
-                "set either `password` or `password_file`, not both",
-            ));
-        }
-        let env_password = (self.ctx.env)(ENV_MQTT_PASSWORD);
-        let password = match (env_password, password_file, password) {
-            (Some(from_env), _, _) => Some(from_env),
-            (None, Some(file), _) => match std::fs::read_to_string(file.get_ref()) {
-                // A trailing newline from `echo secret > file` is not part of the password.
-                Ok(secret) => Some(secret.trim_end_matches(['\r', '\n']).to_owned()),
-                Err(e) => {
-                    let message = format!("cannot read {}: {e}", file.get_ref().display());
-                    return Err(self.error(&file, "mqtt.password_file", message));
-                }
-            },
-            (None, None, Some(inline)) => Some(inline.into_inner()),
-            (None, None, None) => None,
-        };
+        let password = self.secret(ENV_MQTT_PASSWORD, password_file, password, "mqtt.password")?;
         let username = (self.ctx.env)(ENV_MQTT_USERNAME).or(username).filter(|u| !u.is_empty());
         Ok(username.map(|username| Credentials { username, password }))
     }
@@ -1021,6 +1091,29 @@ address = 0x77
         std::fs::write(&cert, "x").expect("write");
         let message = error_of(&format!("[mqtt.tls]\ncert_file = \"{}\"\n", cert.display()));
         assert!(message.contains("key `mqtt.tls.key_file`"), "{message}");
+    }
+
+    #[test]
+    fn web_token_should_come_from_env_file_or_inline_and_be_long_enough() {
+        let config = parse("[web]\ntoken = \"correct horse\"\n").expect("valid");
+        let token = config.web.and_then(|w| w.token).expect("token");
+        assert_eq!(token.expose(), "correct horse");
+        assert_eq!(format!("{token:?}"), "<redacted>");
+        let message = error_of("[web]\ntoken = \"short\"\n");
+        assert!(
+            message.starts_with("test.toml: line 2, column 9: key `web.token`: must be at least 8"),
+            "{message}"
+        );
+        let ctx = ctx_with(&[(ENV_WEB_TOKEN, "from-the-environment")]);
+        let config = Config::from_toml("[web]\ntoken = \"inline-token\"\n", Origin::BuiltIn, &ctx).expect("valid");
+        assert_eq!(
+            config.web.and_then(|w| w.token).expect("token").expose(),
+            "from-the-environment"
+        );
+        assert!(
+            parse("").expect("valid").web.expect("web").token.is_none(),
+            "no token: read-only"
+        );
     }
 
     #[test]

@@ -1,60 +1,64 @@
-//! JSON API handlers. Errors are JSON objects with a message.
+//! JSON API handlers. Errors are JSON objects with a message; an unknown
+//! entity is a 404, a bad body a 400 or 422. Nothing here panics on input.
 
-use axum::extract::State;
-use axum::http::{StatusCode, Uri};
+use std::time::{Duration, UNIX_EPOCH};
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
 
-use crate::hub::{Component, EntitySnapshot, Group, Value};
+use crate::command::{Action, Command, Origin};
+use crate::hub::{Component, EntitySnapshot, Group, HubEvent, Value};
+use crate::web::auth::refusal;
 use crate::web::time::rfc3339;
 use crate::web::AppState;
 
-#[derive(Serialize)]
-struct Health<'a> {
-    status: &'static str,
-    version: &'a str,
-    node: &'a str,
-    model: &'a str,
-    uptime_s: u64,
-    /// The GPIO backend ("rppal", "sim"), `null` when no pin is used.
-    gpio: Option<&'a str>,
-    mqtt: MqttHealth<'a>,
-}
+/// How long `POST /api/outputs/…` waits for the output to echo its state.
+const ECHO_WAIT: Duration = Duration::from_secs(2);
 
 #[derive(Serialize)]
-struct MqttHealth<'a> {
-    enabled: bool,
-    connected: bool,
-    broker: Option<&'a str>,
-    connects: u64,
-    published: u64,
+struct ErrorBody<'a> {
+    error: &'a str,
+}
+
+/// A JSON error response: `{"error": "..."}`.
+pub fn error(status: StatusCode, message: &str) -> Response {
+    (status, Json(ErrorBody { error: message })).into_response()
+}
+
+pub async fn not_found(uri: Uri) -> Response {
+    error(StatusCode::NOT_FOUND, &format!("no such resource: {}", uri.path()))
+}
+
+/// `/api/health`, also sent on the event stream.
+pub fn health_view(state: &AppState) -> serde_json::Value {
+    let status = &state.status;
+    json!({
+        "status": "ok",
+        "version": status.node.sw_version,
+        "node": status.node.id,
+        "name": status.node.name,
+        "model": status.node.model,
+        "uptime_s": status.started.elapsed().as_secs(),
+        "gpio": status.gpio,
+        "read_only": state.token.is_none(),
+        "sim": state.sim.is_some(),
+        "mqtt": {
+            "enabled": status.broker.is_some(),
+            "connected": status.mqtt_connected(),
+            "broker": status.broker,
+            "connects": status.mqtt_connects(),
+            "published": status.mqtt_published(),
+        },
+    })
 }
 
 pub async fn health(State(state): State<AppState>) -> Response {
-    let status = &state.status;
-    Json(Health {
-        status: "ok",
-        version: &status.node.sw_version,
-        node: &status.node.id,
-        model: &status.node.model,
-        uptime_s: status.started.elapsed().as_secs(),
-        gpio: status.gpio,
-        mqtt: MqttHealth {
-            enabled: status.broker.is_some(),
-            connected: status.mqtt_connected(),
-            broker: status.broker.as_deref(),
-            connects: status.mqtt_connects(),
-            published: status.mqtt_published(),
-        },
-    })
-    .into_response()
-}
-
-#[derive(Serialize)]
-struct StateResponse<'a> {
-    node: NodeView<'a>,
-    entities: Vec<EntityView>,
+    Json(health_view(&state)).into_response()
 }
 
 #[derive(Serialize)]
@@ -67,7 +71,7 @@ struct NodeView<'a> {
 
 /// One entity as the API shows it.
 #[derive(Serialize)]
-struct EntityView {
+pub struct EntityView {
     id: String,
     name: String,
     component: Component,
@@ -78,6 +82,10 @@ struct EntityView {
     state: Option<String>,
     unit: Option<&'static str>,
     device_class: Option<&'static str>,
+    /// False while the source cannot read it.
+    available: bool,
+    /// Seconds without an update after which the value is stale.
+    expire_after_s: Option<u64>,
     /// RFC 3339, UTC; `null` before the first value.
     last_update: Option<String>,
 }
@@ -100,6 +108,8 @@ impl From<EntitySnapshot> for EntityView {
             state: entity.value.as_ref().map(|v| v.render(spec.precision)),
             unit: spec.unit,
             device_class: spec.device_class,
+            available: entity.available,
+            expire_after_s: spec.expire_after.map(|d| d.as_secs()),
             last_update: entity.updated.map(rfc3339),
         }
     }
@@ -110,38 +120,111 @@ fn round(n: f64, decimals: u8) -> f64 {
     (n * scale).round() / scale
 }
 
+/// `[[unix ms, value], …]`, oldest first.
+pub fn history_points(state: &AppState, id: &str) -> Option<Vec<(u64, f64)>> {
+    let samples = state.hub.history(id)?;
+    Some(
+        samples
+            .iter()
+            .map(|s| {
+                let ms = s.at.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+                (ms, s.value)
+            })
+            .collect(),
+    )
+}
+
 pub async fn state(State(state): State<AppState>) -> Response {
     let node = &state.status.node;
-    Json(StateResponse {
-        node: NodeView {
+    let entities: Vec<EntityView> = state.hub.snapshot().into_iter().map(EntityView::from).collect();
+    Json(json!({
+        "node": NodeView {
             id: &node.id,
             name: &node.name,
             model: &node.model,
             version: &node.sw_version,
         },
-        entities: state.hub.snapshot().into_iter().map(EntityView::from).collect(),
-    })
+        "entities": entities,
+    }))
     .into_response()
 }
 
-#[derive(Serialize)]
-struct ErrorBody {
-    error: String,
+pub async fn entity(State(state): State<AppState>, Path(id): Path<String>) -> Response {
+    match state.hub.get(&id) {
+        Some(entity) => Json(EntityView::from(entity)).into_response(),
+        None => error(StatusCode::NOT_FOUND, &format!("no entity `{id}`")),
+    }
 }
 
-/// A JSON error response: `{"error": "..."}`.
-pub fn error(status: StatusCode, message: &str) -> Response {
-    (
-        status,
-        Json(ErrorBody {
-            error: message.to_owned(),
-        }),
-    )
-        .into_response()
+pub async fn history(State(state): State<AppState>, Path(id): Path<String>) -> Response {
+    let Some(entity) = state.hub.get(&id) else {
+        return error(StatusCode::NOT_FOUND, &format!("no entity `{id}`"));
+    };
+    let points = history_points(&state, &id).unwrap_or_default();
+    Json(json!({ "id": id, "unit": entity.spec.unit, "points": points })).into_response()
 }
 
-pub async fn not_found(uri: Uri) -> Response {
-    error(StatusCode::NOT_FOUND, &format!("no such resource: {}", uri.path()))
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OutputRequest {
+    state: String,
+}
+
+/// `POST /api/outputs/{name}` with `{"state": "ON" | "OFF" | "TOGGLE"}`:
+/// hands the command to the outputs and answers with the state the output
+/// reports back.
+pub async fn set_output(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if let Some(refused) = refusal(&state, &headers) {
+        return refused;
+    }
+    let is_output = state.hub.get(&name).is_some_and(|e| e.spec.component.is_commandable());
+    let (Some(commands), true) = (&state.commands, is_output) else {
+        return error(StatusCode::NOT_FOUND, &format!("no output `{name}`"));
+    };
+    let request: OutputRequest = match serde_json::from_slice(&body) {
+        Ok(request) => request,
+        Err(e) => {
+            let message = format!("expected {{\"state\": \"ON\" | \"OFF\" | \"TOGGLE\"}}: {e}");
+            return error(StatusCode::BAD_REQUEST, &message);
+        }
+    };
+    let Some(action) = Action::parse(request.state.as_bytes()) else {
+        let message = format!("`{}` is not a state: use ON, OFF or TOGGLE", request.state);
+        return error(StatusCode::UNPROCESSABLE_ENTITY, &message);
+    };
+    // Subscribe before sending, so the echo cannot be missed.
+    let mut changes = state.hub.subscribe();
+    let command = Command {
+        output: name.clone(),
+        action,
+        origin: Origin::Web,
+    };
+    if commands.send(command).await.is_err() {
+        return error(StatusCode::SERVICE_UNAVAILABLE, "the outputs are stopping");
+    }
+    let echo = tokio::time::timeout(ECHO_WAIT, async {
+        loop {
+            match changes.recv().await {
+                Ok(HubEvent::Updated(spec, value)) if spec.id == name => return Some(value),
+                Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    })
+    .await;
+    match echo {
+        Ok(Some(value)) => Json(json!({ "id": name, "state": value.render(0) })).into_response(),
+        _ => (
+            StatusCode::ACCEPTED,
+            Json(json!({ "id": name, "message": "command accepted; the output has not reported back yet" })),
+        )
+            .into_response(),
+    }
 }
 
 #[cfg(test)]
@@ -154,22 +237,35 @@ mod tests {
     use tower::ServiceExt;
 
     use super::*;
+    use crate::config::Secret;
     use crate::hub::{EntitySpec, Hub};
     use crate::node::NodeInfo;
     use crate::status::AgentStatus;
     use crate::web::router;
 
-    fn app() -> (axum::Router, Arc<Hub>) {
+    struct App {
+        state: AppState,
+        commands: Option<crate::command::CommandReceiver>,
+    }
+
+    fn app(token: Option<&str>) -> App {
         let hub = Hub::new(8);
         hub.register(EntitySpec::sensor("cpu_usage", "CPU usage", Group::System).unit("%"));
         hub.register(EntitySpec::binary_sensor("throttled", "Throttled", Group::System));
         hub.register(EntitySpec::sensor("load_1m", "Load (1 min)", Group::System).precision(2));
+        hub.register(EntitySpec::output("relay", "Relay", Component::Switch));
         hub.set_at(
             "cpu_usage",
             Value::Number(12.345),
             UNIX_EPOCH + Duration::from_secs(86_400),
         );
+        hub.set_at(
+            "cpu_usage",
+            Value::Number(14.0),
+            UNIX_EPOCH + Duration::from_secs(86_410),
+        );
         hub.set("throttled", Value::Bool(true));
+        hub.set("relay", Value::Bool(false));
         let node = NodeInfo {
             id: "pi".into(),
             name: "Pi".into(),
@@ -179,39 +275,59 @@ mod tests {
             configuration_url: None,
         };
         let status = Arc::new(AgentStatus::new(node, Some("localhost:1883".into()), None));
-        (
-            router(crate::web::AppState {
-                hub: hub.clone(),
-                status,
-                sim: None,
-            }),
-            hub,
-        )
+        let (commands, receiver) = crate::command::channel();
+        App {
+            state: AppState::new(hub, status, None, Some(commands), token.map(|t| Secret::new(t.into()))),
+            commands: Some(receiver),
+        }
     }
 
-    async fn get_json(router: axum::Router, path: &str) -> (StatusCode, serde_json::Value) {
-        let response = router
-            .oneshot(Request::get(path).body(Body::empty()).expect("request"))
-            .await
-            .expect("infallible");
+    /// Plays the outputs task: echoes every command's state on the hub.
+    fn echo_outputs(app: &mut App) {
+        let mut receiver = app.commands.take().expect("receiver");
+        let hub = app.state.hub.clone();
+        tokio::spawn(async move {
+            while let Some(command) = receiver.recv().await {
+                hub.set(&command.output, Value::Bool(command.action == Action::On));
+            }
+        });
+    }
+
+    async fn call(app: &App, request: Request<Body>) -> (StatusCode, HeaderMap, serde_json::Value) {
+        let response = router(app.state.clone()).oneshot(request).await.expect("infallible");
         let status = response.status();
+        let headers = response.headers().clone();
         let bytes = axum::body::to_bytes(response.into_body(), 1 << 20).await.expect("body");
-        (status, serde_json::from_slice(&bytes).expect("json"))
+        let json = serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);
+        (status, headers, json)
+    }
+
+    fn get(path: &str) -> Request<Body> {
+        Request::get(path).body(Body::empty()).expect("request")
+    }
+
+    fn post(path: &str, token: Option<&str>, body: &str) -> Request<Body> {
+        let mut request = Request::post(path).header("content-type", "application/json");
+        if let Some(token) = token {
+            request = request.header("authorization", format!("Bearer {token}"));
+        }
+        request.body(Body::from(body.to_owned())).expect("request")
     }
 
     #[tokio::test]
     async fn state_should_list_every_entity_with_value_unit_and_last_update() {
-        let (router, _) = app();
-        let (status, body) = get_json(router, "/api/state").await;
+        let app = app(None);
+        let (status, _, body) = call(&app, get("/api/state")).await;
         assert_eq!(status, StatusCode::OK);
         assert_eq!(body["node"]["id"], "pi");
         let entities = body["entities"].as_array().expect("array");
-        assert_eq!(entities.len(), 3);
+        assert_eq!(entities.len(), 4);
         assert_eq!(entities[0]["id"], "cpu_usage");
-        assert_eq!(entities[0]["value"], 12.3);
-        assert_eq!(entities[0]["state"], "12.3");
+        assert_eq!(entities[0]["value"], 14.0);
+        assert_eq!(entities[0]["state"], "14.0");
         assert_eq!(entities[0]["unit"], "%");
-        assert_eq!(entities[0]["last_update"], "1970-01-02T00:00:00.000Z");
+        assert_eq!(entities[0]["available"], true);
+        assert_eq!(entities[0]["last_update"], "1970-01-02T00:00:10.000Z");
         assert_eq!(entities[1]["value"], true);
         assert_eq!(entities[1]["state"], "ON");
         assert_eq!(entities[1]["component"], "binary_sensor");
@@ -219,35 +335,107 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn health_should_report_version_and_mqtt_state() {
-        let (router, _) = app();
-        let (status, body) = get_json(router, "/api/health").await;
+    async fn one_entity_and_its_history_should_be_served_and_unknown_ids_404() {
+        let app = app(None);
+        let (status, _, body) = call(&app, get("/api/entities/throttled")).await;
+        assert_eq!((status, body["state"].as_str()), (StatusCode::OK, Some("ON")));
+        let (status, _, body) = call(&app, get("/api/history/cpu_usage")).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(body["points"], json!([[86_400_000u64, 12.345], [86_410_000u64, 14.0]]));
+        for path in ["/api/entities/nope", "/api/history/nope"] {
+            let (status, _, body) = call(&app, get(path)).await;
+            assert_eq!(status, StatusCode::NOT_FOUND, "{path}");
+            assert_eq!(body["error"], "no entity `nope`");
+        }
+    }
+
+    #[tokio::test]
+    async fn health_should_report_version_mqtt_state_and_read_only() {
+        let app = app(None);
+        let (status, _, body) = call(&app, get("/api/health")).await;
         assert_eq!(status, StatusCode::OK);
         assert_eq!(body["status"], "ok");
         assert_eq!(body["version"], "9.9.9");
-        assert_eq!(body["mqtt"]["enabled"], true);
+        assert_eq!(body["read_only"], true);
         assert_eq!(body["mqtt"]["connected"], false);
         assert_eq!(body["mqtt"]["broker"], "localhost:1883");
     }
 
     #[tokio::test]
     async fn unknown_paths_should_get_a_json_404() {
-        let (router, _) = app();
-        let (status, body) = get_json(router, "/api/nope").await;
+        let app = app(None);
+        let (status, _, body) = call(&app, get("/api/nope")).await;
         assert_eq!(status, StatusCode::NOT_FOUND);
         assert_eq!(body["error"], "no such resource: /api/nope");
     }
 
     #[tokio::test]
-    async fn index_should_serve_the_embedded_page() {
-        let (router, _) = app();
-        let response = router
-            .oneshot(Request::get("/").body(Body::empty()).expect("request"))
-            .await
-            .expect("infallible");
-        assert_eq!(response.status(), StatusCode::OK);
-        let bytes = axum::body::to_bytes(response.into_body(), 1 << 20).await.expect("body");
-        let page = String::from_utf8_lossy(&bytes);
-        assert!(page.contains("/api/state"), "the page must load the state from the API");
+    async fn without_a_configured_token_writes_should_be_403_with_an_explanation() {
+        let app = app(None);
+        let (status, _, body) = call(&app, post("/api/outputs/relay", Some("anything"), r#"{"state":"ON"}"#)).await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+        assert!(
+            body["error"].as_str().is_some_and(|e| e.contains("web.token")),
+            "{body}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_missing_or_wrong_token_should_be_401() {
+        let app = app(Some("s3cret-token"));
+        for token in [None, Some("wrong-token"), Some("s3cret-token-but-longer"), Some("")] {
+            let (status, headers, body) = call(&app, post("/api/outputs/relay", token, r#"{"state":"ON"}"#)).await;
+            assert_eq!(status, StatusCode::UNAUTHORIZED, "{token:?}");
+            assert!(headers.contains_key("www-authenticate"));
+            assert!(body["error"].is_string());
+        }
+    }
+
+    #[tokio::test]
+    async fn a_good_token_should_switch_the_output_and_answer_with_its_echo() {
+        let mut app = app(Some("s3cret-token"));
+        echo_outputs(&mut app);
+        let (status, _, body) = call(
+            &app,
+            post("/api/outputs/relay", Some("s3cret-token"), r#"{"state":"on"}"#),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(body, json!({"id": "relay", "state": "ON"}));
+    }
+
+    #[tokio::test]
+    async fn bad_output_requests_should_be_404_400_or_422() {
+        let app = app(Some("s3cret-token"));
+        let token = Some("s3cret-token");
+        let cases = [
+            ("/api/outputs/nope", r#"{"state":"ON"}"#, StatusCode::NOT_FOUND),
+            ("/api/outputs/cpu_usage", r#"{"state":"ON"}"#, StatusCode::NOT_FOUND),
+            ("/api/outputs/relay", "not json", StatusCode::BAD_REQUEST),
+            (
+                "/api/outputs/relay",
+                r#"{"state":"ON","extra":1}"#,
+                StatusCode::BAD_REQUEST,
+            ),
+            ("/api/outputs/relay", r#"{"state":true}"#, StatusCode::BAD_REQUEST),
+            (
+                "/api/outputs/relay",
+                r#"{"state":"DIM"}"#,
+                StatusCode::UNPROCESSABLE_ENTITY,
+            ),
+        ];
+        for (path, body, expected) in cases {
+            let (status, _, json) = call(&app, post(path, token, body)).await;
+            assert_eq!(status, expected, "{path} {body}: {json}");
+            assert!(json["error"].is_string(), "{path} {body}");
+        }
+    }
+
+    #[tokio::test]
+    async fn oversized_bodies_should_be_rejected() {
+        let app = app(Some("s3cret-token"));
+        let big = format!("{{\"state\":\"{}\"}}", "x".repeat(64 * 1024));
+        let (status, _, _) = call(&app, post("/api/outputs/relay", Some("s3cret-token"), &big)).await;
+        assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
     }
 }

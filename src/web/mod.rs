@@ -1,23 +1,39 @@
-//! The HTTP side: a small embedded page and the JSON API.
+//! The HTTP side: the embedded dashboard, the JSON API with its OpenAPI
+//! document, the live event stream, and Prometheus metrics.
 //!
-//! Reads the hub and the agent status; never touches hardware or MQTT.
-//! The server stops accepting on cancellation and finishes open requests.
+//! Reads the hub and the agent status and sends [`Command`]s to the
+//! outputs; never touches hardware or MQTT. State changes need the token
+//! (`auth.rs`). The server stops accepting on cancellation, and every event
+//! stream ends then too, so the stop never hangs on an open dashboard.
+//!
+//! [`Command`]: crate::command::Command
 
-mod api;
+pub mod api;
 mod assets;
+mod auth;
+mod events;
+mod metrics;
+mod openapi;
 pub mod sim;
 mod time;
 
+use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 
-use axum::routing::{get, put};
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post, put};
 use axum::Router;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info};
 
+use crate::command::CommandSender;
+use crate::config::Secret;
 use crate::hub::Hub;
 use crate::status::AgentStatus;
+
+/// Request bodies are tiny JSON objects; anything bigger is refused.
+const MAX_BODY_BYTES: usize = 4096;
 
 /// What every handler may read.
 #[derive(Clone)]
@@ -26,20 +42,60 @@ pub struct AppState {
     pub status: Arc<AgentStatus>,
     /// Present only with the simulated GPIO backend.
     pub sim: Option<Arc<sim::SimPins>>,
+    /// Where `POST /api/outputs/…` sends commands; `None` without outputs.
+    pub commands: Option<CommandSender>,
+    /// `None`: the HTTP side is read-only.
+    pub token: Option<Arc<Secret>>,
+    /// Fires when the server stops; ends every event stream.
+    pub shutdown: CancellationToken,
+    /// Open event streams, capped (`events::MAX_CLIENTS`) and exported.
+    pub sse_clients: Arc<AtomicUsize>,
 }
 
-/// All routes.
+impl AppState {
+    pub fn new(
+        hub: Arc<Hub>,
+        status: Arc<AgentStatus>,
+        sim: Option<Arc<sim::SimPins>>,
+        commands: Option<CommandSender>,
+        token: Option<Secret>,
+    ) -> AppState {
+        AppState {
+            hub,
+            status,
+            sim,
+            commands,
+            token: token.map(Arc::new),
+            shutdown: CancellationToken::new(),
+            sse_clients: Arc::new(AtomicUsize::new(0)),
+        }
+    }
+}
+
+/// All routes. `openapi.json` documents each one; a test holds them equal.
 pub fn router(state: AppState) -> Router {
     let mut router = Router::new()
         .route("/", get(assets::index))
+        .route("/app.js", get(assets::app_js))
+        .route("/style.css", get(assets::style_css))
+        .route("/api", get(assets::api_page))
+        .route("/api/openapi.json", get(openapi::document))
         .route("/api/health", get(api::health))
-        .route("/api/state", get(api::state));
+        .route("/api/state", get(api::state))
+        .route("/api/entities/{id}", get(api::entity))
+        .route("/api/history/{id}", get(api::history))
+        .route("/api/outputs/{name}", post(api::set_output))
+        .route("/api/events", get(events::events))
+        .route("/metrics", get(metrics::metrics));
     if state.sim.is_some() {
         router = router
             .route("/api/sim/inputs/{name}", put(sim::set_input))
             .route("/api/sim/pins", get(sim::list));
     }
-    router.fallback(api::not_found).with_state(state)
+    router
+        .fallback(api::not_found)
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(state)
 }
 
 /// Serves until `cancel` fires.
@@ -47,9 +103,12 @@ pub async fn serve(listener: TcpListener, state: AppState, cancel: CancellationT
     if let Ok(addr) = listener.local_addr() {
         info!(%addr, "dashboard listening");
     }
-    let result = axum::serve(listener, router(state))
-        .with_graceful_shutdown(cancel.cancelled_owned())
-        .await;
+    let streams = state.shutdown.clone();
+    let stop = async move {
+        cancel.cancelled().await;
+        streams.cancel();
+    };
+    let result = axum::serve(listener, router(state)).with_graceful_shutdown(stop).await;
     if let Err(error) = result {
         error!(%error, "web server failed");
     }

@@ -148,9 +148,12 @@ pub struct Agent {
 /// free loopback port, fast sampling. `extra` is appended.
 pub fn test_config(node: &str, mqtt_port: u16, extra: &str) -> String {
     format!(
-        "[node]\nid = \"{node}\"\nname = \"E2E {node}\"\n\n[mqtt]\nhost = \"127.0.0.1\"\nport = {mqtt_port}\nkeepalive_s = 5\n\n[web]\nbind = \"127.0.0.1\"\nport = 0\n\n{extra}\n"
+        "[node]\nid = \"{node}\"\nname = \"E2E {node}\"\n\n[mqtt]\nhost = \"127.0.0.1\"\nport = {mqtt_port}\nkeepalive_s = 5\n\n[web]\nbind = \"127.0.0.1\"\nport = 0\ntoken = \"{TEST_TOKEN}\"\n\n{extra}\n"
     )
 }
+
+/// The `web.token` of `test_config`; `Agent::send` sends it.
+pub const TEST_TOKEN: &str = "e2e-test-token";
 
 pub fn binary() -> &'static str {
     env!("CARGO_BIN_EXE_majortom")
@@ -478,13 +481,26 @@ pub fn merged_root(trees: &[&str]) -> TempDir {
     dir
 }
 
-/// A one-shot HTTP/1.1 request with a JSON body; returns status and body.
+/// A one-shot HTTP/1.1 request with a JSON body and the test token;
+/// returns status and body.
 pub fn http_send(addr: SocketAddr, method: &str, path: &str, body: &str) -> (u16, String) {
+    http_request(
+        addr,
+        method,
+        path,
+        &[("Authorization", &format!("Bearer {TEST_TOKEN}"))],
+        body,
+    )
+}
+
+/// A one-shot HTTP/1.1 request with extra headers; returns status and body.
+pub fn http_request(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> (u16, String) {
     let mut stream = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect to {addr}: {e}"));
     stream.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
+    let extra: String = headers.iter().map(|(k, v)| format!("{k}: {v}\r\n")).collect();
     write!(
         stream,
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/json\r\n{extra}Content-Length: {}\r\n\r\n{body}",
         body.len()
     )
     .expect("send request");

@@ -1,0 +1,247 @@
+//! `GET /api/events`: the dashboard's live feed, as Server-Sent Events.
+//!
+//! A `snapshot` first (health and every entity with its history), then an
+//! `entity` event per change, `press` per button press, and `health` every
+//! few seconds. A client that falls behind gets a fresh snapshot. Every
+//! stream ends when the server stops, so a graceful shutdown never waits
+//! on an open dashboard; the browser's EventSource reconnects by itself.
+
+use std::convert::Infallible;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use futures_util::stream::{self, Stream};
+use serde_json::json;
+use tokio::sync::broadcast;
+use tokio::time::{Interval, MissedTickBehavior};
+
+use crate::hub::HubEvent;
+use crate::web::api::{error, health_view, history_points, EntityView};
+use crate::web::AppState;
+
+/// More open streams than this are refused: each holds a little memory and a
+/// socket, and a Pi Zero has few of both.
+pub const MAX_CLIENTS: usize = 32;
+const HEALTH_EVERY: Duration = Duration::from_secs(5);
+
+/// Counts open streams; the count drops when a stream is dropped.
+struct ClientSlot(Arc<AtomicUsize>);
+
+impl ClientSlot {
+    fn take(counter: &Arc<AtomicUsize>) -> Option<ClientSlot> {
+        let taken = counter.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+            (n < MAX_CLIENTS).then_some(n + 1)
+        });
+        taken.ok().map(|_| ClientSlot(counter.clone()))
+    }
+}
+
+impl Drop for ClientSlot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+struct Feed {
+    state: AppState,
+    changes: broadcast::Receiver<HubEvent>,
+    snapshot_due: bool,
+    health: Interval,
+    _slot: ClientSlot,
+}
+
+pub async fn events(State(state): State<AppState>) -> Response {
+    let Some(slot) = ClientSlot::take(&state.sse_clients) else {
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too many open dashboards; close one and retry",
+        );
+    };
+    let mut health = tokio::time::interval(HEALTH_EVERY);
+    health.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    health.reset(); // The snapshot carries the health already.
+    let feed = Feed {
+        changes: state.hub.subscribe(),
+        state,
+        snapshot_due: true,
+        health,
+        _slot: slot,
+    };
+    Sse::new(stream(feed)).keep_alive(KeepAlive::default()).into_response()
+}
+
+fn stream(feed: Feed) -> impl Stream<Item = Result<Event, Infallible>> {
+    stream::unfold(feed, |mut feed| async move {
+        let event = feed.next().await?;
+        Some((Ok(event), feed))
+    })
+}
+
+impl Feed {
+    /// The next event, or `None` when the server stops.
+    async fn next(&mut self) -> Option<Event> {
+        if std::mem::take(&mut self.snapshot_due) {
+            return Some(self.snapshot());
+        }
+        let shutdown = self.state.shutdown.clone();
+        loop {
+            tokio::select! {
+                biased;
+                () = shutdown.cancelled() => return None,
+                change = self.changes.recv() => match change {
+                    Ok(HubEvent::Registered(spec) | HubEvent::Updated(spec, _) | HubEvent::Availability(spec, _)) => {
+                        if let Some(entity) = self.state.hub.get(&spec.id) {
+                            return Some(json_event("entity", &EntityView::from(entity)));
+                        }
+                    }
+                    Ok(HubEvent::Pressed(spec, press)) => {
+                        return Some(json_event("press", &json!({ "id": spec.id, "press": press.as_str() })));
+                    }
+                    Err(broadcast::error::RecvError::Lagged(_)) => return Some(self.snapshot()),
+                    Err(broadcast::error::RecvError::Closed) => return None,
+                },
+                _ = self.health.tick() => return Some(json_event("health", &health_view(&self.state))),
+            }
+        }
+    }
+
+    fn snapshot(&self) -> Event {
+        let entities: Vec<serde_json::Value> = self
+            .state
+            .hub
+            .snapshot()
+            .into_iter()
+            .map(|entity| {
+                let id = entity.spec.id.clone();
+                let mut view = serde_json::to_value(EntityView::from(entity)).unwrap_or_default();
+                if let (Some(map), Some(points)) = (view.as_object_mut(), history_points(&self.state, &id)) {
+                    map.insert("history".into(), json!(points));
+                }
+                view
+            })
+            .collect();
+        json_event(
+            "snapshot",
+            &json!({ "health": health_view(&self.state), "entities": entities }),
+        )
+    }
+}
+
+fn json_event(name: &str, data: &impl serde::Serialize) -> Event {
+    let data = serde_json::to_string(data).unwrap_or_else(|_| "null".to_owned());
+    Event::default().event(name).data(data)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use axum::body::Body;
+    use axum::http::Request;
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+
+    use super::*;
+    use crate::hub::{EntitySpec, Group, Hub, Value};
+    use crate::node::NodeInfo;
+    use crate::status::AgentStatus;
+    use crate::web::router;
+
+    fn state() -> AppState {
+        let hub = Hub::new(8);
+        hub.register(EntitySpec::sensor("temp", "Temp", Group::Sensors).unit("°C"));
+        hub.set("temp", Value::Number(20.5));
+        let node = NodeInfo {
+            id: "pi".into(),
+            name: "Pi".into(),
+            model: "m".into(),
+            manufacturer: "x".into(),
+            sw_version: "1".into(),
+            configuration_url: None,
+        };
+        AppState::new(hub, Arc::new(AgentStatus::new(node, None, None)), None, None, None)
+    }
+
+    /// Reads frames until `want` complete SSE events arrived; returns them.
+    async fn read_events(body: &mut Body, want: usize) -> Vec<String> {
+        let mut text = String::new();
+        while text.matches("\n\n").count() < want {
+            let frame = tokio::time::timeout(Duration::from_secs(5), body.frame())
+                .await
+                .expect("an event within 5 s")
+                .expect("stream open")
+                .expect("frame");
+            if let Ok(data) = frame.into_data() {
+                text.push_str(&String::from_utf8_lossy(&data));
+            }
+        }
+        text.split("\n\n")
+            .filter(|e| !e.trim().is_empty())
+            .map(str::to_owned)
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn stream_should_start_with_a_snapshot_then_send_each_change() {
+        let state = state();
+        let response = router(state.clone())
+            .oneshot(Request::get("/api/events").body(Body::empty()).expect("req"))
+            .await
+            .expect("ok");
+        assert_eq!(response.headers()["content-type"], "text/event-stream");
+        let mut body = response.into_body();
+        let first = read_events(&mut body, 1).await;
+        assert!(first[0].starts_with("event: snapshot\ndata: "), "{first:?}");
+        assert!(first[0].contains("\"history\":[["), "{first:?}");
+        state.hub.set("temp", Value::Number(21.0));
+        let next = read_events(&mut body, 1).await;
+        assert!(next[0].starts_with("event: entity\ndata: "), "{next:?}");
+        assert!(next[0].contains("\"state\":\"21.0\""), "{next:?}");
+        assert_eq!(state.sse_clients.load(Ordering::Acquire), 1);
+        drop(body);
+        assert_eq!(
+            state.sse_clients.load(Ordering::Acquire),
+            0,
+            "a closed stream frees its slot"
+        );
+    }
+
+    #[tokio::test]
+    async fn stream_should_end_when_the_server_shuts_down() {
+        let state = state();
+        let response = router(state.clone())
+            .oneshot(Request::get("/api/events").body(Body::empty()).expect("req"))
+            .await
+            .expect("ok");
+        let mut body = response.into_body();
+        read_events(&mut body, 1).await;
+        state.shutdown.cancel();
+        let end = tokio::time::timeout(Duration::from_secs(2), async {
+            loop {
+                match body.frame().await {
+                    None => return,
+                    Some(Ok(_)) => {}
+                    Some(Err(e)) => panic!("stream error: {e}"),
+                }
+            }
+        })
+        .await;
+        assert!(end.is_ok(), "the stream must end on shutdown");
+    }
+
+    #[tokio::test]
+    async fn clients_beyond_the_cap_should_get_503() {
+        let state = state();
+        state.sse_clients.store(MAX_CLIENTS, Ordering::Release);
+        let response = router(state)
+            .oneshot(Request::get("/api/events").body(Body::empty()).expect("req"))
+            .await
+            .expect("ok");
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    }
+}
