@@ -10,6 +10,8 @@
 //! - `gpio`: inputs, outputs and sensors on the simulated backend: edges,
 //!   commands, pulses, safe states, restore, discovery of every kind.
 //! - `notify`: systemd readiness, watchdog pings and stopping (sd_notify).
+//! - `web`: /metrics through promtool, HTTP without MQTT, stopping with open
+//!   event streams.
 //! - `arm`: the static ARM builds under qemu-user (ignored by plain `cargo
 //!   test`; `scripts/test.sh` builds them and runs these too).
 //! - `install`: `install`, `uninstall`, `rollback` into a temporary root,
@@ -26,3 +28,4 @@ mod lifecycle;
 mod notify;
 mod reconnect;
 mod sysfs;
+mod web;
