@@ -211,29 +211,16 @@ impl Sink {
     /// A message on a `/set` topic: valid commands for outputs go to the
     /// outputs task; anything else is logged and changes nothing.
     fn on_command(&mut self, entity: &str, topic: &str, payload: &[u8], retain: bool) {
-        let shown = String::from_utf8_lossy(payload);
-        if retain {
-            // A retained command would be replayed at every reconnect and
-            // undo whatever happened since; commands are one-shot.
-            warn!(%topic, payload = %shown, "ignoring retained command; publish commands without the retain flag");
-            return;
-        }
-        let commandable = self.hub.get(entity).is_some_and(|e| e.spec.component.is_commandable());
-        if !commandable {
-            warn!(%topic, payload = %shown, "ignoring command for something that is not an output");
-            return;
-        }
-        let Some(action) = Action::parse(payload) else {
-            warn!(%topic, payload = %shown, "ignoring command: expected ON, OFF or TOGGLE");
-            return;
-        };
-        let command = Command {
-            output: entity.to_owned(),
-            action,
-            origin: Origin::Mqtt,
-        };
-        if let Err(error) = self.commands.try_send(command) {
-            warn!(%topic, %error, "dropping command: the outputs are not keeping up");
+        match parse_command(&self.hub, entity, payload, retain) {
+            Ok(command) => {
+                if let Err(error) = self.commands.try_send(command) {
+                    warn!(%topic, %error, "dropping command: the outputs are not keeping up");
+                }
+            }
+            Err(rejection) => {
+                let payload = String::from_utf8_lossy(payload);
+                warn!(%topic, %payload, "ignoring command: {rejection}");
+            }
         }
     }
 
@@ -322,6 +309,36 @@ impl Sink {
     }
 }
 
+/// Why a message on a `/set` topic was not turned into a command.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Rejection {
+    #[error("it was retained; publish commands without the retain flag")]
+    Retained,
+    #[error("`{0}` is not an output")]
+    NotAnOutput(String),
+    #[error("expected ON, OFF or TOGGLE")]
+    BadPayload,
+}
+
+/// A `/set` message for `entity` as a command, or why not. Pure: the
+/// caller logs rejections and sends commands.
+pub fn parse_command(hub: &Hub, entity: &str, payload: &[u8], retain: bool) -> Result<Command, Rejection> {
+    if retain {
+        // A retained command would be replayed at every reconnect and undo
+        // whatever happened since; commands are one-shot.
+        return Err(Rejection::Retained);
+    }
+    if !hub.get(entity).is_some_and(|e| e.spec.component.is_commandable()) {
+        return Err(Rejection::NotAnOutput(entity.to_owned()));
+    }
+    let action = Action::parse(payload).ok_or(Rejection::BadPayload)?;
+    Ok(Command {
+        output: entity.to_owned(),
+        action,
+        origin: Origin::Mqtt,
+    })
+}
+
 fn availability_payload(available: bool) -> Vec<u8> {
     if available { AVAILABLE } else { UNAVAILABLE }.as_bytes().to_vec()
 }
@@ -374,6 +391,26 @@ impl Outbox {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn incoming_command_should_toggle_relay_and_everything_else_should_be_rejected() {
+        use crate::hub::{Component, EntitySpec, Group};
+        let hub = Hub::new(1);
+        hub.register(EntitySpec::output("relay", "Relay", Component::Switch));
+        hub.register(EntitySpec::binary_sensor("door", "Door", Group::Inputs));
+        let command = parse_command(&hub, "relay", b"toggle", false).expect("valid");
+        assert_eq!((command.output.as_str(), command.action), ("relay", Action::Toggle));
+        assert_eq!(parse_command(&hub, "relay", b"ON", true), Err(Rejection::Retained));
+        assert_eq!(
+            parse_command(&hub, "door", b"ON", false),
+            Err(Rejection::NotAnOutput("door".into()))
+        );
+        assert_eq!(
+            parse_command(&hub, "ghost", b"ON", false),
+            Err(Rejection::NotAnOutput("ghost".into()))
+        );
+        assert_eq!(parse_command(&hub, "relay", b"50%", false), Err(Rejection::BadPayload));
+    }
 
     #[test]
     fn outbox_should_keep_only_the_latest_payload_per_topic_in_first_queued_order() {
