@@ -113,6 +113,9 @@ pub struct TlsConfig {
     /// PEM certificate chain and private key, for brokers that want client
     /// certificates.
     pub client_auth: Option<ClientAuth>,
+    /// The name the broker's certificate must carry, when it differs from
+    /// `mqtt.host` (connecting by IP address to a broker with a DNS name).
+    pub server_name: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -373,6 +376,7 @@ struct RawTls {
     ca_file: Option<toml::Spanned<PathBuf>>,
     cert_file: Option<toml::Spanned<PathBuf>>,
     key_file: Option<toml::Spanned<PathBuf>>,
+    server_name: Option<toml::Spanned<String>>,
 }
 
 impl Default for RawMqtt {
@@ -579,7 +583,20 @@ impl Validator<'_> {
                 return Err(self.error(&key, "mqtt.tls.cert_file", "`key_file` needs `cert_file` too"))
             }
         };
-        Ok(TlsConfig { ca_file, client_auth })
+        let server_name = match raw.server_name {
+            None => None,
+            Some(name) => {
+                if rustls::pki_types::ServerName::try_from(name.get_ref().as_str()).is_err() {
+                    return Err(self.error(&name, "mqtt.tls.server_name", "must be a DNS name or an IP address"));
+                }
+                Some(name.into_inner())
+            }
+        };
+        Ok(TlsConfig {
+            ca_file,
+            client_auth,
+            server_name,
+        })
     }
 
     /// A path that must be a readable file.

@@ -66,6 +66,9 @@ struct SimPin {
     driven: Option<bool>,
     /// How many times an output was driven, the initial level included.
     writes: usize,
+    /// Injected fault: reads and writes of this pin fail (a loose wire, a
+    /// driver error), to test that the agent carries on.
+    failing: bool,
 }
 
 #[derive(Default)]
@@ -197,6 +200,11 @@ impl SimControl {
         lock(&self.state).pins.get(&pin).map_or(0, |p| p.writes)
     }
 
+    /// Makes every read or write of `pin` fail (or work again).
+    pub fn set_failing(&self, pin: u8, failing: bool) {
+        lock(&self.state).pins.entry(pin).or_default().failing = failing;
+    }
+
     /// Sets the raw ADC values the BME280 at `address` reports.
     pub fn set_bme280_raw(&self, address: u16, adc_t: u32, adc_p: u32, adc_h: u16) -> Result<(), SimError> {
         let mut state = lock(&self.state);
@@ -223,6 +231,7 @@ struct SimInput {
 impl InputPin for SimInput {
     fn is_high(&self) -> Result<bool, HalError> {
         match lock(&self.state).pins.get(&self.pin) {
+            Some(SimPin { failing: true, .. }) => Err(HalError::Gpio(format!("GPIO {}: simulated fault", self.pin))),
             Some(SimPin {
                 claim: Claim::Input { high, .. },
                 ..
@@ -249,6 +258,9 @@ impl OutputPin for SimOutput {
     fn set(&mut self, high: bool) -> Result<(), HalError> {
         let mut state = lock(&self.state);
         let pin = state.pins.entry(self.pin).or_default();
+        if pin.failing {
+            return Err(HalError::Gpio(format!("GPIO {}: simulated fault", self.pin)));
+        }
         pin.driven = Some(high);
         pin.writes += 1;
         Ok(())

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use rumqttc::{ConnectReturnCode, ConnectionError, Event, EventLoop, Outgoing, Packet};
 use tokio::sync::mpsc;
+use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
 use crate::mqtt::backoff::Backoff;
@@ -44,12 +45,37 @@ pub async fn drive(
     broker: String,
 ) {
     let mut backoff = Backoff::new(BACKOFF_INITIAL, BACKOFF_MAX);
+    // rumqttc pings every keepalive and so hears from a live broker at
+    // least that often; silence for 1.5 keepalives means a dead path (a
+    // Wi-Fi drop leaves the socket open), noticed sooner than rumqttc's own
+    // check, which waits for a second unanswered ping.
+    let silence_limit = eventloop.mqtt_options.keep_alive().mul_f32(1.5);
+    let mut last_heard = Instant::now();
     let mut connected = false;
     // Failures since the last successful connection; only the first is a
     // warning, so a Pi waiting for its broker does not fill the journal.
     let mut failures: u32 = 0;
     loop {
-        let event = match eventloop.poll().await {
+        let polled = if connected {
+            match tokio::time::timeout_at(last_heard + silence_limit, eventloop.poll()).await {
+                Ok(polled) => polled,
+                Err(_) => {
+                    // Dropping the network resets rumqttc's state whole, so
+                    // abandoning the poll above cannot leave half a packet.
+                    eventloop.clean();
+                    Err(ConnectionError::Io(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        format!("nothing heard from the broker for {silence_limit:?}"),
+                    )))
+                }
+            }
+        } else {
+            eventloop.poll().await
+        };
+        if let Ok(Event::Incoming(_)) = &polled {
+            last_heard = Instant::now();
+        }
+        let event = match polled {
             Ok(Event::Incoming(Packet::ConnAck(_))) => {
                 info!(%broker, "connected to MQTT broker");
                 connected = true;

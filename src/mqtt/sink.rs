@@ -48,7 +48,10 @@ pub fn prepare(config: &MqttConfig, node_id: &str) -> Result<Prepared, TlsError>
     let topics = Topics::new(&config.base_topic, &config.discovery_prefix, node_id);
     let mut options = MqttOptions::new(&config.client_id, &config.host, config.port);
     options.set_keep_alive(config.keepalive);
-    options.set_clean_session(true);
+    // A persistent session: the broker keeps our subscriptions and queues
+    // QoS 1 commands sent while we are reconnecting, and delivers them once
+    // we are back. Everything we publish is republished on connect anyway.
+    options.set_clean_session(false);
     options.set_max_packet_size(64 * 1024, 64 * 1024);
     options.set_last_will(LastWill::new(topics.status(), UNAVAILABLE, QoS::AtLeastOnce, true));
     if let Some(credentials) = &config.credentials {

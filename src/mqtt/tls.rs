@@ -4,9 +4,11 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::WebPkiServerVerifier;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use rustls::{ClientConfig, RootCertStore};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
 
 use crate::config::TlsConfig;
 
@@ -20,6 +22,54 @@ pub enum TlsError {
     Key { path: PathBuf, reason: String },
     #[error("TLS setup failed: {0}")]
     Rustls(#[from] rustls::Error),
+    #[error("`{name}` is not a DNS name or IP address (check mqtt.tls.server_name)")]
+    ServerName { name: String },
+    #[error("cannot build the certificate verifier: {0}")]
+    Verifier(String),
+}
+
+/// Checks the broker's certificate fully (chain, expiry, signatures) but
+/// against the configured `server_name` instead of the host we dialled.
+#[derive(Debug)]
+struct NamedVerifier {
+    inner: Arc<WebPkiServerVerifier>,
+    expected: ServerName<'static>,
+}
+
+impl ServerCertVerifier for NamedVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        _dialled: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        self.inner
+            .verify_server_cert(end_entity, intermediates, &self.expected, ocsp_response, now)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
 }
 
 /// The rustls client config for `tls`.
@@ -32,9 +82,20 @@ pub fn client_config(tls: &TlsConfig) -> Result<Arc<ClientConfig>, TlsError> {
         });
     }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let builder = ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()?
-        .with_root_certificates(roots);
+    let builder = ClientConfig::builder_with_provider(provider.clone()).with_safe_default_protocol_versions()?;
+    let builder = match &tls.server_name {
+        None => builder.with_root_certificates(roots),
+        Some(name) => {
+            let expected =
+                ServerName::try_from(name.clone()).map_err(|_| TlsError::ServerName { name: name.clone() })?;
+            let inner = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider)
+                .build()
+                .map_err(|e| TlsError::Verifier(e.to_string()))?;
+            builder
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(NamedVerifier { inner, expected }))
+        }
+    };
     let config = match &tls.client_auth {
         None => builder.with_no_client_auth(),
         Some(auth) => {
@@ -76,6 +137,7 @@ mod tests {
         let tls = TlsConfig {
             ca_file: ca.clone(),
             client_auth: None,
+            server_name: None,
         };
         let message = client_config(&tls).expect_err("no certs").to_string();
         assert!(
@@ -98,6 +160,7 @@ mod tests {
                 cert_file: fixture("client.crt"),
                 key_file: fixture("client.key"),
             }),
+            server_name: None,
         };
         let config = client_config(&tls).expect("valid TLS material");
         assert!(config.client_auth_cert_resolver.has_certs());
@@ -111,6 +174,7 @@ mod tests {
                 cert_file: fixture("client.crt"),
                 key_file: fixture("ca.pem"),
             }),
+            server_name: None,
         };
         let message = client_config(&tls).expect_err("no key").to_string();
         assert!(

@@ -81,6 +81,7 @@ impl Input {
                         warn!(input = %id, "the GPIO backend stopped reporting edges");
                         break;
                     };
+                    debug!(input = %id, high = edge.high, "edge");
                     debouncer.edge(edge.high, edge.at);
                 }
                 () = sleep_until(settle_at), if settle_at.is_some() => {}

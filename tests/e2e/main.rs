@@ -9,6 +9,8 @@
 //! - `sysfs`: Raspberry Pi fixture trees through the whole agent.
 //! - `gpio`: inputs, outputs and sensors on the simulated backend: edges,
 //!   commands, pulses, safe states, restore, discovery of every kind.
+//! - `faults`: 20 broker restarts, a silent partition, commands queued
+//!   while reconnecting, failing GPIO pins, kill -9 during state writes.
 //! - `notify`: systemd readiness, watchdog pings and stopping (sd_notify).
 //! - `web`: /metrics through promtool, HTTP without MQTT, stopping with open
 //!   event streams.
@@ -22,6 +24,7 @@ mod support;
 mod arm;
 mod cli;
 mod discovery;
+mod faults;
 mod gpio;
 mod install;
 mod lifecycle;

@@ -60,6 +60,8 @@ pub fn find_program(name: &str, package: &str, fallbacks: &[&str]) -> PathBuf {
 pub struct Broker {
     pub port: u16,
     dir: TempDir,
+    /// Listener settings after the `listener` line (TLS, authentication).
+    settings: String,
     child: Option<Child>,
 }
 
@@ -69,10 +71,26 @@ impl Broker {
     }
 
     pub fn start_on(port: u16) -> Broker {
+        Broker::start_with(port, "allow_anonymous true\n")
+    }
+
+    /// A broker whose listener takes `settings` (mosquitto.conf lines).
+    pub fn start_with(port: u16, settings: &str) -> Broker {
         let dir = tempfile::tempdir().expect("tempdir");
-        let mut broker = Broker { port, dir, child: None };
+        let mut broker = Broker {
+            port,
+            dir,
+            settings: settings.to_owned(),
+            child: None,
+        };
         broker.launch();
         broker
+    }
+
+    /// A directory that lives as long as the broker (for its certificates,
+    /// password file).
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
     }
 
     fn launch(&mut self) {
@@ -81,9 +99,10 @@ impl Broker {
         std::fs::write(
             &conf,
             format!(
-                "listener {} 127.0.0.1\nallow_anonymous true\npersistence false\nlog_dest file {}\nlog_type all\n",
+                "per_listener_settings true\npersistence false\nlog_dest file {}\nlog_type all\nlistener {} 127.0.0.1\n{}",
+                log.display(),
                 self.port,
-                log.display()
+                self.settings
             ),
         )
         .expect("write mosquitto.conf");
@@ -513,4 +532,103 @@ pub fn http_request(addr: SocketAddr, method: &str, path: &str, headers: &[(&str
         .and_then(|s| s.parse().ok())
         .unwrap_or_else(|| panic!("bad response: {response}"));
     (status, body.to_owned())
+}
+
+// ---- a TCP proxy that can fail like a network -------------------------------
+
+/// Sits between the agent and the broker. `blackhole` keeps every
+/// connection open but drops all bytes (a Wi-Fi drop); `refuse` closes every
+/// connection and turns new ones away (a cable pulled and plugged back).
+pub struct Proxy {
+    pub port: u16,
+    pub blackhole: Arc<std::sync::atomic::AtomicBool>,
+    pub refuse: Arc<std::sync::atomic::AtomicBool>,
+    /// When each connection was accepted.
+    pub accepted: Arc<Mutex<Vec<Instant>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Proxy {
+    pub async fn start(upstream: u16) -> Proxy {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
+        let port = listener.local_addr().expect("addr").port();
+        let blackhole = Arc::new(AtomicBool::new(false));
+        let refuse = Arc::new(AtomicBool::new(false));
+        let accepted = Arc::new(Mutex::new(Vec::new()));
+        let (hole, refusing, log) = (blackhole.clone(), refuse.clone(), accepted.clone());
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((client, _)) = listener.accept().await else {
+                    return;
+                };
+                log.lock().expect("lock").push(Instant::now());
+                if refusing.load(Ordering::SeqCst) {
+                    drop(client);
+                    continue;
+                }
+                let Ok(server) = tokio::net::TcpStream::connect(("127.0.0.1", upstream)).await else {
+                    continue;
+                };
+                let (client_read, client_write) = client.into_split();
+                let (server_read, server_write) = server.into_split();
+                for (mut from, mut to) in [
+                    (
+                        Box::new(client_read) as Box<dyn tokio::io::AsyncRead + Send + Unpin>,
+                        Box::new(server_write) as Box<dyn tokio::io::AsyncWrite + Send + Unpin>,
+                    ),
+                    (
+                        Box::new(server_read) as Box<dyn tokio::io::AsyncRead + Send + Unpin>,
+                        Box::new(client_write) as Box<dyn tokio::io::AsyncWrite + Send + Unpin>,
+                    ),
+                ] {
+                    let (hole, refusing) = (hole.clone(), refusing.clone());
+                    tokio::spawn(async move {
+                        let mut buf = vec![0u8; 16 * 1024];
+                        loop {
+                            let read = tokio::select! {
+                                read = from.read(&mut buf) => read,
+                                () = tokio::time::sleep(Duration::from_millis(50)) => {
+                                    if refusing.load(Ordering::SeqCst) { return; }
+                                    continue;
+                                }
+                            };
+                            let n = match read {
+                                Ok(0) | Err(_) => return,
+                                Ok(n) => n,
+                            };
+                            if refusing.load(Ordering::SeqCst) {
+                                return;
+                            }
+                            if hole.load(Ordering::SeqCst) {
+                                continue;
+                            }
+                            if to.write_all(&buf[..n]).await.is_err() {
+                                return;
+                            }
+                        }
+                    });
+                }
+            }
+        });
+        Proxy {
+            port,
+            blackhole,
+            refuse,
+            accepted,
+            task,
+        }
+    }
+
+    pub fn connections(&self) -> Vec<Instant> {
+        self.accepted.lock().expect("lock").clone()
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
 }

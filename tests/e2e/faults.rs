@@ -1,0 +1,267 @@
+//! Faults a Pi on a shelf meets: the broker restarting again and again, a
+//! network path that silently drops packets, commands sent while the agent
+//! is reconnecting, a GPIO pin that starts failing, and the power going out
+//! while the output state file is being written.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use majortom::config::{Config, Context, Origin};
+
+use crate::support::{
+    retained, retained_payload, test_config, wait_for, wait_retained, Agent, Broker, Observer, Proxy,
+};
+
+/// What the broker holds retained for a node: topic → payload.
+async fn retained_map(port: u16, node: &str) -> BTreeMap<String, String> {
+    let mut map = BTreeMap::new();
+    for filter in [format!("majortom/{node}/#"), format!("homeassistant/+/{node}/+/config")] {
+        for m in retained(port, &filter, Duration::from_millis(200)).await {
+            map.insert(m.topic, m.payload);
+        }
+    }
+    map
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn twenty_broker_restarts_should_each_restore_availability_discovery_and_states() {
+    let mut broker = Broker::start();
+    let agent = Agent::start(&test_config("cycles", broker.port, "[system]\ninterval_s = 3600\n")).await;
+    wait_retained(
+        broker.port,
+        "majortom/cycles/memory_used/state",
+        Duration::from_secs(10),
+    )
+    .await;
+    let expected = retained_map(broker.port, "cycles").await;
+    assert!(expected.len() > 15, "{expected:?}");
+
+    let mut times = Vec::new();
+    for cycle in 0..20 {
+        broker.stop();
+        let down = Instant::now();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        broker.restart();
+        let deadline = Instant::now() + Duration::from_secs(35);
+        loop {
+            let now = retained_map(broker.port, "cycles").await;
+            if now == expected {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "cycle {cycle}: not restored; missing {:?}\nlog: {}",
+                expected
+                    .keys()
+                    .collect::<BTreeSet<_>>()
+                    .difference(&now.keys().collect())
+                    .collect::<Vec<_>>(),
+                agent.log()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        times.push(down.elapsed());
+    }
+    eprintln!("broker down → everything back, 20 cycles: {times:?}");
+    // Every restore came within the backoff cap (30 s) plus the broker's
+    // own start; none should come close.
+    let slowest = times.iter().max().copied().unwrap_or_default();
+    assert!(slowest < Duration::from_secs(32), "slowest restore {slowest:?}");
+    assert_eq!(agent.get_json("/api/health")["mqtt"]["connects"], 21);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_silent_partition_should_be_noticed_within_one_and_a_half_keepalives_and_healed() {
+    let broker = Broker::start();
+    let proxy = Proxy::start(broker.port).await;
+    // keepalive_s = 5 (test_config): a dead path must be noticed in 7.5 s.
+    let agent = Agent::start(&test_config("partition", proxy.port, "[system]\ninterval_s = 3600\n")).await;
+    wait_retained(broker.port, "majortom/partition/status", Duration::from_secs(10)).await;
+    assert_eq!(proxy.connections().len(), 1);
+
+    proxy.blackhole.store(true, Ordering::SeqCst);
+    let cut = Instant::now();
+    let noticed = wait_for("the agent to notice the dead path", Duration::from_secs(15), || {
+        proxy.connections().get(1).copied()
+    })
+    .await;
+    let detection = noticed.duration_since(cut);
+    eprintln!("silent partition noticed (new connection attempt) after {detection:?}");
+    // 1.5 × 5 s, plus the first backoff delay (at most 0.5 s).
+    assert!(detection <= Duration::from_millis(8_200), "noticed after {detection:?}");
+    assert!(agent.log().contains("nothing heard from the broker"), "{}", agent.log());
+
+    proxy.blackhole.store(false, Ordering::SeqCst);
+    let observer = Observer::connect(broker.port, "majortom/partition/status").await;
+    observer.clear();
+    // The reconnect republishes availability (and the rest) live.
+    observer
+        .wait_for_message("majortom/partition/status", Duration::from_secs(20), |m| {
+            m.payload == "online" && !m.retain
+        })
+        .await;
+    assert_eq!(
+        retained_payload(broker.port, "majortom/partition/status")
+            .await
+            .as_deref(),
+        Some("online")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_qos1_command_sent_while_the_agent_reconnects_should_be_applied_once_when_it_returns() {
+    let broker = Broker::start();
+    let proxy = Proxy::start(broker.port).await;
+    let config = test_config(
+        "queued",
+        proxy.port,
+        "[system]\ninterval_s = 3600\n\n[gpio]\nbackend = \"sim\"\n\n[[outputs]]\nname = \"relay\"\npin = 27\n",
+    );
+    let agent = Agent::start(&config).await;
+    wait_retained(broker.port, "majortom/queued/relay/state", Duration::from_secs(10)).await;
+    let writes_before = agent.get_json("/api/sim/pins")["outputs"]["relay"]["writes"]
+        .as_u64()
+        .expect("writes");
+
+    // The link drops (the broker sees the connection close) and stays down
+    // while a command is sent with QoS 1.
+    proxy.refuse.store(true, Ordering::SeqCst);
+    wait_for("the agent to lose the broker", Duration::from_secs(10), || {
+        (agent.get_json("/api/health")["mqtt"]["connected"] == false).then_some(())
+    })
+    .await;
+    let sender = Observer::connect(broker.port, "nothing/here").await;
+    sender.publish("majortom/queued/relay/set", "ON", false).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(!agent.get_json("/api/sim/pins")["outputs"]["relay"]["high"]
+        .as_bool()
+        .unwrap_or(true));
+
+    proxy.refuse.store(false, Ordering::SeqCst);
+    let pins = wait_for("the queued command to arrive", Duration::from_secs(20), || {
+        let pins = agent.get_json("/api/sim/pins");
+        (pins["outputs"]["relay"]["high"] == true).then_some(pins)
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let writes_after = agent.get_json("/api/sim/pins")["outputs"]["relay"]["writes"]
+        .as_u64()
+        .expect("writes");
+    assert_eq!(writes_after, writes_before + 1, "applied exactly once: {pins}");
+    assert_eq!(
+        wait_retained(broker.port, "majortom/queued/relay/state", Duration::from_secs(5)).await,
+        "ON"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failing_gpio_pin_should_never_take_the_agent_down() {
+    let broker = Broker::start();
+    let text = test_config(
+        "faulty",
+        broker.port,
+        "[system]\nenabled = false\n\n[gpio]\nbackend = \"sim\"\n\n[[inputs]]\nname = \"door\"\npin = 17\ndebounce_ms = 0\n\n[[outputs]]\nname = \"relay\"\npin = 27\n",
+    );
+    let config = Config::from_toml(&text, Origin::BuiltIn, &Context::system()).expect("valid config");
+    let _ = tracing_subscriber::fmt()
+        .with_test_writer()
+        .with_max_level(tracing::Level::DEBUG)
+        .try_init();
+    let agent = majortom::app::start(config).await.expect("starts");
+    let sim = agent.sim.clone().expect("sim backend");
+    wait_retained(broker.port, "majortom/faulty/relay/state", Duration::from_secs(10)).await;
+    let observer = Observer::connect(broker.port, "majortom/faulty/+/state").await;
+
+    // The relay's pin fails: the command is refused by the hardware, the
+    // agent says so, keeps the real state, and carries on.
+    sim.set_failing(27, true);
+    observer.clear();
+    observer.publish("majortom/faulty/relay/set", "ON", false).await;
+    // The echo of the real state (OFF), not the retained copy.
+    observer
+        .wait_for_message("majortom/faulty/relay/state", Duration::from_secs(5), |m| {
+            m.payload == "OFF" && !m.retain
+        })
+        .await;
+    assert_eq!(sim.output(27), Some(false));
+    assert!(agent.healthy());
+
+    // The door's pin fails while it changes: no crash either.
+    sim.set_failing(17, true);
+    sim.set_input(17, true).expect("claimed");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(agent.healthy());
+
+    // Both recover.
+    sim.set_failing(27, false);
+    sim.set_failing(17, false);
+    observer.clear();
+    observer.publish("majortom/faulty/relay/set", "ON", false).await;
+    observer
+        .wait_for_message("majortom/faulty/relay/state", Duration::from_secs(5), |m| {
+            m.payload == "ON"
+        })
+        .await;
+    assert_eq!(sim.output(27), Some(true));
+    // The door was ON (pulled up) all along; it opens and closes again.
+    sim.set_input(17, false).expect("claimed");
+    observer
+        .wait_for_message("majortom/faulty/door/state", Duration::from_secs(5), |m| {
+            m.payload == "OFF"
+        })
+        .await;
+    sim.set_input(17, true).expect("claimed");
+    observer
+        .wait_for_message("majortom/faulty/door/state", Duration::from_secs(5), |m| {
+            m.payload == "ON" && !m.retain
+        })
+        .await;
+    assert!(agent.healthy());
+    agent.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kill_9_during_state_writes_should_never_leave_a_corrupt_state_file() {
+    let broker = Broker::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let state_file = dir.path().join("outputs.json");
+    let config = test_config(
+        "crash",
+        broker.port,
+        &format!(
+            "[system]\nenabled = false\n\n[gpio]\nbackend = \"sim\"\nstate_file = \"{}\"\n\n[[outputs]]\nname = \"relay\"\npin = 27\ninitial = \"restore\"\n",
+            state_file.display()
+        ),
+    );
+    let sender = Observer::connect(broker.port, "nothing/here").await;
+    let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+    for round in 0..20 {
+        let mut agent = Agent::start(&config).await;
+        wait_retained(broker.port, "majortom/crash/relay/state", Duration::from_secs(10)).await;
+        // A burst of toggles means a burst of state file writes...
+        for _ in 0..40 {
+            sender.publish("majortom/crash/relay/set", "TOGGLE", false).await;
+        }
+        // ...and the power goes out somewhere in the middle of it.
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        tokio::time::sleep(Duration::from_millis(seed % 60)).await;
+        agent.signal(libc::SIGKILL);
+        agent.wait_exit(Duration::from_secs(5)).await.expect("killed");
+        if let Ok(text) = std::fs::read_to_string(&state_file) {
+            let parsed: serde_json::Value = serde_json::from_str(&text)
+                .unwrap_or_else(|e| panic!("round {round}: corrupt state file ({e}): {text:?}"));
+            assert!(parsed["outputs"]["relay"].is_boolean(), "round {round}: {text}");
+        }
+        let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+            .expect("dir")
+            .filter_map(Result::ok)
+            .map(|e| e.file_name())
+            .filter(|n| n != "outputs.json" && n != ".outputs.json.tmp")
+            .collect();
+        assert!(leftovers.is_empty(), "unexpected files: {leftovers:?}");
+    }
+    assert!(state_file.exists(), "at least one write completed in 20 rounds");
+}
