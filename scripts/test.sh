@@ -46,6 +46,7 @@ apt_install systemd systemd-analyze systemctl systemd-sysusers
 apt_install qemu-user-static qemu-arm-static qemu-aarch64-static
 apt_install binutils readelf
 apt_install prometheus promtool
+apt_install openssl openssl
 
 say "ARM builds (cross/build.sh)"
 # Static binaries for the three Pi targets, checked by the `arm` tests below.

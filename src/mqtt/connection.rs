@@ -133,7 +133,11 @@ pub fn explain(error: &ConnectionError, broker: &str) -> String {
         ConnectionError::ConnectionRefused(ConnectReturnCode::NotAuthorized | ConnectReturnCode::BadUserNamePassword) => {
             "the broker refused the connection: not authorised (check mqtt.username and the password)".to_owned()
         }
-        ConnectionError::ConnectionRefused(code) => format!("the broker refused the connection: {code:?}"),
+                ConnectionError::ConnectionRefused(code) => format!("the broker refused the connection: {code:?}"),
+        ConnectionError::Tls(tls) => format!(
+            "TLS handshake failed: {tls} (check that mqtt.tls.ca_file holds the CA that signed the broker's certificate, \
+             and that the certificate names mqtt.host, or set mqtt.tls.server_name)"
+        ),
         ConnectionError::Io(io) if broker.split(':').next().is_some_and(|h| h.ends_with(".local")) => format!(
             "{io}; note that `.local` (mDNS) names are not resolved by this static build: use the broker's IP address or a DNS name"
         ),

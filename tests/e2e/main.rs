@@ -11,6 +11,8 @@
 //!   commands, pulses, safe states, restore, discovery of every kind.
 //! - `faults`: 20 broker restarts, a silent partition, commands queued
 //!   while reconnecting, failing GPIO pins, kill -9 during state writes.
+//! - `tls`: TLS with the right and a wrong CA, client certificates, a
+//!   server name override, wrong and right passwords.
 //! - `notify`: systemd readiness, watchdog pings and stopping (sd_notify).
 //! - `web`: /metrics through promtool, HTTP without MQTT, stopping with open
 //!   event streams.
@@ -31,4 +33,5 @@ mod lifecycle;
 mod notify;
 mod reconnect;
 mod sysfs;
+mod tls;
 mod web;

@@ -99,7 +99,9 @@ impl Broker {
         std::fs::write(
             &conf,
             format!(
-                "per_listener_settings true\npersistence false\nlog_dest file {}\nlog_type all\nlistener {} 127.0.0.1\n{}",
+                // `user root`: run as root (CI), mosquitto would otherwise
+                // switch to its own user and lose access to our temp files.
+                "user root\nper_listener_settings true\npersistence false\nlog_dest file {}\nlog_type all\nlistener {} 127.0.0.1\n{}",
                 log.display(),
                 self.port,
                 self.settings
