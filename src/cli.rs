@@ -217,7 +217,7 @@ pub fn describe(config: &Config) -> String {
             let _ = writeln!(
                 out,
                 "system: sample every {} s from {}: {} entities: {}",
-                system.interval.as_secs(),
+                system.interval.as_secs_f64(),
                 config.root.display(),
                 ids.len(),
                 ids.join(", ")

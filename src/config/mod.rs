@@ -423,7 +423,7 @@ impl Default for RawWeb {
 #[serde(deny_unknown_fields, default)]
 struct RawSystem {
     enabled: bool,
-    interval_s: toml::Spanned<u64>,
+    interval_s: toml::Spanned<f64>,
     root: PathBuf,
 }
 
@@ -431,7 +431,7 @@ impl Default for RawSystem {
     fn default() -> Self {
         RawSystem {
             enabled: true,
-            interval_s: unspanned(10),
+            interval_s: unspanned(10.0),
             root: PathBuf::from("/"),
         }
     }
@@ -475,15 +475,16 @@ impl Validator<'_> {
         };
         let system = if raw.system.enabled {
             let seconds = *raw.system.interval_s.get_ref();
-            if !(1..=86_400).contains(&seconds) {
+            // Below a second only makes sense for soak tests and benchmarks.
+            if !(0.01..=86_400.0).contains(&seconds) {
                 return Err(self.error(
                     &raw.system.interval_s,
                     "system.interval_s",
-                    "must be between 1 and 86400 seconds",
+                    "must be between 0.01 and 86400 seconds",
                 ));
             }
             Some(SystemConfig {
-                interval: Duration::from_secs(seconds),
+                interval: Duration::from_secs_f64(seconds),
             })
         } else {
             None

@@ -140,6 +140,10 @@ fn render(state: &AppState) -> String {
         "majortom_sse_clients {}",
         state.sse_clients.load(Ordering::Acquire)
     );
+    if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+        family(&mut out, "majortom_tasks", "gauge", "Tasks alive on the async runtime.");
+        let _ = writeln!(out, "majortom_tasks {}", runtime.metrics().num_alive_tasks());
+    }
 
     if let Some(process) = ProcessStats::read() {
         family(
@@ -156,6 +160,15 @@ fn render(state: &AppState) -> String {
             "User and system CPU time spent in seconds.",
         );
         let _ = writeln!(out, "process_cpu_seconds_total {}", number(process.cpu_seconds));
+        family(
+            &mut out,
+            "process_open_fds",
+            "gauge",
+            "Number of open file descriptors.",
+        );
+        let _ = writeln!(out, "process_open_fds {}", process.open_fds);
+        family(&mut out, "process_threads", "gauge", "Number of OS threads.");
+        let _ = writeln!(out, "process_threads {}", process.threads);
     }
     out
 }
@@ -184,6 +197,8 @@ fn number(n: f64) -> String {
 struct ProcessStats {
     rss_bytes: u64,
     cpu_seconds: f64,
+    open_fds: usize,
+    threads: u64,
 }
 
 impl ProcessStats {
@@ -198,9 +213,13 @@ impl ProcessStats {
         let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
         let utime: u64 = fields.get(11)?.parse().ok()?;
         let stime: u64 = fields.get(12)?.parse().ok()?;
+        let threads: u64 = fields.get(17)?.parse().ok()?;
+        let open_fds = std::fs::read_dir("/proc/self/fd").map_or(0, |dir| dir.count());
         Some(ProcessStats {
             rss_bytes: resident * page,
             cpu_seconds: (utime + stime) as f64 / ticks as f64,
+            open_fds,
+            threads,
         })
     }
 }
@@ -240,6 +259,7 @@ mod tests {
             "majortom_build_info{version=\"1.2.3\"} 1",
             "majortom_sse_clients 0",
             "# TYPE process_cpu_seconds_total counter",
+            "# TYPE process_open_fds gauge",
         ] {
             assert!(text.lines().any(|l| l == line), "missing {line}\n{text}");
         }

@@ -32,6 +32,8 @@ async fn metrics_should_pass_promtool_and_carry_entities_and_process_figures() {
         "process_cpu_seconds_total ",
         "majortom_mqtt_messages_published_total ",
         "majortom_sse_clients 0",
+        "majortom_tasks ",
+        "process_open_fds ",
     ] {
         assert!(text.contains(needle), "missing {needle}:\n{text}");
     }

@@ -60,7 +60,7 @@ const MIN_EXPIRE_AFTER: Duration = Duration::from_secs(10);
 /// Bounds on the sampling interval. tokio's `interval` panics on zero and on
 /// a deadline that overflows `Instant`; config validation should already
 /// reject such values, this keeps the source panic-free regardless.
-const MIN_INTERVAL: Duration = Duration::from_millis(100);
+const MIN_INTERVAL: Duration = Duration::from_millis(10);
 const MAX_INTERVAL: Duration = Duration::from_secs(24 * 60 * 60);
 
 /// One file (or syscall) the source reads each round. Each read feeds one or
