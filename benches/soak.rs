@@ -52,7 +52,10 @@ fn metric(agent: &Agent, name: &str) -> f64 {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    let minutes: f64 = std::env::var("MAJORTOM_SOAK_MINUTES").ok().and_then(|m| m.parse().ok()).unwrap_or(30.0);
+    let minutes: f64 = std::env::var("MAJORTOM_SOAK_MINUTES")
+        .ok()
+        .and_then(|m| m.parse().ok())
+        .unwrap_or(30.0);
     let duration = Duration::from_secs_f64(minutes * 60.0);
     let mut broker = Broker::start();
     let config = test_config(
@@ -65,7 +68,11 @@ async fn main() {
     let pid = agent.pid();
     let addr = agent.web.expect("web");
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let before = (count_fds(pid), metric(&agent, "process_threads"), metric(&agent, "majortom_tasks"));
+    let before = (
+        count_fds(pid),
+        metric(&agent, "process_threads"),
+        metric(&agent, "majortom_tasks"),
+    );
 
     let stop = Arc::new(AtomicBool::new(false));
     // An input flipping 20 times a second.
@@ -88,7 +95,9 @@ async fn main() {
             std::thread::spawn(move || {
                 let mut buf = vec![0u8; 64 * 1024];
                 while !stop.load(Ordering::Relaxed) {
-                    let Ok(mut stream) = TcpStream::connect(addr) else { continue };
+                    let Ok(mut stream) = TcpStream::connect(addr) else {
+                        continue;
+                    };
                     let _ = stream.set_read_timeout(Some(Duration::from_millis(200)));
                     let _ = write!(stream, "GET /api/events HTTP/1.1\r\nHost: {addr}\r\n\r\n");
                     let until = Instant::now() + Duration::from_millis(1000 + 700 * n);
@@ -124,15 +133,32 @@ async fn main() {
     // Let the last dashboards' streams close and the agent reconnect.
     wait_retained(broker.port, "majortom/soak/status", Duration::from_secs(40)).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let after = (count_fds(pid), metric(&agent, "process_threads"), metric(&agent, "majortom_tasks"));
+    let after = (
+        count_fds(pid),
+        metric(&agent, "process_threads"),
+        metric(&agent, "majortom_tasks"),
+    );
     let connects = metric(&agent, "majortom_mqtt_reconnects_total");
 
-    let warm: Vec<u64> = samples.iter().filter(|(t, _)| *t >= WARM_UP.as_secs_f64()).map(|s| s.1).collect();
+    let warm: Vec<u64> = samples
+        .iter()
+        .filter(|(t, _)| *t >= WARM_UP.as_secs_f64())
+        .map(|s| s.1)
+        .collect();
     let (first, last) = (warm.first().copied().unwrap_or(0), warm.last().copied().unwrap_or(0));
     let peak = samples.iter().map(|s| s.1).max().unwrap_or(0);
-    println!("soak: {minutes} min at a 10 ms interval, {restarts} broker restarts, {} dashboard sessions", sse_sessions.load(Ordering::Relaxed));
-    println!("RSS after warm-up: {first} KiB → {last} KiB at the end (growth {} KiB), peak {peak} KiB", last as i64 - first as i64);
-    println!("fds {} → {}, threads {} → {}, runtime tasks {} → {}", before.0, after.0, before.1, after.1, before.2, after.2);
+    println!(
+        "soak: {minutes} min at a 10 ms interval, {restarts} broker restarts, {} dashboard sessions",
+        sse_sessions.load(Ordering::Relaxed)
+    );
+    println!(
+        "RSS after warm-up: {first} KiB → {last} KiB at the end (growth {} KiB), peak {peak} KiB",
+        last as i64 - first as i64
+    );
+    println!(
+        "fds {} → {}, threads {} → {}, runtime tasks {} → {}",
+        before.0, after.0, before.1, after.1, before.2, after.2
+    );
     println!("MQTT reconnects counted by the agent: {connects}");
 
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench");

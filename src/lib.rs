@@ -27,6 +27,7 @@ pub mod cli;
 pub mod command;
 pub mod config;
 pub mod deadline;
+pub mod filters;
 pub mod hal;
 pub mod hub;
 pub mod install;

@@ -11,6 +11,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::{ConfigError, Validator};
+use crate::filters::{Chain, FilterSpec};
 use crate::hal::Pull;
 use crate::hub::Component;
 use crate::sources::sensors::Quantity;
@@ -158,6 +159,8 @@ pub struct SensorConfig {
     /// Per quantity; `None` as the quantity means every quantity.
     pub offset: Vec<(Option<Quantity>, f64)>,
     pub scale: Vec<(Option<Quantity>, f64)>,
+    /// Applied after calibration, to each quantity.
+    pub filters: Vec<FilterSpec>,
 }
 
 // ---- raw ------------------------------------------------------------------
@@ -271,6 +274,7 @@ pub(super) struct RawSensor {
     interval_s: Spanned<f64>,
     offset: Option<PerQuantity>,
     scale: Option<PerQuantity>,
+    filters: Option<Spanned<Vec<FilterSpec>>>,
     /// ds18b20
     id: Option<Spanned<String>>,
     /// iio
@@ -523,6 +527,10 @@ impl Validator<'_> {
                 }
             }
         };
+        let filters = match raw.filters {
+            None => Vec::new(),
+            Some(filters) => self.filters(filters, &format!("{key}.filters"))?,
+        };
         Ok(SensorConfig {
             label: raw.label.unwrap_or_else(|| label_from_name(&name)),
             name,
@@ -530,7 +538,16 @@ impl Validator<'_> {
             interval: Duration::from_secs_f64(seconds),
             offset: per_quantity(raw.offset),
             scale: per_quantity(raw.scale),
+            filters,
         })
+    }
+
+    /// A filter list that `filters::Chain` accepts.
+    pub(super) fn filters(&self, filters: Spanned<Vec<FilterSpec>>, key: &str) -> Result<Vec<FilterSpec>, ConfigError> {
+        match Chain::new(filters.get_ref()) {
+            Ok(_) => Ok(filters.into_inner()),
+            Err(why) => Err(self.error(&filters, key, why.to_string())),
+        }
     }
 
     fn entity_name(

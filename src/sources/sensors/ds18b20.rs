@@ -402,6 +402,7 @@ mod tests {
             label: "Boiler".to_owned(),
             interval: Duration::from_millis(100),
             calibration: Calibration::default(),
+            filters: Vec::new(),
             reader: Box::new(Ds18b20Reader::new(dir.path(), GOOD)),
         };
         let hub = Hub::new(8);

@@ -40,6 +40,7 @@ use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
+use crate::filters::{Chain, FilterSpec};
 use crate::hal::HalError;
 use crate::hub::{EntitySpec, Group, Hub, Value};
 
@@ -220,6 +221,8 @@ pub struct Sensor {
     pub label: String,
     pub interval: Duration,
     pub calibration: Calibration,
+    /// Applied to each quantity after calibration (each its own state).
+    pub filters: Vec<FilterSpec>,
     pub reader: Box<dyn SensorReader>,
 }
 
@@ -230,6 +233,7 @@ type Round = (Box<dyn SensorReader>, Vec<(Quantity, Result<f64, SensorError>)>);
 struct Tracked {
     quantity: Quantity,
     id: String,
+    filters: Chain,
     /// Whether the last read failed, so that a failure is logged when it
     /// starts and when it ends rather than every interval.
     failing: bool,
@@ -264,7 +268,10 @@ impl Sensor {
     /// One entity per quantity of the reader, in the reader's order.
     pub fn entities(&self) -> Vec<EntitySpec> {
         let quantities = self.reader.quantities();
-        let expire = expire_after(self.interval);
+        // Filters are checked by the config; an empty chain is the fallback.
+        let expire = Chain::new(&self.filters)
+            .unwrap_or_default()
+            .expiry(expire_after(self.interval));
         quantities
             .iter()
             .map(|&quantity| {
@@ -276,12 +283,13 @@ impl Sensor {
                 };
                 // The builder's defaults give state class measurement and a
                 // non-diagnostic entity: these are readings of the house.
-                EntitySpec::sensor(&id, &name, Group::Sensors)
+                let mut spec = EntitySpec::sensor(&id, &name, Group::Sensors)
                     .device_class(quantity.device_class())
                     .unit(quantity.unit())
                     .precision(quantity.precision())
-                    .expire_after(expire)
-                    .own_availability()
+                    .own_availability();
+                spec.expire_after = expire;
+                spec
             })
             .collect()
     }
@@ -295,9 +303,11 @@ impl Sensor {
             name,
             interval,
             calibration,
+            filters,
             reader,
             ..
         } = self;
+        let chain = Chain::new(&filters).unwrap_or_default();
         let sensor = reader.describe();
         let quantities = reader.quantities();
         let mut tracked: Vec<Tracked> = quantities
@@ -305,6 +315,7 @@ impl Sensor {
             .map(|&quantity| Tracked {
                 quantity,
                 id: entity_id(&name, quantity, quantities.len()),
+                filters: chain.clone(),
                 failing: false,
             })
             .collect();
@@ -413,7 +424,10 @@ fn apply(
         });
         match result {
             Ok(value) => {
-                hub.set(&entity.id, Value::Number(calibration.apply(quantity, value)));
+                let calibrated = calibration.apply(quantity, value);
+                if let Some(filtered) = entity.filters.apply(calibrated, tokio::time::Instant::now()) {
+                    hub.set(&entity.id, Value::Number(filtered));
+                }
                 hub.set_available(&entity.id, true);
                 if entity.record(true) == Some(Change::Recovered) {
                     info!(sensor, entity = %entity.id, "sensor reading recovered");
@@ -491,6 +505,7 @@ mod tests {
             label: "Living room".to_owned(),
             interval: Duration::from_secs(600),
             calibration: Calibration::default(),
+            filters: Vec::new(),
             reader: Box::new(Scripted {
                 quantities: quantities.to_vec(),
                 rounds: rounds_rx,
@@ -702,6 +717,7 @@ mod tests {
         let mut entity = Tracked {
             quantity: Quantity::Humidity,
             id: "h".to_owned(),
+            filters: Chain::default(),
             failing: false,
         };
         let changes: Vec<Option<Change>> = [true, false, false, false, true, true, false]
@@ -804,6 +820,7 @@ mod tests {
             label: "P".to_owned(),
             interval: MIN_INTERVAL,
             calibration: Calibration::default(),
+            filters: Vec::new(),
             reader: Box::new(Panics),
         };
         let hub = Hub::new(8);

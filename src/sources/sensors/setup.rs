@@ -37,6 +37,7 @@ pub fn from_config(config: &Config, gpio: Option<&dyn Gpio>) -> Result<Vec<Senso
             label: sensor.label.clone(),
             interval: sensor.interval,
             calibration: calibration(sensor),
+            filters: sensor.filters.clone(),
             reader,
         });
     }
@@ -59,6 +60,7 @@ pub fn from_config(config: &Config, gpio: Option<&dyn Gpio>) -> Result<Vec<Senso
                 label: format!("DS18B20 {serial}"),
                 interval: AUTO_DS18B20_INTERVAL,
                 calibration: Calibration::default(),
+                filters: Vec::new(),
                 reader: Box::new(Ds18b20Reader::new(&config.root, &id)),
             });
         }

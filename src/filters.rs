@@ -1,0 +1,483 @@
+//! Filters for numeric values, applied in order between a source and the
+//! hub: `offset`, `multiply`, `round`, `clamp`, `sliding_window` (average or
+//! median), `delta` (publish only on a real change), `throttle` (at most
+//! once per N s) and `heartbeat` (at least once per N s).
+//!
+//! Each sample flows through the chain as a value plus a "pass" flag: the
+//! value filters change the value, the rate filters change the flag, and
+//! only samples that leave the chain passing reach the hub. So the
+//! dashboard, `/metrics` and the history all see the filtered value.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use serde::Deserialize;
+use tokio::time::Instant;
+
+/// One filter as written in the config, e.g. `{ delta = 0.5 }`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum FilterSpec {
+    Offset(f64),
+    Multiply(f64),
+    /// Decimals to keep.
+    Round(u8),
+    Clamp {
+        min: Option<f64>,
+        max: Option<f64>,
+    },
+    SlidingWindow {
+        size: usize,
+        #[serde(default)]
+        kind: WindowKind,
+    },
+    /// A number (absolute), or a string like `"5%"` (relative to the last
+    /// value passed).
+    Delta(DeltaSpec),
+    /// Seconds.
+    Throttle(f64),
+    /// Seconds.
+    Heartbeat(f64),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WindowKind {
+    #[default]
+    Average,
+    Median,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(untagged)]
+pub enum DeltaSpec {
+    Absolute(f64),
+    Text(String),
+}
+
+/// Why a filter spec is not usable.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FilterError {
+    #[error("round keeps at most 10 decimals")]
+    Round,
+    #[error("clamp needs min and/or max, with min ≤ max")]
+    Clamp,
+    #[error("sliding_window size must be between 1 and 1000")]
+    Window,
+    #[error("delta must be a positive number or a percentage like \"5%\"")]
+    Delta,
+    #[error("throttle and heartbeat take a number of seconds above 0")]
+    Seconds,
+}
+
+#[derive(Debug, Clone)]
+enum Filter {
+    Offset(f64),
+    Multiply(f64),
+    Round(u8),
+    Clamp(Option<f64>, Option<f64>),
+    Window {
+        size: usize,
+        kind: WindowKind,
+        values: VecDeque<f64>,
+    },
+    Delta {
+        threshold: f64,
+        percent: bool,
+        last: Option<f64>,
+    },
+    Throttle {
+        every: Duration,
+        last: Option<Instant>,
+    },
+    Heartbeat {
+        every: Duration,
+        last: Option<Instant>,
+    },
+}
+
+/// A chain of filters for one entity.
+#[derive(Debug, Clone, Default)]
+pub struct Chain {
+    filters: Vec<Filter>,
+}
+
+impl Chain {
+    /// Checks and builds a chain; an empty list passes everything.
+    pub fn new(specs: &[FilterSpec]) -> Result<Chain, FilterError> {
+        let filters = specs.iter().map(build).collect::<Result<Vec<_>, _>>()?;
+        Ok(Chain { filters })
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.filters.is_empty()
+    }
+
+    /// True when the chain may hold values back (delta, throttle) without a
+    /// heartbeat: then a consumer cannot expect a value every interval.
+    pub fn may_fall_silent(&self) -> bool {
+        let holds_back = self
+            .filters
+            .iter()
+            .any(|f| matches!(f, Filter::Delta { .. } | Filter::Throttle { .. }));
+        holds_back && self.heartbeat().is_none()
+    }
+
+    /// The heartbeat period, if there is one.
+    pub fn heartbeat(&self) -> Option<Duration> {
+        self.filters.iter().find_map(|f| match f {
+            Filter::Heartbeat { every, .. } => Some(*every),
+            _ => None,
+        })
+    }
+
+    /// How long consumers may wait for a value, given the unfiltered
+    /// `expire_after`: unchanged without rate filters, stretched to three
+    /// heartbeats with one, and none when values may be held back forever.
+    pub fn expiry(&self, unfiltered: Duration) -> Option<Duration> {
+        if self.may_fall_silent() {
+            return None;
+        }
+        Some(match self.heartbeat() {
+            Some(every) => unfiltered.max(every.saturating_mul(3)),
+            None => unfiltered,
+        })
+    }
+
+    /// Runs one sample through the chain; `Some` when it is to be published.
+    pub fn apply(&mut self, value: f64, now: Instant) -> Option<f64> {
+        let mut value = value;
+        let mut pass = value.is_finite();
+        for filter in &mut self.filters {
+            match filter {
+                Filter::Offset(offset) => value += *offset,
+                Filter::Multiply(factor) => value *= *factor,
+                Filter::Round(decimals) => {
+                    let scale = 10f64.powi(i32::from(*decimals));
+                    value = (value * scale).round() / scale;
+                }
+                Filter::Clamp(min, max) => {
+                    if let Some(min) = min {
+                        value = value.max(*min);
+                    }
+                    if let Some(max) = max {
+                        value = value.min(*max);
+                    }
+                }
+                Filter::Window { size, kind, values } => {
+                    if values.len() == *size {
+                        values.pop_front();
+                    }
+                    values.push_back(value);
+                    value = aggregate(values, *kind);
+                }
+                Filter::Delta {
+                    threshold,
+                    percent,
+                    last,
+                } => {
+                    if pass {
+                        let moved = match *last {
+                            None => true,
+                            Some(previous) => {
+                                let limit = if *percent {
+                                    previous.abs() * *threshold / 100.0
+                                } else {
+                                    *threshold
+                                };
+                                (value - previous).abs() >= limit
+                            }
+                        };
+                        if moved {
+                            *last = Some(value);
+                        } else {
+                            pass = false;
+                        }
+                    }
+                }
+                Filter::Throttle { every, last } => {
+                    if pass {
+                        if last.is_some_and(|at| now.duration_since(at) < *every) {
+                            pass = false;
+                        } else {
+                            *last = Some(now);
+                        }
+                    }
+                }
+                Filter::Heartbeat { every, last } => {
+                    if !pass && value.is_finite() && last.is_none_or(|at| now.duration_since(at) >= *every) {
+                        pass = true;
+                    }
+                    if pass {
+                        *last = Some(now);
+                    }
+                }
+            }
+        }
+        pass.then_some(value)
+    }
+}
+
+fn aggregate(values: &VecDeque<f64>, kind: WindowKind) -> f64 {
+    match kind {
+        WindowKind::Average => values.iter().sum::<f64>() / values.len().max(1) as f64,
+        WindowKind::Median => {
+            let mut sorted: Vec<f64> = values.iter().copied().collect();
+            sorted.sort_by(f64::total_cmp);
+            let mid = sorted.len() / 2;
+            if sorted.is_empty() {
+                f64::NAN
+            } else if sorted.len() % 2 == 1 {
+                sorted[mid]
+            } else {
+                (sorted[mid - 1] + sorted[mid]) / 2.0
+            }
+        }
+    }
+}
+
+fn seconds(value: f64) -> Result<Duration, FilterError> {
+    if value > 0.0 && value <= 31_536_000.0 {
+        Ok(Duration::from_secs_f64(value))
+    } else {
+        Err(FilterError::Seconds)
+    }
+}
+
+fn build(spec: &FilterSpec) -> Result<Filter, FilterError> {
+    Ok(match spec {
+        FilterSpec::Offset(n) => Filter::Offset(*n),
+        FilterSpec::Multiply(n) => Filter::Multiply(*n),
+        FilterSpec::Round(d) if *d <= 10 => Filter::Round(*d),
+        FilterSpec::Round(_) => return Err(FilterError::Round),
+        FilterSpec::Clamp { min, max } => match (min, max) {
+            (None, None) => return Err(FilterError::Clamp),
+            (Some(lo), Some(hi)) if lo > hi => return Err(FilterError::Clamp),
+            _ => Filter::Clamp(*min, *max),
+        },
+        FilterSpec::SlidingWindow { size, kind } if (1..=1000).contains(size) => Filter::Window {
+            size: *size,
+            kind: *kind,
+            values: VecDeque::with_capacity(*size),
+        },
+        FilterSpec::SlidingWindow { .. } => return Err(FilterError::Window),
+        FilterSpec::Delta(DeltaSpec::Absolute(n)) if *n > 0.0 => Filter::Delta {
+            threshold: *n,
+            percent: false,
+            last: None,
+        },
+        FilterSpec::Delta(DeltaSpec::Text(text)) => {
+            let number = text.trim().strip_suffix('%').ok_or(FilterError::Delta)?;
+            let percent: f64 = number.trim().parse().map_err(|_| FilterError::Delta)?;
+            if !(percent > 0.0) {
+                return Err(FilterError::Delta);
+            }
+            Filter::Delta {
+                threshold: percent,
+                percent: true,
+                last: None,
+            }
+        }
+        FilterSpec::Delta(_) => return Err(FilterError::Delta),
+        FilterSpec::Throttle(s) => Filter::Throttle {
+            every: seconds(*s)?,
+            last: None,
+        },
+        FilterSpec::Heartbeat(s) => Filter::Heartbeat {
+            every: seconds(*s)?,
+            last: None,
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Feeds `(seconds, value)` samples; returns what is published.
+    fn check(specs: &[FilterSpec], samples: &[(f64, f64)], expected: &[(f64, f64)]) {
+        let mut chain = Chain::new(specs).expect("valid chain");
+        let t0 = Instant::now();
+        let published: Vec<(f64, f64)> = samples
+            .iter()
+            .filter_map(|(t, v)| {
+                chain
+                    .apply(*v, t0 + Duration::from_secs_f64(*t))
+                    .map(|out| (*t, (out * 1e6).round() / 1e6))
+            })
+            .collect();
+        assert_eq!(published, expected, "{specs:?}");
+    }
+
+    use FilterSpec::*;
+
+    fn series(values: &[f64]) -> Vec<(f64, f64)> {
+        values.iter().enumerate().map(|(i, v)| (i as f64, *v)).collect()
+    }
+
+    #[test]
+    fn value_filters_should_transform_every_sample() {
+        let table: &[(&[FilterSpec], f64, f64)] = &[
+            (&[Offset(-1.5)], 20.0, 18.5),
+            (&[Multiply(2.0)], 20.0, 40.0),
+            (&[Round(1)], 20.04, 20.0),
+            (&[Round(0)], 20.5, 21.0),
+            (
+                &[Clamp {
+                    min: Some(0.0),
+                    max: Some(100.0),
+                }],
+                120.0,
+                100.0,
+            ),
+            (
+                &[Clamp {
+                    min: Some(0.0),
+                    max: None,
+                }],
+                -3.0,
+                0.0,
+            ),
+            (&[Offset(1.0), Multiply(10.0)], 2.0, 30.0),
+            (&[Multiply(10.0), Offset(1.0)], 2.0, 21.0),
+        ];
+        for (specs, input, output) in table {
+            check(specs, &[(0.0, *input)], &[(0.0, *output)]);
+        }
+    }
+
+    #[test]
+    fn sliding_windows_should_average_or_take_the_median_of_the_last_n() {
+        let spikes = series(&[10.0, 10.0, 100.0, 10.0, 10.0]);
+        let kind = WindowKind::Median;
+        check(
+            &[SlidingWindow { size: 3, kind }],
+            &spikes,
+            &series(&[10.0, 10.0, 10.0, 10.0, 10.0]),
+        );
+        let kind = WindowKind::Average;
+        check(
+            &[SlidingWindow { size: 2, kind }],
+            &series(&[10.0, 20.0, 40.0]),
+            &series(&[10.0, 15.0, 30.0]),
+        );
+    }
+
+    #[test]
+    fn delta_should_publish_only_real_changes_absolute_or_relative() {
+        check(
+            &[Delta(DeltaSpec::Absolute(0.5))],
+            &series(&[20.0, 20.2, 20.4, 20.6, 19.0]),
+            &[(0.0, 20.0), (3.0, 20.6), (4.0, 19.0)],
+        );
+        check(
+            &[Delta(DeltaSpec::Text("10%".into()))],
+            &series(&[100.0, 105.0, 111.0, 104.0, 99.0]),
+            &[(0.0, 100.0), (2.0, 111.0), (4.0, 99.0)],
+        );
+    }
+
+    #[test]
+    fn throttle_should_let_through_at_most_one_per_period() {
+        check(
+            &[Throttle(10.0)],
+            &[
+                (0.0, 1.0),
+                (3.0, 2.0),
+                (9.9, 3.0),
+                (10.0, 4.0),
+                (15.0, 5.0),
+                (21.0, 6.0),
+            ],
+            &[(0.0, 1.0), (10.0, 4.0), (21.0, 6.0)],
+        );
+    }
+
+    #[test]
+    fn heartbeat_should_republish_an_unchanged_value_after_its_period() {
+        check(
+            &[Delta(DeltaSpec::Absolute(1.0)), Heartbeat(60.0)],
+            &[
+                (0.0, 20.0),
+                (30.0, 20.1),
+                (59.0, 20.1),
+                (60.0, 20.2),
+                (90.0, 25.0),
+                (100.0, 25.0),
+                (150.0, 25.1),
+            ],
+            &[(0.0, 20.0), (60.0, 20.2), (90.0, 25.0), (150.0, 25.1)],
+        );
+    }
+
+    #[test]
+    fn the_combination_users_write_should_calibrate_then_hold_back_then_refresh() {
+        // A DS18B20 reading 0.5 °C high, rounded, published on a 0.2 °C
+        // change, and at least every 5 minutes for Home Assistant.
+        let chain = [
+            Offset(-0.5),
+            Round(1),
+            Delta(DeltaSpec::Absolute(0.2)),
+            Heartbeat(300.0),
+        ];
+        check(
+            &chain,
+            &[
+                (0.0, 21.04),
+                (30.0, 21.06),
+                (60.0, 21.31),
+                (90.0, 21.33),
+                (400.0, 21.33),
+                (430.0, 20.5),
+            ],
+            &[(0.0, 20.5), (60.0, 20.8), (400.0, 20.8), (430.0, 20.0)],
+        );
+        let built = Chain::new(&chain).expect("valid");
+        assert!(!built.may_fall_silent(), "a heartbeat keeps it talking");
+        assert_eq!(built.heartbeat(), Some(Duration::from_secs(300)));
+        assert!(Chain::new(&chain[..3]).expect("valid").may_fall_silent());
+        let ten = Duration::from_secs(10);
+        assert_eq!(built.expiry(ten), Some(Duration::from_secs(900)));
+        assert_eq!(Chain::new(&chain[..3]).expect("valid").expiry(ten), None);
+        assert_eq!(Chain::new(&chain[..2]).expect("valid").expiry(ten), Some(ten));
+    }
+
+    #[test]
+    fn not_a_number_should_never_be_published() {
+        check(&[Heartbeat(1.0)], &[(0.0, f64::NAN), (5.0, 1.0)], &[(5.0, 1.0)]);
+    }
+
+    #[test]
+    fn unusable_specs_should_be_refused_with_a_reason() {
+        let bad: &[(FilterSpec, FilterError)] = &[
+            (Round(11), FilterError::Round),
+            (Clamp { min: None, max: None }, FilterError::Clamp),
+            (
+                Clamp {
+                    min: Some(5.0),
+                    max: Some(1.0),
+                },
+                FilterError::Clamp,
+            ),
+            (
+                SlidingWindow {
+                    size: 0,
+                    kind: WindowKind::Average,
+                },
+                FilterError::Window,
+            ),
+            (Delta(DeltaSpec::Absolute(0.0)), FilterError::Delta),
+            (Delta(DeltaSpec::Text("5".into())), FilterError::Delta),
+            (Delta(DeltaSpec::Text("-5%".into())), FilterError::Delta),
+            (Throttle(0.0), FilterError::Seconds),
+            (Heartbeat(-1.0), FilterError::Seconds),
+        ];
+        for (spec, error) in bad {
+            assert_eq!(
+                Chain::new(std::slice::from_ref(spec)).map(|_| ()),
+                Err(error.clone()),
+                "{spec:?}"
+            );
+        }
+    }
+}
