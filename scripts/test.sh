@@ -47,6 +47,9 @@ apt_install qemu-user-static qemu-arm-static qemu-aarch64-static
 apt_install binutils readelf
 apt_install prometheus promtool
 apt_install openssl openssl
+# The browser tests drive Debian's headless Chromium through chromedriver.
+apt_install chromium chromium
+apt_install chromium-driver chromedriver
 
 say "ARM builds (cross/build.sh)"
 # Static binaries for the three Pi targets, checked by the `arm` tests below.

@@ -20,10 +20,14 @@
 //!   test`; `scripts/test.sh` builds them and runs these too).
 //! - `install`: `install`, `uninstall`, `rollback` into a temporary root,
 //!   and the installed unit through `systemd-analyze verify` and `security`.
+//! - `browser`: the dashboard and the API page in a real headless Chromium
+//!   (chromedriver, `support/webdriver.rs`): cards, live updates, controls
+//!   with the token, read-only, an agent restart, screenshots.
 
 mod support;
 
 mod arm;
+mod browser;
 mod cli;
 mod discovery;
 mod faults;

@@ -1,8 +1,11 @@
 //! Test fixtures: a real mosquitto on a free loopback port, the real
 //! `majortom` binary as a child process, an MQTT observer, and a tiny HTTP
-//! client. Nothing here is mocked.
+//! client. Nothing here is mocked. `webdriver` drives a real headless
+//! Chromium for the browser tests.
 
 #![allow(dead_code)] // Each test module uses a different part.
+
+pub mod webdriver;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -516,8 +519,23 @@ pub fn http_send(addr: SocketAddr, method: &str, path: &str, body: &str) -> (u16
 
 /// A one-shot HTTP/1.1 request with extra headers; returns status and body.
 pub fn http_request(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> (u16, String) {
+    http_request_timeout(addr, method, path, headers, body, Duration::from_secs(5))
+}
+
+/// `http_request` waiting up to `timeout` for the answer (a WebDriver call
+/// that starts a browser takes seconds). Reads the body by its
+/// `Content-Length` or chunks, so a server that keeps the connection open
+/// anyway (chromedriver) does not stall it; else until the server closes.
+pub fn http_request_timeout(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+    timeout: Duration,
+) -> (u16, String) {
     let mut stream = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect to {addr}: {e}"));
-    stream.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
+    stream.set_read_timeout(Some(timeout)).expect("timeout");
     let extra: String = headers.iter().map(|(k, v)| format!("{k}: {v}\r\n")).collect();
     write!(
         stream,
@@ -525,15 +543,97 @@ pub fn http_request(addr: SocketAddr, method: &str, path: &str, headers: &[(&str
         body.len()
     )
     .expect("send request");
-    let mut response = String::new();
-    stream.read_to_string(&mut response).expect("read response");
-    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("bad response: {response}"));
-    (status, body.to_owned())
+    let mut response = Vec::new();
+    let mut buffer = [0u8; 16 * 1024];
+    let (head_len, status, framing) = loop {
+        if let Some(end) = response.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&response[..end]).into_owned();
+            let status: u16 = head
+                .split_whitespace()
+                .nth(1)
+                .and_then(|s| s.parse().ok())
+                .unwrap_or_else(|| panic!("bad response: {head}"));
+            break (end + 4, status, Framing::of(&head));
+        }
+        let n = stream
+            .read(&mut buffer)
+            .unwrap_or_else(|e| panic!("{method} {path} on {addr}: no answer within {timeout:?}: {e}"));
+        assert!(n > 0, "{method} {path} on {addr}: connection closed before the headers");
+        response.extend_from_slice(&buffer[..n]);
+    };
+    loop {
+        let body = &response[head_len..];
+        let complete = match framing {
+            Framing::Length(length) => body.len() >= length,
+            Framing::Chunked => dechunk(body).is_some(),
+            Framing::Close => false,
+        };
+        if complete {
+            break;
+        }
+        let n = stream
+            .read(&mut buffer)
+            .unwrap_or_else(|e| panic!("{method} {path} on {addr}: body incomplete after {timeout:?}: {e}"));
+        if n == 0 {
+            break;
+        }
+        response.extend_from_slice(&buffer[..n]);
+    }
+    let body = &response[head_len..];
+    let body = match framing {
+        Framing::Chunked => dechunk(body).unwrap_or_default(),
+        _ => body.to_vec(),
+    };
+    (status, String::from_utf8_lossy(&body).into_owned())
+}
+
+/// How a response's body ends.
+#[derive(Clone, Copy)]
+enum Framing {
+    Length(usize),
+    Chunked,
+    Close,
+}
+
+impl Framing {
+    fn of(head: &str) -> Framing {
+        let mut framing = Framing::Close;
+        for line in head.lines().skip(1) {
+            let Some((name, value)) = line.split_once(':') else {
+                continue;
+            };
+            let (name, value) = (name.trim().to_ascii_lowercase(), value.trim());
+            if name == "transfer-encoding" && value.to_ascii_lowercase().contains("chunked") {
+                return Framing::Chunked;
+            }
+            if name == "content-length" {
+                if let Ok(length) = value.parse() {
+                    framing = Framing::Length(length);
+                }
+            }
+        }
+        framing
+    }
+}
+
+/// The payload of a complete `Transfer-Encoding: chunked` body; `None`
+/// until its last (empty) chunk has arrived.
+fn dechunk(mut rest: &[u8]) -> Option<Vec<u8>> {
+    let mut out = Vec::new();
+    loop {
+        let line_end = rest.windows(2).position(|w| w == b"\r\n")?;
+        let size = std::str::from_utf8(&rest[..line_end]).ok()?;
+        let size = usize::from_str_radix(size.split(';').next()?.trim(), 16).ok()?;
+        let data = &rest[line_end + 2..];
+        if size == 0 {
+            return Some(out);
+        }
+        if data.len() < size + 2 {
+            return None;
+        }
+        out.extend_from_slice(&data[..size]);
+        rest = &data[size + 2..];
+    }
 }
 
 // ---- a TCP proxy that can fail like a network -------------------------------
