@@ -269,7 +269,7 @@ fn build(spec: &FilterSpec) -> Result<Filter, FilterError> {
         FilterSpec::Delta(DeltaSpec::Text(text)) => {
             let number = text.trim().strip_suffix('%').ok_or(FilterError::Delta)?;
             let percent: f64 = number.trim().parse().map_err(|_| FilterError::Delta)?;
-            if !(percent > 0.0) {
+            if percent.is_nan() || percent <= 0.0 {
                 return Err(FilterError::Delta);
             }
             Filter::Delta {
