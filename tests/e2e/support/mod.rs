@@ -165,6 +165,9 @@ pub struct Agent {
     child: Child,
     dir: TempDir,
     log: Arc<Mutex<String>>,
+    /// Collects stderr into `log`; joined once the process has exited, so
+    /// the log is complete when a test reads it after `wait_exit`.
+    log_reader: Option<std::thread::JoinHandle<()>>,
     pub web: Option<SocketAddr>,
 }
 
@@ -244,7 +247,7 @@ impl Agent {
         let log = Arc::new(Mutex::new(String::new()));
         let stderr = child.stderr.take().expect("piped stderr");
         let sink = log.clone();
-        std::thread::spawn(move || {
+        let log_reader = std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 let mut log = sink.lock().expect("log lock");
                 log.push_str(&line);
@@ -255,6 +258,7 @@ impl Agent {
             child,
             dir,
             log,
+            log_reader: Some(log_reader),
             web: None,
         }
     }
@@ -278,6 +282,10 @@ impl Agent {
         let deadline = Instant::now() + timeout;
         loop {
             if let Some(status) = self.child.try_wait().expect("try_wait") {
+                if let Some(reader) = self.log_reader.take() {
+                    // stderr reaches its end with the process.
+                    let _ = tokio::task::spawn_blocking(move || reader.join()).await;
+                }
                 return Some(status);
             }
             if Instant::now() > deadline {
