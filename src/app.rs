@@ -8,6 +8,7 @@
 //! before any task starts; after that, tasks log their own errors and carry
 //! on.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -19,11 +20,13 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{error, info, warn};
 
+use crate::automations::{self, Automations, LocalClock};
+use crate::command::CommandReceiver;
 use crate::config::{Backend, Config};
 use crate::hal::rpi::{is_raspberry_pi, RppalGpio};
 use crate::hal::sim::{SimControl, SimGpio};
 use crate::hal::Gpio;
-use crate::hub::{Hub, DEFAULT_HISTORY_LEN};
+use crate::hub::{Component, EntitySpec, Group, Hub, DEFAULT_HISTORY_LEN};
 use crate::node::{dashboard_url, lan_address, NodeInfo};
 use crate::outputs::Outputs;
 use crate::sources::inputs::Input;
@@ -50,6 +53,21 @@ pub struct Agent {
     pub status: Arc<AgentStatus>,
     /// The simulated GPIO backend's control handle, when it is in use.
     pub sim: Option<SimControl>,
+    /// Presses of the agent's own buttons (restart, reboot).
+    buttons: CommandReceiver,
+    reboot_command: Option<Vec<String>>,
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// A stop signal: exit.
+    Stopped,
+    /// The Restart button: start again from scratch (the caller re-executes
+    /// the binary).
+    Restart,
+    /// The Reboot button: run this command.
+    Reboot(Vec<String>),
 }
 
 /// A group of tasks stopped together.
@@ -89,16 +107,30 @@ impl Stage {
 /// Runs the agent until `shutdown` completes, then stops it. Under systemd
 /// (`Type=notify`) it reports readiness, pings the watchdog while every task
 /// is still running, and reports stopping.
-pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
-    let agent = start(config).await?;
+pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::Result<Outcome> {
+    let mut agent = start(config).await?;
     notify(sd_notify::NotifyState::Ready);
     let watchdog = sd_notify::watchdog_enabled();
     let mut ping = tokio::time::interval(watchdog.map_or(Duration::from_secs(3600), |timeout| timeout / 2));
     tokio::pin!(shutdown);
     let mut reported_unhealthy = false;
-    loop {
+    let outcome = loop {
         tokio::select! {
-            () = &mut shutdown => break,
+            () = &mut shutdown => break Outcome::Stopped,
+            Some(press) = agent.buttons.recv() => match press.output.as_str() {
+                "restart" => {
+                    info!(origin = ?press.origin, "restart requested");
+                    break Outcome::Restart;
+                }
+                "reboot" => match agent.reboot_command.clone() {
+                    Some(command) => {
+                        warn!(origin = ?press.origin, ?command, "reboot requested");
+                        break Outcome::Reboot(command);
+                    }
+                    None => warn!("ignoring a reboot press: buttons.reboot is off"),
+                },
+                other => warn!(button = other, "ignoring a press of an unknown button"),
+            },
             _ = ping.tick(), if watchdog.is_some() => {
                 if agent.healthy() {
                     notify(sd_notify::NotifyState::Watchdog);
@@ -109,10 +141,10 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
                 }
             }
         }
-    }
+    };
     notify(sd_notify::NotifyState::Stopping);
     agent.stop().await;
-    Ok(())
+    Ok(outcome)
 }
 
 /// Tells systemd about a state change; a no-op outside systemd.
@@ -223,10 +255,42 @@ pub async fn start(config: Config) -> anyhow::Result<Agent> {
 
     let mut producers = Stage::new();
     let mut sinks = Stage::new();
+    // Commands from the sinks go through a router to whoever owns the
+    // target: the outputs, the automations, or the agent's own buttons.
     let (commands, command_receiver) = command::channel();
+    let mut routes = HashMap::new();
+    let (to_outputs, outputs_receiver) = command::channel();
     if let Some(outputs) = outputs {
-        producers.spawn(outputs.run(hub.clone(), command_receiver, producers.cancel.clone()));
+        for spec in outputs.entities() {
+            routes.insert(spec.id, to_outputs.clone());
+        }
+        producers.spawn(outputs.run(hub.clone(), outputs_receiver, producers.cancel.clone()));
     }
+    let (publish, publishes) = automations::publish_channel();
+    let automations = Automations::new(
+        config.automations.clone(),
+        hub.clone(),
+        (!config.outputs.is_empty()).then(|| to_outputs.clone()),
+        config.mqtt.is_some().then(|| publish.clone()),
+        Arc::new(LocalClock),
+        StateFile::new(automations::state_file_beside(&config.gpio.state_file)),
+    );
+    if !automations.is_empty() {
+        let (to_automations, automations_receiver) = command::channel();
+        for spec in automations.entities() {
+            hub.register(spec);
+        }
+        for id in automations.command_ids() {
+            routes.insert(id, to_automations.clone());
+        }
+        producers.spawn(automations.run(automations_receiver, producers.cancel.clone()));
+    }
+    let (to_buttons, buttons) = command::channel();
+    for spec in button_entities(&config) {
+        routes.insert(spec.id.clone(), to_buttons.clone());
+        hub.register(spec);
+    }
+    producers.spawn(command::route(command_receiver, routes, producers.cancel.clone()));
     for input in inputs {
         producers.spawn(input.run(hub.clone(), producers.cancel.clone()));
     }
@@ -242,6 +306,7 @@ pub async fn start(config: Config) -> anyhow::Result<Agent> {
             hub.clone(),
             status.clone(),
             commands.clone(),
+            publishes,
             sinks.cancel.clone(),
         ));
     } else {
@@ -256,8 +321,7 @@ pub async fn start(config: Config) -> anyhow::Result<Agent> {
             })
         });
         let token = config.web.as_ref().and_then(|w| w.token.clone());
-        let web_commands = (!config.outputs.is_empty()).then(|| commands.clone());
-        let state = web::AppState::new(hub.clone(), status.clone(), sim_pins, web_commands, token);
+        let state = web::AppState::new(hub.clone(), status.clone(), sim_pins, Some(commands.clone()), token);
         sinks.spawn(web::serve(listener, state, sinks.cancel.clone()));
     }
     Ok(Agent {
@@ -267,7 +331,29 @@ pub async fn start(config: Config) -> anyhow::Result<Agent> {
         hub,
         status,
         sim,
+        buttons,
+        reboot_command: config.buttons.reboot.clone(),
     })
+}
+
+/// Home Assistant buttons for the agent itself: Restart (unless turned
+/// off) and Reboot (only when turned on).
+fn button_entities(config: &Config) -> Vec<EntitySpec> {
+    let button = |id: &str, name: &str| {
+        let mut spec = EntitySpec::output(id, name, Component::Button);
+        spec.group = Group::System;
+        spec.device_class = Some("restart");
+        spec.diagnostic = true;
+        spec
+    };
+    let mut buttons = Vec::new();
+    if config.buttons.restart {
+        buttons.push(button("restart", "Restart majortom"));
+    }
+    if config.buttons.reboot.is_some() {
+        buttons.push(button("reboot", "Reboot host"));
+    }
+    buttons
 }
 
 impl Agent {

@@ -10,10 +10,13 @@ pub enum Action {
     On,
     Off,
     Toggle,
+    /// For buttons.
+    Press,
 }
 
 impl Action {
-    /// `ON`, `OFF` or `TOGGLE`, in any case, surrounding whitespace ignored.
+    /// `ON`, `OFF`, `TOGGLE` or `PRESS`, in any case, surrounding whitespace
+    /// ignored.
     pub fn parse(payload: &[u8]) -> Option<Action> {
         let text = std::str::from_utf8(payload).ok()?.trim();
         if text.eq_ignore_ascii_case("on") {
@@ -22,6 +25,8 @@ impl Action {
             Some(Action::Off)
         } else if text.eq_ignore_ascii_case("toggle") {
             Some(Action::Toggle)
+        } else if text.eq_ignore_ascii_case("press") {
+            Some(Action::Press)
         } else {
             None
         }
@@ -65,8 +70,69 @@ mod tests {
         check(b"on", Some(Action::On));
         check(b" Off\n", Some(Action::Off));
         check(b"ToGgLe", Some(Action::Toggle));
+        check(b"PRESS", Some(Action::Press));
         for bad in [&b""[..], b"1", b"true", b"onn", b"{\"state\":\"ON\"}", b"\xff\xfe"] {
             check(bad, None);
         }
+    }
+}
+
+/// Forwards each command to the task that owns its target (outputs,
+/// automations, the agent's own buttons), by entity id, until cancelled.
+pub async fn route(
+    mut commands: CommandReceiver,
+    routes: std::collections::HashMap<String, CommandSender>,
+    cancel: tokio_util::sync::CancellationToken,
+) {
+    loop {
+        let command = tokio::select! {
+            biased;
+            () = cancel.cancelled() => return,
+            command = commands.recv() => match command {
+                Some(command) => command,
+                None => return,
+            },
+        };
+        match routes.get(&command.output) {
+            Some(target) => {
+                if target.send(command).await.is_err() {
+                    tracing::debug!("a command's target has stopped");
+                }
+            }
+            None => tracing::warn!(entity = %command.output, "ignoring command for something that takes none"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod route_tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn commands_should_reach_the_task_that_owns_their_target() {
+        let (input, receiver) = channel();
+        let (outputs, mut to_outputs) = channel();
+        let (automations, mut to_automations) = channel();
+        let routes = [("relay".to_owned(), outputs), ("automation_x".to_owned(), automations)]
+            .into_iter()
+            .collect();
+        let cancel = tokio_util::sync::CancellationToken::new();
+        let task = tokio::spawn(route(receiver, routes, cancel.clone()));
+        for target in ["relay", "nobody", "automation_x"] {
+            let command = Command {
+                output: target.into(),
+                action: Action::On,
+                origin: Origin::Web,
+            };
+            input.send(command).await.expect("router runs");
+        }
+        assert_eq!(to_outputs.recv().await.map(|c| c.output), Some("relay".into()));
+        assert_eq!(
+            to_automations.recv().await.map(|c| c.output),
+            Some("automation_x".into())
+        );
+        cancel.cancel();
+        task.await.expect("router ends");
+        assert!(to_outputs.try_recv().is_err(), "the unknown target went nowhere");
     }
 }

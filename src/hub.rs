@@ -27,6 +27,8 @@ pub enum Component {
     Switch,
     /// An output shown as a light (same ON/OFF commands as a switch).
     Light,
+    /// A push button in Home Assistant (restart, reboot): PRESS, no state.
+    Button,
 }
 
 impl Component {
@@ -37,12 +39,13 @@ impl Component {
             Component::BinarySensor => "binary_sensor",
             Component::Switch => "switch",
             Component::Light => "light",
+            Component::Button => "button",
         }
     }
 
-    /// True for entities that take ON/OFF/TOGGLE commands.
+    /// True for entities that take commands (ON/OFF/TOGGLE, or PRESS).
     pub fn is_commandable(self) -> bool {
-        matches!(self, Component::Switch | Component::Light)
+        matches!(self, Component::Switch | Component::Light | Component::Button)
     }
 }
 
@@ -54,6 +57,7 @@ pub enum Group {
     Inputs,
     Outputs,
     Sensors,
+    Automations,
 }
 
 /// Home Assistant's `state_class`.
@@ -232,6 +236,8 @@ pub enum HubEvent {
     Availability(Arc<EntitySpec>, bool),
     /// A button was pressed.
     Pressed(Arc<EntitySpec>, Press),
+    /// An entity's attributes changed (an automation's last run).
+    Attributes(Arc<EntitySpec>),
 }
 
 /// A point in time view of one entity.
@@ -242,6 +248,8 @@ pub struct EntitySnapshot {
     pub updated: Option<SystemTime>,
     /// False while the entity's source cannot read it.
     pub available: bool,
+    /// Extra facts shown beside the value (`last_run`).
+    pub attributes: Vec<(&'static str, String)>,
 }
 
 /// One history sample of a numeric entity.
@@ -256,6 +264,7 @@ struct Entry {
     value: Option<Value>,
     updated: Option<SystemTime>,
     available: bool,
+    attributes: Vec<(&'static str, String)>,
     history: VecDeque<Sample>,
 }
 
@@ -310,6 +319,7 @@ impl Hub {
                             value: None,
                             updated: None,
                             available: true,
+                            attributes: Vec::new(),
                             history: VecDeque::new(),
                         },
                     );
@@ -368,6 +378,24 @@ impl Hub {
         true
     }
 
+    /// Sets one attribute of an entity and broadcasts it. Returns false for
+    /// an unknown id.
+    pub fn set_attribute(&self, id: &str, key: &'static str, value: String) -> bool {
+        let spec = {
+            let mut inner = self.lock();
+            let Some(entry) = inner.entries.get_mut(id) else {
+                return false;
+            };
+            match entry.attributes.iter_mut().find(|(k, _)| *k == key) {
+                Some((_, old)) => *old = value,
+                None => entry.attributes.push((key, value)),
+            }
+            entry.spec.clone()
+        };
+        let _ = self.changes.send(HubEvent::Attributes(spec));
+        true
+    }
+
     /// Broadcasts a press of an entity's button. Returns false for an
     /// unknown id.
     pub fn press(&self, id: &str, press: Press) -> bool {
@@ -414,6 +442,7 @@ impl Entry {
             value: self.value.clone(),
             updated: self.updated,
             available: self.available,
+            attributes: self.attributes.clone(),
         }
     }
 }

@@ -18,11 +18,14 @@
 //! - [`mqtt`]: the MQTT sink with Home Assistant discovery.
 //! - [`web`]: the HTTP API and embedded page.
 //! - [`command`]: what sinks send back to the outputs.
+//! - [`automations`]: triggers, conditions and actions run on the device;
+//!   [`filters`] shape numeric values before the hub.
 //! - [`outputs`]: applies commands to relays and LEDs; safe state on stop;
 //!   [`state_file`] remembers `restore` outputs.
 //! - [`node`], [`status`]: who the agent is and how it is doing.
 
 pub mod app;
+pub mod automations;
 pub mod cli;
 pub mod command;
 pub mod config;
@@ -37,4 +40,5 @@ pub mod outputs;
 pub mod sources;
 pub mod state_file;
 pub mod status;
+pub mod time;
 pub mod web;

@@ -9,6 +9,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
+use majortom::app::Outcome;
 use majortom::cli::{self, Command};
 use majortom::config::{self, Config, Context, SYSTEM_CONFIG_PATH};
 use majortom::install;
@@ -146,7 +147,41 @@ fn run(config: Config) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(majortom::app::run(config, shutdown_signal()))
+    let outcome = runtime.block_on(majortom::app::run(config, shutdown_signal()))?;
+    // Blocking threads (a 1-wire read in flight) may not hold up the exec.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    match outcome {
+        Outcome::Stopped => Ok(()),
+        Outcome::Restart => restart(),
+        Outcome::Reboot(command) => reboot(&command),
+    }
+}
+
+/// Replaces this process with a fresh copy of the same binary and
+/// arguments (same pid, so systemd keeps tracking it).
+fn restart() -> anyhow::Result<()> {
+    use std::os::unix::process::CommandExt;
+    let exe = std::env::current_exe().context("cannot find the running binary to restart it")?;
+    tracing::info!(exe = %exe.display(), "restarting");
+    let error = std::process::Command::new(&exe)
+        .args(std::env::args_os().skip(1))
+        .exec();
+    Err(error).with_context(|| format!("cannot restart {}", exe.display()))
+}
+
+/// Runs the configured reboot command.
+fn reboot(command: &[String]) -> anyhow::Result<()> {
+    let (program, args) = command.split_first().context("buttons.reboot_command is empty")?;
+    let status = std::process::Command::new(program)
+        .args(args)
+        .status()
+        .with_context(|| format!("cannot run the reboot command `{}`", command.join(" ")))?;
+    anyhow::ensure!(
+        status.success(),
+        "the reboot command `{}` failed: {status}",
+        command.join(" ")
+    );
+    Ok(())
 }
 
 /// Completes on SIGINT or SIGTERM.

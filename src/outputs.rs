@@ -120,6 +120,10 @@ impl Outputs {
             Action::On => true,
             Action::Off => false,
             Action::Toggle => !output.on,
+            Action::Press => {
+                warn!(output = %output.config.name, "ignoring PRESS for an output: use ON, OFF or TOGGLE");
+                return;
+            }
         };
         match output.drive(on) {
             Ok(()) => {

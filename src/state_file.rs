@@ -41,22 +41,36 @@ impl StateFile {
 
     /// The remembered states; empty when there is no (valid) file.
     pub fn load(&self) -> OutputStates {
+        self.load_as().unwrap_or_default()
+    }
+
+    /// The file's content as `T`; `None` when there is no (valid) file.
+    pub fn load_as<T: serde::de::DeserializeOwned>(&self) -> Option<T> {
         let text = match std::fs::read_to_string(&self.path) {
             Ok(text) => text,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return OutputStates::default(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
             Err(error) => {
-                warn!(path = %self.path.display(), %error, "cannot read the output state file; starting without it");
-                return OutputStates::default();
+                warn!(path = %self.path.display(), %error, "cannot read the state file; starting without it");
+                return None;
             }
         };
-        serde_json::from_str(&text).unwrap_or_else(|error| {
-            warn!(path = %self.path.display(), %error, "the output state file is not valid; starting without it");
-            OutputStates::default()
-        })
+        match serde_json::from_str(&text) {
+            Ok(value) => Some(value),
+            Err(error) => {
+                warn!(path = %self.path.display(), %error, "the state file is not valid; starting without it");
+                None
+            }
+        }
     }
 
     /// Replaces the file atomically.
     pub fn save(&self, states: &OutputStates) -> Result<(), StateFileError> {
+        self.save_as(states)
+    }
+
+    /// Replaces the file atomically with `value` as JSON.
+    pub fn save_as<T: serde::Serialize>(&self, value: &T) -> Result<(), StateFileError> {
+        let states = value;
         let error = |source| StateFileError {
             path: self.path.clone(),
             source,

@@ -86,7 +86,7 @@ function dashboard() {
     unlock.hidden = ro;
     unlock.textContent = storage.get() ? "Lock controls" : "Unlock controls";
     const write = canWrite();
-    for (const b of document.querySelectorAll("button.toggle, button.flip")) {
+    for (const b of document.querySelectorAll("button.toggle, button.flip, button.press")) {
       if (!b.classList.contains("busy")) b.disabled = !write;
       b.title = ro ? "read-only agent" : write ? "" : "unlock controls first";
     }
@@ -140,7 +140,13 @@ function dashboard() {
     head.append(parts.name, parts.tag);
     parts.foot.append(parts.age);
     card.append(head, parts.value, parts.foot);
-    if (e.component === "switch" || e.component === "light") {
+    if (e.component === "button") {
+      const b = el("button", "press", e.name);
+      b.type = "button";
+      b.dataset.button = e.id;
+      b.addEventListener("click", () => press(e.id));
+      parts.control = b;
+    } else if (e.component === "switch" || e.component === "light") {
       const b = el("button", "toggle");
       b.type = "button";
       b.dataset.output = e.id;
@@ -203,7 +209,16 @@ function dashboard() {
       parts.age.className = "age err";
     } else {
       entry.error = null;
-      parts.age.textContent = isNaN(updated) ? "no value yet" : ago(now - updated);
+      const lastRun = e.attributes && e.attributes.last_run ? Date.parse(e.attributes.last_run) : NaN;
+      if (e.group === "automations") {
+        // An automation's switch says whether it is on; when it last ran
+        // is what its owner wants to know.
+        parts.age.textContent = isNaN(lastRun) ? "not run yet" : `ran ${ago(now - lastRun)}`;
+      } else if (e.component === "button") {
+        parts.age.textContent = "";
+      } else {
+        parts.age.textContent = isNaN(updated) ? "no value yet" : ago(now - updated);
+      }
       parts.age.className = "age";
     }
   }
@@ -344,6 +359,10 @@ function dashboard() {
 
   function toggle(id) {
     write(id, "POST", `/api/outputs/${encodeURIComponent(id)}`, { state: "TOGGLE" });
+  }
+
+  function press(id) {
+    write(id, "POST", `/api/outputs/${encodeURIComponent(id)}`, { state: "PRESS" });
   }
 
   // Flipping a simulated input. The API sets the pin's raw level, and the

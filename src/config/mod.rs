@@ -14,13 +14,17 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+mod automations;
 mod hardware;
+
+pub use automations::{AutomationConfig, ButtonsConfig, Change, Condition, Step, Trigger};
 
 pub use hardware::{
     Backend, GpioConfig, Initial, InputConfig, OnOff, OutputConfig, OutputKind, PressTiming, SensorConfig, SensorSource,
 };
 
-use crate::sources::system::ENTITY_IDS;
+use crate::filters::FilterSpec;
+use crate::sources::system::{entity_ids, NUMERIC_ENTITY_IDS};
 
 /// The annotated default configuration printed by `majortom init`.
 pub const DEFAULT_CONFIG_TOML: &str = include_str!("default.toml");
@@ -54,6 +58,8 @@ pub struct Config {
     pub inputs: Vec<InputConfig>,
     pub outputs: Vec<OutputConfig>,
     pub sensors: Vec<SensorConfig>,
+    pub automations: Vec<AutomationConfig>,
+    pub buttons: ButtonsConfig,
 }
 
 impl Config {
@@ -171,9 +177,11 @@ impl fmt::Debug for Secret {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct SystemConfig {
     pub interval: Duration,
+    /// Filters for some of the system values, by entity id.
+    pub filters: Vec<(String, Vec<FilterSpec>)>,
 }
 
 /// A configuration error: what is wrong, and where.
@@ -316,19 +324,70 @@ impl Config {
 fn parse_raw(text: &str, origin: &Origin) -> Result<RawConfig, ConfigError> {
     let deserializer = toml::de::Deserializer::parse(text)
         .map_err(|e| ConfigError::invalid(origin, text, e.span(), "(syntax)", e.message().trim_end()))?;
-    serde_path_to_error::deserialize::<_, RawConfig>(deserializer).map_err(|e| {
-        // The path includes an unknown key itself; "." is the document.
-        // `toml::Spanned` adds a private segment to the path; drop it.
-        let key = e.path().to_string();
-        let key = key
-            .split('.')
-            .filter(|s| !s.starts_with("$__"))
-            .collect::<Vec<_>>()
-            .join(".");
-        let key = if key.is_empty() { "(document)".to_owned() } else { key };
-        let inner = e.inner();
-        ConfigError::invalid(origin, text, inner.span(), &key, inner.message().trim_end())
+    // serde_path_to_error would name the key too, but its wrappers grow
+    // the binary by 150-200 KB; the span already points at the key.
+    <RawConfig as Deserialize>::deserialize(deserializer).map_err(|e| {
+        let key = e
+            .span()
+            .and_then(|span| key_path_at(text, &span))
+            .unwrap_or_else(|| "(document)".to_owned());
+        ConfigError::invalid(origin, text, e.span(), &key, e.message().trim_end())
     })
+}
+
+/// The dotted path (`inputs[1].pin`) of the key or value at `span`.
+fn key_path_at(text: &str, span: &std::ops::Range<usize>) -> Option<String> {
+    let root = toml::de::DeTable::parse(text).ok()?;
+    let mut path = Vec::new();
+    find_in_table(root.get_ref(), span, &mut path).then(|| {
+        let mut out = String::new();
+        for segment in path {
+            if !segment.starts_with('[') && !out.is_empty() {
+                out.push('.');
+            }
+            out.push_str(&segment);
+        }
+        out
+    })
+}
+
+fn contains(outer: &std::ops::Range<usize>, inner: &std::ops::Range<usize>) -> bool {
+    outer.start <= inner.start && inner.end <= outer.end
+}
+
+/// Depth first: the deepest key whose own span, or whose value's, holds
+/// `span`. Table spans are not relied on (a `[table]` header's span is only
+/// the header).
+fn find_in_table(table: &toml::de::DeTable<'_>, span: &std::ops::Range<usize>, path: &mut Vec<String>) -> bool {
+    for (key, value) in table {
+        path.push(key.get_ref().to_string());
+        if find_in_value(value, span, path) || contains(&key.span(), span) {
+            return true;
+        }
+        path.pop();
+    }
+    false
+}
+
+fn find_in_value(
+    value: &toml::Spanned<toml::de::DeValue<'_>>,
+    span: &std::ops::Range<usize>,
+    path: &mut Vec<String>,
+) -> bool {
+    match value.get_ref() {
+        toml::de::DeValue::Table(table) => find_in_table(table, span, path) || contains(&value.span(), span),
+        toml::de::DeValue::Array(items) => {
+            for (index, item) in items.iter().enumerate() {
+                path.push(format!("[{index}]"));
+                if find_in_value(item, span, path) {
+                    return true;
+                }
+                path.pop();
+            }
+            contains(&value.span(), span)
+        }
+        _ => contains(&value.span(), span),
+    }
 }
 
 // ---- Raw TOML structs -----------------------------------------------------
@@ -344,6 +403,8 @@ struct RawConfig {
     inputs: Vec<hardware::RawInput>,
     outputs: Vec<hardware::RawOutput>,
     sensors: Vec<hardware::RawSensor>,
+    automations: Vec<automations::RawAutomation>,
+    buttons: automations::RawButtons,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -425,6 +486,8 @@ struct RawSystem {
     enabled: bool,
     interval_s: toml::Spanned<f64>,
     root: PathBuf,
+    /// Filters by system entity id.
+    filters: std::collections::BTreeMap<String, toml::Spanned<Vec<FilterSpec>>>,
 }
 
 impl Default for RawSystem {
@@ -433,6 +496,7 @@ impl Default for RawSystem {
             enabled: true,
             interval_s: unspanned(10.0),
             root: PathBuf::from("/"),
+            filters: std::collections::BTreeMap::new(),
         }
     }
 }
@@ -483,13 +547,43 @@ impl Validator<'_> {
                     "must be between 0.01 and 86400 seconds",
                 ));
             }
+            let mut filters = Vec::new();
+            for (id, list) in raw.system.filters {
+                let key = format!("system.filters.{id}");
+                if !NUMERIC_ENTITY_IDS.contains(&id.as_str()) {
+                    let message = format!(
+                        "`{id}` is not a numeric system value ({})",
+                        NUMERIC_ENTITY_IDS.join(", ")
+                    );
+                    return Err(self.error(&list, &key, message));
+                }
+                filters.push((id, self.filters(list, &key)?));
+            }
             Some(SystemConfig {
                 interval: Duration::from_secs_f64(seconds),
+                filters,
             })
         } else {
             None
         };
-        let hardware = self.hardware(raw.gpio, raw.inputs, raw.outputs, raw.sensors, &ENTITY_IDS)?;
+        let mut reserved: Vec<&str> = entity_ids().collect();
+        reserved.extend(["restart", "reboot"]);
+        let hardware = self.hardware(raw.gpio, raw.inputs, raw.outputs, raw.sensors, &reserved)?;
+        let known = automations::Known {
+            inputs: &hardware.inputs,
+            outputs: &hardware.outputs,
+            sensors: &hardware.sensors,
+        };
+        let mut names: std::collections::HashMap<String, String> = hardware
+            .inputs
+            .iter()
+            .map(|i| &i.name)
+            .chain(hardware.outputs.iter().map(|o| &o.name))
+            .chain(hardware.sensors.iter().map(|s| &s.name))
+            .map(|name| (name.clone(), "another entity".to_owned()))
+            .collect();
+        let automations = self.automations(raw.automations, &known, &mut names)?;
+        let buttons = self.buttons(raw.buttons)?;
         Ok(Config {
             origin: self.origin.clone(),
             node,
@@ -502,6 +596,8 @@ impl Validator<'_> {
             inputs: hardware.inputs,
             outputs: hardware.outputs,
             sensors: hardware.sensors,
+            automations,
+            buttons,
         })
     }
 

@@ -41,7 +41,9 @@ pub fn entity_config(spec: &EntitySpec, topics: &Topics, node: &NodeInfo) -> Jso
     };
     put("name", spec.name.as_str().into());
     put("unique_id", unique_id(node, spec).into());
-    put("state_topic", topics.state(&spec.id).into());
+    if spec.component != Component::Button {
+        put("state_topic", topics.state(&spec.id).into());
+    }
     let mut availability = vec![json!({ "topic": topics.status() })];
     if spec.own_availability {
         availability.push(json!({ "topic": topics.availability(&spec.id) }));
@@ -72,6 +74,10 @@ pub fn entity_config(spec: &EntitySpec, topics: &Topics, node: &NodeInfo) -> Jso
         Component::BinarySensor => {
             put("payload_on", "ON".into());
             put("payload_off", "OFF".into());
+        }
+        Component::Button => {
+            put("command_topic", topics.command(&spec.id).into());
+            put("payload_press", "PRESS".into());
         }
         Component::Switch | Component::Light => {
             put("command_topic", topics.command(&spec.id).into());

@@ -15,9 +15,10 @@ use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+use crate::automations::Publish;
 use crate::command::{Action, Command, CommandSender, Origin};
 use crate::config::MqttConfig;
-use crate::hub::{EntitySpec, Hub, HubEvent, Press};
+use crate::hub::{Component, EntitySpec, Hub, HubEvent, Press};
 use crate::mqtt::connection::{drive, ConnectionEvent};
 use crate::mqtt::discovery;
 use crate::mqtt::tls::{self, TlsError};
@@ -75,6 +76,7 @@ pub async fn run(
     hub: Arc<Hub>,
     status: Arc<AgentStatus>,
     commands: CommandSender,
+    publishes: mpsc::Receiver<Publish>,
     cancel: CancellationToken,
 ) {
     let Prepared {
@@ -95,7 +97,7 @@ pub async fn run(
         outbox: Outbox::default(),
         connected: false,
     };
-    sink.run(events, cancel).await;
+    sink.run(events, publishes, cancel).await;
 
     if sink.connected {
         let client = sink.client.clone();
@@ -127,7 +129,12 @@ struct Sink {
 }
 
 impl Sink {
-    async fn run(&mut self, mut events: mpsc::Receiver<ConnectionEvent>, cancel: CancellationToken) {
+    async fn run(
+        &mut self,
+        mut events: mpsc::Receiver<ConnectionEvent>,
+        mut publishes: mpsc::Receiver<Publish>,
+        cancel: CancellationToken,
+    ) {
         let mut changes = self.hub.subscribe();
         loop {
             let retry_flush = !self.outbox.is_empty() && self.connected;
@@ -158,6 +165,7 @@ impl Sink {
                     }
                     Err(broadcast::error::RecvError::Closed) => return,
                 },
+                Some(publish) = publishes.recv() => self.publish_for_automation(publish),
                 _ = tokio::time::sleep(FLUSH_RETRY), if retry_flush => {}
             }
             if self.connected {
@@ -211,6 +219,21 @@ impl Sink {
         }
     }
 
+    /// An automation's message: sent now, or dropped with a log line when
+    /// the broker is away (an automation's message is about the moment).
+    fn publish_for_automation(&mut self, publish: Publish) {
+        if !self.connected {
+            info!(topic = %publish.topic, "dropping an automation's MQTT message: not connected to the broker");
+            return;
+        }
+        if let Err(error) = self
+            .client
+            .try_publish(&publish.topic, QoS::AtLeastOnce, publish.retain, publish.payload)
+        {
+            warn!(topic = %publish.topic, %error, "dropping an automation's MQTT message");
+        }
+    }
+
     /// A message on a `/set` topic: valid commands for outputs go to the
     /// outputs task; anything else is logged and changes nothing.
     fn on_command(&mut self, entity: &str, topic: &str, payload: &[u8], retain: bool) {
@@ -251,6 +274,9 @@ impl Sink {
                 self.outbox
                     .put(self.topics.availability(&spec.id), availability_payload(available));
             }
+            // Attributes are for the dashboard; Home Assistant has the
+            // state.
+            HubEvent::Attributes(_) => {}
             HubEvent::Pressed(spec, press) => {
                 // Events are moments, not state: not retained, and not kept
                 // for later if they cannot go out now.
@@ -321,6 +347,8 @@ pub enum Rejection {
     NotAnOutput(String),
     #[error("expected ON, OFF or TOGGLE")]
     BadPayload,
+    #[error("a button takes PRESS")]
+    NotAPress,
 }
 
 /// A `/set` message for `entity` as a command, or why not. Pure: the
@@ -331,10 +359,15 @@ pub fn parse_command(hub: &Hub, entity: &str, payload: &[u8], retain: bool) -> R
         // whatever happened since; commands are one-shot.
         return Err(Rejection::Retained);
     }
-    if !hub.get(entity).is_some_and(|e| e.spec.component.is_commandable()) {
+    let Some(component) = hub.get(entity).map(|e| e.spec.component).filter(|c| c.is_commandable()) else {
         return Err(Rejection::NotAnOutput(entity.to_owned()));
-    }
-    let action = Action::parse(payload).ok_or(Rejection::BadPayload)?;
+    };
+    let action = match (component, Action::parse(payload)) {
+        (Component::Button, Some(Action::Press)) => Action::Press,
+        (Component::Button, _) => return Err(Rejection::NotAPress),
+        (_, Some(Action::Press) | None) => return Err(Rejection::BadPayload),
+        (_, Some(action)) => action,
+    };
     Ok(Command {
         output: entity.to_owned(),
         action,

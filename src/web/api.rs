@@ -13,8 +13,8 @@ use serde_json::json;
 
 use crate::command::{Action, Command, Origin};
 use crate::hub::{Component, EntitySnapshot, Group, HubEvent, Value};
+use crate::time::rfc3339;
 use crate::web::auth::refusal;
-use crate::web::time::rfc3339;
 use crate::web::AppState;
 
 /// How long `POST /api/outputs/…` waits for the output to echo its state.
@@ -88,6 +88,9 @@ pub struct EntityView {
     expire_after_s: Option<u64>,
     /// RFC 3339, UTC; `null` before the first value.
     last_update: Option<String>,
+    /// Extra facts (an automation's `last_run`); absent when there are none.
+    #[serde(skip_serializing_if = "serde_json::Map::is_empty")]
+    attributes: serde_json::Map<String, serde_json::Value>,
 }
 
 impl From<EntitySnapshot> for EntityView {
@@ -111,6 +114,11 @@ impl From<EntitySnapshot> for EntityView {
             available: entity.available,
             expire_after_s: spec.expire_after.map(|d| d.as_secs()),
             last_update: entity.updated.map(rfc3339),
+            attributes: entity
+                .attributes
+                .into_iter()
+                .map(|(key, value)| (key.to_owned(), serde_json::Value::String(value)))
+                .collect(),
         }
     }
 }

@@ -94,7 +94,12 @@ impl Feed {
                 biased;
                 () = shutdown.cancelled() => return None,
                 change = self.changes.recv() => match change {
-                    Ok(HubEvent::Registered(spec) | HubEvent::Updated(spec, _) | HubEvent::Availability(spec, _)) => {
+                    Ok(
+                        HubEvent::Registered(spec)
+                        | HubEvent::Updated(spec, _)
+                        | HubEvent::Availability(spec, _)
+                        | HubEvent::Attributes(spec),
+                    ) => {
                         if let Some(entity) = self.state.hub.get(&spec.id) {
                             return Some(json_event("entity", &EntityView::from(entity)));
                         }

@@ -15,7 +15,6 @@ mod events;
 mod metrics;
 mod openapi;
 pub mod sim;
-mod time;
 
 use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;

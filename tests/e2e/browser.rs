@@ -143,6 +143,7 @@ impl Rig {
             let entities = state["entities"].as_array()?.clone();
             entities
                 .iter()
+                .filter(|e| e["component"] != "button")
                 .all(|e| !e["available"].as_bool().unwrap_or(false) || !e["state"].is_null())
                 .then_some(())
         })

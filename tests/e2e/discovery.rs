@@ -72,14 +72,19 @@ async fn every_entity_should_be_discovered_retained_with_a_complete_config_and_n
             .unwrap_or_else(|| panic!("no discovery config for {id}"));
         assert_eq!(component, entity["component"].as_str().expect("component"));
         assert_eq!(config["unique_id"], format!("majortom_disco_{id}"));
-        assert_eq!(config["state_topic"], format!("majortom/disco/{id}/state"));
+        if component == "button" {
+            // The agent's own Restart button: a command, no state.
+            assert_eq!(config["command_topic"], format!("majortom/disco/{id}/set"));
+            assert_eq!(config["payload_press"], "PRESS");
+        } else {
+            assert_eq!(config["state_topic"], format!("majortom/disco/{id}/state"));
+        }
         assert_eq!(config["availability"][0]["topic"], "majortom/disco/status");
         assert_eq!(config["entity_category"], "diagnostic", "{id}");
-        assert!(
-            config["expire_after"].as_u64().is_some_and(|s| s >= 3),
-            "{id}: expire_after {}",
-            config["expire_after"]
-        );
+        if component != "button" {
+            let expire = &config["expire_after"];
+            assert!(expire.as_u64().is_some_and(|s| s >= 3), "{id}: expire_after {expire}");
+        }
         assert!(config["name"].as_str().is_some_and(|n| !n.is_empty()));
         let device = &config["device"];
         assert_eq!(device["identifiers"], serde_json::json!(["majortom_disco"]), "{id}");
@@ -107,7 +112,11 @@ async fn every_entity_should_be_discovered_retained_with_a_complete_config_and_n
         .into_iter()
         .map(|m| (m.topic.split('/').nth(2).expect("entity level").to_owned(), m.payload))
         .collect();
-    for (id, (component, _)) in &configs {
+    assert_eq!(
+        configs["restart"].0, "button",
+        "the Restart button is discovered by default"
+    );
+    for (id, (component, _)) in configs.iter().filter(|(_, (component, _))| component != "button") {
         let state = states.get(id).unwrap_or_else(|| panic!("no retained state for {id}"));
         match component.as_str() {
             "sensor" => {

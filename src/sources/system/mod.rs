@@ -13,6 +13,7 @@
 mod pi;
 mod procfs;
 
+use std::collections::HashMap;
 use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
@@ -23,14 +24,14 @@ use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
+use crate::filters::{Chain, FilterSpec};
 use crate::hub::{EntitySpec, Group, Hub, Value};
 use procfs::ParseError;
 
 pub use pi::board_model;
 
-/// Every entity id this source can create, on any machine; user-named
-/// entities may not take these.
-pub const ENTITY_IDS: [&str; 20] = [
+/// Every numeric entity id this source can create, on any machine.
+pub const NUMERIC_ENTITY_IDS: [&str; 12] = [
     "cpu_usage",
     "load_1m",
     "load_5m",
@@ -43,6 +44,10 @@ pub const ENTITY_IDS: [&str; 20] = [
     "network_tx",
     "cpu_temperature",
     "cpu_frequency",
+];
+
+/// Every on/off entity id this source can create: the throttling flags.
+pub const FLAG_ENTITY_IDS: [&str; 8] = [
     "under_voltage",
     "frequency_capped",
     "throttled",
@@ -52,6 +57,12 @@ pub const ENTITY_IDS: [&str; 20] = [
     "throttled_occurred",
     "soft_temp_limit_occurred",
 ];
+
+/// Every entity id this source can create; user-named entities may not
+/// take these.
+pub fn entity_ids() -> impl Iterator<Item = &'static str> {
+    NUMERIC_ENTITY_IDS.into_iter().chain(FLAG_ENTITY_IDS)
+}
 
 /// Consumers treat an entity as gone after this long at least, even with a
 /// short interval, so that one slow round does not flap it to unavailable.
@@ -126,6 +137,8 @@ pub struct SystemSource {
     /// What exists on this machine, in entity order.
     probes: Vec<Probe>,
     previous: Previous,
+    /// Filters for some entities, by id (`system.filters`).
+    filters: HashMap<String, Chain>,
 }
 
 impl SystemSource {
@@ -163,6 +176,7 @@ impl SystemSource {
             interval: interval.clamp(MIN_INTERVAL, MAX_INTERVAL),
             probes,
             previous: Previous::default(),
+            filters: HashMap::new(),
         }
     }
 
@@ -243,7 +257,23 @@ impl SystemSource {
                 }
             }
         }
+        for spec in &mut specs {
+            if let (Some(chain), Some(expire)) = (self.filters.get(&spec.id), spec.expire_after) {
+                spec.expire_after = chain.expiry(expire);
+            }
+        }
         specs
+    }
+
+    /// Filters values of these entities before they reach the hub. Specs
+    /// the config has checked; one that does not build is ignored.
+    pub fn with_filters(mut self, filters: &[(String, Vec<FilterSpec>)]) -> SystemSource {
+        for (id, specs) in filters {
+            if let Ok(chain) = Chain::new(specs) {
+                self.filters.insert(id.clone(), chain);
+            }
+        }
+        self
     }
 
     /// Reads every probed value once at time `now`. Rates (cpu_usage,
@@ -288,6 +318,13 @@ impl SystemSource {
                 () = cancel.cancelled() => break,
                 tick = ticker.tick() => {
                     for (id, value) in self.sample(tick.into_std()) {
+                        let value = match (value, self.filters.get_mut(id)) {
+                            (Value::Number(n), Some(chain)) => match chain.apply(n, tick) {
+                                Some(filtered) => Value::Number(filtered),
+                                None => continue,
+                            },
+                            (value, _) => value,
+                        };
                         hub.set(id, value);
                     }
                 }
@@ -458,9 +495,17 @@ mod tests {
     fn every_id_the_pi4_fixture_creates_should_be_listed_as_reserved() {
         let source = SystemSource::probe(&fixture("pi4"), Duration::from_secs(5));
         let ids = ids(&source);
-        assert_eq!(ids.len(), ENTITY_IDS.len(), "the Pi 4 fixture has every kind of entity");
-        for id in ids {
-            assert!(ENTITY_IDS.contains(&id.as_str()), "{id} is missing from ENTITY_IDS");
+        assert_eq!(
+            ids.len(),
+            entity_ids().count(),
+            "the Pi 4 fixture has every kind of entity"
+        );
+        for spec in source.entities() {
+            let list: &[&str] = match spec.component {
+                crate::hub::Component::Sensor => &NUMERIC_ENTITY_IDS,
+                _ => &FLAG_ENTITY_IDS,
+            };
+            assert!(list.contains(&spec.id.as_str()), "{} is missing from its list", spec.id);
         }
     }
 

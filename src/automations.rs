@@ -1,0 +1,479 @@
+//! On-device automations: triggers (an input changing, a button press, a
+//! threshold with hysteresis, an interval, a daily time), optional
+//! conditions, and actions (set, toggle or pulse an output, publish an MQTT
+//! message, wait). They run inside the agent from the hub's events, so they
+//! keep working while the broker or Home Assistant is down.
+//!
+//! Each automation is also a `switch` entity (`automation_<name>`) that
+//! Home Assistant or the dashboard can turn off; the choice survives a
+//! restart (its own state file). An automation's actions run as a task of
+//! their own, so a long `delay_s` never holds up other triggers.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use tokio::sync::{broadcast, mpsc};
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use crate::command::{Action, Command, CommandReceiver, CommandSender, Origin};
+use crate::config::{AutomationConfig, Change, Condition, Step, Trigger};
+use crate::deadline::sleep_until;
+use crate::hub::{Component, EntitySpec, Group, Hub, HubEvent, Value};
+use crate::state_file::StateFile;
+use crate::time::rfc3339;
+
+/// An MQTT message an automation wants sent. The MQTT sink sends it when
+/// connected and drops it (with a log line) when not: nothing piles up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Publish {
+    pub topic: String,
+    pub payload: String,
+    pub retain: bool,
+}
+
+/// Messages waiting for the MQTT sink; more are dropped with a warning.
+const PUBLISH_QUEUE: usize = 16;
+
+pub fn publish_channel() -> (mpsc::Sender<Publish>, mpsc::Receiver<Publish>) {
+    mpsc::channel(PUBLISH_QUEUE)
+}
+
+/// The local time of day, so daily triggers can be tested in paused time.
+pub trait Clock: Send + Sync {
+    /// Seconds since local midnight.
+    fn seconds_of_day(&self) -> f64;
+}
+
+/// The system's clock and time zone (`/etc/localtime`, `$TZ`).
+pub struct LocalClock;
+
+impl Clock for LocalClock {
+    fn seconds_of_day(&self) -> f64 {
+        let now = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or_default();
+        let seconds = libc::time_t::try_from(now.as_secs()).unwrap_or(0);
+        // SAFETY: localtime_r writes only into `tm`, which lives on our stack.
+        let mut tm: libc::tm = unsafe { std::mem::zeroed() };
+        let converted = unsafe { libc::localtime_r(&seconds, &mut tm) };
+        if converted.is_null() {
+            // No time zone information: UTC.
+            return (now.as_secs() % 86_400) as f64 + f64::from(now.subsec_millis()) / 1000.0;
+        }
+        f64::from(tm.tm_hour * 3600 + tm.tm_min * 60 + tm.tm_sec) + f64::from(now.subsec_millis()) / 1000.0
+    }
+}
+
+/// Time from `now` (seconds of day) to the next `minute_of_day`, never 0.
+fn until_next(now: f64, minute_of_day: u32) -> Duration {
+    let mut wait = f64::from(minute_of_day) * 60.0 - now;
+    if wait <= 0.5 {
+        wait += 86_400.0;
+    }
+    Duration::from_secs_f64(wait)
+}
+
+/// The state `automations.json` remembers: enabled or not, by name.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+struct Remembered {
+    enabled: BTreeMap<String, bool>,
+}
+
+struct Automation {
+    config: AutomationConfig,
+    entity: String,
+    enabled: bool,
+    /// The last state seen of the input an input trigger watches.
+    last_input: Option<bool>,
+    /// For threshold triggers: above (true) or below (false), once known.
+    band: Option<bool>,
+    /// When a timer trigger fires next.
+    next_at: Option<Instant>,
+}
+
+/// Every automation, ready to run.
+pub struct Automations {
+    list: Vec<Automation>,
+    hub: Arc<Hub>,
+    outputs: Option<CommandSender>,
+    publish: Option<mpsc::Sender<Publish>>,
+    clock: Arc<dyn Clock>,
+    state_file: StateFile,
+    remembered: Remembered,
+}
+
+/// The file next to the outputs' state file.
+pub fn state_file_beside(outputs_state_file: &std::path::Path) -> PathBuf {
+    outputs_state_file.with_file_name("automations.json")
+}
+
+impl Automations {
+    pub fn new(
+        configs: Vec<AutomationConfig>,
+        hub: Arc<Hub>,
+        outputs: Option<CommandSender>,
+        publish: Option<mpsc::Sender<Publish>>,
+        clock: Arc<dyn Clock>,
+        state_file: StateFile,
+    ) -> Automations {
+        let remembered: Remembered = state_file.load_as().unwrap_or_default();
+        let list = configs
+            .into_iter()
+            .map(|config| Automation {
+                entity: format!("automation_{}", config.name),
+                enabled: remembered.enabled.get(&config.name).copied().unwrap_or(config.enabled),
+                last_input: None,
+                band: None,
+                next_at: None,
+                config,
+            })
+            .collect();
+        Automations {
+            list,
+            hub,
+            outputs,
+            publish,
+            clock,
+            state_file,
+            remembered,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.list.is_empty()
+    }
+
+    /// One switch per automation.
+    pub fn entities(&self) -> Vec<EntitySpec> {
+        self.list
+            .iter()
+            .map(|a| {
+                let mut spec =
+                    EntitySpec::output(&a.entity, &format!("Automation: {}", a.config.label), Component::Switch);
+                spec.group = Group::Automations;
+                spec.icon = Some("mdi:robot");
+                spec
+            })
+            .collect()
+    }
+
+    /// The ids that take commands (the switches), for the command router.
+    pub fn command_ids(&self) -> Vec<String> {
+        self.list.iter().map(|a| a.entity.clone()).collect()
+    }
+
+    /// Runs until cancelled: watches the hub, the timers and the commands
+    /// for the switches; actions run as tasks, aborted on stop.
+    pub async fn run(mut self, mut commands: CommandReceiver, cancel: CancellationToken) {
+        let mut changes = self.hub.subscribe();
+        let now = Instant::now();
+        for index in 0..self.list.len() {
+            let automation = &mut self.list[index];
+            self.hub.set(&automation.entity, Value::Bool(automation.enabled));
+            automation.next_at = first_timer(&automation.config.trigger, now, self.clock.as_ref());
+            // Input triggers fire on changes, not on the state at start.
+            if let Trigger::Input { input, .. } = &automation.config.trigger {
+                automation.last_input = self.hub.get(input).and_then(|e| match e.value {
+                    Some(Value::Bool(on)) => Some(on),
+                    _ => None,
+                });
+            }
+        }
+        let mut runs = JoinSet::new();
+        loop {
+            let next_timer = self.list.iter().filter_map(|a| a.next_at).min();
+            tokio::select! {
+                biased;
+                () = cancel.cancelled() => break,
+                command = commands.recv() => match command {
+                    Some(command) => self.command(&command),
+                    None => cancel.cancelled().await,
+                },
+                change = changes.recv() => match change {
+                    Ok(event) => self.event(&event, &mut runs),
+                    Err(broadcast::error::RecvError::Lagged(missed)) => {
+                        warn!(missed, "automations fell behind the hub; some triggers may have been missed");
+                    }
+                    Err(broadcast::error::RecvError::Closed) => break,
+                },
+                () = sleep_until(next_timer), if next_timer.is_some() => self.timers(&mut runs),
+                Some(_) = runs.join_next(), if !runs.is_empty() => {}
+            }
+        }
+        runs.abort_all();
+        debug!("automations stopped");
+    }
+
+    fn command(&mut self, command: &Command) {
+        let Some(index) = self.list.iter().position(|a| a.entity == command.output) else {
+            warn!(entity = %command.output, "ignoring command for an unknown automation");
+            return;
+        };
+        let automation = &mut self.list[index];
+        let enabled = match command.action {
+            Action::On => true,
+            Action::Off => false,
+            Action::Toggle => !automation.enabled,
+            Action::Press => automation.enabled,
+        };
+        automation.enabled = enabled;
+        info!(automation = %automation.config.name, enabled, origin = ?command.origin, "automation switched");
+        self.hub.set(&automation.entity, Value::Bool(enabled));
+        let name = automation.config.name.clone();
+        self.remembered.enabled.insert(name, enabled);
+        if let Err(error) = self.state_file.save_as(&self.remembered) {
+            warn!(%error, "the automation's on/off will not survive a restart");
+        }
+    }
+
+    fn event(&mut self, event: &HubEvent, runs: &mut JoinSet<()>) {
+        let mut fire = Vec::new();
+        for (index, automation) in self.list.iter_mut().enumerate() {
+            match (&automation.config.trigger, event) {
+                (Trigger::Input { input, to }, HubEvent::Updated(spec, Value::Bool(on))) if spec.id == *input => {
+                    let previous = automation.last_input.replace(*on);
+                    let changed = previous.is_some_and(|p| p != *on);
+                    let wanted = match to {
+                        Change::On => *on,
+                        Change::Off => !*on,
+                        Change::Any => true,
+                    };
+                    if changed && wanted {
+                        fire.push((index, false));
+                    }
+                }
+                (Trigger::Press { input, press }, HubEvent::Pressed(spec, pressed))
+                    if spec.id == *input && pressed == press =>
+                {
+                    fire.push((index, false));
+                }
+                (Trigger::Threshold { entity, above, below }, HubEvent::Updated(spec, Value::Number(value)))
+                    if spec.id == *entity =>
+                {
+                    if let Some(rising) = crossing(&mut automation.band, *value, *above, *below) {
+                        // With only `below`, falling is what the user asked for.
+                        let below_only = above.is_none();
+                        match (rising, below_only) {
+                            (true, _) | (false, true) => fire.push((index, false)),
+                            (false, false) => fire.push((index, true)),
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        for (index, below) in fire {
+            self.fire(index, below, runs);
+        }
+    }
+
+    fn timers(&mut self, runs: &mut JoinSet<()>) {
+        let now = Instant::now();
+        let mut due = Vec::new();
+        for (index, automation) in self.list.iter_mut().enumerate() {
+            if automation.next_at.is_some_and(|at| at <= now) {
+                automation.next_at = match automation.config.trigger {
+                    Trigger::Interval(every) => Some(now + every),
+                    Trigger::Daily { minute_of_day } => {
+                        Some(now + until_next(self.clock.seconds_of_day(), minute_of_day))
+                    }
+                    _ => None,
+                };
+                due.push(index);
+            }
+        }
+        for index in due {
+            self.fire(index, false, runs);
+        }
+    }
+
+    /// Runs an automation's actions (or its `actions_below`), when it is
+    /// enabled and its conditions hold.
+    fn fire(&mut self, index: usize, below: bool, runs: &mut JoinSet<()>) {
+        let automation = &self.list[index];
+        let name = &automation.config.name;
+        if !automation.enabled {
+            debug!(automation = %name, "triggered but turned off");
+            return;
+        }
+        if let Some(failed) = automation.config.conditions.iter().find(|c| !holds(&self.hub, c)) {
+            debug!(automation = %name, condition = ?failed, "triggered but a condition does not hold");
+            return;
+        }
+        let steps = if below {
+            automation.config.actions_below.clone()
+        } else {
+            automation.config.actions.clone()
+        };
+        if steps.is_empty() {
+            return;
+        }
+        info!(automation = %name, "automation runs");
+        self.hub
+            .set_attribute(&automation.entity, "last_run", rfc3339(SystemTime::now()));
+        runs.spawn(perform(name.clone(), steps, self.outputs.clone(), self.publish.clone()));
+    }
+}
+
+/// The first firing of a timer trigger.
+fn first_timer(trigger: &Trigger, now: Instant, clock: &dyn Clock) -> Option<Instant> {
+    match trigger {
+        Trigger::Interval(every) => Some(now + *every),
+        Trigger::Daily { minute_of_day } => Some(now + until_next(clock.seconds_of_day(), *minute_of_day)),
+        _ => None,
+    }
+}
+
+/// Tracks which side of the threshold a value is on; returns `Some(true)`
+/// on entering "above", `Some(false)` on entering "below". With both
+/// limits, values between them change nothing (hysteresis).
+fn crossing(band: &mut Option<bool>, value: f64, above: Option<f64>, below: Option<f64>) -> Option<bool> {
+    let side = match (above, below) {
+        (Some(high), Some(low)) => {
+            if value > high {
+                Some(true)
+            } else if value < low {
+                Some(false)
+            } else {
+                None
+            }
+        }
+        (Some(high), None) => Some(value > high),
+        (None, Some(low)) => Some(value >= low),
+        (None, None) => None,
+    }?;
+    let changed = *band != Some(side);
+    let first = band.is_none();
+    *band = Some(side);
+    match (above, below) {
+        // A single limit fires on crossing it, not on the first reading.
+        (Some(_), None) => (changed && !first && side).then_some(true),
+        (None, Some(_)) => (changed && !first && !side).then_some(false),
+        // A band fires on entering either side, the first reading included,
+        // so a fan is put right at start.
+        _ => changed.then_some(side),
+    }
+}
+
+fn holds(hub: &Hub, condition: &Condition) -> bool {
+    match condition {
+        Condition::State { entity, on } => hub.get(entity).and_then(|e| e.value) == Some(Value::Bool(*on)),
+        Condition::Range { entity, above, below } => match hub.get(entity).and_then(|e| e.value) {
+            Some(Value::Number(n)) => above.is_none_or(|a| n > a) && below.is_none_or(|b| n < b),
+            _ => false,
+        },
+    }
+}
+
+/// Performs one run's steps in order. Pulses turn their output off on
+/// their own schedule while later steps go on.
+async fn perform(
+    name: String,
+    steps: Vec<Step>,
+    outputs: Option<CommandSender>,
+    publish: Option<mpsc::Sender<Publish>>,
+) {
+    let send = |output: &str, action: Action| {
+        let outputs = outputs.clone();
+        let command = Command {
+            output: output.to_owned(),
+            action,
+            origin: Origin::Automation,
+        };
+        async move {
+            if let Some(outputs) = outputs {
+                if outputs.send(command).await.is_err() {
+                    debug!("outputs stopped; automation step dropped");
+                }
+            }
+        }
+    };
+    let mut pulses: Vec<(Instant, String)> = Vec::new();
+    for step in steps {
+        match step {
+            Step::Set { output, action } => send(&output, action).await,
+            Step::Pulse { output, duration } => {
+                send(&output, Action::On).await;
+                pulses.push((Instant::now() + duration, output));
+            }
+            Step::Publish { topic, payload, retain } => match &publish {
+                Some(publish) => {
+                    if let Err(error) = publish.try_send(Publish { topic, payload, retain }) {
+                        warn!(automation = %name, %error, "dropping the automation's MQTT message");
+                    }
+                }
+                None => warn!(automation = %name, "MQTT is disabled; the automation's message is dropped"),
+            },
+            Step::Delay(duration) => tokio::time::sleep(duration).await,
+        }
+    }
+    pulses.sort();
+    for (at, output) in pulses {
+        tokio::time::sleep_until(at).await;
+        send(&output, Action::Off).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_band_should_fire_on_entering_each_side_and_not_flap_in_between() {
+        let mut band = None;
+        let readings = [58.0, 61.0, 59.5, 60.5, 59.0, 61.0, 56.0, 54.0, 57.0, 55.5, 54.9, 61.0];
+        let fired: Vec<Option<bool>> = readings
+            .iter()
+            .map(|v| crossing(&mut band, *v, Some(60.0), Some(55.0)))
+            .collect();
+        assert_eq!(
+            fired,
+            vec![
+                None,
+                Some(true),
+                None,
+                None,
+                None,
+                None,
+                None,
+                Some(false),
+                None,
+                None,
+                None,
+                Some(true)
+            ]
+        );
+    }
+
+    #[test]
+    fn a_single_limit_should_fire_only_when_crossed() {
+        let mut band = None;
+        let fired: Vec<Option<bool>> = [70.0, 50.0, 65.0, 70.0, 59.0, 61.0]
+            .iter()
+            .map(|v| crossing(&mut band, *v, Some(60.0), None))
+            .collect();
+        assert_eq!(fired, vec![None, None, Some(true), None, None, Some(true)]);
+        let mut band = None;
+        let fired: Vec<Option<bool>> = [20.0, 5.0, 15.0, 9.0]
+            .iter()
+            .map(|v| crossing(&mut band, *v, None, Some(10.0)))
+            .collect();
+        assert_eq!(fired, vec![None, Some(false), None, Some(false)]);
+    }
+
+    #[test]
+    fn daily_waits_should_reach_the_next_occurrence() {
+        assert_eq!(until_next(7.0 * 3600.0, 7 * 60 + 30), Duration::from_secs(1800));
+        assert_eq!(until_next(8.0 * 3600.0, 7 * 60 + 30), Duration::from_secs(84_600));
+        assert_eq!(
+            until_next(450.0 * 60.0, 450),
+            Duration::from_secs(86_400),
+            "just fired: tomorrow"
+        );
+    }
+}

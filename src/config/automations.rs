@@ -1,0 +1,494 @@
+//! `[[automations]]` and `[buttons]`: raw TOML and validation. Every
+//! reference (an input, an output, an entity, a press event) is checked here,
+//! so `majortom check` catches a typo, naming the automation and the key.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use super::hardware::{InputConfig, OutputConfig, SensorConfig};
+use super::{ConfigError, Validator};
+use crate::command;
+use crate::hub::Press;
+use crate::sources::sensors::Quantity;
+use crate::sources::system::{FLAG_ENTITY_IDS, NUMERIC_ENTITY_IDS};
+
+// ---- typed ----------------------------------------------------------------
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct AutomationConfig {
+    /// Its switch entity is `automation_<name>`.
+    pub name: String,
+    pub label: String,
+    /// At start, unless Home Assistant turned it off or on since (then the
+    /// state file remembers).
+    pub enabled: bool,
+    pub trigger: Trigger,
+    pub conditions: Vec<Condition>,
+    pub actions: Vec<Step>,
+    /// Only for a threshold with both `above` and `below`: run when the
+    /// value falls below `below`.
+    pub actions_below: Vec<Step>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change {
+    On,
+    Off,
+    Any,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Trigger {
+    /// An input's debounced state changes.
+    Input {
+        input: String,
+        to: Change,
+    },
+    /// A press event of an input with `events = true`.
+    Press {
+        input: String,
+        press: Press,
+    },
+    /// A numeric entity crosses `above` (rising) or `below` (falling); with
+    /// both, the band between them is hysteresis.
+    Threshold {
+        entity: String,
+        above: Option<f64>,
+        below: Option<f64>,
+    },
+    Interval(Duration),
+    /// Local time of day, `HH:MM`, in minutes after midnight.
+    Daily {
+        minute_of_day: u32,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Condition {
+    /// An on/off entity is in this state.
+    State { entity: String, on: bool },
+    /// A numeric entity is above and/or below these.
+    Range {
+        entity: String,
+        above: Option<f64>,
+        below: Option<f64>,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Step {
+    Set {
+        output: String,
+        action: command::Action,
+    },
+    /// On now, off after this long (the rest of the steps go on meanwhile).
+    Pulse {
+        output: String,
+        duration: Duration,
+    },
+    Publish {
+        topic: String,
+        payload: String,
+        retain: bool,
+    },
+    Delay(Duration),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ButtonsConfig {
+    /// A "Restart" button in Home Assistant (on by default).
+    pub restart: bool,
+    /// The command a "Reboot" button runs; `None`: no such button.
+    pub reboot: Option<Vec<String>>,
+}
+
+// ---- raw ------------------------------------------------------------------
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawAutomation {
+    name: Spanned<String>,
+    label: Option<String>,
+    #[serde(default = "default_true")]
+    enabled: bool,
+    trigger: Spanned<RawTrigger>,
+    #[serde(default)]
+    conditions: Vec<Spanned<RawCondition>>,
+    actions: Spanned<Vec<Spanned<RawStep>>>,
+    #[serde(default)]
+    actions_below: Option<Spanned<Vec<Spanned<RawStep>>>>,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTrigger {
+    input: Option<String>,
+    to: Option<String>,
+    press: Option<String>,
+    kind: Option<String>,
+    entity: Option<String>,
+    above: Option<f64>,
+    below: Option<f64>,
+    interval_s: Option<f64>,
+    at: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCondition {
+    entity: String,
+    state: Option<String>,
+    above: Option<f64>,
+    below: Option<f64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStep {
+    output: Option<String>,
+    set: Option<String>,
+    pulse_s: Option<f64>,
+    publish: Option<String>,
+    payload: Option<String>,
+    retain: Option<bool>,
+    delay_s: Option<f64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(super) struct RawButtons {
+    restart: bool,
+    reboot: bool,
+    reboot_command: Option<Spanned<Vec<String>>>,
+}
+
+impl Default for RawButtons {
+    fn default() -> Self {
+        RawButtons {
+            restart: true,
+            reboot: false,
+            reboot_command: None,
+        }
+    }
+}
+
+/// What an automation may refer to, from the rest of the config.
+pub(super) struct Known<'a> {
+    pub inputs: &'a [InputConfig],
+    pub outputs: &'a [OutputConfig],
+    pub sensors: &'a [SensorConfig],
+}
+
+impl Known<'_> {
+    fn is_on_off(&self, id: &str) -> bool {
+        self.inputs.iter().any(|i| i.name == id)
+            || self.outputs.iter().any(|o| o.name == id)
+            || FLAG_ENTITY_IDS.contains(&id)
+    }
+
+    fn is_numeric(&self, id: &str) -> bool {
+        NUMERIC_ENTITY_IDS.contains(&id)
+            || self.sensors.iter().any(|s| {
+                s.name == id
+                    || Quantity::ALL
+                        .iter()
+                        .any(|q| id.strip_prefix(s.name.as_str()) == Some(&format!("_{}", q.suffix())))
+            })
+    }
+}
+
+fn seconds(value: f64) -> Option<Duration> {
+    (value > 0.0 && value <= 31_536_000.0).then(|| Duration::from_secs_f64(value))
+}
+
+/// `HH:MM` → minutes after midnight.
+fn parse_time_of_day(text: &str) -> Option<u32> {
+    let (hours, minutes) = text.trim().split_once(':')?;
+    let (hours, minutes): (u32, u32) = (hours.parse().ok()?, minutes.parse().ok()?);
+    (hours < 24 && minutes < 60 && text.trim().len() == 5).then_some(hours * 60 + minutes)
+}
+
+impl Validator<'_> {
+    pub(super) fn automations(
+        &self,
+        raw: Vec<RawAutomation>,
+        known: &Known<'_>,
+        names: &mut HashMap<String, String>,
+    ) -> Result<Vec<AutomationConfig>, ConfigError> {
+        let mut automations = Vec::new();
+        for (i, raw) in raw.into_iter().enumerate() {
+            let key = format!("automations[{i}]");
+            let name = raw.name.get_ref().clone();
+            if name.is_empty()
+                || !name
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+            {
+                return Err(self.error(
+                    &raw.name,
+                    &format!("{key}.name"),
+                    "may contain only lowercase letters, digits and `_`",
+                ));
+            }
+            let entity = format!("automation_{name}");
+            if let Some(first) = names.get(&entity) {
+                let message = format!("`{name}` is already used by {first}; names must be unique");
+                return Err(self.error(&raw.name, &format!("{key}.name"), message));
+            }
+            names.insert(entity, format!("`{key}.name`"));
+            let trigger = self.trigger(&raw.trigger, &format!("{key}.trigger"), known)?;
+            let conditions = raw
+                .conditions
+                .iter()
+                .enumerate()
+                .map(|(n, c)| self.condition(c, &format!("{key}.conditions[{n}]"), known))
+                .collect::<Result<Vec<_>, _>>()?;
+            let actions = self.steps(&raw.actions, &format!("{key}.actions"), known)?;
+            let actions_below = match &raw.actions_below {
+                None => Vec::new(),
+                Some(steps) => {
+                    let both = matches!(
+                        trigger,
+                        Trigger::Threshold {
+                            above: Some(_),
+                            below: Some(_),
+                            ..
+                        }
+                    );
+                    if !both {
+                        return Err(self.error(
+                            steps,
+                            &format!("{key}.actions_below"),
+                            "only a threshold trigger with both `above` and `below` has actions_below",
+                        ));
+                    }
+                    self.steps(steps, &format!("{key}.actions_below"), known)?
+                }
+            };
+            automations.push(AutomationConfig {
+                label: raw.label.unwrap_or_else(|| name.replace('_', " ")),
+                name,
+                enabled: raw.enabled,
+                trigger,
+                conditions,
+                actions,
+                actions_below,
+            });
+        }
+        Ok(automations)
+    }
+
+    fn trigger(&self, raw: &Spanned<RawTrigger>, key: &str, known: &Known<'_>) -> Result<Trigger, ConfigError> {
+        let t = raw.get_ref();
+        let err = |message: String| self.error(raw, key, message);
+        let kinds = [
+            t.input.is_some(),
+            t.press.is_some(),
+            t.entity.is_some(),
+            t.interval_s.is_some(),
+            t.at.is_some(),
+        ];
+        if kinds.iter().filter(|k| **k).count() != 1 {
+            return Err(err(
+                "needs exactly one of `input` (with `to`), `press` (with `kind`), `entity` (with `above`/`below`), `interval_s`, `at`".into(),
+            ));
+        }
+        if let Some(input) = &t.input {
+            if !known.inputs.iter().any(|i| i.name == *input) {
+                return Err(err(format!("`{input}` is not an input in [[inputs]]")));
+            }
+            let to = match t.to.as_deref() {
+                Some("on") => Change::On,
+                Some("off") => Change::Off,
+                Some("change") | None => Change::Any,
+                Some(other) => return Err(err(format!("`to = \"{other}\"`: use on, off or change"))),
+            };
+            return Ok(Trigger::Input {
+                input: input.clone(),
+                to,
+            });
+        }
+        if let Some(input) = &t.press {
+            let Some(config) = known.inputs.iter().find(|i| i.name == *input) else {
+                return Err(err(format!("`{input}` is not an input in [[inputs]]")));
+            };
+            if config.presses.is_none() {
+                return Err(err(format!(
+                    "input `{input}` has no press events: set `events = true` on it"
+                )));
+            }
+            let press = match t.kind.as_deref() {
+                Some("single") | None => Press::Single,
+                Some("double") => Press::Double,
+                Some("long") => Press::Long,
+                Some(other) => return Err(err(format!("`kind = \"{other}\"`: use single, double or long"))),
+            };
+            return Ok(Trigger::Press {
+                input: input.clone(),
+                press,
+            });
+        }
+        if let Some(entity) = &t.entity {
+            if !known.is_numeric(entity) {
+                return Err(err(format!(
+                    "`{entity}` is not a numeric entity (a sensor or a system value)"
+                )));
+            }
+            if t.above.is_none() && t.below.is_none() {
+                return Err(err("a threshold needs `above` and/or `below`".into()));
+            }
+            if let (Some(above), Some(below)) = (t.above, t.below) {
+                if below >= above {
+                    return Err(err("for hysteresis `below` must be lower than `above`".into()));
+                }
+            }
+            return Ok(Trigger::Threshold {
+                entity: entity.clone(),
+                above: t.above,
+                below: t.below,
+            });
+        }
+        if let Some(interval) = t.interval_s {
+            let every = seconds(interval).ok_or_else(|| err("`interval_s` must be more than 0".into()))?;
+            return Ok(Trigger::Interval(every));
+        }
+        let at = t.at.as_deref().unwrap_or_default();
+        let minute_of_day =
+            parse_time_of_day(at).ok_or_else(|| err(format!("`at = \"{at}\"`: use a 24-hour HH:MM time")))?;
+        Ok(Trigger::Daily { minute_of_day })
+    }
+
+    fn condition(&self, raw: &Spanned<RawCondition>, key: &str, known: &Known<'_>) -> Result<Condition, ConfigError> {
+        let c = raw.get_ref();
+        let err = |message: String| self.error(raw, key, message);
+        match (&c.state, c.above.is_some() || c.below.is_some()) {
+            (Some(state), false) => {
+                if !known.is_on_off(&c.entity) {
+                    return Err(err(format!(
+                        "`{}` is not an on/off entity (an input, an output, a flag)",
+                        c.entity
+                    )));
+                }
+                let on = match state.as_str() {
+                    "on" => true,
+                    "off" => false,
+                    other => return Err(err(format!("`state = \"{other}\"`: use on or off"))),
+                };
+                Ok(Condition::State {
+                    entity: c.entity.clone(),
+                    on,
+                })
+            }
+            (None, true) => {
+                if !known.is_numeric(&c.entity) {
+                    return Err(err(format!("`{}` is not a numeric entity", c.entity)));
+                }
+                Ok(Condition::Range {
+                    entity: c.entity.clone(),
+                    above: c.above,
+                    below: c.below,
+                })
+            }
+            _ => Err(err("needs either `state` or `above`/`below`".into())),
+        }
+    }
+
+    fn steps(
+        &self,
+        raw: &Spanned<Vec<Spanned<RawStep>>>,
+        key: &str,
+        known: &Known<'_>,
+    ) -> Result<Vec<Step>, ConfigError> {
+        if raw.get_ref().is_empty() {
+            return Err(self.error(raw, key, "needs at least one action"));
+        }
+        raw.get_ref()
+            .iter()
+            .enumerate()
+            .map(|(n, step)| self.step(step, &format!("{key}[{n}]"), known))
+            .collect()
+    }
+
+    fn step(&self, raw: &Spanned<RawStep>, key: &str, known: &Known<'_>) -> Result<Step, ConfigError> {
+        let s = raw.get_ref();
+        let err = |message: String| self.error(raw, key, message);
+        let kinds = [s.output.is_some(), s.publish.is_some(), s.delay_s.is_some()];
+        if kinds.iter().filter(|k| **k).count() != 1 {
+            return Err(err(
+                "needs exactly one of `output` (with `set` or `pulse_s`), `publish`, `delay_s`".into(),
+            ));
+        }
+        if let Some(output) = &s.output {
+            if !known.outputs.iter().any(|o| o.name == *output) {
+                return Err(err(format!("`{output}` is not an output in [[outputs]]")));
+            }
+            return match (&s.set, s.pulse_s) {
+                (Some(set), None) => {
+                    let action = command::Action::parse(set.as_bytes())
+                        .filter(|a| *a != command::Action::Press)
+                        .ok_or_else(|| err(format!("`set = \"{set}\"`: use on, off or toggle")))?;
+                    Ok(Step::Set {
+                        output: output.clone(),
+                        action,
+                    })
+                }
+                (None, Some(pulse)) => Ok(Step::Pulse {
+                    output: output.clone(),
+                    duration: seconds(pulse).ok_or_else(|| err("`pulse_s` must be more than 0".into()))?,
+                }),
+                _ => Err(err("an output action needs either `set` or `pulse_s`".into())),
+            };
+        }
+        if let Some(topic) = &s.publish {
+            if topic.is_empty() || topic.contains(['+', '#']) {
+                return Err(err("`publish` must be a topic without wildcards".into()));
+            }
+            return Ok(Step::Publish {
+                topic: topic.clone(),
+                payload: s.payload.clone().unwrap_or_default(),
+                retain: s.retain.unwrap_or(false),
+            });
+        }
+        let delay = s.delay_s.unwrap_or_default();
+        Ok(Step::Delay(
+            seconds(delay).ok_or_else(|| err("`delay_s` must be more than 0".into()))?,
+        ))
+    }
+
+    pub(super) fn buttons(&self, raw: RawButtons) -> Result<ButtonsConfig, ConfigError> {
+        let reboot = match (raw.reboot, raw.reboot_command) {
+            (false, _) => None,
+            (true, None) => Some(vec!["systemctl".to_owned(), "reboot".to_owned()]),
+            (true, Some(command)) if command.get_ref().is_empty() => {
+                return Err(self.error(&command, "buttons.reboot_command", "needs a program to run"));
+            }
+            (true, Some(command)) => Some(command.into_inner()),
+        };
+        Ok(ButtonsConfig {
+            restart: raw.restart,
+            reboot,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_of_day_should_be_24_hour_hh_mm() {
+        assert_eq!(parse_time_of_day("07:30"), Some(450));
+        assert_eq!(parse_time_of_day("00:00"), Some(0));
+        assert_eq!(parse_time_of_day("23:59"), Some(1439));
+        for bad in ["24:00", "7:30", "07:60", "0730", "", "ab:cd"] {
+            assert_eq!(parse_time_of_day(bad), None, "{bad}");
+        }
+    }
+}
