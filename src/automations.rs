@@ -57,7 +57,8 @@ impl Clock for LocalClock {
         let now = SystemTime::now()
             .duration_since(SystemTime::UNIX_EPOCH)
             .unwrap_or_default();
-        let seconds = libc::time_t::try_from(now.as_secs()).unwrap_or(0);
+        // time_t without naming it: its width differs between musl versions.
+        let seconds = now.as_secs().try_into().unwrap_or_default();
         // SAFETY: localtime_r writes only into `tm`, which lives on our stack.
         let mut tm: libc::tm = unsafe { std::mem::zeroed() };
         let converted = unsafe { libc::localtime_r(&seconds, &mut tm) };

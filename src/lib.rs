@@ -23,6 +23,7 @@
 //! - [`outputs`]: applies commands to relays and LEDs; safe state on stop;
 //!   [`state_file`] remembers `restore` outputs.
 //! - [`node`], [`status`]: who the agent is and how it is doing.
+//! - [`logging`]: the small stderr logger behind `tracing`.
 
 pub mod app;
 pub mod automations;
@@ -34,6 +35,7 @@ pub mod filters;
 pub mod hal;
 pub mod hub;
 pub mod install;
+pub mod logging;
 pub mod mqtt;
 pub mod node;
 pub mod outputs;

@@ -4,7 +4,7 @@
 //! `install`/`uninstall`/`rollback` from `majortom::install`). Errors become
 //! a message on stderr and a non-zero exit code.
 
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::path::Path;
 use std::process::ExitCode;
 
@@ -13,8 +13,7 @@ use majortom::app::Outcome;
 use majortom::cli::{self, Command};
 use majortom::config::{self, Config, Context, SYSTEM_CONFIG_PATH};
 use majortom::install;
-use tracing_subscriber::filter::Targets;
-use tracing_subscriber::prelude::*;
+use majortom::logging::{self, Filter};
 
 /// Exit code for a bad command line or config (nothing was started).
 const EXIT_USAGE: u8 = 2;
@@ -122,23 +121,11 @@ fn finish(result: Result<(), install::InstallError>) -> ExitCode {
 /// comma-separated list of `target=level`.
 fn init_logging() {
     let spec = std::env::var("MAJORTOM_LOG").unwrap_or_default();
-    let (filter, bad_spec) = match spec.parse::<Targets>() {
-        Ok(targets) if !spec.trim().is_empty() => (targets, false),
-        Ok(_) => (default_filter(), false),
-        Err(_) => (default_filter(), true),
-    };
-    let stderr = std::io::stderr();
-    let layer = tracing_subscriber::fmt::layer()
-        .with_writer(std::io::stderr)
-        .with_ansi(stderr.is_terminal());
-    tracing_subscriber::registry().with(layer.with_filter(filter)).init();
-    if bad_spec {
+    let filter = Filter::parse(&spec);
+    logging::init(filter.clone().unwrap_or_else(|| Filter::new(tracing::Level::INFO)));
+    if filter.is_none() {
         tracing::warn!(MAJORTOM_LOG = %spec, "ignoring unparsable log filter; using `info`");
     }
-}
-
-fn default_filter() -> Targets {
-    Targets::new().with_default(tracing::Level::INFO)
 }
 
 fn run(config: Config) -> anyhow::Result<()> {

@@ -164,10 +164,6 @@ async fn a_failing_gpio_pin_should_never_take_the_agent_down() {
         "[system]\nenabled = false\n\n[gpio]\nbackend = \"sim\"\n\n[[inputs]]\nname = \"door\"\npin = 17\ndebounce_ms = 0\n\n[[outputs]]\nname = \"relay\"\npin = 27\n",
     );
     let config = Config::from_toml(&text, Origin::BuiltIn, &Context::system()).expect("valid config");
-    let _ = tracing_subscriber::fmt()
-        .with_test_writer()
-        .with_max_level(tracing::Level::DEBUG)
-        .try_init();
     let agent = majortom::app::start(config).await.expect("starts");
     let sim = agent.sim.clone().expect("sim backend");
     wait_retained(broker.port, "majortom/faulty/relay/state", Duration::from_secs(10)).await;
