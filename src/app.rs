@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{error, info, warn};
 
-use crate::automations::{self, Automations, LocalClock};
+use crate::automations::{self, Automations, Clock, LocalClock};
 use crate::command::CommandReceiver;
 use crate::config::{Backend, Config};
 use crate::hal::rpi::{is_raspberry_pi, RppalGpio};
@@ -185,6 +185,12 @@ fn open_gpio(config: &Config) -> anyhow::Result<(Arc<dyn Gpio>, Option<SimContro
 
 /// Starts every part of the agent and returns once they are running.
 pub async fn start(config: Config) -> anyhow::Result<Agent> {
+    start_with_clock(config, Arc::new(LocalClock)).await
+}
+
+/// `start` with the clock daily automations follow (tests pass one that
+/// moves with paused time).
+pub async fn start_with_clock(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Agent> {
     info!(config = %config.origin, node = %config.node.id, version = env!("CARGO_PKG_VERSION"), "starting majortom");
     let hub = Hub::new(DEFAULT_HISTORY_LEN);
 
@@ -272,7 +278,7 @@ pub async fn start(config: Config) -> anyhow::Result<Agent> {
         hub.clone(),
         (!config.outputs.is_empty()).then(|| to_outputs.clone()),
         config.mqtt.is_some().then(|| publish.clone()),
-        Arc::new(LocalClock),
+        clock,
         StateFile::new(automations::state_file_beside(&config.gpio.state_file)),
     );
     if !automations.is_empty() {
