@@ -77,7 +77,11 @@ impl Proc {
                 return line.to_owned();
             }
             if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("{} exited ({status}) before logging `{needle}`:\n{}", self.name, self.log());
+                panic!(
+                    "{} exited ({status}) before logging `{needle}`:\n{}",
+                    self.name,
+                    self.log()
+                );
             }
             assert!(
                 Instant::now() < deadline,
@@ -281,9 +285,7 @@ LoadPlugin mqtt
 pub fn venv() -> PathBuf {
     std::env::var_os("MAJORTOM_BENCH_VENV")
         .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/majortom/bench-venv")
-        })
+        .unwrap_or_else(|| PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/majortom/bench-venv"))
 }
 
 /// mqtt-io with its `mock` GPIO module (the module its own tests use; it
@@ -306,7 +308,10 @@ pub fn mqtt_io(name: &str, mqtt_port: u16, prefix: &str, interval_s: u32) -> Pro
     }
     config.push_str("digital_outputs:\n");
     for n in 0..OUTPUTS {
-        config.push_str(&format!("  - name: output_{n}\n    module: mock\n    pin: {}\n", 10 + n));
+        config.push_str(&format!(
+            "  - name: output_{n}\n    module: mock\n    pin: {}\n",
+            10 + n
+        ));
     }
     config.push_str("sensor_inputs:\n");
     for n in 0..2 {
@@ -343,7 +348,11 @@ pub fn node_exporter(port: u16) -> Proc {
     let proc = Proc::spawn("node-exporter", command, dir, libc::SIGTERM);
     let deadline = Instant::now() + Duration::from_secs(15);
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "node-exporter did not listen:\n{}", proc.log());
+        assert!(
+            Instant::now() < deadline,
+            "node-exporter did not listen:\n{}",
+            proc.log()
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     proc

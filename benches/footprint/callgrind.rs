@@ -56,11 +56,14 @@ async fn run(binary: &Path, broker_port: u16, root: &Path, cycles: usize) -> u64
     agent.signal(libc::SIGTERM);
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     while agent.running() {
-        assert!(std::time::Instant::now() < deadline, "the agent under callgrind did not stop");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the agent under callgrind did not stop"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let text = std::fs::read_to_string(&out_file)
-        .unwrap_or_else(|e| panic!("no callgrind output ({e}):\n{}", agent.log()));
+    let text =
+        std::fs::read_to_string(&out_file).unwrap_or_else(|e| panic!("no callgrind output ({e}):\n{}", agent.log()));
     text.lines()
         .find_map(|l| l.strip_prefix("totals:").or_else(|| l.strip_prefix("summary:")))
         .and_then(|v| v.split_whitespace().next())

@@ -97,7 +97,11 @@ impl Subscriber {
     /// Connects and returns once the broker acknowledged the subscription.
     pub async fn connect(port: u16, filter: &str) -> Subscriber {
         static NEXT: AtomicU64 = AtomicU64::new(0);
-        let id = format!("bench-sub-{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed));
+        let id = format!(
+            "bench-sub-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        );
         let mut options = MqttOptions::new(id, "127.0.0.1", port);
         options.set_keep_alive(Duration::from_secs(30));
         options.set_max_packet_size(256 * 1024, 256 * 1024);
@@ -193,7 +197,11 @@ pub fn wrk(url: &str, threads: u32, connections: u32, seconds: u32) -> WrkResult
         .output()
         .expect("run wrk (scripts/bench.sh installs it)");
     let text = String::from_utf8_lossy(&output.stdout).into_owned();
-    assert!(output.status.success(), "wrk failed: {text}{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "wrk failed: {text}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     let percentile = |p: &str| {
         text.lines()
             .map(str::trim)

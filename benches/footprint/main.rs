@@ -28,7 +28,7 @@
 //! (default 75), `MAJORTOM_BENCH_QUICK=1` (short windows, for trying the
 //! bench itself; its numbers are not the ones to publish).
 
-#[allow(unused_imports, dead_code)]
+#[allow(unused_imports)]
 #[path = "../../tests/e2e/support/mod.rs"]
 mod support;
 
@@ -90,9 +90,9 @@ fn manifest_dir() -> &'static Path {
 }
 
 fn musl_binary() -> Option<PathBuf> {
-    let path = std::env::var_os("MAJORTOM_BENCH_MUSL").map(PathBuf::from).unwrap_or_else(|| {
-        manifest_dir().join("target/arm/x86_64-unknown-linux-musl/release/majortom")
-    });
+    let path = std::env::var_os("MAJORTOM_BENCH_MUSL")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| manifest_dir().join("target/arm/x86_64-unknown-linux-musl/release/majortom"));
     path.is_file().then_some(path)
 }
 
@@ -145,7 +145,9 @@ async fn main() {
     let glibc = PathBuf::from(support::binary());
     let musl = musl_binary();
     if musl.is_none() {
-        eprintln!("warning: no static musl binary (run scripts/bench.sh, which builds it); measuring the glibc build only");
+        eprintln!(
+            "warning: no static musl binary (run scripts/bench.sh, which builds it); measuring the glibc build only"
+        );
     }
     // The binaries under test, the one the targets are for first.
     let mut builds: Vec<(&str, PathBuf)> = Vec::new();
@@ -157,7 +159,10 @@ async fn main() {
 
     // Other work on the machine disturbs the CPU and latency figures; the
     // load average says how busy it was.
-    let load_at_start = std::fs::read_to_string("/proc/loadavg").unwrap_or_default().trim().to_owned();
+    let load_at_start = std::fs::read_to_string("/proc/loadavg")
+        .unwrap_or_default()
+        .trim()
+        .to_owned();
     let broker = support::Broker::start();
     let root = agents::sensor_root();
     let mut report = BTreeMap::<&str, Json>::new();
@@ -391,7 +396,11 @@ async fn main() {
                     Box::new(move || agents::mqtt_io("mqtt-io", port, &prefix, INTERVAL_S))
                 }),
                 _ => {
-                    let binary = builds.iter().find(|(n, _)| n == kind).map(|(_, b)| b.clone()).expect("build");
+                    let binary = builds
+                        .iter()
+                        .find(|(n, _)| n == kind)
+                        .map(|(_, b)| b.clone())
+                        .expect("build");
                     let state = tempfile::tempdir().expect("tempdir");
                     let config =
                         agents::majortom_config(&prefix, Some(broker.port), root.path(), state.path(), INTERVAL_S);
@@ -417,7 +426,10 @@ async fn main() {
         }
         let mut sorted = runs.clone();
         sorted.sort_by(f64::total_cmp);
-        start.insert(kind.clone(), json!({ "runs_ms": runs, "median_ms": sorted[sorted.len() / 2] }));
+        start.insert(
+            kind.clone(),
+            json!({ "runs_ms": runs, "median_ms": sorted[sorted.len() / 2] }),
+        );
     }
     report.insert("start", Json::Object(start));
 
