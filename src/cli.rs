@@ -299,6 +299,26 @@ fn describe_hardware(config: &Config, out: &mut String) {
             sensor.interval.as_secs_f64()
         );
     }
+    for automation in &config.automations {
+        let state = if automation.enabled { "on" } else { "off" };
+        let _ = writeln!(
+            out,
+            "automation `{}` ({state}): when {:?}, {} action(s)",
+            automation.name,
+            automation.trigger,
+            automation.actions.len() + automation.actions_below.len()
+        );
+    }
+    let mut buttons = Vec::new();
+    if config.buttons.restart {
+        buttons.push("restart".to_owned());
+    }
+    if let Some(command) = &config.buttons.reboot {
+        buttons.push(format!("reboot (runs `{}`)", command.join(" ")));
+    }
+    if !buttons.is_empty() {
+        let _ = writeln!(out, "buttons: {}", buttons.join(", "));
+    }
     if config.auto_ds18b20 {
         let found = crate::sources::sensors::ds18b20::discover(&config.root);
         if !found.is_empty() {

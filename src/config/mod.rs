@@ -1064,6 +1064,91 @@ address = 0x77
     }
 
     #[test]
+    fn filters_as_the_readme_shows_them_should_parse_and_bad_ones_should_name_the_key() {
+        let text = "[system.filters]\ncpu_temperature = [{ sliding_window = { size = 5 } }, { delta = 0.5 }, { heartbeat = 60 }]\n\
+                    [[sensors]]\nkind = \"ds18b20\"\nname = \"garden\"\nid = \"28-0316a2795cff\"\n\
+                    filters = [{ offset = -0.5 }, { round = 1 }, { delta = \"5%\" }, { heartbeat = 300 }]\n";
+        let config = parse(text).expect("valid");
+        assert_eq!(config.sensors[0].filters.len(), 4);
+        assert_eq!(config.system.expect("system").filters[0].0, "cpu_temperature");
+        let message = error_of("[system.filters]\nthrottled = [{ delta = 1 }]\n");
+        assert!(
+            message.contains("key `system.filters.throttled`") && message.contains("not a numeric"),
+            "{message}"
+        );
+        let message =
+            error_of("[[sensors]]\nkind = \"ds18b20\"\nname = \"g\"\nid = \"28-1\"\nfilters = [{ round = 20 }]\n");
+        assert!(
+            message.contains("key `sensors[0].filters`") && message.contains("at most 10"),
+            "{message}"
+        );
+        let message =
+            error_of("[[sensors]]\nkind = \"ds18b20\"\nname = \"g\"\nid = \"28-1\"\nfilters = [{ smooth = 2 }]\n");
+        assert!(
+            message.contains("sensors[0].filters") && message.contains("smooth"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn automation_references_should_be_checked_naming_the_automation_and_key() {
+        let base = "[[inputs]]\nname = \"door\"\npin = 4\n[[inputs]]\nname = \"bell\"\npin = 5\nevents = true\n\
+                    [[outputs]]\nname = \"relay\"\npin = 6\n";
+        let check = |automation: &str, key: &str, words: &str| {
+            let text = format!("{base}[[automations]]\nname = \"a\"\n{automation}");
+            let message = error_of(&text);
+            assert!(
+                message.contains(&format!("key `{key}`")) && message.contains(words),
+                "{key}: {message}"
+            );
+        };
+        check(
+            "trigger = { input = \"window\" }\nactions = [{ output = \"relay\", set = \"on\" }]\n",
+            "automations[0].trigger",
+            "not an input",
+        );
+        check(
+            "trigger = { press = \"door\", kind = \"long\" }\nactions = [{ output = \"relay\", set = \"on\" }]\n",
+            "automations[0].trigger",
+            "events = true",
+        );
+        check(
+            "trigger = { entity = \"relay\", above = 1 }\nactions = [{ output = \"relay\", set = \"on\" }]\n",
+            "automations[0].trigger",
+            "not a numeric",
+        );
+        check(
+            "trigger = { at = \"7:30\" }\nactions = [{ output = \"relay\", set = \"on\" }]\n",
+            "automations[0].trigger",
+            "HH:MM",
+        );
+        check(
+            "trigger = { input = \"door\" }\nactions = [{ output = \"lamp\", set = \"on\" }]\n",
+            "automations[0].actions[0]",
+            "not an output",
+        );
+        check(
+            "trigger = { input = \"door\" }\nactions = [{ output = \"relay\", set = \"dim\" }]\n",
+            "automations[0].actions[0]",
+            "on, off or toggle",
+        );
+        check("trigger = { input = \"door\" }\nconditions = [{ entity = \"nope\", state = \"on\" }]\nactions = [{ delay_s = 1 }]\n", "automations[0].conditions[0]", "not an on/off");
+        check(
+            "trigger = { input = \"door\" }\nactions = [{ delay_s = 1 }]\nactions_below = [{ delay_s = 1 }]\n",
+            "automations[0].actions_below",
+            "only a threshold",
+        );
+        check(
+            "trigger = { entity = \"cpu_temperature\", above = 50, below = 60 }\nactions = [{ delay_s = 1 }]\n",
+            "automations[0].trigger",
+            "lower than",
+        );
+        let valid = format!("{base}[[automations]]\nname = \"a\"\ntrigger = {{ press = \"bell\", kind = \"double\" }}\nconditions = [{{ entity = \"relay\", state = \"off\" }}]\nactions = [{{ output = \"relay\", pulse_s = 2 }}, {{ publish = \"x/y\", payload = \"z\" }}]\n");
+        let config = parse(&valid).expect("valid");
+        assert_eq!(config.automations.len(), 1);
+    }
+
+    #[test]
     fn a_pin_used_twice_should_name_both_keys() {
         let message = error_of("[[inputs]]\nname = \"a\"\npin = 5\n[[outputs]]\nname = \"b\"\npin = 5\n");
         assert!(

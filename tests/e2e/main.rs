@@ -9,6 +9,8 @@
 //! - `sysfs`: Raspberry Pi fixture trees through the whole agent.
 //! - `gpio`: inputs, outputs and sensors on the simulated backend: edges,
 //!   commands, pulses, safe states, restore, discovery of every kind.
+//! - `automations`: the README's examples with the broker away, in paused
+//!   time; automation switches and device buttons over MQTT.
 //! - `faults`: 20 broker restarts, a silent partition, commands queued
 //!   while reconnecting, failing GPIO pins, kill -9 during state writes.
 //! - `tls`: TLS with the right and a wrong CA, client certificates, a
@@ -27,6 +29,7 @@
 mod support;
 
 mod arm;
+mod automations;
 mod browser;
 mod cli;
 mod discovery;
