@@ -273,6 +273,9 @@ struct Inner {
     /// declared them.
     order: Vec<String>,
     entries: HashMap<String, Entry>,
+    /// Counts every change, so readers can tell a snapshot is still current
+    /// (the web side caches its rendered state with it).
+    version: u64,
 }
 
 /// Latest value per entity, change broadcast and a short history ring.
@@ -290,6 +293,7 @@ impl Hub {
             inner: Mutex::new(Inner {
                 order: Vec::new(),
                 entries: HashMap::new(),
+                version: 0,
             }),
             changes,
             history_len,
@@ -308,6 +312,7 @@ impl Hub {
         let spec = Arc::new(spec);
         {
             let mut inner = self.lock();
+            inner.version += 1;
             match inner.entries.get_mut(&spec.id) {
                 Some(entry) => entry.spec = spec.clone(),
                 None => {
@@ -341,6 +346,7 @@ impl Hub {
     pub fn set_at(&self, id: &str, value: Value, at: SystemTime) -> bool {
         let spec = {
             let mut inner = self.lock();
+            inner.version += 1;
             let Some(entry) = inner.entries.get_mut(id) else {
                 return false;
             };
@@ -372,7 +378,9 @@ impl Hub {
                 return true;
             }
             entry.available = available;
-            entry.spec.clone()
+            let spec = entry.spec.clone();
+            inner.version += 1;
+            spec
         };
         let _ = self.changes.send(HubEvent::Availability(spec, available));
         true
@@ -390,7 +398,9 @@ impl Hub {
                 Some((_, old)) => *old = value,
                 None => entry.attributes.push((key, value)),
             }
-            entry.spec.clone()
+            let spec = entry.spec.clone();
+            inner.version += 1;
+            spec
         };
         let _ = self.changes.send(HubEvent::Attributes(spec));
         true
@@ -411,15 +421,26 @@ impl Hub {
         self.changes.subscribe()
     }
 
-    /// Every entity in registration order.
-    pub fn snapshot(&self) -> Vec<EntitySnapshot> {
+    /// Changes so far: equal versions mean equal snapshots.
+    pub fn version(&self) -> u64 {
+        self.lock().version
+    }
+
+    /// Every entity in registration order, with the version it is of.
+    pub fn versioned_snapshot(&self) -> (u64, Vec<EntitySnapshot>) {
         let inner = self.lock();
-        inner
+        let entities = inner
             .order
             .iter()
             .filter_map(|id| inner.entries.get(id))
             .map(Entry::snapshot)
-            .collect()
+            .collect();
+        (inner.version, entities)
+    }
+
+    /// Every entity in registration order.
+    pub fn snapshot(&self) -> Vec<EntitySnapshot> {
+        self.versioned_snapshot().1
     }
 
     pub fn get(&self, id: &str) -> Option<EntitySnapshot> {

@@ -10,6 +10,8 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::time::Instant;
+
 use rumqttc::{AsyncClient, ClientError, LastWill, MqttOptions, QoS, TlsConfiguration, Transport};
 use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
@@ -95,6 +97,7 @@ pub async fn run(
         status,
         commands,
         outbox: Outbox::default(),
+        refresh: Refresh::default(),
         connected: false,
     };
     sink.run(events, publishes, cancel).await;
@@ -125,6 +128,7 @@ struct Sink {
     status: Arc<AgentStatus>,
     commands: CommandSender,
     outbox: Outbox,
+    refresh: Refresh,
     connected: bool,
 }
 
@@ -267,8 +271,10 @@ impl Sink {
                 }
             }
             HubEvent::Updated(spec, value) => {
-                self.outbox
-                    .put(self.topics.state(&spec.id), value.render(spec.precision).into_bytes());
+                let payload = value.render(spec.precision);
+                if self.refresh.due(&spec, &payload, Instant::now()) {
+                    self.outbox.put(self.topics.state(&spec.id), payload.into_bytes());
+                }
             }
             HubEvent::Availability(spec, available) => {
                 self.outbox
@@ -290,6 +296,7 @@ impl Sink {
 
     /// Discovery for every entity, then availability and every known state.
     fn enqueue_everything(&mut self) {
+        self.refresh.clear();
         let snapshot = self.hub.snapshot();
         for entity in &snapshot {
             self.enqueue_discovery(&entity.spec);
@@ -375,6 +382,35 @@ pub fn parse_command(hub: &Hub, entity: &str, payload: &[u8], retain: bool) -> R
     })
 }
 
+/// Skips republishing an unchanged value of a periodic entity (one with
+/// `expire_after`) until a third of its expiry has passed: the retained
+/// state is already right, and a Pi Zero's CPU and Wi-Fi are better spent
+/// elsewhere. Entities without expiry (inputs, outputs) always publish:
+/// there every update means something.
+#[derive(Default)]
+struct Refresh {
+    sent: HashMap<String, (String, Instant)>,
+}
+
+impl Refresh {
+    fn due(&mut self, spec: &EntitySpec, payload: &str, now: Instant) -> bool {
+        let Some(expire_after) = spec.expire_after else {
+            return true;
+        };
+        if let Some((last, at)) = self.sent.get(&spec.id) {
+            if last == payload && now.duration_since(*at) < expire_after / 3 {
+                return false;
+            }
+        }
+        self.sent.insert(spec.id.clone(), (payload.to_owned(), now));
+        true
+    }
+
+    fn clear(&mut self) {
+        self.sent.clear();
+    }
+}
+
 fn availability_payload(available: bool) -> Vec<u8> {
     if available { AVAILABLE } else { UNAVAILABLE }.as_bytes().to_vec()
 }
@@ -446,6 +482,33 @@ mod tests {
             Err(Rejection::NotAnOutput("ghost".into()))
         );
         assert_eq!(parse_command(&hub, "relay", b"50%", false), Err(Rejection::BadPayload));
+    }
+
+    #[test]
+    fn unchanged_periodic_values_should_be_republished_only_every_third_of_their_expiry() {
+        use crate::hub::Group;
+        let periodic = EntitySpec::sensor("load_1m", "Load", Group::System).expire_after(Duration::from_secs(30));
+        let input = EntitySpec::binary_sensor("door", "Door", Group::Inputs);
+        let mut refresh = Refresh::default();
+        let t0 = Instant::now();
+        let at = |s: u64| t0 + Duration::from_secs(s);
+        assert!(refresh.due(&periodic, "0.50", at(0)));
+        assert!(!refresh.due(&periodic, "0.50", at(1)), "unchanged, 1 s later");
+        assert!(refresh.due(&periodic, "0.51", at(2)), "changed");
+        assert!(!refresh.due(&periodic, "0.51", at(11)));
+        assert!(
+            refresh.due(&periodic, "0.51", at(12)),
+            "10 s (a third of 30) since the last send"
+        );
+        assert!(
+            refresh.due(&input, "ON", at(12)) && refresh.due(&input, "ON", at(12)),
+            "inputs always"
+        );
+        refresh.clear();
+        assert!(
+            refresh.due(&periodic, "0.51", at(13)),
+            "after a reconnect everything goes out"
+        );
     }
 
     #[test]

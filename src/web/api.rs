@@ -5,7 +5,7 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::http::{header, HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::{Deserialize, Serialize};
@@ -151,19 +151,45 @@ struct StateView<'a> {
     entities: Vec<EntityView>,
 }
 
+/// `GET /api/state`. The body is rendered once per hub version and reused
+/// until something changes: dashboards and scrapers poll far more often
+/// than a Pi's values change.
 pub async fn state(State(state): State<AppState>) -> Response {
-    let node = &state.status.node;
-    let entities: Vec<EntityView> = state.hub.snapshot().into_iter().map(EntityView::from).collect();
-    Json(StateView {
-        node: NodeView {
-            id: &node.id,
-            name: &node.name,
-            model: &node.model,
-            version: &node.sw_version,
-        },
-        entities,
-    })
-    .into_response()
+    let cached = {
+        let cache = state.state_cache.lock().unwrap_or_else(|p| p.into_inner());
+        cache
+            .as_ref()
+            .filter(|(version, _)| *version == state.hub.version())
+            .map(|(_, body)| body.clone())
+    };
+    let body = match cached {
+        Some(body) => body,
+        None => {
+            let (version, snapshot) = state.hub.versioned_snapshot();
+            let node = &state.status.node;
+            let view = StateView {
+                node: NodeView {
+                    id: &node.id,
+                    name: &node.name,
+                    model: &node.model,
+                    version: &node.sw_version,
+                },
+                entities: snapshot.into_iter().map(EntityView::from).collect(),
+            };
+            let body = match serde_json::to_vec(&view) {
+                Ok(json) => Bytes::from(json),
+                Err(e) => {
+                    return error(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        &format!("cannot render the state: {e}"),
+                    )
+                }
+            };
+            *state.state_cache.lock().unwrap_or_else(|p| p.into_inner()) = Some((version, body.clone()));
+            body
+        }
+    };
+    ([(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
 pub async fn entity(State(state): State<AppState>, Path(id): Path<String>) -> Response {
@@ -349,6 +375,20 @@ mod tests {
         assert_eq!(entities[1]["state"], "ON");
         assert_eq!(entities[1]["component"], "binary_sensor");
         assert!(entities[2]["value"].is_null() && entities[2]["last_update"].is_null());
+    }
+
+    #[tokio::test]
+    async fn the_cached_state_should_follow_every_change() {
+        let app = app(None);
+        let (_, _, first) = call(&app, get("/api/state")).await;
+        let (_, _, again) = call(&app, get("/api/state")).await;
+        assert_eq!(first, again);
+        app.state.hub.set("cpu_usage", Value::Number(99.0));
+        let (_, _, changed) = call(&app, get("/api/state")).await;
+        assert_eq!(changed["entities"][0]["value"], 99.0);
+        app.state.hub.set_available("load_1m", false);
+        let (_, _, unavailable) = call(&app, get("/api/state")).await;
+        assert_eq!(unavailable["entities"][2]["available"], false);
     }
 
     #[tokio::test]

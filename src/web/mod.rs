@@ -49,6 +49,8 @@ pub struct AppState {
     pub shutdown: CancellationToken,
     /// Open event streams, capped (`events::MAX_CLIENTS`) and exported.
     pub sse_clients: Arc<AtomicUsize>,
+    /// The last `/api/state` body and the hub version it shows.
+    pub state_cache: Arc<std::sync::Mutex<Option<(u64, axum::body::Bytes)>>>,
 }
 
 impl AppState {
@@ -67,6 +69,7 @@ impl AppState {
             token: token.map(Arc::new),
             shutdown: CancellationToken::new(),
             sse_clients: Arc::new(AtomicUsize::new(0)),
+            state_cache: Arc::new(std::sync::Mutex::new(None)),
         }
     }
 }
