@@ -168,7 +168,8 @@ function dashboard() {
     const { data: e, parts, card } = entry;
     parts.name.textContent = e.name;
     parts.name.title = e.id;
-    const text = e.state == null ? "–" : e.unit ? `${e.state} ${e.unit}` : e.state;
+    // A button has no state: its card is the button.
+    const text = e.component === "button" ? "" : e.state == null ? "–" : e.unit ? `${e.state} ${e.unit}` : e.state;
     parts.value.textContent = text;
     parts.value.dataset.state = e.state ?? "";
     parts.value.dataset.class = e.device_class ?? "";

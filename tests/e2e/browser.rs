@@ -174,6 +174,9 @@ impl Rig {
 
 /// What a card shows as its value for an entity of `/api/state`.
 fn shown(entity: &Json) -> String {
+    if entity["component"] == "button" {
+        return String::new();
+    }
     match (entity["state"].as_str(), entity["unit"].as_str()) {
         (None, _) => "–".to_owned(),
         (Some(state), Some(unit)) => format!("{state} {unit}"),
