@@ -27,13 +27,8 @@ ZIGBUILD_VERSION=0.24.0
 # The size budget for every binary, stripped, TLS included.
 BUDGET_BYTES=2000000
 
-say() { printf '==> %s\n' "$*" >&2; }
-die() { printf 'error: %s\n' "$*" >&2; exit 1; }
-as_root() {
-    if [ "$(id -u)" -eq 0 ]; then "$@"
-    elif command -v sudo >/dev/null; then sudo "$@"
-    else die "need root (or sudo) to run: $*"; fi
-}
+# shellcheck source=scripts/lib.sh
+. scripts/lib.sh
 
 # Debian's rustc-web/cargo-web (bookworm-security) carry the std source that
 # -Zbuild-std needs; rustup cannot download rust-src or ARM std here. Do not
@@ -44,10 +39,7 @@ need_apt=()
 command -v readelf >/dev/null || need_apt+=(binutils)
 python3 -c 'import venv, ensurepip' 2>/dev/null || need_apt+=(python3-venv)
 if [ ${#need_apt[@]} -gt 0 ]; then
-    say "installing ${need_apt[*]} (apt)"
-    as_root apt-get update -qq
-    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null \
-        || die "could not install ${need_apt[*]}"
+    apt_get_install "${need_apt[@]}"
 fi
 
 if ! "$VENV/bin/cargo-zigbuild" --version 2>/dev/null | grep -q "$ZIGBUILD_VERSION" \

@@ -27,13 +27,8 @@ done
 VENV=${MAJORTOM_BENCH_VENV:-$HOME/.cache/majortom/bench-venv}
 MQTT_IO_VERSION=2.7.0
 
-say() { printf '\n==> %s\n' "$*" >&2; }
-die() { printf '\nerror: %s\n' "$*" >&2; exit 1; }
-as_root() {
-    if [ "$(id -u)" -eq 0 ]; then "$@"
-    elif command -v sudo >/dev/null; then sudo "$@"
-    else die "need root (or sudo) to run: $*"; fi
-}
+# shellcheck source=scripts/lib.sh
+. scripts/lib.sh
 
 # apt: package → a file it installs. Installing collectd-core or
 # node-exporter may try to start their services; this bench starts its own
@@ -48,10 +43,7 @@ check wrk /usr/bin/wrk
 check valgrind /usr/bin/valgrind
 python3 -c 'import venv, ensurepip' 2>/dev/null || need+=(python3-venv)
 if [ ${#need[@]} -gt 0 ]; then
-    say "installing ${need[*]} (apt)"
-    as_root apt-get update -qq
-    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null \
-        || die "could not install ${need[*]}"
+    apt_get_install "${need[@]}"
 fi
 
 if ! "$VENV/bin/python" -c "import importlib.metadata as m, matplotlib; assert m.version('mqtt-io') == '$MQTT_IO_VERSION'" 2>/dev/null; then

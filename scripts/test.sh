@@ -5,16 +5,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-say() { printf '\n==> %s\n' "$*"; }
-die() { printf '\nerror: %s\n' "$*" >&2; exit 1; }
+# shellcheck source=scripts/lib.sh
+. scripts/lib.sh
 
-as_root() {
-    if [ "$(id -u)" -eq 0 ]; then "$@"
-    elif command -v sudo >/dev/null; then sudo "$@"
-    else die "need root (or sudo) to run: $*"; fi
-}
-
-apt_updated=0
 # apt_install PACKAGE COMMAND...: installs PACKAGE unless every COMMAND exists.
 apt_install() {
     local package=$1; shift
@@ -23,13 +16,7 @@ apt_install() {
         command -v "$cmd" >/dev/null || [ -x "/usr/sbin/$cmd" ] || missing=1
     done
     [ "$missing" -eq 0 ] && return 0
-    say "installing $package (apt)"
-    if [ "$apt_updated" -eq 0 ]; then
-        as_root apt-get update -qq || die "apt-get update failed"
-        apt_updated=1
-    fi
-    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$package" >/dev/null \
-        || die "could not install $package"
+    apt_get_install "$package"
     for cmd in "$@"; do
         command -v "$cmd" >/dev/null || [ -x "/usr/sbin/$cmd" ] || die "$package installed but \`$cmd\` is still missing"
     done

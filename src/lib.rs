@@ -32,6 +32,8 @@ pub mod command;
 pub mod config;
 pub mod deadline;
 pub mod filters;
+#[cfg(test)]
+mod fixtures;
 pub mod hal;
 pub mod hub;
 pub mod install;

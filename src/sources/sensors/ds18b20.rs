@@ -226,28 +226,15 @@ mod tests {
     const GOOD: &str = "28-0316a2795cff";
     const BAD_CRC: &str = "28-0416b3b8c1ff";
 
-    fn fixture() -> PathBuf {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/sysroot/w1")
-    }
+    const FIXTURE: &str = "w1";
 
-    fn copy_dir(from: &Path, to: &Path) {
-        std::fs::create_dir_all(to).expect("mkdir");
-        for entry in std::fs::read_dir(from).expect("readable fixture") {
-            let entry = entry.expect("dir entry");
-            let target = to.join(entry.file_name());
-            if entry.file_type().expect("file type").is_dir() {
-                copy_dir(&entry.path(), &target);
-            } else {
-                std::fs::copy(entry.path(), target).expect("copy");
-            }
-        }
+    fn fixture() -> PathBuf {
+        crate::fixtures::sysroot(FIXTURE)
     }
 
     /// A writable copy of the fixture, for tests that change files.
     fn copy_of_fixture() -> tempfile::TempDir {
-        let dir = tempfile::tempdir().expect("tempdir");
-        copy_dir(&fixture(), dir.path());
-        dir
+        crate::fixtures::copy_of(FIXTURE)
     }
 
     fn read(root: &Path, id: &str) -> Result<f64, SensorError> {

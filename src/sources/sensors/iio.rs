@@ -252,32 +252,19 @@ fn describe_present(present: &[(String, Option<String>)]) -> String {
 mod tests {
     use super::*;
 
+    const FIXTURE: &str = "iio";
+
     fn fixture() -> PathBuf {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/sysroot/iio")
+        crate::fixtures::sysroot(FIXTURE)
     }
 
     fn device_dir(root: &Path, dir_name: &str) -> PathBuf {
         root.join(DEVICES_DIR).join(dir_name)
     }
 
-    fn copy_dir(from: &Path, to: &Path) {
-        std::fs::create_dir_all(to).expect("mkdir");
-        for entry in std::fs::read_dir(from).expect("readable fixture") {
-            let entry = entry.expect("dir entry");
-            let target = to.join(entry.file_name());
-            if entry.file_type().expect("file type").is_dir() {
-                copy_dir(&entry.path(), &target);
-            } else {
-                std::fs::copy(entry.path(), target).expect("copy");
-            }
-        }
-    }
-
     /// A writable copy of the fixture, for tests that change files.
     fn copy_of_fixture() -> tempfile::TempDir {
-        let dir = tempfile::tempdir().expect("tempdir");
-        copy_dir(&fixture(), dir.path());
-        dir
+        crate::fixtures::copy_of(FIXTURE)
     }
 
     fn values(reader: &mut IioReader) -> Vec<(Quantity, f64)> {

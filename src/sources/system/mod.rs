@@ -437,31 +437,7 @@ fn disk_used_from(blocks: u64, free: u64, available: u64) -> f64 {
 mod tests {
     use super::*;
 
-    fn fixture(name: &str) -> PathBuf {
-        Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/fixtures/sysroot")
-            .join(name)
-    }
-
-    fn copy_dir(from: &Path, to: &Path) {
-        std::fs::create_dir_all(to).expect("mkdir");
-        for entry in std::fs::read_dir(from).expect("readable fixture") {
-            let entry = entry.expect("dir entry");
-            let target = to.join(entry.file_name());
-            if entry.file_type().expect("file type").is_dir() {
-                copy_dir(&entry.path(), &target);
-            } else {
-                std::fs::copy(entry.path(), target).expect("copy");
-            }
-        }
-    }
-
-    /// A writable copy of a fixture, for tests that change files.
-    fn copy_of(name: &str) -> tempfile::TempDir {
-        let dir = tempfile::tempdir().expect("tempdir");
-        copy_dir(&fixture(name), dir.path());
-        dir
-    }
+    use crate::fixtures::{copy_of, sysroot as fixture};
 
     fn ids(source: &SystemSource) -> Vec<String> {
         source.entities().into_iter().map(|spec| spec.id).collect()
