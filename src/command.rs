@@ -4,6 +4,8 @@
 
 use tokio::sync::mpsc;
 
+use crate::hub::Component;
+
 /// What to do to an output.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {
@@ -30,6 +32,16 @@ impl Action {
         } else {
             None
         }
+    }
+}
+
+/// Whether an entity of `component` takes `action`: buttons take PRESS,
+/// switches and lights ON, OFF and TOGGLE, nothing else takes any.
+pub fn accepts(component: Component, action: Action) -> bool {
+    match component {
+        Component::Button => action == Action::Press,
+        Component::Switch | Component::Light => action != Action::Press,
+        Component::Sensor | Component::BinarySensor => false,
     }
 }
 

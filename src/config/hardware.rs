@@ -272,8 +272,8 @@ pub(super) struct RawSensor {
     label: Option<String>,
     #[serde(default = "default_sensor_interval_s")]
     interval_s: Spanned<f64>,
-    offset: Option<PerQuantity>,
-    scale: Option<PerQuantity>,
+    offset: Option<Spanned<PerQuantity>>,
+    scale: Option<Spanned<PerQuantity>>,
     filters: Option<Spanned<Vec<FilterSpec>>>,
     /// ds18b20
     id: Option<Spanned<String>>,
@@ -516,17 +516,6 @@ impl Validator<'_> {
                 "must be between 1 and 86400 seconds",
             ));
         }
-        let per_quantity = |value: Option<PerQuantity>| -> Vec<(Option<Quantity>, f64)> {
-            match value {
-                None => Vec::new(),
-                Some(PerQuantity::All(n)) => vec![(None, n)],
-                Some(PerQuantity::Each(map)) => {
-                    let mut each: Vec<(Option<Quantity>, f64)> = map.into_iter().map(|(q, n)| (Some(q), n)).collect();
-                    each.sort_by_key(|(quantity, _)| *quantity);
-                    each
-                }
-            }
-        };
         let filters = match raw.filters {
             None => Vec::new(),
             Some(filters) => self.filters(filters, &format!("{key}.filters"))?,
@@ -536,8 +525,8 @@ impl Validator<'_> {
             name,
             source,
             interval: Duration::from_secs_f64(seconds),
-            offset: per_quantity(raw.offset),
-            scale: per_quantity(raw.scale),
+            offset: self.calibration(raw.offset, &format!("{key}.offset"))?,
+            scale: self.calibration(raw.scale, &format!("{key}.scale"))?,
             filters,
         })
     }
@@ -548,6 +537,27 @@ impl Validator<'_> {
             Ok(_) => Ok(filters.into_inner()),
             Err(why) => Err(self.error(&filters, key, why.to_string())),
         }
+    }
+
+    /// `offset` or `scale`, one number or one per quantity; finite, or every
+    /// reading would come out as NaN or infinite.
+    fn calibration(
+        &self,
+        value: Option<Spanned<PerQuantity>>,
+        key: &str,
+    ) -> Result<Vec<(Option<Quantity>, f64)>, ConfigError> {
+        let Some(value) = value else {
+            return Ok(Vec::new());
+        };
+        let mut each: Vec<(Option<Quantity>, f64)> = match value.get_ref() {
+            PerQuantity::All(n) => vec![(None, *n)],
+            PerQuantity::Each(map) => map.iter().map(|(q, n)| (Some(*q), *n)).collect(),
+        };
+        if each.iter().any(|(_, n)| !n.is_finite()) {
+            return Err(self.error(&value, key, "must be a finite number (not nan or inf)"));
+        }
+        each.sort_by_key(|(quantity, _)| *quantity);
+        Ok(each)
     }
 
     fn entity_name(

@@ -248,11 +248,14 @@ fn locate(source: &str, offset: usize) -> Location {
     let line_start = before.rfind('\n').map_or(0, |i| i + 1);
     let line = before.matches('\n').count() + 1;
     let column = before.get(line_start..).map_or(0, |s| s.chars().count()) + 1;
+    // Control characters would garble the terminal showing the error.
     let text = source
         .get(line_start..)
         .and_then(|rest| rest.lines().next())
         .unwrap_or("")
-        .to_owned();
+        .chars()
+        .map(|c| if c.is_control() && c != '\t' { '\u{fffd}' } else { c })
+        .collect();
     Location { line, column, text }
 }
 
@@ -425,7 +428,7 @@ struct RawMqtt {
     keepalive_s: toml::Spanned<u64>,
     discovery_prefix: toml::Spanned<String>,
     base_topic: toml::Spanned<String>,
-    username: Option<String>,
+    username: Option<toml::Spanned<String>>,
     password: Option<toml::Spanned<String>>,
     password_file: Option<toml::Spanned<PathBuf>>,
     tls: Option<RawTls>,
@@ -628,6 +631,9 @@ impl Validator<'_> {
             Some(id) if id.get_ref().is_empty() => {
                 return Err(self.error(&id, "mqtt.client_id", "must not be empty"));
             }
+            Some(id) if id.get_ref().len() > MQTT_MAX_STRING => {
+                return Err(self.error(&id, "mqtt.client_id", TOO_LONG_FOR_MQTT));
+            }
             Some(id) => id.into_inner(),
             None => format!("majortom-{}", node.id),
         };
@@ -696,14 +702,15 @@ impl Validator<'_> {
         })
     }
 
-    /// A path that must be a readable file.
+    /// A path that must be a readable regular file.
     fn readable(&self, path: toml::Spanned<PathBuf>, key: &str) -> Result<PathBuf, ConfigError> {
-        match std::fs::File::open(path.get_ref()) {
+        // Checked before opening: opening a FIFO would wait for a writer.
+        let opened = regular_file(path.get_ref()).and_then(|()| {
+            std::fs::File::open(path.get_ref()).map_err(|e| format!("cannot read {}: {e}", path.get_ref().display()))
+        });
+        match opened {
             Ok(_) => Ok(path.into_inner()),
-            Err(e) => {
-                let message = format!("cannot read {}: {e}", path.get_ref().display());
-                Err(self.error(&path, key, message))
-            }
+            Err(message) => Err(self.error(&path, key, message)),
         }
     }
 
@@ -726,13 +733,10 @@ impl Validator<'_> {
             return Ok(Some(from_env));
         }
         match (file, inline) {
-            (Some(file), _) => match std::fs::read_to_string(file.get_ref()) {
+            (Some(file), _) => match read_secret(file.get_ref()) {
                 // A trailing newline from `echo secret > file` is not part of it.
                 Ok(secret) => Ok(Some(secret.trim_end_matches(['\r', '\n']).to_owned())),
-                Err(e) => {
-                    let message = format!("cannot read {}: {e}", file.get_ref().display());
-                    Err(self.error(&file, &file_key, message))
-                }
+                Err(message) => Err(self.error(&file, &file_key, message)),
             },
             (None, Some(inline)) => Ok(Some(inline.into_inner())),
             (None, None) => Ok(None),
@@ -768,14 +772,79 @@ impl Validator<'_> {
     /// `$MAJORTOM_MQTT_PASSWORD`, `password_file` or `password`, in that order.
     fn credentials(
         &self,
-        username: Option<String>,
+        username: Option<toml::Spanned<String>>,
         password: Option<toml::Spanned<String>>,
         password_file: Option<toml::Spanned<PathBuf>>,
     ) -> Result<Option<Credentials>, ConfigError> {
+        let password_span = password
+            .as_ref()
+            .map(toml::Spanned::span)
+            .or_else(|| password_file.as_ref().map(toml::Spanned::span))
+            .unwrap_or(0..0);
         let password = self.secret(ENV_MQTT_PASSWORD, password_file, password, "mqtt.password")?;
-        let username = (self.ctx.env)(ENV_MQTT_USERNAME).or(username).filter(|u| !u.is_empty());
-        Ok(username.map(|username| Credentials { username, password }))
+        if password.as_ref().is_some_and(|p| p.len() > MQTT_MAX_STRING) {
+            let spanned = toml::Spanned::new(password_span, ());
+            return Err(self.error(&spanned, "mqtt.password", TOO_LONG_FOR_MQTT));
+        }
+        let username = match (self.ctx.env)(ENV_MQTT_USERNAME) {
+            Some(from_env) => toml::Spanned::new(0..0, from_env),
+            None => match username {
+                Some(username) => username,
+                None => return Ok(None),
+            },
+        };
+        if username.get_ref().len() > MQTT_MAX_STRING {
+            return Err(self.error(&username, "mqtt.username", TOO_LONG_FOR_MQTT));
+        }
+        let username = username.into_inner();
+        Ok((!username.is_empty()).then_some(Credentials { username, password }))
     }
+}
+
+/// MQTT sends each string with a 16-bit length: a longer client id, user
+/// name, password or topic makes packets the broker drops the connection
+/// over, at every reconnect.
+const MQTT_MAX_STRING: usize = 65_535;
+const TOO_LONG_FOR_MQTT: &str = "must be at most 65535 bytes, MQTT's limit for a string";
+
+/// Topics are a prefix, the node id and an entity id (64 bytes each at
+/// most) and a few fixed levels; with prefixes of at most this, every topic
+/// fits MQTT's limit with room to spare.
+const MAX_TOPIC_PREFIX: usize = 1024;
+
+/// Secret files hold one short secret; anything bigger is the wrong file.
+const MAX_SECRET_BYTES: u64 = 4096;
+
+/// `Ok` for a regular file (or a link to one). Devices, FIFOs and
+/// directories are refused: reading `/dev/zero` would never end, and
+/// opening a FIFO waits for a writer.
+fn regular_file(path: &Path) -> Result<(), String> {
+    let metadata = std::fs::metadata(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    if metadata.is_file() {
+        Ok(())
+    } else {
+        Err(format!("{} is not a regular file", path.display()))
+    }
+}
+
+/// Reads a secret file of at most `MAX_SECRET_BYTES`.
+fn read_secret(path: &Path) -> Result<String, String> {
+    use std::io::Read;
+    regular_file(path)?;
+    let cannot = |e: std::io::Error| format!("cannot read {}: {e}", path.display());
+    let mut secret = String::new();
+    std::fs::File::open(path)
+        .map_err(cannot)?
+        .take(MAX_SECRET_BYTES + 1)
+        .read_to_string(&mut secret)
+        .map_err(cannot)?;
+    if secret.len() as u64 > MAX_SECRET_BYTES {
+        return Err(format!(
+            "{} is larger than {MAX_SECRET_BYTES} bytes; it should hold only the secret",
+            path.display()
+        ));
+    }
+    Ok(secret)
 }
 
 /// The node id appears in topics and unique ids, so it is kept to characters
@@ -814,6 +883,9 @@ pub fn sanitise_node_id(hostname: &str) -> String {
 fn check_topic_prefix(prefix: &str) -> Result<(), &'static str> {
     if prefix.is_empty() {
         return Err("must not be empty");
+    }
+    if prefix.len() > MAX_TOPIC_PREFIX {
+        return Err("must be at most 1024 bytes");
     }
     if prefix.contains(['+', '#', '\0']) {
         return Err("must not contain the MQTT wildcards `+` or `#`");
@@ -1209,6 +1281,14 @@ address = 0x77
         );
         check("[[sensors]]\nkind = \"sht31\"\nname = \"a\"\n", "sensors[0].kind");
         check("[gpio]\nbackend = \"pigpio\"\n", "gpio.backend");
+        check(
+            "[[sensors]]\nkind = \"iio\"\nname = \"a\"\ndevice = \"x\"\noffset = nan\n",
+            "sensors[0].offset",
+        );
+        check(
+            "[[sensors]]\nkind = \"iio\"\nname = \"a\"\ndevice = \"x\"\nscale = { humidity = inf }\n",
+            "sensors[0].scale",
+        );
     }
 
     #[test]
@@ -1313,6 +1393,39 @@ address = 0x77
             parse("").expect("valid").web.expect("web").token.is_none(),
             "no token: read-only"
         );
+    }
+
+    #[test]
+    fn secret_files_should_be_small_regular_files() {
+        let message = error_of("[web]\ntoken_file = \"/dev/zero\"\n");
+        assert!(
+            message.contains("key `web.token_file`: /dev/zero is not a regular file"),
+            "{message}"
+        );
+        let message = error_of("[mqtt.tls]\nca_file = \"/dev/null\"\n");
+        assert!(message.contains("key `mqtt.tls.ca_file`"), "{message}");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let big = dir.path().join("big");
+        std::fs::write(&big, "x".repeat(5000)).expect("write");
+        let message = error_of(&format!("[mqtt]\npassword_file = \"{}\"\n", big.display()));
+        assert!(message.contains("larger than 4096 bytes"), "{message}");
+    }
+
+    #[test]
+    fn strings_too_long_for_mqtt_should_be_rejected() {
+        let long = "x".repeat(70_000);
+        for (text, key) in [
+            (format!("[mqtt]\nclient_id = \"{long}\"\n"), "mqtt.client_id"),
+            (format!("[mqtt]\nusername = \"{long}\"\n"), "mqtt.username"),
+            (format!("[mqtt]\npassword = \"{long}\"\n"), "mqtt.password"),
+            (format!("[mqtt]\nbase_topic = \"{long}\"\n"), "mqtt.base_topic"),
+        ] {
+            let message = error_of(&text);
+            assert!(
+                message.contains("line 2, column") && message.contains(&format!("key `{key}`")),
+                "{message}"
+            );
+        }
     }
 
     #[test]

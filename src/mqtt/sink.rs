@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::automations::Publish;
-use crate::command::{Action, Command, CommandSender, Origin};
+use crate::command::{self, Action, Command, CommandSender, Origin};
 use crate::config::MqttConfig;
 use crate::hub::{Component, EntitySpec, Hub, HubEvent, Press};
 use crate::mqtt::connection::{drive, ConnectionEvent};
@@ -369,11 +369,10 @@ pub fn parse_command(hub: &Hub, entity: &str, payload: &[u8], retain: bool) -> R
     let Some(component) = hub.get(entity).map(|e| e.spec.component).filter(|c| c.is_commandable()) else {
         return Err(Rejection::NotAnOutput(entity.to_owned()));
     };
-    let action = match (component, Action::parse(payload)) {
-        (Component::Button, Some(Action::Press)) => Action::Press,
-        (Component::Button, _) => return Err(Rejection::NotAPress),
-        (_, Some(Action::Press) | None) => return Err(Rejection::BadPayload),
-        (_, Some(action)) => action,
+    let action = match Action::parse(payload) {
+        Some(action) if command::accepts(component, action) => action,
+        _ if component == Component::Button => return Err(Rejection::NotAPress),
+        _ => return Err(Rejection::BadPayload),
     };
     Ok(Command {
         output: entity.to_owned(),

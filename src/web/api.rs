@@ -11,7 +11,7 @@ use axum::Json;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use crate::command::{Action, Command, Origin};
+use crate::command::{self, Action, Command, Origin};
 use crate::hub::{Component, EntitySnapshot, Group, HubEvent, Value};
 use crate::time::rfc3339;
 use crate::web::auth::refusal;
@@ -225,19 +225,31 @@ pub async fn set_output(
     if let Some(refused) = refusal(&state, &headers) {
         return refused;
     }
-    let is_output = state.hub.get(&name).is_some_and(|e| e.spec.component.is_commandable());
-    let (Some(commands), true) = (&state.commands, is_output) else {
+    let component = state
+        .hub
+        .get(&name)
+        .map(|e| e.spec.component)
+        .filter(|c| c.is_commandable());
+    let (Some(commands), Some(component)) = (&state.commands, component) else {
         return error(StatusCode::NOT_FOUND, &format!("no output `{name}`"));
     };
-    let request: OutputRequest = match serde_json::from_slice(&body) {
-        Ok(request) => request,
-        Err(e) => {
-            let message = format!("expected {{\"state\": \"ON\" | \"OFF\" | \"TOGGLE\"}}: {e}");
-            return error(StatusCode::BAD_REQUEST, &message);
-        }
+    // An object, not whatever else serde would take for one (`["ON"]`).
+    let expected = "expected {\"state\": \"ON\" | \"OFF\" | \"TOGGLE\"}";
+    let request: OutputRequest = match serde_json::from_slice::<serde_json::Value>(&body) {
+        Ok(value @ serde_json::Value::Object(_)) => match serde_json::from_value(value) {
+            Ok(request) => request,
+            Err(e) => return error(StatusCode::BAD_REQUEST, &format!("{expected}: {e}")),
+        },
+        Ok(_) => return error(StatusCode::BAD_REQUEST, &format!("{expected}: not a JSON object")),
+        Err(e) => return error(StatusCode::BAD_REQUEST, &format!("{expected}: {e}")),
     };
-    let Some(action) = Action::parse(request.state.as_bytes()) else {
-        let message = format!("`{}` is not a state: use ON, OFF or TOGGLE", request.state);
+    let Some(action) = Action::parse(request.state.as_bytes()).filter(|a| command::accepts(component, *a)) else {
+        let expected = if component == Component::Button {
+            "PRESS"
+        } else {
+            "ON, OFF or TOGGLE"
+        };
+        let message = format!("`{}` is not a state of `{name}`: use {expected}", request.state);
         return error(StatusCode::UNPROCESSABLE_ENTITY, &message);
     };
     // Subscribe before sending, so the echo cannot be missed.
@@ -469,6 +481,7 @@ mod tests {
             ("/api/outputs/nope", r#"{"state":"ON"}"#, StatusCode::NOT_FOUND),
             ("/api/outputs/cpu_usage", r#"{"state":"ON"}"#, StatusCode::NOT_FOUND),
             ("/api/outputs/relay", "not json", StatusCode::BAD_REQUEST),
+            ("/api/outputs/relay", r#"["ON"]"#, StatusCode::BAD_REQUEST),
             (
                 "/api/outputs/relay",
                 r#"{"state":"ON","extra":1}"#,

@@ -3,17 +3,22 @@
 //!
 //! Reads the hub and the agent status and sends [`Command`]s to the
 //! outputs; never touches hardware or MQTT. State changes need the token
-//! (`auth.rs`). The server stops accepting on cancellation, and every event
-//! stream ends then too, so the stop never hangs on an open dashboard.
+//! (`auth.rs`). Every error under `/api/` is JSON (`errors.rs`). The server
+//! loop (`server.rs`) times out slow clients and caps connections; it stops
+//! accepting on cancellation, and every event stream ends then too, so the
+//! stop never hangs on an open dashboard. No CORS headers are sent: another
+//! origin's page can neither read the API nor send it the token.
 //!
 //! [`Command`]: crate::command::Command
 
 pub mod api;
 mod assets;
 mod auth;
+mod errors;
 mod events;
 mod metrics;
 mod openapi;
+mod server;
 pub mod sim;
 
 use std::sync::atomic::AtomicUsize;
@@ -24,12 +29,14 @@ use axum::routing::{get, post, put};
 use axum::Router;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use tracing::{error, info};
+use tracing::info;
 
 use crate::command::CommandSender;
 use crate::config::Secret;
 use crate::hub::Hub;
 use crate::status::AgentStatus;
+
+pub use server::Limits;
 
 /// Request bodies are tiny JSON objects; anything bigger is refused.
 const MAX_BODY_BYTES: usize = 4096;
@@ -97,21 +104,29 @@ pub fn router(state: AppState) -> Router {
     router
         .fallback(api::not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn(errors::json_errors))
         .with_state(state)
 }
 
 /// Serves until `cancel` fires.
 pub async fn serve(listener: TcpListener, state: AppState, cancel: CancellationToken) {
+    serve_with(listener, state, Limits::default(), cancel).await;
+}
+
+/// [`serve`] with other limits (tests use short timeouts).
+pub async fn serve_with(listener: TcpListener, state: AppState, limits: Limits, cancel: CancellationToken) {
     if let Ok(addr) = listener.local_addr() {
         info!(%addr, "dashboard listening");
     }
+    // The event streams end with the server, or the connections carrying
+    // them would never finish.
     let streams = state.shutdown.clone();
-    let stop = async move {
+    let end_streams = async {
         cancel.cancelled().await;
         streams.cancel();
     };
-    let result = axum::serve(listener, router(state)).with_graceful_shutdown(stop).await;
-    if let Err(error) = result {
-        error!(%error, "web server failed");
-    }
+    tokio::join!(
+        server::run(listener, router(state), limits, cancel.clone()),
+        end_streams
+    );
 }
