@@ -1,5 +1,6 @@
-//! Test helpers shared by the unit tests of the sysfs readers: the fixture
-//! trees under `tests/fixtures/sysroot/` and writable copies of them.
+//! Test helpers shared by unit tests: the sysfs fixture
+//! trees under `tests/fixtures/sysroot/` (and writable copies), and a web
+//! state over a hub.
 
 use std::path::{Path, PathBuf};
 
@@ -28,4 +29,32 @@ fn copy_dir(from: &Path, to: &Path) {
             std::fs::copy(entry.path(), target).expect("copy");
         }
     }
+}
+
+/// A node identity for tests that do not care which.
+pub fn node() -> crate::node::NodeInfo {
+    crate::node::NodeInfo {
+        id: "pi".into(),
+        name: "Pi".into(),
+        model: "m".into(),
+        manufacturer: "x".into(),
+        sw_version: "1.2.3".into(),
+        configuration_url: None,
+    }
+}
+
+/// The web side's state over `hub`: read-only (no commands, no token), no
+/// broker, no GPIO.
+pub fn web_state(hub: std::sync::Arc<crate::hub::Hub>) -> crate::web::AppState {
+    let status = crate::status::AgentStatus::new(node(), None, None);
+    crate::web::AppState::new(hub, std::sync::Arc::new(status), None, None, None)
+}
+
+/// `web_state` over a hub holding one sensor, `temp` = 20.5 °C.
+pub fn web_state_with_one_sensor() -> crate::web::AppState {
+    use crate::hub::{EntitySpec, Group, Hub, Value};
+    let hub = Hub::new(8);
+    hub.register(EntitySpec::sensor("temp", "Temp", Group::Sensors).unit("°C"));
+    hub.set("temp", Value::Number(20.5));
+    web_state(hub)
 }

@@ -152,24 +152,11 @@ mod tests {
     use tower::ServiceExt;
 
     use super::*;
-    use crate::hub::{EntitySpec, Group, Hub, Value};
-    use crate::node::NodeInfo;
-    use crate::status::AgentStatus;
+    use crate::hub::Value;
     use crate::web::router;
 
     fn state() -> AppState {
-        let hub = Hub::new(8);
-        hub.register(EntitySpec::sensor("temp", "Temp", Group::Sensors).unit("°C"));
-        hub.set("temp", Value::Number(20.5));
-        let node = NodeInfo {
-            id: "pi".into(),
-            name: "Pi".into(),
-            model: "m".into(),
-            manufacturer: "x".into(),
-            sw_version: "1".into(),
-            configuration_url: None,
-        };
-        AppState::new(hub, Arc::new(AgentStatus::new(node, None, None)), None, None, None)
+        crate::fixtures::web_state_with_one_sensor()
     }
 
     /// Reads frames until `want` complete SSE events arrived; returns them.

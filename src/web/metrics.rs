@@ -226,12 +226,8 @@ impl ProcessStats {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-
     use super::*;
     use crate::hub::{EntitySpec, Group, Hub};
-    use crate::node::NodeInfo;
-    use crate::status::AgentStatus;
 
     #[test]
     fn every_numeric_and_on_off_entity_should_be_a_labelled_gauge() {
@@ -242,15 +238,7 @@ mod tests {
         hub.set("cpu_usage", Value::Number(12.5));
         hub.set("door", Value::Bool(true));
         hub.set_available("never", false);
-        let node = NodeInfo {
-            id: "pi".into(),
-            name: "Pi".into(),
-            model: "m".into(),
-            manufacturer: "x".into(),
-            sw_version: "1.2.3".into(),
-            configuration_url: None,
-        };
-        let state = AppState::new(hub, Arc::new(AgentStatus::new(node, None, None)), None, None, None);
+        let state = crate::fixtures::web_state(hub);
         let text = render(&state);
         for line in [
             "majortom_entity_value{node=\"pi\",entity=\"cpu_usage\",name=\"CPU \\\"usage\\\"\",group=\"system\",unit=\"%\"} 12.5",

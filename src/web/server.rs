@@ -185,7 +185,6 @@ impl RateLimit {
 #[cfg(test)]
 mod tests {
     use std::sync::atomic::Ordering;
-    use std::sync::Arc;
     use std::time::{Duration, Instant};
 
     use axum::body::Body;
@@ -197,9 +196,7 @@ mod tests {
     use tower::ServiceExt;
 
     use super::*;
-    use crate::hub::{EntitySpec, Group, Hub, Value};
-    use crate::node::NodeInfo;
-    use crate::status::AgentStatus;
+    use crate::hub::Value;
     use crate::web::{router, serve_with, AppState};
 
     /// Short enough that the tests do not wait long, long enough that a
@@ -210,18 +207,7 @@ mod tests {
     const SLACK: Duration = Duration::from_secs(3);
 
     fn state() -> AppState {
-        let hub = Hub::new(8);
-        hub.register(EntitySpec::sensor("temp", "Temp", Group::Sensors).unit("°C"));
-        hub.set("temp", Value::Number(20.5));
-        let node = NodeInfo {
-            id: "pi".into(),
-            name: "Pi".into(),
-            model: "m".into(),
-            manufacturer: "x".into(),
-            sw_version: "1".into(),
-            configuration_url: None,
-        };
-        AppState::new(hub, Arc::new(AgentStatus::new(node, None, None)), None, None, None)
+        crate::fixtures::web_state_with_one_sensor()
     }
 
     struct Server {

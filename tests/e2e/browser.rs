@@ -109,6 +109,12 @@ interval_s = 1
     )
 }
 
+/// The dashboard on a free port, with a token so that controls can be unlocked.
+const UNLOCKED: Web = Web {
+    port: 0,
+    token: Some(TEST_TOKEN),
+};
+
 struct Rig {
     broker: Option<Broker>,
     agent: Agent,
@@ -259,15 +265,7 @@ fn target_dir() -> PathBuf {
 #[tokio::test(flavor = "multi_thread")]
 async fn every_entity_should_have_a_card_showing_its_value() {
     let _one = ONE_BROWSER.lock().await;
-    let rig = Rig::start(
-        "cards",
-        true,
-        Web {
-            port: 0,
-            token: Some(TEST_TOKEN),
-        },
-    )
-    .await;
+    let rig = Rig::start("cards", true, UNLOCKED).await;
     let browser = open_dashboard(&rig).await;
     let mut last = (Vec::new(), serde_json::Map::new());
     let matched = tokio::time::timeout(Duration::from_secs(5), async {
@@ -336,15 +334,7 @@ async fn every_entity_should_have_a_card_showing_its_value() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_sim_input_flipped_over_the_api_should_update_its_card_within_a_second() {
     let _one = ONE_BROWSER.lock().await;
-    let rig = Rig::start(
-        "flip",
-        true,
-        Web {
-            port: 0,
-            token: Some(TEST_TOKEN),
-        },
-    )
-    .await;
+    let rig = Rig::start("flip", true, UNLOCKED).await;
     let browser = open_dashboard(&rig).await;
     mark(&browser);
     assert_eq!(card_value(&browser, "front_door").as_deref(), Some("OFF"));
@@ -375,15 +365,7 @@ async fn a_sim_input_flipped_over_the_api_should_update_its_card_within_a_second
 #[tokio::test(flavor = "multi_thread")]
 async fn outputs_and_sim_inputs_should_switch_from_the_page_once_unlocked() {
     let _one = ONE_BROWSER.lock().await;
-    let rig = Rig::start(
-        "toggle",
-        true,
-        Web {
-            port: 0,
-            token: Some(TEST_TOKEN),
-        },
-    )
-    .await;
+    let rig = Rig::start("toggle", true, UNLOCKED).await;
     let port = rig.broker.as_ref().expect("broker").port;
     let topic = format!("majortom/{}/relay/state", rig.node);
     let observer = Observer::connect(port, &topic).await;
@@ -530,15 +512,7 @@ async fn the_page_should_survive_an_agent_restart() {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_api_page_should_list_every_path_of_the_openapi_document() {
     let _one = ONE_BROWSER.lock().await;
-    let rig = Rig::start(
-        "apipage",
-        false,
-        Web {
-            port: 0,
-            token: Some(TEST_TOKEN),
-        },
-    )
-    .await;
+    let rig = Rig::start("apipage", false, UNLOCKED).await;
     let document = rig.agent.get_json("/api/openapi.json");
     let paths: BTreeSet<String> = document["paths"].as_object().expect("paths").keys().cloned().collect();
     let browser = Browser::start();
@@ -567,15 +541,7 @@ async fn the_api_page_should_list_every_path_of_the_openapi_document() {
 #[tokio::test(flavor = "multi_thread")]
 async fn screenshots_of_the_dashboard_should_be_saved_for_desktop_and_phone() {
     let _one = ONE_BROWSER.lock().await;
-    let rig = Rig::start(
-        "screens",
-        true,
-        Web {
-            port: 0,
-            token: Some(TEST_TOKEN),
-        },
-    )
-    .await;
+    let rig = Rig::start("screens", true, UNLOCKED).await;
     // Something on, something open, and a few sensor values that move.
     let (status, body) = http_send(
         rig.agent.web.expect("web"),

@@ -22,15 +22,21 @@ fn receive_until(socket: &UnixDatagram, deadline: Instant, wanted: &str, seen: &
     panic!("no {wanted} before the deadline; got {seen:?}");
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn agent_should_report_ready_ping_the_watchdog_and_report_stopping() {
-    let broker = Broker::start();
-    let dir = tempfile::tempdir().expect("tempdir");
-    let path = dir.path().join("notify.sock");
+/// A datagram socket in `dir` standing in for systemd's notify socket.
+fn notify_socket(dir: &std::path::Path) -> (UnixDatagram, std::path::PathBuf) {
+    let path = dir.join("notify.sock");
     let socket = UnixDatagram::bind(&path).expect("bind notify socket");
     socket
         .set_read_timeout(Some(Duration::from_millis(100)))
         .expect("timeout");
+    (socket, path)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn agent_should_report_ready_ping_the_watchdog_and_report_stopping() {
+    let broker = Broker::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (socket, path) = notify_socket(dir.path());
 
     let mut agent = Agent::spawn_with_env(
         &test_config("notify", broker.port, ""),
@@ -73,11 +79,7 @@ async fn agent_should_report_ready_ping_the_watchdog_and_report_stopping() {
 async fn without_a_watchdog_the_agent_should_only_report_ready_and_stopping() {
     let broker = Broker::start();
     let dir = tempfile::tempdir().expect("tempdir");
-    let path = dir.path().join("notify.sock");
-    let socket = UnixDatagram::bind(&path).expect("bind notify socket");
-    socket
-        .set_read_timeout(Some(Duration::from_millis(100)))
-        .expect("timeout");
+    let (socket, path) = notify_socket(dir.path());
     let mut agent = Agent::spawn_with_env(
         &test_config("nowd", broker.port, ""),
         &[],

@@ -454,18 +454,7 @@ mod tests {
     }
 
     /// The entities every Linux machine has, in declaration order.
-    const PROC_IDS: [&str; 10] = [
-        "cpu_usage",
-        "load_1m",
-        "load_5m",
-        "load_15m",
-        "memory_used",
-        "swap_used",
-        "disk_used",
-        "uptime",
-        "network_rx",
-        "network_tx",
-    ];
+    const PROC_IDS: &[&str] = NUMERIC_ENTITY_IDS.split_at(10).0;
 
     #[test]
     fn every_id_the_pi4_fixture_creates_should_be_listed_as_reserved() {
