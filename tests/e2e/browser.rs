@@ -102,6 +102,11 @@ kind = "bme280"
 name = "outside"
 address = 0x76
 interval_s = 1
+
+[[automations]]
+name = "doorbell"
+trigger = {{ press = "button", kind = "single" }}
+actions = [{{ publish = "e2e/doorbell", payload = "ring" }}]
 "#,
         port = web.port,
         root = root.display(),
@@ -285,7 +290,7 @@ async fn every_entity_should_have_a_card_showing_its_value() {
     .await;
     let entities = matched.unwrap_or_else(|_| panic!("cards differ from /api/state: {last:?}"));
     assert_eq!(card_values(&browser).len(), entities.len(), "one card per entity");
-    for group in ["system", "inputs", "outputs", "sensors"] {
+    for group in ["system", "inputs", "outputs", "sensors", "automations"] {
         let expected: BTreeSet<&str> = entities
             .iter()
             .filter(|e| e["group"] == group)
@@ -351,13 +356,19 @@ async fn a_sim_input_flipped_over_the_api_should_update_its_card_within_a_second
         assert!(took < Duration::from_secs(1), "{took:?}");
     }
     assert!(still_marked(&browser), "the page was not reloaded");
-    // A press flashes the card with its kind.
+    let doorbell = "[data-entity=\"automation_doorbell\"] .age";
+    assert_eq!(browser.text(&browser.get(doorbell)), "not run yet");
+    // A press flashes the card with its kind, and runs the automation on it.
     rig.flip("button", false);
     tokio::time::sleep(Duration::from_millis(60)).await;
     rig.flip("button", true);
     wait_for("the press to show on the card", Duration::from_secs(3), || {
         let card = browser.find("[data-entity=\"button\"].flash")?;
         browser.text(&card).contains("single press").then_some(())
+    })
+    .await;
+    wait_for("the automation's card to say it ran", Duration::from_secs(3), || {
+        browser.text(&browser.get(doorbell)).starts_with("ran ").then_some(())
     })
     .await;
 }
@@ -451,7 +462,7 @@ async fn without_a_token_the_page_should_be_read_only() {
         .text(&browser.get("#readonly"))
         .contains("read-only: set web.token in the config to enable controls"));
     let controls = browser.find_all("button.toggle, button.flip");
-    assert_eq!(controls.len(), 5, "2 toggles and 3 flips");
+    assert_eq!(controls.len(), 6, "2 outputs' toggles, the automation's and 3 flips");
     for control in &controls {
         assert!(!browser.is_enabled(control), "every control is disabled");
     }
