@@ -303,7 +303,7 @@ fn describe_hardware(config: &Config, out: &mut String) {
         let state = if automation.enabled { "on" } else { "off" };
         let _ = writeln!(
             out,
-            "automation `{}` ({state}): when {:?}, {} action(s)",
+            "automation `{}` ({state}): when {}, {} action(s)",
             automation.name,
             automation.trigger,
             automation.actions.len() + automation.actions_below.len()
@@ -397,6 +397,30 @@ mod tests {
             "  input `door`: GPIO 17, pull up, debounce 50 ms, door",
             "  output `relay`: GPIO 27, switch, initial off, safe state off, auto-off 2 s",
             "sensor `outside`: BME280 on I2C bus 1 at 0x76, every 30 s",
+        ] {
+            assert!(
+                described.lines().any(|l| l == line),
+                "missing {line:?} in:\n{described}"
+            );
+        }
+    }
+
+    #[test]
+    fn describe_should_say_what_starts_each_automation() {
+        let ctx = crate::config::Context {
+            hostname: "pi",
+            env: &|_| None,
+        };
+        let text = include_str!("../tests/props/full.toml");
+        let config = Config::from_toml(text, crate::config::Origin::BuiltIn, &ctx).expect("valid");
+        let described = describe(&config);
+        for line in [
+            "automation `wall_button_toggles_relay` (on): when a long press of `wall_button`, 1 action(s)",
+            "automation `door_light` (on): when `front_door` turns on, 3 action(s)",
+            "automation `cool_the_pi` (on): when `cpu_temperature` rises above 60 (again below 55), 2 action(s)",
+            "automation `morning_watering` (off): when daily at 07:00, 1 action(s)",
+            "automation `tick` (on): when every 600 s, 1 action(s)",
+            "buttons: restart, reboot (runs `systemctl reboot`)",
         ] {
             assert!(
                 described.lines().any(|l| l == line),

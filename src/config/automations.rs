@@ -66,6 +66,28 @@ pub enum Trigger {
     },
 }
 
+/// How `majortom check` says what starts an automation.
+impl std::fmt::Display for Trigger {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Trigger::Input { input, to: Change::On } => write!(f, "`{input}` turns on"),
+            Trigger::Input { input, to: Change::Off } => write!(f, "`{input}` turns off"),
+            Trigger::Input { input, to: Change::Any } => write!(f, "`{input}` changes"),
+            Trigger::Press { input, press } => write!(f, "a {} press of `{input}`", press.as_str()),
+            Trigger::Threshold { entity, above, below } => match (above, below) {
+                (Some(above), Some(below)) => write!(f, "`{entity}` rises above {above} (again below {below})"),
+                (Some(above), None) => write!(f, "`{entity}` rises above {above}"),
+                (None, Some(below)) => write!(f, "`{entity}` falls below {below}"),
+                (None, None) => write!(f, "`{entity}` crosses no threshold"),
+            },
+            Trigger::Interval(every) => write!(f, "every {} s", every.as_secs_f64()),
+            Trigger::Daily { minute_of_day } => {
+                write!(f, "daily at {:02}:{:02}", minute_of_day / 60, minute_of_day % 60)
+            }
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub enum Condition {
     /// An on/off entity is in this state.

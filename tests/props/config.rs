@@ -186,12 +186,15 @@ fn tomlish() -> impl Strategy<Value = String> {
     prop::collection::vec(token, 0..60).prop_map(|tokens| tokens.concat())
 }
 
-/// The annotated default config with a few characters deleted, replaced or
-/// inserted.
-fn edited_default() -> impl Strategy<Value = String> {
+/// A valid config with every section, filter, trigger, condition and
+/// action (whose validity `majortom check`'s unit tests hold).
+const FULL_CONFIG_TOML: &str = include_str!("full.toml");
+
+/// `text` with a few characters deleted, replaced or inserted.
+fn edited(text: &'static str) -> impl Strategy<Value = String> {
     let edit = (any::<Index>(), 0usize..8, "(.|\n){0,4}");
-    prop::collection::vec(edit, 1..4).prop_map(|edits| {
-        let mut text = DEFAULT_CONFIG_TOML.to_owned();
+    prop::collection::vec(edit, 1..4).prop_map(move |edits| {
+        let mut text = text.to_owned();
         for (at, delete, insert) in edits {
             edit_text(&mut text, at, delete, &insert);
         }
@@ -213,7 +216,8 @@ fn arbitrary_text_should_give_a_config_or_an_error_naming_a_key_and_a_real_place
     let text = prop_oneof![
         2 => any::<String>(),
         3 => tomlish(),
-        3 => edited_default(),
+        3 => edited(DEFAULT_CONFIG_TOML),
+        3 => edited(FULL_CONFIG_TOML),
         1 => prop::collection::vec(any::<u8>(), 0..256).prop_map(|b| String::from_utf8_lossy(&b).into_owned()),
     ];
     check("config::arbitrary_text", text, |text| {
