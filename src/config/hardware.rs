@@ -371,13 +371,11 @@ impl Validator<'_> {
                 },
             };
             let debounce = self.millis(&raw.debounce_ms, &format!("{key}.debounce_ms"), 0..=10_000)?;
-            let presses = if raw.events {
-                let long = self.millis(&raw.long_press_ms, &format!("{key}.long_press_ms"), 100..=10_000)?;
-                let double = self.millis(&raw.double_press_ms, &format!("{key}.double_press_ms"), 50..=5_000)?;
-                Some(PressTiming { long, double })
-            } else {
-                None
-            };
+            // Checked even without `events`: a wrong value is wrong before
+            // it is used.
+            let long = self.millis(&raw.long_press_ms, &format!("{key}.long_press_ms"), 100..=10_000)?;
+            let double = self.millis(&raw.double_press_ms, &format!("{key}.double_press_ms"), 50..=5_000)?;
+            let presses = raw.events.then_some(PressTiming { long, double });
             typed_inputs.push(InputConfig {
                 label: raw.label.unwrap_or_else(|| label_from_name(&name)),
                 name,

@@ -233,14 +233,15 @@ pub async fn set_output(
     let (Some(commands), Some(component)) = (&state.commands, component) else {
         return error(StatusCode::NOT_FOUND, &format!("no output `{name}`"));
     };
-    // An object, not whatever else serde would take for one (`["ON"]`).
     let expected = "expected {\"state\": \"ON\" | \"OFF\" | \"TOGGLE\"}";
-    let request: OutputRequest = match serde_json::from_slice::<serde_json::Value>(&body) {
-        Ok(value @ serde_json::Value::Object(_)) => match serde_json::from_value(value) {
-            Ok(request) => request,
-            Err(e) => return error(StatusCode::BAD_REQUEST, &format!("{expected}: {e}")),
-        },
-        Ok(_) => return error(StatusCode::BAD_REQUEST, &format!("{expected}: not a JSON object")),
+    // An object, not whatever else serde would take for one (`["ON"]`);
+    // parsed straight into the struct, which refuses a repeated `state`.
+    let opens_an_object = body.iter().find(|b| !b" \t\n\r".contains(b)) == Some(&b'{');
+    if !opens_an_object {
+        return error(StatusCode::BAD_REQUEST, &format!("{expected}: not a JSON object"));
+    }
+    let request: OutputRequest = match serde_json::from_slice(&body) {
+        Ok(request) => request,
         Err(e) => return error(StatusCode::BAD_REQUEST, &format!("{expected}: {e}")),
     };
     let Some(action) = Action::parse(request.state.as_bytes()).filter(|a| command::accepts(component, *a)) else {
@@ -482,6 +483,12 @@ mod tests {
             ("/api/outputs/cpu_usage", r#"{"state":"ON"}"#, StatusCode::NOT_FOUND),
             ("/api/outputs/relay", "not json", StatusCode::BAD_REQUEST),
             ("/api/outputs/relay", r#"["ON"]"#, StatusCode::BAD_REQUEST),
+            (
+                "/api/outputs/relay",
+                r#"{"state":"ON","state":"OFF"}"#,
+                StatusCode::BAD_REQUEST,
+            ),
+            ("/api/outputs/relay", " \n[\"ON\"]", StatusCode::BAD_REQUEST),
             (
                 "/api/outputs/relay",
                 r#"{"state":"ON","extra":1}"#,

@@ -715,9 +715,9 @@ fn input() -> impl Strategy<Value = Vec<Entry>> {
         .prop_map(
             |(label, pull, inverted, debounce, class, events, (long, double), keep)| {
                 let (debounce, debounce_spec) = ms(debounce, (0, 10_000), true);
-                let (long, long_spec) = ms(long, (100, 10_000), events);
-                let (double, double_spec) = ms(double, (50, 5_000), events);
-                let mut entries = some_of(
+                let (long, long_spec) = ms(long, (100, 10_000), true);
+                let (double, double_spec) = ms(double, (50, 5_000), true);
+                some_of(
                     vec![
                         (entry("name", V::Str(String::new()), Spec::Text { checked: true }), true),
                         (entry("pin", V::Int(0), pin_spec()), true),
@@ -741,19 +741,7 @@ fn input() -> impl Strategy<Value = Vec<Entry>> {
                         (entry("double_press_ms", double, double_spec), false),
                     ],
                     &keep,
-                );
-                // Press timings are checked only with `events = true` in the file.
-                let events_on = entries
-                    .iter()
-                    .any(|e| e.key == "events" && matches!(e.value, V::Bool(true)));
-                for entry in &mut entries {
-                    if let Spec::Int { checked, .. } = &mut entry.spec {
-                        if entry.key.ends_with("_press_ms") {
-                            *checked = events_on;
-                        }
-                    }
-                }
-                entries
+                )
             },
         )
 }

@@ -389,8 +389,7 @@ impl Req {
         OUTPUTS.contains(&decoded.as_str()).then_some(decoded)
     }
 
-    /// The action of a body that is exactly `{"state": "<action>"}` (or
-    /// `["<action>"]`).
+    /// The action of a body that is exactly `{"state": "<action>"}`.
     fn action(&self) -> Option<Action> {
         if self.body.len() > BODY_LIMIT {
             return None;
