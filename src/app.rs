@@ -110,8 +110,13 @@ impl Stage {
 pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::Result<Outcome> {
     let mut agent = start(config).await?;
     notify(sd_notify::NotifyState::Ready);
-    let watchdog = sd_notify::watchdog_enabled();
-    let mut ping = tokio::time::interval(watchdog.map_or(Duration::from_secs(3600), |timeout| timeout / 2));
+    // WATCHDOG_USEC comes from outside: 0 would panic `interval`, a tiny
+    // value would spin, a huge one overflow the timer.
+    let watchdog = sd_notify::watchdog_enabled().filter(|timeout| !timeout.is_zero());
+    let ping_every = watchdog.map_or(Duration::from_secs(3600), |timeout| {
+        (timeout / 2).clamp(Duration::from_millis(100), Duration::from_secs(3600))
+    });
+    let mut ping = tokio::time::interval(ping_every);
     tokio::pin!(shutdown);
     let mut reported_unhealthy = false;
     let outcome = loop {
@@ -197,7 +202,7 @@ pub async fn start_with_clock(config: Config, clock: Arc<dyn Clock>) -> anyhow::
     let system = config
         .system
         .as_ref()
-        .map(|s| SystemSource::probe(&config.root, s.interval));
+        .map(|s| SystemSource::probe(&config.root, s.interval).with_filters(&s.filters));
     for spec in system.iter().flat_map(SystemSource::entities) {
         hub.register(spec);
     }

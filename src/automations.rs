@@ -70,13 +70,35 @@ impl Clock for LocalClock {
     }
 }
 
-/// Time from `now` (seconds of day) to the next `minute_of_day`, never 0.
-fn until_next(now: f64, minute_of_day: u32) -> Duration {
-    let mut wait = f64::from(minute_of_day) * 60.0 - now;
-    if wait <= 0.5 {
-        wait += 86_400.0;
+const DAY: f64 = 86_400.0;
+/// A daily trigger this little before its time counts as there (a timer
+/// may wake a little early by the wall clock)...
+const DAILY_EARLY: f64 = 0.5;
+/// ...and this long after it still fires (a late wake-up, the clock
+/// stepped forward over it); more than `DAILY_RECHECK`, so no minute is missed.
+const DAILY_LATE: f64 = 120.0;
+/// Daily triggers look at the wall clock at least this often: a Pi has no
+/// RTC, so NTP may step it after start, and DST shifts it.
+const DAILY_RECHECK: Duration = Duration::from_secs(60);
+/// A daily trigger does not fire again this soon (monotonic), so a clock
+/// set back (NTP, the end of DST) does not run it twice; a legitimate next
+/// day is at least 23 hours away.
+const DAILY_REFIRE: Duration = Duration::from_secs(12 * 3600);
+
+/// A daily trigger's look at the wall clock, `now` seconds after local
+/// midnight: whether its time is here, and how long to wait before looking
+/// again (never 0, never more than `DAILY_RECHECK`, never a panic on an odd
+/// clock such as a leap second's 23:59:60).
+fn daily(now: f64, minute_of_day: u32, since_fired: Option<Duration>) -> (bool, Duration) {
+    // In [0, DAY): the midnight wrap is the same as any other time.
+    let ahead = (f64::from(minute_of_day) * 60.0 - now).rem_euclid(DAY);
+    // A NaN clock compares false: not reached, look again later.
+    if ahead <= DAILY_EARLY || ahead >= DAY - DAILY_LATE {
+        let again = since_fired.is_some_and(|since| since < DAILY_REFIRE);
+        return (!again, DAILY_RECHECK);
     }
-    Duration::from_secs_f64(wait)
+    let wait = Duration::try_from_secs_f64(ahead).unwrap_or(DAILY_RECHECK);
+    (false, wait.min(DAILY_RECHECK))
 }
 
 /// The state `automations.json` remembers: enabled or not, by name.
@@ -93,8 +115,10 @@ struct Automation {
     last_input: Option<bool>,
     /// For threshold triggers: above (true) or below (false), once known.
     band: Option<bool>,
-    /// When a timer trigger fires next.
+    /// When a timer trigger fires next (a daily one: looks at the clock).
     next_at: Option<Instant>,
+    /// When a daily trigger last fired.
+    fired_at: Option<Instant>,
 }
 
 /// Every automation, ready to run.
@@ -131,6 +155,7 @@ impl Automations {
                 last_input: None,
                 band: None,
                 next_at: None,
+                fired_at: None,
                 config,
             })
             .collect();
@@ -176,7 +201,19 @@ impl Automations {
         for index in 0..self.list.len() {
             let automation = &mut self.list[index];
             self.hub.set(&automation.entity, Value::Bool(automation.enabled));
-            automation.next_at = first_timer(&automation.config.trigger, now, self.clock.as_ref());
+            automation.next_at = match automation.config.trigger {
+                Trigger::Interval(every) => Some(now + every),
+                Trigger::Daily { minute_of_day } => {
+                    let (reached, wait) = daily(self.clock.seconds_of_day(), minute_of_day, None);
+                    // Starting at its time, maybe just after it ran before a
+                    // restart: count it as done, as before.
+                    if reached {
+                        automation.fired_at = Some(now);
+                    }
+                    Some(now + wait)
+                }
+                _ => None,
+            };
             // Input triggers fire on changes, not on the state at start.
             if let Trigger::Input { input, .. } = &automation.config.trigger {
                 automation.last_input = self.hub.get(input).and_then(|e| match e.value {
@@ -277,15 +314,24 @@ impl Automations {
         let now = Instant::now();
         let mut due = Vec::new();
         for (index, automation) in self.list.iter_mut().enumerate() {
-            if automation.next_at.is_some_and(|at| at <= now) {
-                automation.next_at = match automation.config.trigger {
-                    Trigger::Interval(every) => Some(now + every),
-                    Trigger::Daily { minute_of_day } => {
-                        Some(now + until_next(self.clock.seconds_of_day(), minute_of_day))
+            if automation.next_at.is_none_or(|at| at > now) {
+                continue;
+            }
+            match automation.config.trigger {
+                Trigger::Interval(every) => {
+                    automation.next_at = Some(now + every);
+                    due.push(index);
+                }
+                Trigger::Daily { minute_of_day } => {
+                    let since = automation.fired_at.map(|at| now.saturating_duration_since(at));
+                    let (fire, wait) = daily(self.clock.seconds_of_day(), minute_of_day, since);
+                    automation.next_at = Some(now + wait);
+                    if fire {
+                        automation.fired_at = Some(now);
+                        due.push(index);
                     }
-                    _ => None,
-                };
-                due.push(index);
+                }
+                _ => automation.next_at = None,
             }
         }
         for index in due {
@@ -318,15 +364,6 @@ impl Automations {
         self.hub
             .set_attribute(&automation.entity, "last_run", rfc3339(SystemTime::now()));
         runs.spawn(perform(name.clone(), steps, self.outputs.clone(), self.publish.clone()));
-    }
-}
-
-/// The first firing of a timer trigger.
-fn first_timer(trigger: &Trigger, now: Instant, clock: &dyn Clock) -> Option<Instant> {
-    match trigger {
-        Trigger::Interval(every) => Some(now + *every),
-        Trigger::Daily { minute_of_day } => Some(now + until_next(clock.seconds_of_day(), *minute_of_day)),
-        _ => None,
     }
 }
 
@@ -467,14 +504,89 @@ mod tests {
         assert_eq!(fired, vec![None, Some(false), None, Some(false)]);
     }
 
+    /// Runs a daily trigger as `run` and `timers` do, for `days`, on a wall
+    /// clock that `wall` gives for each monotonic second; returns the
+    /// monotonic seconds it fired at.
+    fn fire_times(minute_of_day: u32, days: f64, wall: impl Fn(f64) -> f64) -> Vec<f64> {
+        let (reached, wait) = daily(wall(0.0), minute_of_day, None);
+        let mut fired_at = reached.then_some(0.0);
+        let mut t = wait.as_secs_f64();
+        let mut fired = Vec::new();
+        while t < days * DAY {
+            let since = fired_at.map(|at: f64| Duration::from_secs_f64(t - at));
+            let (fire, wait) = daily(wall(t), minute_of_day, since);
+            assert!(wait > Duration::ZERO && wait <= DAILY_RECHECK, "{wait:?} at {t}");
+            if fire {
+                fired_at = Some(t);
+                fired.push(t);
+            }
+            t += wait.as_secs_f64();
+        }
+        fired
+    }
+
     #[test]
-    fn daily_waits_should_reach_the_next_occurrence() {
-        assert_eq!(until_next(7.0 * 3600.0, 7 * 60 + 30), Duration::from_secs(1800));
-        assert_eq!(until_next(8.0 * 3600.0, 7 * 60 + 30), Duration::from_secs(84_600));
-        assert_eq!(
-            until_next(450.0 * 60.0, 450),
-            Duration::from_secs(86_400),
-            "just fired: tomorrow"
+    fn daily_should_fire_once_a_day_at_its_time() {
+        // Start at 06:00; 07:30 is an hour and a half away.
+        let fired = fire_times(450, 3.0, |t| (6.0 * 3600.0 + t) % DAY);
+        assert_eq!(fired.len(), 3, "{fired:?}");
+        for (day, t) in fired.iter().enumerate() {
+            assert!((t - (5400.0 + day as f64 * DAY)).abs() < 0.01, "{fired:?}");
+        }
+    }
+
+    #[test]
+    fn midnight_should_fire_once_even_when_woken_just_before_it() {
+        // Woken 0.2 s early by the wall clock: fires, then not again at
+        // 00:00:00 (the wrap made that a 0.2 s wait, a second run).
+        assert_eq!(daily(86_399.8, 0, None), (true, DAILY_RECHECK));
+        assert_eq!(daily(0.0, 0, Some(Duration::from_millis(200))), (false, DAILY_RECHECK));
+        assert!(!daily(60.2, 0, Some(Duration::from_secs_f64(60.4))).0);
+        // The wall clock runs 0.2 s behind the monotonic one, from 23:00.
+        let fired = fire_times(0, 3.0, |t| (23.0 * 3600.0 + t * (1.0 - 1e-5)) % DAY);
+        assert_eq!(fired.len(), 3, "{fired:?}");
+    }
+
+    #[test]
+    fn daily_should_follow_the_wall_clock_when_it_is_stepped() {
+        // 06:00 at start; ten minutes later NTP steps the clock 45 minutes
+        // forward: 07:00 comes after 15 minutes, not 60.
+        let fired = fire_times(420, 1.0, |t| 6.0 * 3600.0 + t + if t >= 600.0 { 2700.0 } else { 0.0 });
+        assert_eq!(fired.len(), 1, "{fired:?}");
+        assert!((fired[0] - 900.0).abs() < 0.01, "{fired:?}");
+        // The end of DST (03:00 back to 02:00) repeats 02:30: once, not twice.
+        let fired = fire_times(150, 2.0, |t| {
+            let wall = if t >= 3.0 * 3600.0 { t - 3600.0 } else { t };
+            wall % DAY
+        });
+        assert_eq!(fired.len(), 2, "{fired:?}");
+        assert!(
+            (fired[0] - 9000.0).abs() < 0.01 && (fired[1] - (9000.0 + 3600.0 + DAY)).abs() < 0.01,
+            "{fired:?}"
         );
+    }
+
+    #[test]
+    fn odd_clocks_should_never_panic_or_busy_loop() {
+        // A leap second's 23:59:60.5, a clock before 1970, nonsense.
+        for now in [
+            86_400.5,
+            -1.0,
+            -86_400.5,
+            f64::NAN,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+            1e300,
+        ] {
+            for minute in [0, 1, 1439] {
+                let (_, wait) = daily(now, minute, None);
+                assert!(
+                    wait > Duration::ZERO && wait <= DAILY_RECHECK,
+                    "{now} {minute}: {wait:?}"
+                );
+            }
+        }
+        // 23:59:60.5 is half a second past midnight's 00:00.
+        assert!(daily(86_400.5, 0, None).0);
     }
 }

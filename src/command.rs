@@ -102,7 +102,12 @@ pub async fn route(
             () = cancel.cancelled() => return,
             command = commands.recv() => match command {
                 Some(command) => command,
-                None => return,
+                // No MQTT and no web: nobody sends commands, but the task
+                // lives on, or the agent would count it as failed.
+                None => {
+                    cancel.cancelled().await;
+                    return;
+                }
             },
         };
         match routes.get(&command.output) {
@@ -146,5 +151,17 @@ mod route_tests {
         cancel.cancel();
         task.await.expect("router ends");
         assert!(to_outputs.try_recv().is_err(), "the unknown target went nowhere");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn without_senders_the_router_should_run_until_cancelled() {
+        let (input, receiver) = channel();
+        drop(input);
+        let cancel = tokio_util::sync::CancellationToken::new();
+        let task = tokio::spawn(route(receiver, Default::default(), cancel.clone()));
+        tokio::time::sleep(std::time::Duration::from_secs(60)).await;
+        assert!(!task.is_finished(), "a router with nobody to hear from still runs");
+        cancel.cancel();
+        task.await.expect("router ends");
     }
 }

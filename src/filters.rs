@@ -58,15 +58,17 @@ pub enum DeltaSpec {
 /// Why a filter spec is not usable.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum FilterError {
+    #[error("offset and multiply take a finite number")]
+    Number,
     #[error("round keeps at most 10 decimals")]
     Round,
-    #[error("clamp needs min and/or max, with min ≤ max")]
+    #[error("clamp needs a finite min and/or max, with min ≤ max")]
     Clamp,
     #[error("sliding_window size must be between 1 and 1000")]
     Window,
-    #[error("delta must be a positive number or a percentage like \"5%\"")]
+    #[error("delta must be a positive finite number or a percentage like \"5%\"")]
     Delta,
-    #[error("throttle and heartbeat take a number of seconds above 0")]
+    #[error("throttle and heartbeat take a number of seconds above 0 and up to a year")]
     Seconds,
 }
 
@@ -145,16 +147,28 @@ impl Chain {
     }
 
     /// Runs one sample through the chain; `Some` when it is to be published.
+    ///
+    /// A sample that is, or that a value filter turns, non-finite (NaN, or
+    /// infinite after an overflow) is dropped before any rate filter sees
+    /// it: it is never published, remembered by `delta` or put in a window.
     pub fn apply(&mut self, value: f64, now: Instant) -> Option<f64> {
+        // First the value filters, noting the value each rate filter sees.
         let mut value = value;
-        let mut pass = value.is_finite();
+        let mut seen = Vec::new();
         for filter in &mut self.filters {
+            if !value.is_finite() {
+                return None;
+            }
             match filter {
                 Filter::Offset(offset) => value += *offset,
                 Filter::Multiply(factor) => value *= *factor,
                 Filter::Round(decimals) => {
                     let scale = 10f64.powi(i32::from(*decimals));
-                    value = (value * scale).round() / scale;
+                    let scaled = value * scale;
+                    // Too large to scale means already a whole number.
+                    if scaled.is_finite() {
+                        value = scaled.round() / scale;
+                    }
                 }
                 Filter::Clamp(min, max) => {
                     if let Some(min) = min {
@@ -171,47 +185,66 @@ impl Chain {
                     values.push_back(value);
                     value = aggregate(values, *kind);
                 }
+                Filter::Delta { .. } | Filter::Throttle { .. } | Filter::Heartbeat { .. } => seen.push(value),
+            }
+        }
+        if !value.is_finite() {
+            return None;
+        }
+        // Then the rate filters, in order, each with the value it saw.
+        let mut pass = true;
+        let rate_filters = self.filters.iter_mut().filter(|f| {
+            matches!(
+                f,
+                Filter::Delta { .. } | Filter::Throttle { .. } | Filter::Heartbeat { .. }
+            )
+        });
+        for (filter, seen) in rate_filters.zip(seen) {
+            match filter {
                 Filter::Delta {
                     threshold,
                     percent,
                     last,
-                } => {
-                    if pass {
-                        let moved = match *last {
-                            None => true,
-                            Some(previous) => {
-                                let limit = if *percent {
-                                    previous.abs() * *threshold / 100.0
-                                } else {
-                                    *threshold
-                                };
-                                (value - previous).abs() >= limit
+                } if pass => {
+                    let moved = match *last {
+                        None => true,
+                        Some(previous) => {
+                            let limit = if *percent {
+                                previous.abs() * *threshold / 100.0
+                            } else {
+                                *threshold
+                            };
+                            let change = (seen - previous).abs();
+                            // A percentage of 0 is 0: then any change counts.
+                            if limit > 0.0 {
+                                change >= limit
+                            } else {
+                                change > 0.0
                             }
-                        };
-                        if moved {
-                            *last = Some(value);
-                        } else {
-                            pass = false;
                         }
+                    };
+                    if moved {
+                        *last = Some(seen);
+                    } else {
+                        pass = false;
                     }
                 }
-                Filter::Throttle { every, last } => {
-                    if pass {
-                        if last.is_some_and(|at| now.duration_since(at) < *every) {
-                            pass = false;
-                        } else {
-                            *last = Some(now);
-                        }
+                Filter::Throttle { every, last } if pass => {
+                    if last.is_some_and(|at| now.duration_since(at) < *every) {
+                        pass = false;
+                    } else {
+                        *last = Some(now);
                     }
                 }
                 Filter::Heartbeat { every, last } => {
-                    if !pass && value.is_finite() && last.is_none_or(|at| now.duration_since(at) >= *every) {
+                    if !pass && last.is_none_or(|at| now.duration_since(at) >= *every) {
                         pass = true;
                     }
                     if pass {
                         *last = Some(now);
                     }
                 }
+                _ => {}
             }
         }
         pass.then_some(value)
@@ -236,9 +269,12 @@ fn aggregate(values: &VecDeque<f64>, kind: WindowKind) -> f64 {
     }
 }
 
+/// Above 0 (also once in nanoseconds) and at most a year; NaN is refused.
 fn seconds(value: f64) -> Result<Duration, FilterError> {
     if value > 0.0 && value <= 31_536_000.0 {
-        Ok(Duration::from_secs_f64(value))
+        Some(Duration::from_secs_f64(value))
+            .filter(|d| !d.is_zero())
+            .ok_or(FilterError::Seconds)
     } else {
         Err(FilterError::Seconds)
     }
@@ -246,12 +282,14 @@ fn seconds(value: f64) -> Result<Duration, FilterError> {
 
 fn build(spec: &FilterSpec) -> Result<Filter, FilterError> {
     Ok(match spec {
-        FilterSpec::Offset(n) => Filter::Offset(*n),
-        FilterSpec::Multiply(n) => Filter::Multiply(*n),
+        FilterSpec::Offset(n) if n.is_finite() => Filter::Offset(*n),
+        FilterSpec::Multiply(n) if n.is_finite() => Filter::Multiply(*n),
+        FilterSpec::Offset(_) | FilterSpec::Multiply(_) => return Err(FilterError::Number),
         FilterSpec::Round(d) if *d <= 10 => Filter::Round(*d),
         FilterSpec::Round(_) => return Err(FilterError::Round),
         FilterSpec::Clamp { min, max } => match (min, max) {
             (None, None) => return Err(FilterError::Clamp),
+            _ if min.iter().chain(max).any(|n| !n.is_finite()) => return Err(FilterError::Clamp),
             (Some(lo), Some(hi)) if lo > hi => return Err(FilterError::Clamp),
             _ => Filter::Clamp(*min, *max),
         },
@@ -261,7 +299,7 @@ fn build(spec: &FilterSpec) -> Result<Filter, FilterError> {
             values: VecDeque::with_capacity(*size),
         },
         FilterSpec::SlidingWindow { .. } => return Err(FilterError::Window),
-        FilterSpec::Delta(DeltaSpec::Absolute(n)) if *n > 0.0 => Filter::Delta {
+        FilterSpec::Delta(DeltaSpec::Absolute(n)) if *n > 0.0 && n.is_finite() => Filter::Delta {
             threshold: *n,
             percent: false,
             last: None,
@@ -269,7 +307,7 @@ fn build(spec: &FilterSpec) -> Result<Filter, FilterError> {
         FilterSpec::Delta(DeltaSpec::Text(text)) => {
             let number = text.trim().strip_suffix('%').ok_or(FilterError::Delta)?;
             let percent: f64 = number.trim().parse().map_err(|_| FilterError::Delta)?;
-            if percent.is_nan() || percent <= 0.0 {
+            if !percent.is_finite() || percent <= 0.0 {
                 return Err(FilterError::Delta);
             }
             Filter::Delta {
@@ -311,6 +349,9 @@ mod tests {
 
     use FilterSpec::*;
 
+    /// `(seconds, value)` samples published, as `check` expects them.
+    type Published<'a> = &'a [(f64, f64)];
+
     fn series(values: &[f64]) -> Vec<(f64, f64)> {
         values.iter().enumerate().map(|(i, v)| (i as f64, *v)).collect()
     }
@@ -340,6 +381,8 @@ mod tests {
             ),
             (&[Offset(1.0), Multiply(10.0)], 2.0, 30.0),
             (&[Multiply(10.0), Offset(1.0)], 2.0, 21.0),
+            // Too large to scale by 10^10: already a whole number.
+            (&[Round(10)], 1e300, 1e300),
         ];
         for (specs, input, output) in table {
             check(specs, &[(0.0, *input)], &[(0.0, *output)]);
@@ -375,6 +418,20 @@ mod tests {
             &series(&[100.0, 105.0, 111.0, 104.0, 99.0]),
             &[(0.0, 100.0), (2.0, 111.0), (4.0, 99.0)],
         );
+    }
+
+    #[test]
+    fn a_percentage_delta_from_zero_should_publish_any_change_but_not_a_repeat() {
+        let table: &[(&[f64], Published)] = &[
+            (
+                &[0.0, 0.0, -0.0, 0.001, 0.001, 0.0],
+                &[(0.0, 0.0), (3.0, 0.001), (5.0, 0.0)],
+            ),
+            (&[5.0, 0.0, 0.0, 5.0], &[(0.0, 5.0), (1.0, 0.0), (3.0, 5.0)]),
+        ];
+        for (values, expected) in table {
+            check(&[Delta(DeltaSpec::Text("10%".into()))], &series(values), expected);
+        }
     }
 
     #[test]
@@ -448,6 +505,46 @@ mod tests {
     }
 
     #[test]
+    fn a_non_finite_sample_should_be_dropped_and_leave_no_trace() {
+        let average = WindowKind::Average;
+        let delta = Delta(DeltaSpec::Absolute(1.0));
+        // 1e10 × 1e300 overflows to inf; × 0 after that is NaN.
+        let table: &[(&[FilterSpec], &[f64], Published)] = &[
+            (&[Multiply(1e300)], &[1e10, 2.0], &[(1.0, 2e300)]),
+            (&[Multiply(1e300), Multiply(0.0)], &[1e10, 2.0], &[(1.0, 0.0)]),
+            // Not remembered by delta: 1e300 is still the last value.
+            (&[Multiply(1e300), delta.clone()], &[1.0, 1e10, 1.0], &[(0.0, 1e300)]),
+            (
+                &[Multiply(1e300), Multiply(0.0), delta.clone()],
+                &[1.0, 1e10, 1.0],
+                &[(0.0, 0.0)],
+            ),
+            (
+                &[delta.clone(), Heartbeat(1.0)],
+                &[1.0, f64::NAN, f64::INFINITY, 1.0],
+                &[(0.0, 1.0), (3.0, 1.0)],
+            ),
+            // Not in the window.
+            (
+                &[SlidingWindow { size: 2, kind: average }],
+                &[10.0, f64::NAN, 20.0],
+                &[(0.0, 10.0), (2.0, 15.0)],
+            ),
+            (
+                &[Multiply(1e300), SlidingWindow { size: 2, kind: average }],
+                &[1.0, 1e10, 3.0],
+                &[(0.0, 1e300), (2.0, 2e300)],
+            ),
+            // Not counted by a rate filter before the overflow.
+            (&[Throttle(10.0), Multiply(1e300)], &[1e10, 1.0], &[(1.0, 1e300)]),
+            (&[delta.clone(), Multiply(1e300)], &[1e10, 1.0], &[(1.0, 1e300)]),
+        ];
+        for (specs, values, expected) in table {
+            check(specs, &series(values), expected);
+        }
+    }
+
+    #[test]
     fn unusable_specs_should_be_refused_with_a_reason() {
         let bad: &[(FilterSpec, FilterError)] = &[
             (Round(11), FilterError::Round),
@@ -471,6 +568,30 @@ mod tests {
             (Delta(DeltaSpec::Text("-5%".into())), FilterError::Delta),
             (Throttle(0.0), FilterError::Seconds),
             (Heartbeat(-1.0), FilterError::Seconds),
+            (Offset(f64::NAN), FilterError::Number),
+            (Multiply(f64::INFINITY), FilterError::Number),
+            (
+                Clamp {
+                    min: Some(f64::NAN),
+                    max: Some(1.0),
+                },
+                FilterError::Clamp,
+            ),
+            (
+                Clamp {
+                    min: None,
+                    max: Some(f64::INFINITY),
+                },
+                FilterError::Clamp,
+            ),
+            (Delta(DeltaSpec::Absolute(f64::INFINITY)), FilterError::Delta),
+            (Delta(DeltaSpec::Absolute(f64::NAN)), FilterError::Delta),
+            (Delta(DeltaSpec::Text("inf%".into())), FilterError::Delta),
+            (Delta(DeltaSpec::Text("NaN%".into())), FilterError::Delta),
+            (Throttle(1e-12), FilterError::Seconds),
+            (Throttle(f64::INFINITY), FilterError::Seconds),
+            (Heartbeat(f64::NAN), FilterError::Seconds),
+            (Heartbeat(31_536_001.0), FilterError::Seconds),
         ];
         for (spec, error) in bad {
             assert_eq!(

@@ -346,6 +346,10 @@ impl Hub {
     pub fn set_at(&self, id: &str, value: Value, at: SystemTime) -> bool {
         let spec = {
             let mut inner = self.lock();
+            // Only a known id changes what readers see (and their caches).
+            if !inner.entries.contains_key(id) {
+                return false;
+            }
             inner.version += 1;
             let Some(entry) = inner.entries.get_mut(id) else {
                 return false;

@@ -145,6 +145,7 @@ impl Outputs {
 
     fn expire_pulses(&mut self, hub: &Hub) {
         let now = Instant::now();
+        let mut ended = Vec::new();
         for output in &mut self.outputs {
             if output.off_at.is_some_and(|at| at <= now) {
                 output.off_at = None;
@@ -153,7 +154,15 @@ impl Outputs {
                     Err(error) => warn!(output = %output.config.name, %error, "cannot turn pulsed output off"),
                 }
                 hub.set(&output.config.name, Value::Bool(output.on));
+                if output.config.initial == Initial::Restore {
+                    ended.push((output.config.name.clone(), output.on));
+                }
             }
+        }
+        // Or a restart would restore ON and start the pulse (a door strike,
+        // a pump) again.
+        for (name, on) in ended {
+            self.remember(&name, on);
         }
     }
 
@@ -301,6 +310,24 @@ mod tests {
         tokio::time::sleep(Duration::from_secs(5)).await;
         assert_eq!(running.sim.output(5), Some(false));
         assert_eq!(running.state("pump"), Some(Value::Bool(false)));
+        running.stop().await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_restored_pulse_that_ended_should_stay_off_after_a_restart() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let state_file = dir.path().join("s.json");
+        let mut strike = output("strike", 5);
+        strike.initial = Initial::Restore;
+        strike.auto_off = Some(Duration::from_secs(3));
+        let running = start(vec![strike.clone()], &state_file);
+        running.send("strike", Action::On).await;
+        tokio::time::sleep(Duration::from_secs(4)).await;
+        assert_eq!(running.sim.output(5), Some(false), "the pulse ended");
+        running.stop().await;
+
+        let running = start(vec![strike], &state_file);
+        assert_eq!(running.sim.output(5), Some(false), "not pulsed again at start");
         running.stop().await;
     }
 

@@ -9,7 +9,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::hardware::{InputConfig, OutputConfig, SensorConfig};
-use super::{ConfigError, Validator};
+use super::{ConfigError, Validator, MQTT_MAX_STRING, TOO_LONG_FOR_MQTT};
 use crate::command;
 use crate::hub::Press;
 use crate::sources::sensors::Quantity;
@@ -226,6 +226,15 @@ impl Known<'_> {
     }
 }
 
+/// The shortest `interval_s`: shorter would keep a Pi busy for nothing.
+const MIN_INTERVAL_S: f64 = 0.1;
+
+/// The longest `payload`: the MQTT sink caps packets at 64 KiB (see
+/// src/mqtt/sink.rs), and the topic must fit in beside it.
+const MAX_PAYLOAD: usize = 16 * 1024;
+/// Topic and payload together, leaving room for the packet's header.
+const MAX_PUBLISH: usize = 64 * 1024 - 64;
+
 fn seconds(value: f64) -> Option<Duration> {
     (value > 0.0 && value <= 31_536_000.0).then(|| Duration::from_secs_f64(value))
 }
@@ -378,7 +387,9 @@ impl Validator<'_> {
             });
         }
         if let Some(interval) = t.interval_s {
-            let every = seconds(interval).ok_or_else(|| err("`interval_s` must be more than 0".into()))?;
+            let every = seconds(interval)
+                .filter(|_| interval >= MIN_INTERVAL_S)
+                .ok_or_else(|| err(format!("`interval_s` must be at least {MIN_INTERVAL_S} (seconds)")))?;
             return Ok(Trigger::Interval(every));
         }
         let at = t.at.as_deref().unwrap_or_default();
@@ -472,6 +483,19 @@ impl Validator<'_> {
             if topic.is_empty() || topic.contains(['+', '#']) {
                 return Err(err("`publish` must be a topic without wildcards".into()));
             }
+            if topic.len() > MQTT_MAX_STRING {
+                return Err(err(format!("`publish` {TOO_LONG_FOR_MQTT}")));
+            }
+            if s.payload.as_ref().is_some_and(|p| p.len() > MAX_PAYLOAD) {
+                return Err(err(format!(
+                    "`payload` must be at most {MAX_PAYLOAD} bytes (MQTT packets are capped at 64 KiB)"
+                )));
+            }
+            if topic.len() + s.payload.as_ref().map_or(0, String::len) > MAX_PUBLISH {
+                return Err(err(format!(
+                    "`publish` and `payload` together must be at most {MAX_PUBLISH} bytes (MQTT packets are capped at 64 KiB)"
+                )));
+            }
             return Ok(Step::Publish {
                 topic: topic.clone(),
                 payload: s.payload.clone().unwrap_or_default(),
@@ -503,6 +527,7 @@ impl Validator<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::{Config, Context, Origin};
 
     #[test]
     fn times_of_day_should_be_24_hour_hh_mm() {
@@ -512,5 +537,63 @@ mod tests {
         for bad in ["24:00", "7:30", "07:60", "0730", "", "ab:cd"] {
             assert_eq!(parse_time_of_day(bad), None, "{bad}");
         }
+    }
+
+    fn load_error(text: &str) -> String {
+        match Config::from_toml(text, Origin::BuiltIn, &Context::system()) {
+            Ok(_) => panic!("expected an error for {text}"),
+            Err(error) => error.to_string(),
+        }
+    }
+
+    /// The error for one automation with this trigger and these actions.
+    fn error_of(trigger: &str, actions: &str) -> String {
+        load_error(&format!(
+            "[[automations]]\nname = \"a\"\ntrigger = {trigger}\nactions = {actions}\n"
+        ))
+    }
+
+    #[test]
+    fn a_publish_should_fit_an_mqtt_packet() {
+        let long_payload = format!(
+            "[{{ publish = \"x/y\", payload = \"{}\" }}]",
+            "p".repeat(MAX_PAYLOAD + 1)
+        );
+        let message = error_of("{ interval_s = 1 }", &long_payload);
+        assert!(
+            message.contains("key `automations[0].actions[0]`") && message.contains("`payload` must be at most 16384"),
+            "{message}"
+        );
+        let long_topic = format!("[{{ publish = \"{}\" }}]", "t".repeat(MQTT_MAX_STRING + 1));
+        let message = error_of("{ interval_s = 1 }", &long_topic);
+        assert!(message.contains("65535"), "{message}");
+        let together = format!(
+            "[{{ publish = \"{}\", payload = \"{}\" }}]",
+            "t".repeat(MAX_PUBLISH - MAX_PAYLOAD + 1),
+            "p".repeat(MAX_PAYLOAD)
+        );
+        assert!(error_of("{ interval_s = 1 }", &together).contains("together"));
+        for bad in ["", "a/+", "a/#"] {
+            let message = error_of("{ interval_s = 1 }", &format!("[{{ publish = \"{bad}\" }}]"));
+            assert!(message.contains("without wildcards"), "{bad}: {message}");
+        }
+    }
+
+    #[test]
+    fn an_interval_should_be_at_least_a_tenth_of_a_second() {
+        let message = error_of("{ interval_s = 0.05 }", "[{ delay_s = 1 }]");
+        assert!(
+            message.contains("key `automations[0].trigger`") && message.contains("at least 0.1"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn the_outputs_state_file_should_not_be_named_like_the_automations_file() {
+        let message = load_error("[gpio]\nstate_file = \"/var/lib/majortom/automations.json\"\n");
+        assert!(
+            message.contains("gpio.state_file") && message.contains("automations.json"),
+            "{message}"
+        );
     }
 }

@@ -169,7 +169,7 @@ pub struct SensorConfig {
 #[serde(deny_unknown_fields, default)]
 pub(super) struct RawGpio {
     backend: Backend,
-    state_file: Option<PathBuf>,
+    state_file: Option<Spanned<PathBuf>>,
     /// Whether 1-wire DS18B20 sensors found in sysfs get entities even when
     /// not listed in `[[sensors]]`.
     auto_ds18b20: bool,
@@ -339,10 +339,23 @@ impl Validator<'_> {
         sensors: Vec<RawSensor>,
         reserved: &[&str],
     ) -> Result<Hardware, ConfigError> {
+        // The automations' switches are saved as `automations.json` beside
+        // this file (crate::automations::state_file_beside): one file for both
+        // would have each overwrite the other.
+        if let Some(file) = &gpio.state_file {
+            if file.get_ref().file_name() == Some(std::ffi::OsStr::new("automations.json")) {
+                return Err(self.error(
+                    file,
+                    "gpio.state_file",
+                    "must not be named `automations.json`: the automations' on/off state is saved under that name beside it",
+                ));
+            }
+        }
         let gpio_config = GpioConfig {
             backend: gpio.backend,
             state_file: gpio
                 .state_file
+                .map(Spanned::into_inner)
                 .unwrap_or_else(|| default_state_file((self.ctx.env)("STATE_DIRECTORY"))),
         };
         // Names and pins seen so far, with the key that claimed them.

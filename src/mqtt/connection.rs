@@ -23,8 +23,9 @@ pub const BACKOFF_MAX: Duration = Duration::from_secs(30);
 /// What the sink needs to know about the connection.
 #[derive(Debug)]
 pub enum ConnectionEvent {
-    /// CONNACK received: the session is fresh, so everything must be
-    /// (re)published and (re)subscribed.
+    /// CONNACK received. The broker may have kept our session
+    /// (`clean_session = false`), but everything is (re)published and
+    /// (re)subscribed anyway: a restarted broker may have lost it.
     Connected,
     /// The connection broke; the driver is backing off.
     Disconnected,
@@ -37,7 +38,10 @@ pub enum ConnectionEvent {
     },
 }
 
-/// Polls the event loop until a DISCONNECT has gone out or the sink is gone.
+/// Polls the event loop until a DISCONNECT has gone out (or the sink aborts
+/// it). Events that come after the sink stopped listening are dropped, but
+/// the polling goes on: the safe output states and `offline` queued at stop
+/// are still to be written.
 pub async fn drive(
     mut eventloop: EventLoop,
     events: mpsc::Sender<ConnectionEvent>,
@@ -113,17 +117,13 @@ pub async fn drive(
                 let was_connected = std::mem::replace(&mut connected, false);
                 if was_connected {
                     status.set_mqtt_connected(false);
-                    if events.send(ConnectionEvent::Disconnected).await.is_err() {
-                        return;
-                    }
+                    let _ = events.send(ConnectionEvent::Disconnected).await;
                 }
                 tokio::time::sleep(delay).await;
                 continue;
             }
         };
-        if events.send(event).await.is_err() {
-            return;
-        }
+        let _ = events.send(event).await;
     }
 }
 

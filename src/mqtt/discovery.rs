@@ -8,6 +8,11 @@ use crate::hub::{Component, EntitySpec, Press, StateClass};
 use crate::mqtt::topics::Topics;
 use crate::node::NodeInfo;
 
+/// Home Assistant sends commands at this QoS (its default is 0): at 1 the
+/// broker keeps a command sent while the agent reconnects in its
+/// persistent session and delivers it once the agent is back.
+const COMMAND_QOS: u8 = 1;
+
 /// The `device` block shared by every entity of this node, so Home Assistant
 /// groups them under one device.
 pub fn device_block(node: &NodeInfo) -> Json {
@@ -78,9 +83,11 @@ pub fn entity_config(spec: &EntitySpec, topics: &Topics, node: &NodeInfo) -> Jso
         Component::Button => {
             put("command_topic", topics.command(&spec.id).into());
             put("payload_press", "PRESS".into());
+            put("qos", COMMAND_QOS.into());
         }
         Component::Switch | Component::Light => {
             put("command_topic", topics.command(&spec.id).into());
+            put("qos", COMMAND_QOS.into());
             put("payload_on", "ON".into());
             put("payload_off", "OFF".into());
             // The state topic echoes the real pin, so no optimistic guessing.
@@ -208,6 +215,7 @@ mod tests {
                 "payload_on": "ON",
                 "payload_off": "OFF",
                 "optimistic": false,
+                "qos": 1,
                 "device": expected_device(),
                 "origin": {"name": "majortom", "sw_version": "0.1.0"},
             }),

@@ -52,8 +52,9 @@ pub fn prepare(config: &MqttConfig, node_id: &str) -> Result<Prepared, TlsError>
     let mut options = MqttOptions::new(&config.client_id, &config.host, config.port);
     options.set_keep_alive(config.keepalive);
     // A persistent session: the broker keeps our subscriptions and queues
-    // QoS 1 commands sent while we are reconnecting, and delivers them once
-    // we are back. Everything we publish is republished on connect anyway.
+    // QoS 1 commands sent while we are reconnecting (discovery asks Home
+    // Assistant for QoS 1), and delivers them once we are back. Everything
+    // we publish is republished on connect anyway.
     options.set_clean_session(false);
     options.set_max_packet_size(64 * 1024, 64 * 1024);
     options.set_last_will(LastWill::new(topics.status(), UNAVAILABLE, QoS::AtLeastOnce, true));

@@ -22,8 +22,10 @@ pub fn refusal(state: &AppState, headers: &HeaderMap) -> Option<Response> {
     let offered = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or("");
+        // The scheme's name is case-insensitive (RFC 7235).
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map_or("", |(_, token)| token.trim_start_matches(' '));
     if constant_time_eq(offered.as_bytes(), token.expose().as_bytes()) {
         return None;
     }
@@ -57,5 +59,24 @@ mod tests {
         assert!(!constant_time_eq(b"s3cret-token", b"s3cret-tokem"));
         assert!(!constant_time_eq(b"s3cret", b"s3cret-token"));
         assert!(!constant_time_eq(b"", b"x"));
+    }
+
+    #[test]
+    fn the_scheme_should_be_matched_in_any_case_and_the_token_exactly() {
+        let mut state = crate::fixtures::web_state_with_one_sensor();
+        state.token = Some(std::sync::Arc::new(crate::config::Secret::new("s3cret-token".into())));
+        for (header, allowed) in [
+            ("Bearer s3cret-token", true),
+            ("bearer s3cret-token", true),
+            ("BEARER  s3cret-token", true),
+            ("Bearer S3CRET-TOKEN", false),
+            ("Basic s3cret-token", false),
+            ("s3cret-token", false),
+            ("Bearer", false),
+        ] {
+            let mut headers = HeaderMap::new();
+            headers.insert(header::AUTHORIZATION, header.parse().expect("header"));
+            assert_eq!(refusal(&state, &headers).is_none(), allowed, "{header:?}");
+        }
     }
 }

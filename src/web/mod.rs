@@ -3,7 +3,8 @@
 //!
 //! Reads the hub and the agent status and sends [`Command`]s to the
 //! outputs; never touches hardware or MQTT. State changes need the token
-//! (`auth.rs`). Every error under `/api/` is JSON (`errors.rs`). The server
+//! (`auth.rs`), except flipping a simulated input (`sim.rs`, routed only
+//! with the sim backend: no hardware behind it). Every error under `/api/` is JSON (`errors.rs`). The server
 //! loop (`server.rs`) times out slow clients and caps connections; it stops
 //! accepting on cancellation, and every event stream ends then too, so the
 //! stop never hangs on an open dashboard. No CORS headers are sent: another

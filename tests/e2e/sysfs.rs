@@ -20,6 +20,24 @@ async fn retained_map(port: u16, filter: &str) -> HashMap<String, String> {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn system_filters_should_shape_what_is_published() {
+    let broker = Broker::start();
+    let extra = format!(
+        "[system]\ninterval_s = 3600\nroot = \"{}\"\n\n[system.filters]\ncpu_temperature = [{{ offset = -0.7 }}, {{ multiply = 2 }}]\n",
+        fixture("pi4")
+    );
+    let _agent = Agent::start(&test_config("sysfilter", broker.port, &extra)).await;
+    let payload = wait_retained(
+        broker.port,
+        "majortom/sysfilter/cpu_temperature/state",
+        Duration::from_secs(10),
+    )
+    .await;
+    // The fixture's 48.7 °C, less 0.7, doubled.
+    assert_eq!(payload, "96.0");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn pi4_tree_should_publish_temperature_frequency_and_decoded_throttling_flags() {
     let broker = Broker::start();
     let extra = format!("[system]\ninterval_s = 3600\nroot = \"{}\"\n", fixture("pi4"));

@@ -237,6 +237,7 @@ fn authorization() -> impl Strategy<Value = Vec<u8>> {
         4 => Just(format!("Bearer {TOKEN}").into_bytes()),
         1 => Just(format!("Bearer {TOKEN} ").into_bytes()),
         1 => Just(format!("bearer {TOKEN}").into_bytes()),
+        1 => Just(format!("BEARER {TOKEN}").into_bytes()),
         1 => Just(format!("Bearer  {TOKEN}").into_bytes()),
         1 => Just(format!("Bearer {TOKEN}x").into_bytes()),
         1 => Just(format!("Bearer {}", &TOKEN[..TOKEN.len() - 1]).into_bytes()),
@@ -375,7 +376,16 @@ impl Req {
             .headers
             .iter()
             .find(|(name, value)| name == "authorization" && HeaderValue::from_bytes(value).is_ok());
-        first.is_some_and(|(_, value)| value == format!("Bearer {TOKEN}").as_bytes())
+        // `<scheme> <token>`: the scheme in any case, spaces before the
+        // token ignored, the token exact.
+        first.is_some_and(|(_, value)| {
+            std::str::from_utf8(value)
+                .ok()
+                .and_then(|text| text.split_once(' '))
+                .is_some_and(|(scheme, token)| {
+                    scheme.eq_ignore_ascii_case("bearer") && token.trim_start_matches(' ') == TOKEN
+                })
+        })
     }
 
     /// The output a well-formed `POST /api/outputs/{name}` names, decoded as
