@@ -77,51 +77,35 @@ async fn agent_should_report_ready_ping_the_watchdog_and_report_stopping() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn without_a_watchdog_the_agent_should_only_report_ready_and_stopping() {
-    let broker = Broker::start();
-    let dir = tempfile::tempdir().expect("tempdir");
-    let (socket, path) = notify_socket(dir.path());
-    let mut agent = Agent::spawn_with_env(
-        &test_config("nowd", broker.port, ""),
-        &[],
-        &[("NOTIFY_SOCKET", path.to_str().expect("utf-8"))],
-    );
-    let mut seen = Vec::new();
-    receive_until(&socket, Instant::now() + Duration::from_secs(10), "READY=1", &mut seen);
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    agent.signal(libc::SIGTERM);
-    receive_until(
-        &socket,
-        Instant::now() + Duration::from_secs(5),
-        "STOPPING=1",
-        &mut seen,
-    );
-    assert_eq!(seen, vec!["READY=1".to_owned(), "STOPPING=1".to_owned()]);
-    agent.wait_exit(Duration::from_secs(5)).await.expect("exited");
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn a_zero_watchdog_should_be_ignored_rather_than_fail() {
-    let broker = Broker::start();
-    let dir = tempfile::tempdir().expect("tempdir");
-    let (socket, path) = notify_socket(dir.path());
-    let mut agent = Agent::spawn_with_env(
-        &test_config("zerowd", broker.port, ""),
-        &[],
-        &[("NOTIFY_SOCKET", path.to_str().expect("utf-8")), ("WATCHDOG_USEC", "0")],
-    );
-    let mut seen = Vec::new();
-    receive_until(&socket, Instant::now() + Duration::from_secs(10), "READY=1", &mut seen);
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    agent.signal(libc::SIGTERM);
-    receive_until(
-        &socket,
-        Instant::now() + Duration::from_secs(5),
-        "STOPPING=1",
-        &mut seen,
-    );
-    assert!(agent
-        .wait_exit(Duration::from_secs(5))
-        .await
-        .is_some_and(|s| s.success()));
-    assert!(!seen.iter().any(|m| m == "WATCHDOG=1"), "{seen:?}");
+    // No WATCHDOG_USEC, and a zero one, which must not panic the ping timer.
+    for watchdog in [None, Some("0")] {
+        let broker = Broker::start();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (socket, path) = notify_socket(dir.path());
+        let mut env = vec![("NOTIFY_SOCKET", path.to_str().expect("utf-8"))];
+        env.extend(watchdog.map(|usec| ("WATCHDOG_USEC", usec)));
+        let mut agent = Agent::spawn_with_env(&test_config("nowd", broker.port, ""), &[], &env);
+        let mut seen = Vec::new();
+        receive_until(&socket, Instant::now() + Duration::from_secs(10), "READY=1", &mut seen);
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        agent.signal(libc::SIGTERM);
+        receive_until(
+            &socket,
+            Instant::now() + Duration::from_secs(5),
+            "STOPPING=1",
+            &mut seen,
+        );
+        assert_eq!(
+            seen,
+            vec!["READY=1".to_owned(), "STOPPING=1".to_owned()],
+            "WATCHDOG_USEC={watchdog:?}"
+        );
+        assert!(
+            agent
+                .wait_exit(Duration::from_secs(5))
+                .await
+                .is_some_and(|s| s.success()),
+            "WATCHDOG_USEC={watchdog:?}"
+        );
+    }
 }
