@@ -134,7 +134,7 @@ pub struct Automations {
 
 /// The file next to the outputs' state file.
 pub fn state_file_beside(outputs_state_file: &std::path::Path) -> PathBuf {
-    outputs_state_file.with_file_name("automations.json")
+    outputs_state_file.with_file_name(crate::config::AUTOMATIONS_STATE_FILE_NAME)
 }
 
 impl Automations {

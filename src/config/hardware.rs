@@ -297,6 +297,9 @@ pub(super) struct Hardware {
     pub sensors: Vec<SensorConfig>,
 }
 
+/// The name of the automations' state file, beside `gpio.state_file`.
+pub const AUTOMATIONS_STATE_FILE_NAME: &str = "automations.json";
+
 /// The state file's default: systemd's `$STATE_DIRECTORY` when it runs us
 /// with `StateDirectory=`, else the same place by hand.
 fn default_state_file(state_directory: Option<String>) -> PathBuf {
@@ -339,16 +342,15 @@ impl Validator<'_> {
         sensors: Vec<RawSensor>,
         reserved: &[&str],
     ) -> Result<Hardware, ConfigError> {
-        // The automations' switches are saved as `automations.json` beside
-        // this file (crate::automations::state_file_beside): one file for both
-        // would have each overwrite the other.
+        // The automations' switches are saved beside this file
+        // (crate::automations::state_file_beside): one file for both would
+        // have each overwrite the other.
         if let Some(file) = &gpio.state_file {
-            if file.get_ref().file_name() == Some(std::ffi::OsStr::new("automations.json")) {
-                return Err(self.error(
-                    file,
-                    "gpio.state_file",
-                    "must not be named `automations.json`: the automations' on/off state is saved under that name beside it",
-                ));
+            if file.get_ref().file_name() == Some(std::ffi::OsStr::new(AUTOMATIONS_STATE_FILE_NAME)) {
+                let message = format!(
+                    "must not be named `{AUTOMATIONS_STATE_FILE_NAME}`: the automations' on/off state is saved under that name beside it"
+                );
+                return Err(self.error(file, "gpio.state_file", message));
             }
         }
         let gpio_config = GpioConfig {

@@ -20,7 +20,8 @@ mod hardware;
 pub use automations::{AutomationConfig, ButtonsConfig, Change, Condition, Step, Trigger};
 
 pub use hardware::{
-    Backend, GpioConfig, Initial, InputConfig, OnOff, OutputConfig, OutputKind, PressTiming, SensorConfig, SensorSource,
+    Backend, GpioConfig, Initial, InputConfig, OnOff, OutputConfig, OutputKind, PressTiming, SensorConfig,
+    SensorSource, AUTOMATIONS_STATE_FILE_NAME,
 };
 
 use crate::filters::FilterSpec;
