@@ -102,13 +102,19 @@ enum Filter {
 #[derive(Debug, Clone, Default)]
 pub struct Chain {
     filters: Vec<Filter>,
+    /// `apply`'s record of the value each rate filter saw, kept between
+    /// samples so that a sample allocates nothing.
+    seen: Vec<f64>,
 }
 
 impl Chain {
     /// Checks and builds a chain; an empty list passes everything.
     pub fn new(specs: &[FilterSpec]) -> Result<Chain, FilterError> {
         let filters = specs.iter().map(build).collect::<Result<Vec<_>, _>>()?;
-        Ok(Chain { filters })
+        Ok(Chain {
+            filters,
+            seen: Vec::new(),
+        })
     }
 
     pub fn is_empty(&self) -> bool {
@@ -154,7 +160,7 @@ impl Chain {
     pub fn apply(&mut self, value: f64, now: Instant) -> Option<f64> {
         // First the value filters, noting the value each rate filter sees.
         let mut value = value;
-        let mut seen = Vec::new();
+        self.seen.clear();
         for filter in &mut self.filters {
             if !value.is_finite() {
                 return None;
@@ -185,7 +191,7 @@ impl Chain {
                     values.push_back(value);
                     value = aggregate(values, *kind);
                 }
-                Filter::Delta { .. } | Filter::Throttle { .. } | Filter::Heartbeat { .. } => seen.push(value),
+                Filter::Delta { .. } | Filter::Throttle { .. } | Filter::Heartbeat { .. } => self.seen.push(value),
             }
         }
         if !value.is_finite() {
@@ -199,7 +205,7 @@ impl Chain {
                 Filter::Delta { .. } | Filter::Throttle { .. } | Filter::Heartbeat { .. }
             )
         });
-        for (filter, seen) in rate_filters.zip(seen) {
+        for (filter, &seen) in rate_filters.zip(&self.seen) {
             match filter {
                 Filter::Delta {
                     threshold,
