@@ -15,6 +15,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 mod automations;
+mod de;
 mod hardware;
 
 pub use automations::{AutomationConfig, ButtonsConfig, Change, Condition, Step, Trigger};
@@ -326,16 +327,17 @@ impl Config {
 }
 
 fn parse_raw(text: &str, origin: &Origin) -> Result<RawConfig, ConfigError> {
-    let deserializer = toml::de::Deserializer::parse(text)
+    let document = toml::de::DeTable::parse(text)
         .map_err(|e| ConfigError::invalid(origin, text, e.span(), "(syntax)", e.message().trim_end()))?;
     // serde_path_to_error would name the key too, but its wrappers grow
     // the binary by 150-200 KB; the span already points at the key.
-    <RawConfig as Deserialize>::deserialize(deserializer).map_err(|e| {
+    de::from_document::<RawConfig>(&document).map_err(|e| {
         let key = e
-            .span()
-            .and_then(|span| key_path_at(text, &span))
+            .span
+            .as_ref()
+            .and_then(|span| key_path_at(text, span))
             .unwrap_or_else(|| "(document)".to_owned());
-        ConfigError::invalid(origin, text, e.span(), &key, e.message().trim_end())
+        ConfigError::invalid(origin, text, e.span, &key, e.message.trim_end())
     })
 }
 
