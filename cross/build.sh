@@ -80,6 +80,11 @@ if [ -n "$CROSS_RUST_TOOLCHAIN" ]; then
     export RUSTUP_TOOLCHAIN=$CROSS_RUST_TOOLCHAIN # any rustup proxy agrees
 fi
 unset RUSTFLAGS CARGO_BUILD_RUSTFLAGS CARGO_ENCODED_RUSTFLAGS
+# cc (ring's build script) reruns when SOURCE_DATE_EPOCH changes, and with
+# it ring, rustls and majortom, minutes per target. Nothing in the
+# binaries depends on it (cross/dist.sh uses it for the archives), so
+# without it every build, with or without dist.sh, finds target/arm fresh.
+unset SOURCE_DATE_EPOCH
 # -Zbuild-std and -Z flags on Debian's stable compiler; a no-op on nightly.
 export RUSTC_BOOTSTRAP=1
 say "$CROSS_RUST: $(cargo --version), $(rustc --version)"

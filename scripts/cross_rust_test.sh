@@ -45,6 +45,7 @@ EOF
     echo "RUSTC: $RUSTC"
     echo "RUSTC_BOOTSTRAP: $RUSTC_BOOTSTRAP"
     echo "RUSTUP_TOOLCHAIN: ${RUSTUP_TOOLCHAIN:-}"
+    echo "SOURCE_DATE_EPOCH: ${SOURCE_DATE_EPOCH:-}"
     env | grep '_RUSTFLAGS=' | sort
 } >"$RECORD"
 target=$(echo "$*" | sed 's/.*--target \([^ ]*\).*/\1/')
@@ -94,6 +95,12 @@ choose() {
     ) 2>&1 | sed -n 's/^error: /died: /p; /^[^e]/p' | sed '/^$/d'
 }
 
+# equals NAME EXPECTED ACTUAL
+equals() {
+    if [ "$2" = "$3" ]; then ok "$1"; else not_ok "$1" "  expected: $2
+  got:      $3"; fi
+}
+
 # check NAME EXPECTED ACTUAL: EXPECTED is a prefix of ACTUAL.
 check() {
     case "$3" in
@@ -132,7 +139,7 @@ chmod +x "$work/venv/bin/cargo-zigbuild" "$work/venv/bin/python3"
 # build WANTED RECORD: cross/build.sh for armv6 with MAJORTOM_CROSS_RUST=WANTED.
 build() {
     PATH="$work/rustup-bin:$BASE_PATH" MAJORTOM_CROSS_RUST=$1 MAJORTOM_CROSS_DEBIAN_BIN=$work/debian/bin \
-        MAJORTOM_CROSS_VENV=$work/venv CARGO_HOME=$work/cargo-home RECORD=$2 RUSTFLAGS=--from-outside \
+        MAJORTOM_CROSS_VENV=$work/venv CARGO_HOME=$work/cargo-home RECORD=$2 RUSTFLAGS=--from-outside SOURCE_DATE_EPOCH=1700000000 \
         "$work/repo/cross/build.sh" arm-unknown-linux-musleabihf >"$2.log" 2>&1
 }
 setup yes yes
@@ -142,7 +149,7 @@ if build nightly "$work/rustup.rec" && build debian "$work/debian.rec"; then
     check "the rustup route runs the toolchain's own rustc" "RUSTC: $work/rustup/toolchains/nightly/bin/rustc" "$(grep ^RUSTC: "$work/rustup.rec")"
     check "the rustup route pins rustup's proxies to the toolchain" "RUSTUP_TOOLCHAIN: nightly" "$(grep ^RUSTUP_TOOLCHAIN "$work/rustup.rec")"
     check "the Debian route runs Debian's cargo" "cargo: $work/debian/bin/cargo" "$(sed -n 1p "$work/debian.rec")"
-    check "the Debian route leaves rustup's proxies alone" "RUSTUP_TOOLCHAIN: " "$(grep ^RUSTUP_TOOLCHAIN "$work/debian.rec")"
+    equals "the Debian route leaves rustup's proxies alone" "RUSTUP_TOOLCHAIN: " "$(grep ^RUSTUP_TOOLCHAIN "$work/debian.rec")"
     # Apart from which cargo, which rustc and where the std source is, the
     # two routes must run cargo the same way.
     normalise() {
@@ -155,6 +162,8 @@ if build nightly "$work/rustup.rec" && build debian "$work/debian.rec"; then
     else
         not_ok "both routes pass the same cargo arguments and RUSTFLAGS" "$(cat "$work/diff")"
     fi
+    equals "SOURCE_DATE_EPOCH is kept from cargo (it would rebuild ring when it changes)" "SOURCE_DATE_EPOCH: " \
+        "$(grep ^SOURCE_DATE_EPOCH "$work/debian.rec")"
     check "RUSTFLAGS from outside are dropped" "CARGO_TARGET_ARM_UNKNOWN_LINUX_MUSLEABIHF_RUSTFLAGS=-C link-self-contained=no" \
         "$(grep _RUSTFLAGS= "$work/debian.rec")"
     check "the std source, cargo's home and the checkout are remapped, in that order" \
