@@ -1,15 +1,22 @@
 #!/usr/bin/env bash
 # Builds fully static majortom binaries for the Raspberry Pi without Docker:
-# Debian's Rust (which ships the standard library's source) rebuilds std for
-# each target with -Zbuild-std, and zig (through cargo-zigbuild) links
-# against musl. Installs what it needs when missing: apt packages, and a
-# virtualenv with ziglang + cargo-zigbuild.
+# a Rust with the standard library's source rebuilds std for each target
+# with -Zbuild-std, and zig (through cargo-zigbuild) links against musl.
+# That Rust is a rustup toolchain with `rust-src` (nightly by default) or
+# Debian 12's rustc-web packages; both build with the same flags
+# (cross/rust.sh, cross/README.md). Installs what it needs when missing:
+# apt packages (Debian's Rust only when no rustup toolchain qualifies), and
+# a virtualenv with ziglang + cargo-zigbuild from PyPI.
 #
 #   cross/build.sh [TARGET...]     default: all three Pi targets
 #
+#   MAJORTOM_CROSS_RUST=debian|<rustup toolchain>   which Rust (default: auto)
+#   MAJORTOM_CROSS_VENV=DIR        the zig virtualenv (~/.cache/majortom/cross-venv)
+#
 # Also builds x86_64-unknown-linux-musl the same way when named (the
-# benchmark's static x86_64 binary, scripts/bench.sh); the size budget
-# applies to the Pi targets only.
+# benchmark's static x86_64 binary, scripts/bench.sh, and the x86_64
+# release archive, cross/dist.sh); the size budget applies to the Pi
+# targets only.
 #
 # Output: target/arm/<target>/release/majortom, and a size table.
 # Users with Docker can use `cross` instead (see cross/Cross.toml).
@@ -29,18 +36,32 @@ BUDGET_BYTES=2000000
 
 # shellcheck source=scripts/lib.sh
 . scripts/lib.sh
+# shellcheck source=cross/rust.sh
+. cross/rust.sh
 
-# Debian's rustc-web/cargo-web (bookworm-security) carry the std source that
-# -Zbuild-std needs; rustup cannot download rust-src or ARM std here. Do not
-# add armhf/arm64 as dpkg architectures: that breaks apt on this mirror.
+for target in "${TARGETS[@]}"; do
+    case " ${ALL_TARGETS[*]} ${EXTRA_TARGETS[*]} " in
+        *" $target "*) ;;
+        *) die "unknown target $target (expected one of ${ALL_TARGETS[*]} ${EXTRA_TARGETS[*]})" ;;
+    esac
+done
+
 need_apt=()
-[ -x /usr/bin/cargo ] && [ -x /usr/bin/rustc ] || need_apt+=(rustc-web cargo-web)
-[ -d /usr/lib/rustlib/src/rust/library ] || need_apt+=(rust-web-src)
 command -v readelf >/dev/null || need_apt+=(binutils)
 python3 -c 'import venv, ensurepip' 2>/dev/null || need_apt+=(python3-venv)
+if ! find_cross_rust; then
+    # Neither rustup's nightly with rust-src nor Debian's Rust: on Debian,
+    # bring Debian's (rustup cannot download components on every machine).
+    # Do not add armhf/arm64 as dpkg architectures: that breaks apt on
+    # Debian's mirrors here.
+    command -v apt-get >/dev/null || die "no Rust with the std source: rustup toolchain install nightly --component rust-src (see cross/README.md)"
+    need_apt+=(rustc-web cargo-web rust-web-src)
+fi
 if [ ${#need_apt[@]} -gt 0 ]; then
     apt_get_install "${need_apt[@]}"
 fi
+[ -n "${CROSS_RUST_BIN:-}" ] || find_cross_rust \
+    || die "rustc-web, cargo-web and rust-web-src installed, yet no cargo and rustc with the std source in $DEBIAN_RUST_BIN"
 
 if ! "$VENV/bin/cargo-zigbuild" --version 2>/dev/null | grep -q "$ZIGBUILD_VERSION" \
     || ! "$VENV/bin/python3" -c "import ziglang" 2>/dev/null; then
@@ -50,26 +71,27 @@ if ! "$VENV/bin/cargo-zigbuild" --version 2>/dev/null | grep -q "$ZIGBUILD_VERSI
         || die "pip could not install ziglang/cargo-zigbuild"
 fi
 
-# Debian's cargo and rustc first: they have the std source. A target dir of
-# their own keeps their artefacts apart from the rustup toolchain's.
-export PATH="$VENV/bin:/usr/bin:$PATH"
-unset RUSTFLAGS CARGO_BUILD_RUSTFLAGS
-export RUSTC_BOOTSTRAP=1 # -Zbuild-std on a stable compiler
-say "$(cargo --version), $(rustc --version)"
+# The chosen cargo and rustc first on PATH (cargo-zigbuild runs `cargo`
+# from PATH), and named outright for cargo. A target dir of their own keeps
+# their artefacts apart from the host toolchain's (tests, clippy).
+export PATH="$VENV/bin:$CROSS_RUST_BIN:$PATH"
+export RUSTC="$CROSS_RUST_BIN/rustc"
+if [ -n "$CROSS_RUST_TOOLCHAIN" ]; then
+    export RUSTUP_TOOLCHAIN=$CROSS_RUST_TOOLCHAIN # any rustup proxy agrees
+fi
+unset RUSTFLAGS CARGO_BUILD_RUSTFLAGS CARGO_ENCODED_RUSTFLAGS
+# cc (ring's build script) reruns when SOURCE_DATE_EPOCH changes, and with
+# it ring, rustls and majortom, minutes per target. Nothing in the
+# binaries depends on it (cross/dist.sh uses it for the archives), so
+# without it every build, with or without dist.sh, finds target/arm fresh.
+unset SOURCE_DATE_EPOCH
+# -Zbuild-std and -Z flags on Debian's stable compiler; a no-op on nightly.
+export RUSTC_BOOTSTRAP=1
+say "$CROSS_RUST: $(cargo --version), $(rustc --version)"
 
 for target in "${TARGETS[@]}"; do
-    case "$target" in
-        arm-unknown-linux-musleabihf | armv7-unknown-linux-musleabihf | aarch64-unknown-linux-musl) ;;
-        x86_64-unknown-linux-musl) ;;
-        *) die "unknown target $target (expected one of ${ALL_TARGETS[*]} ${EXTRA_TARGETS[*]})" ;;
-    esac
-    # zig brings musl's start files; Rust's self-contained copies clash.
-    # With panic=abort nothing unwinds, so no unwind tables: on aarch64
-    # .eh_frame and its index were 350 KB of a 2.1 MB binary. Panics keep
-    # their message but not their source location (-Zlocation-detail=none:
-    # 67 KB on armv6).
     var="CARGO_TARGET_$(echo "$target" | tr 'a-z-' 'A-Z_')_RUSTFLAGS"
-    export "$var=-C link-self-contained=no -C force-unwind-tables=no -Zlocation-detail=none"
+    export "$var=$(cross_rustflags)"
     say "building $target"
     start=$(date +%s)
     # std without its default features drops the backtrace symbolizer

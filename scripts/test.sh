@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The whole test suite, from a clean clone: installs what the tests need
-# (through apt, when missing), then runs the format check, clippy and every
-# test. Fails loudly when something it needs cannot be had; never skips.
+# (through apt when missing, and from PyPI into virtualenvs), then checks the
+# workflows, builds the static binaries and the release archives (twice, in
+# part: reproducibility), and runs the format check, clippy and every test.
+# Fails loudly when something it needs cannot be had; never skips.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -38,9 +40,42 @@ apt_install openssl openssl
 apt_install chromium chromium
 apt_install chromium-driver chromedriver
 
-say "ARM builds (cross/build.sh)"
-# Static binaries for the three Pi targets, checked by the `arm` tests below.
-cross/build.sh
+python3 -c 'import venv, ensurepip' 2>/dev/null || apt_get_install python3-venv
+
+say "GitHub workflows against GitHub's schema (check-jsonschema)"
+# check-jsonschema carries a copy of the workflow schema (no network needed
+# at check time); installed from PyPI into a virtualenv of its own.
+CHECK_JSONSCHEMA_VERSION=0.39.0
+TOOLS_VENV=${MAJORTOM_TOOLS_VENV:-$HOME/.cache/majortom/tools-venv}
+if ! "$TOOLS_VENV/bin/check-jsonschema" --version 2>/dev/null | grep -q "$CHECK_JSONSCHEMA_VERSION"; then
+    python3 -m venv "$TOOLS_VENV" || die "python3 -m venv $TOOLS_VENV failed"
+    "$TOOLS_VENV/bin/pip" install -q --disable-pip-version-check "check-jsonschema==$CHECK_JSONSCHEMA_VERSION" \
+        || die "pip could not install check-jsonschema $CHECK_JSONSCHEMA_VERSION: the workflows cannot be checked"
+fi
+workflows=(.github/workflows/ci.yml .github/workflows/release.yml)
+"$TOOLS_VENV/bin/check-jsonschema" --builtin-schema vendor.github-workflows "${workflows[@]}" \
+    || die "a workflow does not match GitHub's schema"
+# The check must be able to fail: a job whose steps are not a list is refused.
+broken=$(mktemp --suffix=.yml)
+printf 'on: push\njobs:\n  test:\n    runs-on: ubuntu-24.04\n    steps: ./scripts/test.sh\n' >"$broken"
+if "$TOOLS_VENV/bin/check-jsonschema" --builtin-schema vendor.github-workflows "$broken" >/dev/null 2>&1; then
+    die "check-jsonschema accepted a broken workflow: the check above proves nothing"
+fi
+rm -f "$broken"
+
+say "cross/build.sh's choice of Rust, on stand-ins (scripts/cross_rust_test.sh)"
+scripts/cross_rust_test.sh
+
+say "release archives (cross/dist.sh)"
+# Builds the static binaries (cross/build.sh: the three Pi targets, checked
+# by the `arm` tests below, and x86_64 musl), then the archives in dist/,
+# checked by the `dist` tests below.
+cross/dist.sh
+
+say "reproducible archives (scripts/reproducible.sh)"
+# One target built again from nothing at another path, and every archive
+# made again there; the script says why not all four.
+scripts/reproducible.sh
 
 say "cargo fmt --check"
 cargo fmt --all -- --check
@@ -51,7 +86,8 @@ cargo clippy --locked --all-targets -- -D warnings
 say "cargo test"
 # The end-to-end tests mostly wait on brokers and timers, so run more of them
 # at once than there are cores.
-# --include-ignored runs the tests that need the ARM binaries built above.
+# --include-ignored runs the tests that need the ARM binaries and the
+# archives built above.
 cargo test --locked -- --include-ignored --test-threads "${MAJORTOM_TEST_THREADS:-6}"
 
 say "all checks passed"

@@ -20,6 +20,8 @@
 //!   event streams.
 //! - `arm`: the static ARM builds under qemu-user (ignored by plain `cargo
 //!   test`; `scripts/test.sh` builds them and runs these too).
+//! - `dist`: the release archives from `cross/dist.sh` (ignored likewise):
+//!   checksums, entries, contents, and the x86_64 one unpacked and installed.
 //! - `install`: `install`, `uninstall`, `rollback` into a temporary root,
 //!   and the installed unit through `systemd-analyze verify` and `security`.
 //! - `browser`: the dashboard and the API page in a real headless Chromium
@@ -33,6 +35,7 @@ mod automations;
 mod browser;
 mod cli;
 mod discovery;
+mod dist;
 mod faults;
 mod gpio;
 mod install;
