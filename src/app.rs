@@ -8,7 +8,6 @@
 //! before any task starts; after that, tasks log their own errors and carry
 //! on.
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -21,19 +20,20 @@ use tokio_util::task::TaskTracker;
 use tracing::{error, info, warn};
 
 use crate::automations::{self, Automations, Clock, LocalClock};
-use crate::command::CommandReceiver;
+use crate::command::{CommandReceiver, Commands, Routes, Target, Targets};
 use crate::config::{Backend, Config};
 use crate::hal::rpi::{is_raspberry_pi, RppalGpio};
 use crate::hal::sim::{SimControl, SimGpio};
 use crate::hal::Gpio;
-use crate::hub::{Component, EntitySpec, Group, Hub, DEFAULT_HISTORY_LEN};
+use crate::hub::{EntitySpec, Group, Hub, DEFAULT_HISTORY_LEN};
 use crate::node::{dashboard_url, lan_address, NodeInfo};
 use crate::outputs::Outputs;
 use crate::sources::inputs::Input;
 use crate::sources::sensors::setup as sensor_setup;
-use crate::sources::system::SystemSource;
+use crate::sources::system::{board_model, SystemSource};
 use crate::state_file::StateFile;
 use crate::status::AgentStatus;
+use crate::vocab::{Button, Component};
 use crate::web::sim::SimPins;
 use crate::{command, mqtt, web};
 
@@ -122,19 +122,19 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     let outcome = loop {
         tokio::select! {
             () = &mut shutdown => break Outcome::Stopped,
-            Some(press) = agent.buttons.recv() => match press.output.as_str() {
-                "restart" => {
+            Some(press) = agent.buttons.recv() => match press.target {
+                Target::Button(Button::Restart) => {
                     info!(origin = ?press.origin, "restart requested");
                     break Outcome::Restart;
                 }
-                "reboot" => match agent.reboot_command.clone() {
+                Target::Button(Button::Reboot) => match agent.reboot_command.clone() {
                     Some(command) => {
                         warn!(origin = ?press.origin, ?command, "reboot requested");
                         break Outcome::Reboot(command);
                     }
                     None => warn!("ignoring a reboot press: buttons.reboot is off"),
                 },
-                other => warn!(button = other, "ignoring a press of an unknown button"),
+                other => warn!(target = ?other, "ignoring a command that is not a button press"),
             },
             _ = ping.tick(), if watchdog.is_some() => {
                 if agent.healthy() {
@@ -260,27 +260,35 @@ pub async fn start_with_clock(config: Config, clock: Arc<dyn Clock>) -> anyhow::
     let web_addr = listener.as_ref().and_then(|l| l.local_addr().ok());
 
     let dashboard = web_addr.and_then(|addr| lan_address(addr.ip()).map(|host| dashboard_url(&host, addr.port())));
-    let node = NodeInfo::detect(&config, dashboard);
+    let node = NodeInfo::detect(&config, board_model(&config.root), dashboard);
     let broker = config.mqtt.as_ref().map(|m| format!("{}:{}", m.host, m.port));
     let status = Arc::new(AgentStatus::new(node, broker, gpio.as_ref().map(|g| g.backend())));
 
     let mut producers = Stage::new();
     let mut sinks = Stage::new();
-    // Commands from the sinks go through a router to whoever owns the
+    // Commands from the edges go through a router to whoever owns the
     // target: the outputs, the automations, or the agent's own buttons.
+    // Each owner tells its targets; the edges resolve entity ids with them.
     let (commands, command_receiver) = command::channel();
-    let mut routes = HashMap::new();
+    let mut targets = Targets::new();
+    let mut routes = Routes {
+        outputs: None,
+        automations: None,
+        buttons: None,
+    };
     let (to_outputs, outputs_receiver) = command::channel();
     if let Some(outputs) = outputs {
-        for spec in outputs.entities() {
-            routes.insert(spec.id, to_outputs.clone());
+        for (id, component, target) in outputs.targets() {
+            targets.add(id, component, target);
         }
+        routes.outputs = Some(to_outputs.clone());
         producers.spawn(outputs.run(hub.clone(), outputs_receiver, producers.cancel.clone()));
     }
-    let (publish, publishes) = automations::publish_channel();
+    let (publish, publishes) = command::publish_channel();
     let automations = Automations::new(
         config.automations.clone(),
         hub.clone(),
+        &targets,
         (!config.outputs.is_empty()).then(|| to_outputs.clone()),
         config.mqtt.is_some().then(|| publish.clone()),
         clock,
@@ -291,16 +299,22 @@ pub async fn start_with_clock(config: Config, clock: Arc<dyn Clock>) -> anyhow::
         for spec in automations.entities() {
             hub.register(spec);
         }
-        for id in automations.command_ids() {
-            routes.insert(id, to_automations.clone());
+        for (id, component, target) in automations.targets() {
+            targets.add(id, component, target);
         }
+        routes.automations = Some(to_automations);
         producers.spawn(automations.run(automations_receiver, producers.cancel.clone()));
     }
     let (to_buttons, buttons) = command::channel();
-    for spec in button_entities(&config) {
-        routes.insert(spec.id.clone(), to_buttons.clone());
+    for (button, spec) in button_entities(&config) {
+        targets.add(button.id(), Component::Button, Target::Button(button));
         hub.register(spec);
     }
+    routes.buttons = Some(to_buttons);
+    let commands = Commands {
+        targets: Arc::new(targets),
+        sender: commands,
+    };
     producers.spawn(command::route(command_receiver, routes, producers.cancel.clone()));
     for input in inputs {
         producers.spawn(input.run(hub.clone(), producers.cancel.clone()));
@@ -349,22 +363,23 @@ pub async fn start_with_clock(config: Config, clock: Arc<dyn Clock>) -> anyhow::
 
 /// Home Assistant buttons for the agent itself: Restart (unless turned
 /// off) and Reboot (only when turned on).
-fn button_entities(config: &Config) -> Vec<EntitySpec> {
-    let button = |id: &str, name: &str| {
-        let mut spec = EntitySpec::output(id, name, Component::Button);
-        spec.group = Group::System;
-        spec.device_class = Some("restart");
-        spec.diagnostic = true;
-        spec
-    };
-    let mut buttons = Vec::new();
-    if config.buttons.restart {
-        buttons.push(button("restart", "Restart majortom"));
-    }
-    if config.buttons.reboot.is_some() {
-        buttons.push(button("reboot", "Reboot host"));
-    }
-    buttons
+fn button_entities(config: &Config) -> Vec<(Button, EntitySpec)> {
+    let wanted = [
+        (Button::Restart, config.buttons.restart),
+        (Button::Reboot, config.buttons.reboot.is_some()),
+    ];
+    wanted
+        .into_iter()
+        .filter(|(_, wanted)| *wanted)
+        .map(|(button, _)| {
+            let mut spec = EntitySpec::output(button.id(), button.name(), Component::Button);
+            spec.group = Group::System;
+            // Home Assistant's button device class: both restart something.
+            spec.device_class = Some("restart");
+            spec.diagnostic = true;
+            (button, spec)
+        })
+        .collect()
 }
 
 impl Agent {

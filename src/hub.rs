@@ -10,44 +10,14 @@ use std::time::{Duration, SystemTime};
 
 use tokio::sync::broadcast;
 
+use crate::vocab::{Component, Press};
+
 /// How many changes a slow sink may fall behind before it must resync from a
 /// snapshot (it sees `RecvError::Lagged`).
 const CHANGE_CHANNEL_CAPACITY: usize = 256;
 
 /// How many numeric samples are kept per entity for sparklines.
 pub const DEFAULT_HISTORY_LEN: usize = 120;
-
-/// The Home Assistant platform an entity is discovered as.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Component {
-    Sensor,
-    BinarySensor,
-    /// An output Home Assistant can turn on and off.
-    Switch,
-    /// An output shown as a light (same ON/OFF commands as a switch).
-    Light,
-    /// A push button in Home Assistant (restart, reboot): PRESS, no state.
-    Button,
-}
-
-impl Component {
-    /// The component name used in discovery topics.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Component::Sensor => "sensor",
-            Component::BinarySensor => "binary_sensor",
-            Component::Switch => "switch",
-            Component::Light => "light",
-            Component::Button => "button",
-        }
-    }
-
-    /// True for entities that take commands (ON/OFF/TOGGLE, or PRESS).
-    pub fn is_commandable(self) -> bool {
-        matches!(self, Component::Switch | Component::Light | Component::Button)
-    }
-}
 
 /// Which card of the dashboard an entity belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -174,27 +144,6 @@ impl EntitySpec {
     pub fn press_events(mut self) -> Self {
         self.press_events = true;
         self
-    }
-}
-
-/// A button press, as told apart by an input with `events = true`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Press {
-    Single,
-    Double,
-    Long,
-}
-
-impl Press {
-    pub const ALL: [Press; 3] = [Press::Single, Press::Double, Press::Long];
-
-    /// The payload on the event topic.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Press::Single => "single",
-            Press::Double => "double",
-            Press::Long => "long",
-        }
     }
 }
 

@@ -24,6 +24,8 @@
 //!   [`state_file`] remembers `restore` outputs.
 //! - [`node`], [`status`]: who the agent is and how it is doing.
 //! - [`logging`]: the small stderr logger behind `tracing`.
+//! - [`vocab`]: the shared words (entity ids, components, quantities,
+//!   actions, buttons, the pin range); imports nothing of ours.
 
 pub mod app;
 pub mod automations;
@@ -45,4 +47,5 @@ pub mod sources;
 pub mod state_file;
 pub mod status;
 pub mod time;
+pub mod vocab;
 pub mod web;

@@ -12,12 +12,13 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::command::{Action, Command, CommandReceiver};
+use crate::command::{Action, Command, CommandReceiver, OutputId, Target};
 use crate::config::{Initial, OnOff, OutputConfig};
 use crate::deadline::sleep_until;
 use crate::hal::{Gpio, HalError, OutputPin};
 use crate::hub::{EntitySpec, Hub, Value};
 use crate::state_file::{OutputStates, StateFile};
+use crate::vocab::Component;
 
 struct Output {
     config: OutputConfig,
@@ -85,6 +86,18 @@ impl Outputs {
             .collect()
     }
 
+    /// The command target of each output, by entity id.
+    pub fn targets(&self) -> Vec<(String, Component, Target)> {
+        self.outputs
+            .iter()
+            .enumerate()
+            .map(|(index, o)| {
+                let target = Target::Output(OutputId(index));
+                (o.config.name.clone(), o.config.kind.component(), target)
+            })
+            .collect()
+    }
+
     /// Publishes the initial states, then applies commands and pulse
     /// timeouts until cancelled; then sets every output to its safe state.
     pub async fn run(mut self, hub: Arc<Hub>, mut commands: CommandReceiver, cancel: CancellationToken) {
@@ -111,11 +124,14 @@ impl Outputs {
     }
 
     fn apply(&mut self, command: &Command, hub: &Hub) {
-        let Some(index) = self.outputs.iter().position(|o| o.config.name == command.output) else {
-            warn!(output = %command.output, origin = ?command.origin, "ignoring command for an unknown output");
+        let output = match command.target {
+            Target::Output(OutputId(index)) => self.outputs.get_mut(index),
+            _ => None,
+        };
+        let Some(output) = output else {
+            warn!(target = ?command.target, origin = ?command.origin, "ignoring command for an unknown output");
             return;
         };
-        let output = &mut self.outputs[index];
         let on = match command.action {
             Action::On => true,
             Action::Off => false,
@@ -220,6 +236,7 @@ mod tests {
 
     struct Running {
         sim: SimControl,
+        targets: Vec<(String, Component, Target)>,
         hub: Arc<Hub>,
         commands: crate::command::CommandSender,
         cancel: CancellationToken,
@@ -234,11 +251,13 @@ mod tests {
         for spec in outputs.entities() {
             hub.register(spec);
         }
+        let targets = outputs.targets();
         let (commands, receiver) = crate::command::channel();
         let cancel = CancellationToken::new();
         let task = tokio::spawn(outputs.run(hub.clone(), receiver, cancel.clone()));
         Running {
             sim,
+            targets,
             hub,
             commands,
             cancel,
@@ -248,8 +267,13 @@ mod tests {
 
     impl Running {
         async fn send(&self, output: &str, action: Action) {
+            let target = self.targets.iter().find(|(id, ..)| id == output).map_or(
+                // Not an output of this task: an index it never handed out.
+                Target::Output(OutputId(usize::MAX)),
+                |(_, _, target)| *target,
+            );
             let command = Command {
-                output: output.into(),
+                target,
                 action,
                 origin: Origin::Mqtt,
             };

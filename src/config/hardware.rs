@@ -11,13 +11,8 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::{ConfigError, Validator};
-use crate::filters::{Chain, FilterSpec};
-use crate::hal::Pull;
-use crate::hub::Component;
-use crate::sources::sensors::Quantity;
-
-/// The highest BCM pin on the Pi's 40-pin header.
-const MAX_PIN: u8 = 27;
+use crate::vocab::filter::FilterSpec;
+use crate::vocab::{Component, Pull, Quantity, MAX_PIN};
 
 /// Home Assistant's binary sensor device classes; any other value makes it
 /// reject the discovery message.
@@ -544,10 +539,10 @@ impl Validator<'_> {
         })
     }
 
-    /// A filter list that `filters::Chain` accepts.
+    /// A filter list whose every filter passes its check.
     pub(super) fn filters(&self, filters: Spanned<Vec<FilterSpec>>, key: &str) -> Result<Vec<FilterSpec>, ConfigError> {
-        match Chain::new(filters.get_ref()) {
-            Ok(_) => Ok(filters.into_inner()),
+        match filters.get_ref().iter().try_for_each(|filter| filter.check().map(drop)) {
+            Ok(()) => Ok(filters.into_inner()),
             Err(why) => Err(self.error(&filters, key, why.to_string())),
         }
     }

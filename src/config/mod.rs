@@ -24,8 +24,8 @@ pub use hardware::{
     SensorSource, AUTOMATIONS_STATE_FILE_NAME,
 };
 
-use crate::filters::FilterSpec;
-use crate::sources::system::{entity_ids, NUMERIC_ENTITY_IDS};
+use crate::vocab::filter::FilterSpec;
+use crate::vocab::system::NUMERIC_ENTITY_IDS;
 
 /// The annotated default configuration printed by `majortom init`.
 pub const DEFAULT_CONFIG_TOML: &str = include_str!("default.toml");
@@ -570,8 +570,7 @@ impl Validator<'_> {
         } else {
             None
         };
-        let mut reserved: Vec<&str> = entity_ids().collect();
-        reserved.extend(["restart", "reboot"]);
+        let reserved: Vec<&str> = crate::vocab::reserved_ids().collect();
         let hardware = self.hardware(raw.gpio, raw.inputs, raw.outputs, raw.sensors, &reserved)?;
         let known = automations::Known {
             inputs: &hardware.inputs,
@@ -1095,7 +1094,7 @@ address = 0x77
             (door.name.as_str(), door.label.as_str(), door.pin),
             ("front_door", "Front door", 17)
         );
-        assert_eq!(door.pull, crate::hal::Pull::Up);
+        assert_eq!(door.pull, crate::vocab::Pull::Up);
         assert!(door.inverted);
         assert_eq!(door.debounce, Duration::from_millis(50));
         assert_eq!(door.device_class, Some("door"));
@@ -1130,7 +1129,7 @@ address = 0x77
         );
         assert_eq!(
             config.sensors[1].scale,
-            vec![(Some(crate::sources::sensors::Quantity::Pressure), 1.01)]
+            vec![(Some(crate::vocab::Quantity::Pressure), 1.01)]
         );
         assert_eq!(config.sensors[2].source, SensorSource::Bme280 { bus: 1, address: 0x77 });
         assert!(config.uses_gpio());

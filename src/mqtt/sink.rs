@@ -17,15 +17,15 @@ use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::automations::Publish;
-use crate::command::{self, Action, Command, CommandSender, Origin};
+use crate::command::{Action, Command, Commands, Origin, Publish, Refusal, Targets};
 use crate::config::MqttConfig;
-use crate::hub::{Component, EntitySpec, Hub, HubEvent, Press};
+use crate::hub::{EntitySpec, Hub, HubEvent};
 use crate::mqtt::connection::{drive, ConnectionEvent};
 use crate::mqtt::discovery;
 use crate::mqtt::tls::{self, TlsError};
 use crate::mqtt::topics::Topics;
 use crate::status::AgentStatus;
+use crate::vocab::{Component, Press};
 
 /// Requests rumqttc buffers between the sink and the connection task; more
 /// wait in the outbox.
@@ -78,7 +78,7 @@ pub async fn run(
     prepared: Prepared,
     hub: Arc<Hub>,
     status: Arc<AgentStatus>,
-    commands: CommandSender,
+    commands: Commands,
     publishes: mpsc::Receiver<Publish>,
     cancel: CancellationToken,
 ) {
@@ -127,7 +127,7 @@ struct Sink {
     topics: Topics,
     hub: Arc<Hub>,
     status: Arc<AgentStatus>,
-    commands: CommandSender,
+    commands: Commands,
     outbox: Outbox,
     refresh: Refresh,
     connected: bool,
@@ -242,9 +242,9 @@ impl Sink {
     /// A message on a `/set` topic: valid commands for outputs go to the
     /// outputs task; anything else is logged and changes nothing.
     fn on_command(&mut self, entity: &str, topic: &str, payload: &[u8], retain: bool) {
-        match parse_command(&self.hub, entity, payload, retain) {
+        match parse_command(&self.commands.targets, entity, payload, retain) {
             Ok(command) => {
-                if let Err(error) = self.commands.try_send(command) {
+                if let Err(error) = self.commands.sender.try_send(command) {
                     warn!(%topic, %error, "dropping command: the outputs are not keeping up");
                 }
             }
@@ -361,25 +361,21 @@ pub enum Rejection {
 
 /// A `/set` message for `entity` as a command, or why not. Pure: the
 /// caller logs rejections and sends commands.
-pub fn parse_command(hub: &Hub, entity: &str, payload: &[u8], retain: bool) -> Result<Command, Rejection> {
+pub fn parse_command(targets: &Targets, entity: &str, payload: &[u8], retain: bool) -> Result<Command, Rejection> {
     if retain {
         // A retained command would be replayed at every reconnect and undo
         // whatever happened since; commands are one-shot.
         return Err(Rejection::Retained);
     }
-    let Some(component) = hub.get(entity).map(|e| e.spec.component).filter(|c| c.is_commandable()) else {
+    let Some((_, component)) = targets.resolve(entity) else {
         return Err(Rejection::NotAnOutput(entity.to_owned()));
     };
-    let action = match Action::parse(payload) {
-        Some(action) if command::accepts(component, action) => action,
-        _ if component == Component::Button => return Err(Rejection::NotAPress),
-        _ => return Err(Rejection::BadPayload),
+    let refused = |_| match component {
+        Component::Button => Rejection::NotAPress,
+        _ => Rejection::BadPayload,
     };
-    Ok(Command {
-        output: entity.to_owned(),
-        action,
-        origin: Origin::Mqtt,
-    })
+    let action = Action::parse(payload).ok_or(Refusal::Unknown).map_err(refused)?;
+    targets.command(entity, action, Origin::Mqtt).map_err(refused)
 }
 
 /// Skips republishing an unchanged value of a periodic entity (one with
@@ -466,22 +462,25 @@ mod tests {
 
     #[test]
     fn incoming_command_should_toggle_relay_and_everything_else_should_be_rejected() {
-        use crate::hub::{Component, EntitySpec, Group};
-        let hub = Hub::new(1);
-        hub.register(EntitySpec::output("relay", "Relay", Component::Switch));
-        hub.register(EntitySpec::binary_sensor("door", "Door", Group::Inputs));
-        let command = parse_command(&hub, "relay", b"toggle", false).expect("valid");
-        assert_eq!((command.output.as_str(), command.action), ("relay", Action::Toggle));
-        assert_eq!(parse_command(&hub, "relay", b"ON", true), Err(Rejection::Retained));
+        use crate::command::{OutputId, Target};
+        let mut targets = Targets::new();
+        targets.add("relay", Component::Switch, Target::Output(OutputId(0)));
+        let hub = &targets;
+        let command = parse_command(hub, "relay", b"toggle", false).expect("valid");
         assert_eq!(
-            parse_command(&hub, "door", b"ON", false),
+            (command.target, command.action),
+            (Target::Output(OutputId(0)), Action::Toggle)
+        );
+        assert_eq!(parse_command(hub, "relay", b"ON", true), Err(Rejection::Retained));
+        assert_eq!(
+            parse_command(hub, "door", b"ON", false),
             Err(Rejection::NotAnOutput("door".into()))
         );
         assert_eq!(
-            parse_command(&hub, "ghost", b"ON", false),
+            parse_command(hub, "ghost", b"ON", false),
             Err(Rejection::NotAnOutput("ghost".into()))
         );
-        assert_eq!(parse_command(&hub, "relay", b"50%", false), Err(Rejection::BadPayload));
+        assert_eq!(parse_command(hub, "relay", b"50%", false), Err(Rejection::BadPayload));
     }
 
     #[test]

@@ -11,9 +11,10 @@ use axum::Json;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use crate::command::{self, Action, Command, Origin};
-use crate::hub::{Component, EntitySnapshot, Group, HubEvent, Value};
+use crate::command::{Action, Origin};
+use crate::hub::{EntitySnapshot, Group, HubEvent, Value};
 use crate::time::rfc3339;
+use crate::vocab::Component;
 use crate::web::auth::refusal;
 use crate::web::AppState;
 
@@ -225,12 +226,11 @@ pub async fn set_output(
     if let Some(refused) = refusal(&state, &headers) {
         return refused;
     }
-    let component = state
-        .hub
-        .get(&name)
-        .map(|e| e.spec.component)
-        .filter(|c| c.is_commandable());
-    let (Some(commands), Some(component)) = (&state.commands, component) else {
+    let Some((commands, component)) = state
+        .commands
+        .as_ref()
+        .and_then(|commands| Some((commands, commands.targets.resolve(&name)?.1)))
+    else {
         return error(StatusCode::NOT_FOUND, &format!("no output `{name}`"));
     };
     let expected = "expected {\"state\": \"ON\" | \"OFF\" | \"TOGGLE\"}";
@@ -244,7 +244,9 @@ pub async fn set_output(
         Ok(request) => request,
         Err(e) => return error(StatusCode::BAD_REQUEST, &format!("{expected}: {e}")),
     };
-    let Some(action) = Action::parse(request.state.as_bytes()).filter(|a| command::accepts(component, *a)) else {
+    let command = Action::parse(request.state.as_bytes())
+        .and_then(|action| commands.targets.command(&name, action, Origin::Web).ok());
+    let Some(command) = command else {
         let expected = if component == Component::Button {
             "PRESS"
         } else {
@@ -255,12 +257,7 @@ pub async fn set_output(
     };
     // Subscribe before sending, so the echo cannot be missed.
     let mut changes = state.hub.subscribe();
-    let command = Command {
-        output: name.clone(),
-        action,
-        origin: Origin::Web,
-    };
-    if commands.send(command).await.is_err() {
+    if commands.sender.send(command).await.is_err() {
         return error(StatusCode::SERVICE_UNAVAILABLE, "the outputs are stopping");
     }
     let echo = tokio::time::timeout(ECHO_WAIT, async {
@@ -293,6 +290,7 @@ mod tests {
     use tower::ServiceExt;
 
     use super::*;
+    use crate::command::{Commands, OutputId, Target, Targets};
     use crate::config::Secret;
     use crate::hub::{EntitySpec, Hub};
     use crate::node::NodeInfo;
@@ -331,7 +329,13 @@ mod tests {
             configuration_url: None,
         };
         let status = Arc::new(AgentStatus::new(node, Some("localhost:1883".into()), None));
-        let (commands, receiver) = crate::command::channel();
+        let (sender, receiver) = crate::command::channel();
+        let mut targets = Targets::new();
+        targets.add("relay", Component::Switch, Target::Output(OutputId(0)));
+        let commands = Commands {
+            targets: Arc::new(targets),
+            sender,
+        };
         App {
             state: AppState::new(hub, status, None, Some(commands), token.map(|t| Secret::new(t.into()))),
             commands: Some(receiver),
@@ -344,7 +348,8 @@ mod tests {
         let hub = app.state.hub.clone();
         tokio::spawn(async move {
             while let Some(command) = receiver.recv().await {
-                hub.set(&command.output, Value::Bool(command.action == Action::On));
+                assert_eq!(command.target, Target::Output(OutputId(0)), "only the relay");
+                hub.set("relay", Value::Bool(command.action == Action::On));
             }
         });
     }

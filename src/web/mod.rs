@@ -32,7 +32,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
-use crate::command::CommandSender;
+use crate::command::Commands;
 use crate::config::Secret;
 use crate::hub::Hub;
 use crate::status::AgentStatus;
@@ -50,7 +50,7 @@ pub struct AppState {
     /// Present only with the simulated GPIO backend.
     pub sim: Option<Arc<sim::SimPins>>,
     /// Where `POST /api/outputs/…` sends commands; `None` without outputs.
-    pub commands: Option<CommandSender>,
+    pub commands: Option<Commands>,
     /// `None`: the HTTP side is read-only.
     pub token: Option<Arc<Secret>>,
     /// Fires when the server stops; ends every event stream.
@@ -66,7 +66,7 @@ impl AppState {
         hub: Arc<Hub>,
         status: Arc<AgentStatus>,
         sim: Option<Arc<sim::SimPins>>,
-        commands: Option<CommandSender>,
+        commands: Option<Commands>,
         token: Option<Secret>,
     ) -> AppState {
         AppState {

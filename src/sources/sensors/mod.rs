@@ -43,6 +43,7 @@ use tracing::{debug, error, info, warn};
 use crate::filters::{Chain, FilterSpec};
 use crate::hal::HalError;
 use crate::hub::{EntitySpec, Group, Hub, Value};
+pub use crate::vocab::Quantity;
 
 /// Consumers treat an entity as gone after this long at least, even with a
 /// short interval, so that one slow round does not flap it to unavailable.
@@ -53,59 +54,6 @@ const MIN_EXPIRE_AFTER: Duration = Duration::from_secs(10);
 /// values already, this keeps the runner panic-free regardless.
 const MIN_INTERVAL: Duration = Duration::from_millis(100);
 const MAX_INTERVAL: Duration = Duration::from_secs(24 * 60 * 60);
-
-/// A physical quantity, with the unit majortom reports it in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Quantity {
-    /// °C
-    Temperature,
-    /// % relative humidity
-    Humidity,
-    /// hPa
-    Pressure,
-}
-
-impl Quantity {
-    /// Every quantity, in the order entities are declared.
-    pub const ALL: [Quantity; 3] = [Quantity::Temperature, Quantity::Humidity, Quantity::Pressure];
-
-    /// Home Assistant's device class.
-    pub fn device_class(self) -> &'static str {
-        match self {
-            Quantity::Temperature => "temperature",
-            Quantity::Humidity => "humidity",
-            Quantity::Pressure => "pressure",
-        }
-    }
-
-    /// The unit values are reported in (readers convert to it).
-    pub fn unit(self) -> &'static str {
-        match self {
-            Quantity::Temperature => "°C",
-            Quantity::Humidity => "%",
-            Quantity::Pressure => "hPa",
-        }
-    }
-
-    /// The entity id suffix of a sensor with several quantities, and the
-    /// word appended to its display name.
-    pub fn suffix(self) -> &'static str {
-        match self {
-            Quantity::Temperature => "temperature",
-            Quantity::Humidity => "humidity",
-            Quantity::Pressure => "pressure",
-        }
-    }
-
-    /// Decimals published. One for each: finer than any of our sensors'
-    /// accuracy (±0.5 °C, ±2 %RH, ±1 hPa) already.
-    pub fn precision(self) -> u8 {
-        match self {
-            Quantity::Temperature | Quantity::Humidity | Quantity::Pressure => 1,
-        }
-    }
-}
 
 /// Why a reading failed. The sensor's entities become unavailable until a
 /// read succeeds again.
