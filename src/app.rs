@@ -28,13 +28,13 @@ use crate::hal::Gpio;
 use crate::hub::{EntitySpec, Group, Hub, DEFAULT_HISTORY_LEN};
 use crate::node::{dashboard_url, lan_address, NodeInfo};
 use crate::outputs::Outputs;
+use crate::sim_panel::{self, SimPins};
 use crate::sources::inputs::Input;
 use crate::sources::sensors::setup as sensor_setup;
 use crate::sources::system::{board_model, SystemSource};
 use crate::state_file::StateFile;
 use crate::status::AgentStatus;
 use crate::vocab::{Button, Component};
-use crate::web::sim::SimPins;
 use crate::{command, mqtt, web};
 
 /// How long producers get to stop (outputs to their safe state).
@@ -338,15 +338,15 @@ pub async fn start_with_clock(config: Config, clock: Arc<dyn Clock>) -> anyhow::
         info!("MQTT is disabled");
     }
     if let Some(listener) = listener {
-        let sim_pins = sim.clone().map(|control| {
-            Arc::new(SimPins {
+        let sim_panel = sim.clone().map(|control| {
+            sim_panel::router(Arc::new(SimPins {
                 control,
                 inputs: config.inputs.iter().map(|i| (i.name.clone(), i.pin)).collect(),
                 outputs: config.outputs.iter().map(|o| (o.name.clone(), o.pin)).collect(),
-            })
+            }))
         });
         let token = config.web.as_ref().and_then(|w| w.token.clone());
-        let state = web::AppState::new(hub.clone(), status.clone(), sim_pins, Some(commands.clone()), token);
+        let state = web::AppState::new(hub.clone(), status.clone(), sim_panel, Some(commands.clone()), token);
         sinks.spawn(web::serve(listener, state, sinks.cancel.clone()));
     }
     Ok(Agent {

@@ -16,7 +16,8 @@
 //! - [`sources`]: one module per kind of thing that produces values.
 //! - [`hal`]: the hardware boundary (rppal backend and a simulated one).
 //! - [`mqtt`]: the MQTT sink with Home Assistant discovery.
-//! - [`web`]: the HTTP API and embedded page.
+//! - [`web`]: the HTTP API and embedded page; [`sim_panel`]: the simulated
+//!   backend's routes, merged into it only with that backend.
 //! - [`command`]: what sinks send back to the outputs.
 //! - [`automations`]: triggers, conditions and actions run on the device;
 //!   [`filters`] shape numeric values before the hub.
@@ -43,6 +44,7 @@ pub mod logging;
 pub mod mqtt;
 pub mod node;
 pub mod outputs;
+pub mod sim_panel;
 pub mod sources;
 pub mod state_file;
 pub mod status;

@@ -1,10 +1,13 @@
 //! The HTTP side: the embedded dashboard, the JSON API with its OpenAPI
 //! document, the live event stream, and Prometheus metrics.
 //!
-//! Reads the hub and the agent status and sends [`Command`]s to the
-//! outputs; never touches hardware or MQTT. State changes need the token
-//! (`auth.rs`), except flipping a simulated input (`sim.rs`, routed only
-//! with the sim backend: no hardware behind it). Every error under `/api/` is JSON (`errors.rs`). The server
+//! Reads the hub and the agent status and sends [`Command`]s to their
+//! targets; never touches hardware or MQTT. State changes need the token
+//! (`auth.rs`). The simulated backend's panel (`crate::sim_panel`) is
+//! merged in as a finished router when there is one: it needs no token (no
+//! hardware behind it), and this module does not know what is in it.
+//! Handlers are in `api.rs`, the JSON they show in `views.rs`. Every error
+//! under `/api/` is JSON (`errors.rs`). The server
 //! loop (`server.rs`) times out slow clients and caps connections; it stops
 //! accepting on cancellation, and every event stream ends then too, so the
 //! stop never hangs on an open dashboard. No CORS headers are sent: another
@@ -15,18 +18,18 @@
 pub mod api;
 mod assets;
 mod auth;
-mod errors;
+pub mod errors;
 mod events;
 mod metrics;
 mod openapi;
 mod server;
-pub mod sim;
+pub mod views;
 
 use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, post, put};
+use axum::routing::{get, post};
 use axum::Router;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -47,8 +50,9 @@ const MAX_BODY_BYTES: usize = 4096;
 pub struct AppState {
     pub hub: Arc<Hub>,
     pub status: Arc<AgentStatus>,
-    /// Present only with the simulated GPIO backend.
-    pub sim: Option<Arc<sim::SimPins>>,
+    /// The simulated backend's panel (`crate::sim_panel`), present only
+    /// with that backend.
+    pub sim_panel: Option<Router>,
     /// Where `POST /api/outputs/…` sends commands; `None` without outputs.
     pub commands: Option<Commands>,
     /// `None`: the HTTP side is read-only.
@@ -65,14 +69,14 @@ impl AppState {
     pub fn new(
         hub: Arc<Hub>,
         status: Arc<AgentStatus>,
-        sim: Option<Arc<sim::SimPins>>,
+        sim_panel: Option<Router>,
         commands: Option<Commands>,
         token: Option<Secret>,
     ) -> AppState {
         AppState {
             hub,
             status,
-            sim,
+            sim_panel,
             commands,
             token: token.map(Arc::new),
             shutdown: CancellationToken::new(),
@@ -84,6 +88,7 @@ impl AppState {
 
 /// All routes. `openapi.json` documents each one; a test holds them equal.
 pub fn router(state: AppState) -> Router {
+    let panel = state.sim_panel.clone();
     let mut router = Router::new()
         .route("/", get(assets::index))
         .route("/app.js", get(assets::app_js))
@@ -96,17 +101,15 @@ pub fn router(state: AppState) -> Router {
         .route("/api/history/{id}", get(api::history))
         .route("/api/outputs/{name}", post(api::set_output))
         .route("/api/events", get(events::events))
-        .route("/metrics", get(metrics::metrics));
-    if state.sim.is_some() {
-        router = router
-            .route("/api/sim/inputs/{name}", put(sim::set_input))
-            .route("/api/sim/pins", get(sim::list));
+        .route("/metrics", get(metrics::metrics))
+        .with_state(state);
+    if let Some(panel) = panel {
+        router = router.merge(panel);
     }
     router
-        .fallback(api::not_found)
+        .fallback(errors::not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(axum::middleware::from_fn(errors::json_errors))
-        .with_state(state)
 }
 
 /// Serves until `cancel` fires.

@@ -1,6 +1,12 @@
-//! Playing with the simulated GPIO backend over HTTP: flip an input, look at
-//! the output pins. Routed only when the backend is `sim`, so a real Pi never
-//! exposes it.
+//! The simulated GPIO backend's HTTP panel: flip an input, look at the
+//! output pins (`PUT /api/sim/inputs/{name}`, `GET /api/sim/pins`).
+//!
+//! Its own part, not the web sink's: it is the one place on the HTTP side
+//! that reaches into the hal, and only into the simulation (it plays the
+//! wire to 3.3 V or ground; nothing real is behind it). `app` builds it only
+//! with the sim backend and hands it to the web server as a finished
+//! router, so `web` itself never imports the hal (an invariant in
+//! ARCHITECTURE.md, held by the layering test).
 
 use std::sync::Arc;
 
@@ -8,13 +14,13 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::Json;
+use axum::routing::{get, put};
+use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::json;
 
 use crate::hal::sim::SimControl;
-use crate::web::api::error;
-use crate::web::AppState;
+use crate::web::errors::error;
 
 /// The simulated pins, by the names the config gives them.
 pub struct SimPins {
@@ -23,22 +29,23 @@ pub struct SimPins {
     pub outputs: Vec<(String, u8)>,
 }
 
+/// The panel's routes, for `web::AppState::new`.
+pub fn router(pins: Arc<SimPins>) -> Router {
+    Router::new()
+        .route("/api/sim/inputs/{name}", put(set_input))
+        .route("/api/sim/pins", get(list))
+        .with_state(pins)
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Level {
     high: bool,
 }
 
-fn pins(state: &AppState) -> Option<&Arc<SimPins>> {
-    state.sim.as_ref()
-}
-
 /// `PUT /api/sim/inputs/{name}` with `{"high": true}`: sets the raw level of
 /// a simulated input, as a wire to 3.3 V or ground would.
-pub async fn set_input(State(state): State<AppState>, Path(name): Path<String>, body: Bytes) -> Response {
-    let Some(sim) = pins(&state) else {
-        return error(StatusCode::NOT_FOUND, "the GPIO backend is not simulated");
-    };
+async fn set_input(State(sim): State<Arc<SimPins>>, Path(name): Path<String>, body: Bytes) -> Response {
     let Some(pin) = sim.inputs.iter().find(|(n, _)| *n == name).map(|(_, pin)| *pin) else {
         return error(StatusCode::NOT_FOUND, &format!("no input named `{name}`"));
     };
@@ -58,10 +65,7 @@ pub async fn set_input(State(state): State<AppState>, Path(name): Path<String>, 
 }
 
 /// `GET /api/sim/pins`: every simulated output's level and write count.
-pub async fn list(State(state): State<AppState>) -> Response {
-    let Some(sim) = pins(&state) else {
-        return error(StatusCode::NOT_FOUND, "the GPIO backend is not simulated");
-    };
+async fn list(State(sim): State<Arc<SimPins>>) -> Response {
     let outputs: serde_json::Map<String, serde_json::Value> = sim
         .outputs
         .iter()
