@@ -217,6 +217,7 @@ pub async fn start_with_clock(config: Config, clock: Arc<dyn Clock>) -> anyhow::
     };
     let mut inputs = Vec::new();
     let mut outputs = None;
+    let mut state_writers = Vec::new();
     if let Some(gpio) = &gpio {
         for input in &config.inputs {
             let claimed = Input::claim(gpio.as_ref(), input.clone())
@@ -225,12 +226,10 @@ pub async fn start_with_clock(config: Config, clock: Arc<dyn Clock>) -> anyhow::
             inputs.push(claimed);
         }
         if !config.outputs.is_empty() {
-            let claimed = Outputs::claim(
-                gpio.as_ref(),
-                config.outputs.clone(),
-                StateFile::new(config.gpio.state_file.clone()),
-            )
-            .context("cannot set up the outputs")?;
+            let (state_file, writer) = StateFile::new(config.gpio.state_file.clone());
+            let claimed = Outputs::claim(gpio.as_ref(), config.outputs.clone(), state_file)
+                .context("cannot set up the outputs")?;
+            state_writers.push(writer);
             for spec in claimed.entities() {
                 hub.register(spec);
             }
@@ -285,6 +284,7 @@ pub async fn start_with_clock(config: Config, clock: Arc<dyn Clock>) -> anyhow::
         producers.spawn(outputs.run(hub.clone(), outputs_receiver, producers.cancel.clone()));
     }
     let (publish, publishes) = command::publish_channel();
+    let (state_file, writer) = StateFile::new(automations::state_file_beside(&config.gpio.state_file));
     let automations = Automations::new(
         config.automations.clone(),
         hub.clone(),
@@ -292,9 +292,10 @@ pub async fn start_with_clock(config: Config, clock: Arc<dyn Clock>) -> anyhow::
         (!config.outputs.is_empty()).then(|| to_outputs.clone()),
         config.mqtt.is_some().then(|| publish.clone()),
         clock,
-        StateFile::new(automations::state_file_beside(&config.gpio.state_file)),
+        state_file,
     );
     if !automations.is_empty() {
+        state_writers.push(writer);
         let (to_automations, automations_receiver) = command::channel();
         for spec in automations.entities() {
             hub.register(spec);
@@ -316,6 +317,11 @@ pub async fn start_with_clock(config: Config, clock: Arc<dyn Clock>) -> anyhow::
         sender: commands,
     };
     producers.spawn(command::route(command_receiver, routes, producers.cancel.clone()));
+    // Each ends once its owner (outputs, automations) stops, after writing
+    // the last save.
+    for writer in state_writers {
+        producers.spawn(writer.run());
+    }
     for input in inputs {
         producers.spawn(input.run(hub.clone(), producers.cancel.clone()));
     }

@@ -303,9 +303,8 @@ impl Automations {
         self.hub.set(&automation.entity, Value::Bool(enabled));
         let name = automation.config.name.clone();
         self.remembered.enabled.insert(name, enabled);
-        if let Err(error) = self.state_file.save_as(&self.remembered) {
-            warn!(%error, "the automation's on/off will not survive a restart");
-        }
+        // The writer task writes it (and logs a failure) off this thread.
+        self.state_file.save_as(&self.remembered);
     }
 
     fn event(&mut self, event: &HubEvent, runs: &mut JoinSet<()>) {

@@ -14,12 +14,13 @@
 
 use std::ffi::{OsStr, OsString};
 use std::fmt;
-use std::fs::{self, OpenOptions, Permissions};
+use std::fs::{self, Permissions};
 use std::io::{self, Write};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus};
 
+use crate::atomic_file::{self, Contents};
 use crate::config::{DEFAULT_CONFIG_TOML, SYSTEM_CONFIG_PATH};
 
 /// The systemd unit, installed as [`UNIT_PATH`].
@@ -234,7 +235,12 @@ pub fn install(options: &Options, out: &mut dyn Write) -> Result<(), InstallErro
 
     install_binary(&exe, &layout, out)?;
 
-    write_atomic(&layout.sysusers(), Source::Text(SYSUSERS_FILE), SYSTEM_FILE_MODE, None)?;
+    write_atomic(
+        &layout.sysusers(),
+        Contents::Bytes(SYSUSERS_FILE.as_bytes()),
+        SYSTEM_FILE_MODE,
+        None,
+    )?;
     say_wrote(out, &layout.sysusers(), SYSTEM_FILE_MODE);
     let mut args = root_args(options, &root);
     args.push(layout.sysusers().into_os_string());
@@ -242,7 +248,12 @@ pub fn install(options: &Options, out: &mut dyn Write) -> Result<(), InstallErro
 
     install_config(&layout, out)?;
 
-    write_atomic(&layout.unit(), Source::Text(UNIT_FILE), SYSTEM_FILE_MODE, None)?;
+    write_atomic(
+        &layout.unit(),
+        Contents::Bytes(UNIT_FILE.as_bytes()),
+        SYSTEM_FILE_MODE,
+        None,
+    )?;
     say_wrote(out, &layout.unit(), SYSTEM_FILE_MODE);
     let mut args = root_args(options, &root);
     args.extend(["enable".into(), UNIT_NAME.into()]);
@@ -470,7 +481,7 @@ fn install_binary(exe: &Path, layout: &Layout, out: &mut dyn Write) -> Result<()
     }
     if fs::symlink_metadata(&target).is_ok() {
         let previous = layout.previous_binary();
-        write_atomic(&previous, Source::File(&target), BINARY_MODE, None)?;
+        write_atomic(&previous, Contents::CopyOf(&target), BINARY_MODE, None)?;
         let _ = writeln!(
             out,
             "kept the replaced {} as {} (`majortom rollback` goes back to it)",
@@ -478,7 +489,7 @@ fn install_binary(exe: &Path, layout: &Layout, out: &mut dyn Write) -> Result<()
             previous.display()
         );
     }
-    write_atomic(&target, Source::File(exe), BINARY_MODE, None)?;
+    write_atomic(&target, Contents::CopyOf(exe), BINARY_MODE, None)?;
     say_wrote(out, &target, BINARY_MODE);
     Ok(())
 }
@@ -506,7 +517,12 @@ fn install_config(layout: &Layout, out: &mut dyn Write) -> Result<(), InstallErr
             .and_then(|text| group_id(&text, SERVICE_GROUP)),
         _ => None,
     };
-    write_atomic(&path, Source::Text(DEFAULT_CONFIG_TOML), CONFIG_MODE, group)?;
+    write_atomic(
+        &path,
+        Contents::Bytes(DEFAULT_CONFIG_TOML.as_bytes()),
+        CONFIG_MODE,
+        group,
+    )?;
     match group {
         Some(_) => {
             let _ = writeln!(
@@ -524,65 +540,29 @@ fn say_wrote(out: &mut dyn Write, path: &Path, mode: u32) {
     let _ = writeln!(out, "wrote {} (mode {mode:04o})", path.display());
 }
 
-enum Source<'a> {
-    Text(&'a str),
-    File(&'a Path),
-}
-
-/// Replaces `path` atomically: a temporary file in the same directory is
-/// written, given its mode (and group), flushed to disk and renamed over the
-/// target, so a power cut leaves the old file or the new, never half of one.
-fn write_atomic(path: &Path, source: Source<'_>, mode: u32, group: Option<u32>) -> Result<(), InstallError> {
+/// Replaces `path` atomically (`crate::atomic_file`), creating its
+/// directory first.
+fn write_atomic(path: &Path, contents: Contents<'_>, mode: u32, group: Option<u32>) -> Result<(), InstallError> {
     let dir = path.parent().unwrap_or(Path::new("/"));
     fs::create_dir_all(dir).map_err(InstallError::io("create", dir))?;
-    let temporary = temporary_name(path);
-    // A leftover from an interrupted run would make create_new fail.
-    let _ = fs::remove_file(&temporary);
-    let written = (|| -> Result<(), InstallError> {
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(mode)
-            .open(&temporary)
-            .map_err(InstallError::io("create", &temporary))?;
-        match source {
-            Source::Text(text) => file
-                .write_all(text.as_bytes())
-                .map_err(InstallError::io("write", &temporary))?,
-            Source::File(from) => {
-                let mut input = fs::File::open(from).map_err(InstallError::io("read", from))?;
-                io::copy(&mut input, &mut file).map_err(InstallError::io("write", &temporary))?;
-            }
-        }
-        if let Some(gid) = group {
-            std::os::unix::fs::fchown(&file, Some(0), Some(gid)).map_err(InstallError::io("set the owner of", path))?;
-        }
-        // The mode given to open() was cut by the umask; set it exactly.
-        file.set_permissions(Permissions::from_mode(mode))
-            .map_err(InstallError::io("set the mode of", &temporary))?;
-        file.sync_all().map_err(InstallError::io("flush", &temporary))?;
-        fs::rename(&temporary, path).map_err(InstallError::io("replace", path))
-    })();
-    if written.is_err() {
-        let _ = fs::remove_file(&temporary);
-    }
-    written?;
-    sync_dir(path);
-    Ok(())
+    let options = atomic_file::Options {
+        mode: Some(mode),
+        group,
+    };
+    atomic_file::replace(path, contents, options).map_err(|e| InstallError::Io {
+        action: e.action,
+        path: e.path,
+        source: e.source,
+    })
 }
 
-/// Flushes the directory holding `path`, so that a rename survives a power
-/// cut. Best effort: some file systems cannot sync a directory.
+/// Best effort: the swap is done; only its durability is at stake.
 fn sync_dir(path: &Path) {
-    if let Some(dir) = path.parent() {
-        if let Ok(dir) = fs::File::open(dir) {
-            let _ = dir.sync_all();
-        }
-    }
+    let _ = atomic_file::sync_dir(path);
 }
 
-/// `.name.tmp-<pid>` beside `path`: same directory (so renames are atomic),
-/// hidden, and distinct per process.
+/// `.name.tmp-<pid>` beside `path`, where `swap_files` parks a file: same
+/// directory (so renames are atomic), hidden, and distinct per process.
 fn temporary_name(path: &Path) -> PathBuf {
     let name = path.file_name().unwrap_or(OsStr::new("majortom"));
     let mut temporary = OsString::from(".");
@@ -728,13 +708,11 @@ mod tests {
     }
 
     #[test]
-    fn write_atomic_should_set_the_exact_mode_and_replace_an_existing_file() {
+    fn write_atomic_should_create_the_directory_and_set_the_exact_mode() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("sub/majortom.service");
-        write_atomic(&path, Source::Text("one"), 0o644, None).expect("write");
-        fs::set_permissions(&path, Permissions::from_mode(0o600)).expect("chmod");
-        write_atomic(&path, Source::Text("two"), 0o644, None).expect("rewrite");
-        assert_eq!(fs::read_to_string(&path).expect("read"), "two");
+        write_atomic(&path, Contents::Bytes(b"one"), 0o644, None).expect("write");
+        assert_eq!(fs::read_to_string(&path).expect("read"), "one");
         let mode = fs::metadata(&path).expect("stat").permissions().mode() & 0o7777;
         assert_eq!(mode, 0o644);
         assert_eq!(fs::read_dir(path.parent().expect("dir")).expect("list").count(), 1);

@@ -8,7 +8,8 @@
 //!
 //! # Layout
 //! - [`cli`]: command line, `check` and `init`.
-//! - [`install`]: `install`, `uninstall`, `rollback` as a systemd service.
+//! - [`install`]: `install`, `uninstall`, `rollback` as a systemd service;
+//!   [`atomic_file`] replaces files whole (install, state files).
 //! - [`config`]: TOML → validated [`config::Config`], errors with file, line and key.
 //! - [`app`]: wires hub, sources and sinks; owns the cancellation token.
 //! - [`hub`]: entities, their latest values and a short history; the only
@@ -29,6 +30,7 @@
 //!   actions, buttons, the pin range); imports nothing of ours.
 
 pub mod app;
+pub mod atomic_file;
 pub mod automations;
 pub mod cli;
 pub mod command;

@@ -42,8 +42,6 @@ pub struct Outputs {
     outputs: Vec<Output>,
     state_file: StateFile,
     remembered: OutputStates,
-    /// Set after the first failed save, so a read-only disk logs once.
-    save_failed: bool,
 }
 
 impl Outputs {
@@ -75,7 +73,6 @@ impl Outputs {
             outputs,
             state_file,
             remembered,
-            save_failed: false,
         })
     }
 
@@ -187,14 +184,8 @@ impl Outputs {
             return;
         }
         self.remembered.outputs.insert(name.to_owned(), on);
-        match self.state_file.save(&self.remembered) {
-            Ok(()) => self.save_failed = false,
-            Err(error) if !self.save_failed => {
-                warn!(%error, "output state will not survive a restart");
-                self.save_failed = true;
-            }
-            Err(_) => {}
-        }
+        // The writer task writes it (and logs a failure) off this thread.
+        self.state_file.save(&self.remembered);
     }
 
     /// Every output to its safe state. The state file keeps the commanded
@@ -241,13 +232,16 @@ mod tests {
         commands: crate::command::CommandSender,
         cancel: CancellationToken,
         task: tokio::task::JoinHandle<()>,
+        writer: tokio::task::JoinHandle<()>,
     }
 
     fn start(configs: Vec<OutputConfig>, state_file: &std::path::Path) -> Running {
         let gpio = SimGpio::new();
         let sim = gpio.control();
         let hub = Hub::new(4);
-        let outputs = Outputs::claim(&gpio, configs, StateFile::new(state_file.to_owned())).expect("claim");
+        let (state_file, writer) = StateFile::new(state_file.to_owned());
+        let writer = tokio::spawn(writer.run());
+        let outputs = Outputs::claim(&gpio, configs, state_file).expect("claim");
         for spec in outputs.entities() {
             hub.register(spec);
         }
@@ -262,6 +256,7 @@ mod tests {
             commands,
             cancel,
             task,
+            writer,
         }
     }
 
@@ -288,6 +283,8 @@ mod tests {
         async fn stop(self) -> SimControl {
             self.cancel.cancel();
             self.task.await.expect("task ends");
+            // It ends with the task's state file, after the last save.
+            self.writer.await.expect("writer ends");
             self.sim
         }
     }
