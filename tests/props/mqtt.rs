@@ -5,7 +5,7 @@
 //! it; everything else is refused, and for the right reason.
 
 use majortom::command::{Action, Origin, OutputId, Target, Targets};
-use majortom::mqtt::sink::{parse_command, Rejection};
+use majortom::mqtt::command::{parse_command, Rejection};
 use majortom::mqtt::topics::Topics;
 use majortom::vocab::Component;
 use proptest::prelude::*;
