@@ -109,6 +109,32 @@ fn create_temporary(path: &Path, mode: Option<u32>) -> Result<(PathBuf, fs::File
     Err(failed("create a temporary file beside", path)(error))
 }
 
+/// Removes the temporary files a writer of `path` killed mid-write left
+/// beside it (`.name.tmp-*`). Only for a path this process alone writes,
+/// before it writes: another writer's temporary file would go too.
+pub fn remove_leftovers(path: &Path) {
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+        return;
+    };
+    let dir = if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    };
+    let mut prefix = OsString::from(".");
+    prefix.push(name);
+    prefix.push(".tmp-");
+    let prefix = prefix.to_string_lossy().into_owned();
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.filter_map(Result::ok) {
+        if entry.file_name().to_string_lossy().starts_with(&prefix) {
+            let _ = fs::remove_file(entry.path());
+        }
+    }
+}
+
 /// 64 random bits: std's hasher keys are seeded from the OS and change with
 /// every `RandomState`; the process id keeps two processes apart.
 fn random() -> u64 {
@@ -197,6 +223,22 @@ mod tests {
         )
         .expect_err("no directory");
         assert!(error.to_string().contains("/nonexistent/dir"), "{error}");
+    }
+
+    #[test]
+    fn leftovers_of_a_killed_write_should_be_removable_and_nothing_else() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("outputs.json");
+        for name in [
+            ".outputs.json.tmp-0123",
+            ".outputs.json.tmp-abcd",
+            ".other.json.tmp-1",
+            "outputs.json",
+        ] {
+            fs::write(dir.path().join(name), "x").expect("write");
+        }
+        remove_leftovers(&path);
+        assert_eq!(files_in(dir.path()), [".other.json.tmp-1", "outputs.json"]);
     }
 
     #[test]

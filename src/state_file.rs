@@ -10,7 +10,8 @@
 //! commands costs a few fsyncs, not one each. The writer ends once its
 //! `StateFile` is dropped, after writing what is still pending.
 //!
-//! Loading happens once, at start, before the tasks run. A missing or
+//! Loading (and removing what a killed write left) happens once, at
+//! start, before the tasks run. A missing or
 //! unreadable file means "no memory", never a failed start.
 
 use std::collections::BTreeMap;
@@ -53,8 +54,11 @@ pub struct StateWriter {
 }
 
 impl StateFile {
-    /// The state file at `path`, and the task that writes it.
+    /// The state file at `path`, and the task that writes it. A temporary
+    /// file left by a run killed mid-write is removed (the agent is the
+    /// file's only writer, and this one has not written yet).
     pub fn new(path: PathBuf) -> (StateFile, StateWriter) {
+        atomic_file::remove_leftovers(&path);
         let (sender, receiver) = watch::channel(None);
         let writer = StateWriter {
             path: path.clone(),

@@ -251,13 +251,17 @@ async fn kill_9_during_state_writes_should_never_leave_a_corrupt_state_file() {
                 .unwrap_or_else(|e| panic!("round {round}: corrupt state file ({e}): {text:?}"));
             assert!(parsed["outputs"]["relay"].is_boolean(), "round {round}: {text}");
         }
-        let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+        let names: Vec<String> = std::fs::read_dir(dir.path())
             .expect("dir")
             .filter_map(Result::ok)
-            .map(|e| e.file_name())
-            .filter(|n| n != "outputs.json" && n != ".outputs.json.tmp")
+            .map(|e| e.file_name().to_string_lossy().into_owned())
             .collect();
+        let temporary = |n: &&String| n.starts_with(".outputs.json.tmp-");
+        let leftovers: Vec<_> = names.iter().filter(|n| *n != "outputs.json" && !temporary(n)).collect();
         assert!(leftovers.is_empty(), "unexpected files: {leftovers:?}");
+        // The kill may leave this run's temporary file; the next start
+        // removes it, so they never pile up.
+        assert!(names.iter().filter(temporary).count() <= 1, "round {round}: {names:?}");
     }
     assert!(state_file.exists(), "at least one write completed in 20 rounds");
 }
