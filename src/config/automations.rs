@@ -9,7 +9,8 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::hardware::{InputConfig, OutputConfig, SensorConfig};
-use super::{ConfigError, Validator, MQTT_MAX_STRING, TOO_LONG_FOR_MQTT};
+use super::mqtt::{MQTT_MAX_STRING, TOO_LONG_FOR_MQTT};
+use super::{ConfigError, Validator};
 use crate::vocab::system::{FLAG_ENTITY_IDS, NUMERIC_ENTITY_IDS};
 use crate::vocab::{automation_id, Action, Press, Quantity};
 

@@ -12,40 +12,7 @@ use toml::Spanned;
 
 use super::{ConfigError, Validator};
 use crate::vocab::filter::FilterSpec;
-use crate::vocab::{Component, Pull, Quantity, MAX_PIN};
-
-/// Home Assistant's binary sensor device classes; any other value makes it
-/// reject the discovery message.
-const BINARY_SENSOR_CLASSES: &[&str] = &[
-    "battery",
-    "battery_charging",
-    "carbon_monoxide",
-    "cold",
-    "connectivity",
-    "door",
-    "garage_door",
-    "gas",
-    "heat",
-    "light",
-    "lock",
-    "moisture",
-    "motion",
-    "moving",
-    "occupancy",
-    "opening",
-    "plug",
-    "power",
-    "presence",
-    "problem",
-    "running",
-    "safety",
-    "smoke",
-    "sound",
-    "tamper",
-    "update",
-    "vibration",
-    "window",
-];
+use crate::vocab::{Component, Pull, Quantity, BINARY_SENSOR_CLASSES, MAX_PIN};
 
 // ---- typed ----------------------------------------------------------------
 
@@ -143,6 +110,17 @@ pub enum SensorSource {
     Iio { device: String },
     /// A BME280/BMP280 read directly over I2C.
     Bme280 { bus: u8, address: u16 },
+}
+
+impl SensorSource {
+    /// Whether the sensor is read through the GPIO backend (an I2C bus);
+    /// sysfs sensors need none. Exhaustive on purpose: a new kind must say.
+    pub fn uses_gpio(&self) -> bool {
+        match self {
+            SensorSource::Bme280 { .. } => true,
+            SensorSource::Ds18b20 { .. } | SensorSource::Iio { .. } => false,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -172,6 +172,39 @@ pub enum Pull {
 /// to this).
 pub const MAX_PIN: u8 = 27;
 
+/// Home Assistant's binary sensor device classes; any other value makes it
+/// reject the discovery message.
+pub const BINARY_SENSOR_CLASSES: &[&str] = &[
+    "battery",
+    "battery_charging",
+    "carbon_monoxide",
+    "cold",
+    "connectivity",
+    "door",
+    "garage_door",
+    "gas",
+    "heat",
+    "light",
+    "lock",
+    "moisture",
+    "motion",
+    "moving",
+    "occupancy",
+    "opening",
+    "plug",
+    "power",
+    "presence",
+    "problem",
+    "running",
+    "safety",
+    "smoke",
+    "sound",
+    "tamper",
+    "update",
+    "vibration",
+    "window",
+];
+
 /// The agent's own Home Assistant buttons.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Button {
