@@ -13,40 +13,29 @@
 //! That is how the tests run it, and how an SD card image can be prepared.
 
 use std::ffi::{OsStr, OsString};
-use std::fmt;
 use std::fs::{self, Permissions};
 use std::io::{self, Write};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitStatus};
+use std::process::ExitStatus;
 
 use crate::atomic_file::{self, Contents};
-use crate::config::{DEFAULT_CONFIG_TOML, SYSTEM_CONFIG_PATH};
+use crate::config::DEFAULT_CONFIG_TOML;
 
-/// The systemd unit, installed as [`UNIT_PATH`].
-pub const UNIT_FILE: &str = include_str!("../systemd/majortom.service");
-/// The sysusers.d file creating the service's user and groups.
-pub const SYSUSERS_FILE: &str = include_str!("../systemd/majortom.sysusers");
+mod layout;
+mod systemd;
 
-pub const UNIT_NAME: &str = "majortom.service";
-pub const BINARY_PATH: &str = "/usr/local/bin/majortom";
-pub const PREVIOUS_BINARY_PATH: &str = "/usr/local/bin/majortom.prev";
-pub const UNIT_PATH: &str = "/etc/systemd/system/majortom.service";
-pub const SYSUSERS_PATH: &str = "/etc/sysusers.d/majortom.conf";
-pub const CONFIG_DIR: &str = "/etc/majortom";
-/// The unit's `StateDirectory=`; only `uninstall --purge` touches it.
-pub const STATE_DIR: &str = "/var/lib/majortom";
-/// The group the service runs as (`Group=` in the unit); the config is
-/// readable by it because the config may hold the MQTT password.
-pub const SERVICE_GROUP: &str = "majortom";
+pub use layout::{
+    Layout, BINARY_PATH, CONFIG_DIR, PREVIOUS_BINARY_PATH, SERVICE_GROUP, STATE_DIR, SYSUSERS_FILE, SYSUSERS_PATH,
+    UNIT_FILE, UNIT_NAME, UNIT_PATH,
+};
+pub use systemd::find_tool;
+use systemd::{require_tool, root_args, run_tool};
 
 const BINARY_MODE: u32 = 0o755;
 const CONFIG_MODE: u32 = 0o640;
 const CONFIG_DIR_MODE: u32 = 0o755;
 const SYSTEM_FILE_MODE: u32 = 0o644;
-
-/// Where systemd's tools are looked for when `$PATH` is not set at all.
-const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 /// The options shared by `install`, `uninstall` and `rollback`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -117,55 +106,6 @@ impl InstallError {
     }
 }
 
-/// Where each installed file lives below a root (`/` on a real install).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Layout {
-    root: PathBuf,
-}
-
-impl Layout {
-    pub fn new(root: impl Into<PathBuf>) -> Layout {
-        Layout { root: root.into() }
-    }
-
-    /// `absolute` (a path on the installed system) below the root.
-    pub fn path(&self, absolute: &str) -> PathBuf {
-        self.root.join(absolute.trim_start_matches('/'))
-    }
-
-    pub fn binary(&self) -> PathBuf {
-        self.path(BINARY_PATH)
-    }
-
-    pub fn previous_binary(&self) -> PathBuf {
-        self.path(PREVIOUS_BINARY_PATH)
-    }
-
-    pub fn unit(&self) -> PathBuf {
-        self.path(UNIT_PATH)
-    }
-
-    pub fn sysusers(&self) -> PathBuf {
-        self.path(SYSUSERS_PATH)
-    }
-
-    pub fn config_dir(&self) -> PathBuf {
-        self.path(CONFIG_DIR)
-    }
-
-    pub fn config(&self) -> PathBuf {
-        self.path(SYSTEM_CONFIG_PATH)
-    }
-
-    pub fn state_dir(&self) -> PathBuf {
-        self.path(STATE_DIR)
-    }
-
-    pub fn group_file(&self) -> PathBuf {
-        self.path("/etc/group")
-    }
-}
-
 /// Without `--root`, the three commands change the system: only root may.
 /// Pure, so that the refusal is testable while the tests run as root.
 pub fn check_privileges(command: &'static str, euid: u32, options: &Options) -> Result<(), InstallError> {
@@ -184,18 +124,6 @@ pub fn group_id(group_file: &str, name: &str) -> Option<u32> {
         }
         fields.nth(1)?.trim().parse().ok()
     })
-}
-
-/// The first executable file called `name` in the directories of `path_var`
-/// (a `$PATH` value; [`DEFAULT_PATH`] when unset).
-pub fn find_tool(name: &str, path_var: Option<&OsStr>) -> Option<PathBuf> {
-    let path_var = path_var.unwrap_or(OsStr::new(DEFAULT_PATH));
-    std::env::split_paths(path_var)
-        .filter(|dir| dir.is_absolute())
-        .map(|dir| dir.join(name))
-        .find(|candidate| {
-            fs::metadata(candidate).is_ok_and(|meta| meta.is_file() && meta.permissions().mode() & 0o111 != 0)
-        })
 }
 
 /// Exchanges the names of two files in the same directory. Three renames
@@ -422,55 +350,6 @@ fn resolve_root(root: Option<&Path>) -> Result<PathBuf, InstallError> {
     Ok(resolved)
 }
 
-fn root_args(options: &Options, root: &Path) -> Vec<OsString> {
-    match options.root {
-        Some(_) => {
-            let mut arg = OsString::from("--root=");
-            arg.push(root);
-            vec![arg]
-        }
-        None => Vec::new(),
-    }
-}
-
-fn require_tool(tool: &'static str, command: &'static str) -> Result<PathBuf, InstallError> {
-    find_tool(tool, std::env::var_os("PATH").as_deref()).ok_or(InstallError::ToolMissing { tool, command })
-}
-
-/// Runs a tool with its output passed through to the user, after printing
-/// the command line.
-fn run_tool(out: &mut dyn Write, tool: &Path, args: &[OsString]) -> Result<(), InstallError> {
-    let command_line = CommandLine(tool, args).to_string();
-    let _ = writeln!(out, "$ {command_line}");
-    // The tool writes to the same terminal: our lines must come first.
-    let _ = out.flush();
-    let status = Command::new(tool)
-        .args(args)
-        .status()
-        .map_err(|source| InstallError::ToolSpawn {
-            tool: tool.to_owned(),
-            source,
-        })?;
-    if !status.success() {
-        return Err(InstallError::ToolFailed { command_line, status });
-    }
-    Ok(())
-}
-
-/// A command line as the user would type it: the tool's name, not its path.
-struct CommandLine<'a>(&'a Path, &'a [OsString]);
-
-impl fmt::Display for CommandLine<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let name = self.0.file_name().unwrap_or(self.0.as_os_str());
-        write!(f, "{}", name.to_string_lossy())?;
-        for arg in self.1 {
-            write!(f, " {}", arg.to_string_lossy())?;
-        }
-        Ok(())
-    }
-}
-
 fn install_binary(exe: &Path, layout: &Layout, out: &mut dyn Write) -> Result<(), InstallError> {
     let target = layout.binary();
     // `sudo majortom install` run from the installed binary itself would
@@ -590,54 +469,6 @@ mod tests {
     }
 
     #[test]
-    fn layout_should_put_every_file_below_the_root() {
-        let layout = Layout::new("/tmp/image");
-        assert_eq!(layout.binary(), Path::new("/tmp/image/usr/local/bin/majortom"));
-        assert_eq!(
-            layout.previous_binary(),
-            Path::new("/tmp/image/usr/local/bin/majortom.prev")
-        );
-        assert_eq!(
-            layout.unit(),
-            Path::new("/tmp/image/etc/systemd/system/majortom.service")
-        );
-        assert_eq!(layout.sysusers(), Path::new("/tmp/image/etc/sysusers.d/majortom.conf"));
-        assert_eq!(layout.config(), Path::new("/tmp/image/etc/majortom/majortom.toml"));
-        assert_eq!(layout.config_dir(), Path::new("/tmp/image/etc/majortom"));
-        assert_eq!(layout.state_dir(), Path::new("/tmp/image/var/lib/majortom"));
-    }
-
-    #[test]
-    fn layout_of_the_real_root_should_be_the_system_paths() {
-        let layout = Layout::new("/");
-        assert_eq!(layout.binary(), Path::new(BINARY_PATH));
-        assert_eq!(layout.config(), Path::new(SYSTEM_CONFIG_PATH));
-        assert_eq!(layout.unit(), Path::new(UNIT_PATH));
-    }
-
-    #[test]
-    fn unit_should_run_the_installed_binary_on_the_system_config_as_the_sysusers_user() {
-        let exec = format!("ExecStart={BINARY_PATH} run --config {SYSTEM_CONFIG_PATH}\n");
-        assert!(UNIT_FILE.contains(&exec), "{exec}");
-        assert!(UNIT_FILE.contains(&format!("\nUser={SERVICE_GROUP}\n")));
-        assert!(UNIT_FILE.contains(&format!("\nGroup={SERVICE_GROUP}\n")));
-        assert!(SYSUSERS_FILE.contains(&format!("\nu {SERVICE_GROUP} ")));
-        // Every supplementary group of the unit is created by sysusers, or
-        // the unit would fail to start where the group is missing.
-        let groups = UNIT_FILE
-            .lines()
-            .find_map(|l| l.strip_prefix("SupplementaryGroups="))
-            .expect("SupplementaryGroups= line");
-        for group in groups.split_whitespace() {
-            assert!(SYSUSERS_FILE.contains(&format!("\ng {group} -\n")), "group {group}");
-            assert!(
-                SYSUSERS_FILE.contains(&format!("\nm {SERVICE_GROUP} {group}\n")),
-                "membership {group}"
-            );
-        }
-    }
-
-    #[test]
     fn non_root_should_be_told_to_use_sudo_unless_a_root_directory_is_given() {
         let error = check_privileges("install", 1000, &Options::default()).expect_err("non-root refused");
         let message = error.to_string();
@@ -664,21 +495,6 @@ mod tests {
         assert_eq!(group_id(text, "gpio"), Some(997));
         assert_eq!(group_id(text, "i2c"), None);
         assert_eq!(group_id("majortom:x:notanumber:\n", "majortom"), None);
-    }
-
-    #[test]
-    fn find_tool_should_take_the_first_executable_in_path_and_ignore_other_files() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let (a, b) = (dir.path().join("a"), dir.path().join("b"));
-        fs::create_dir_all(&a).expect("mkdir");
-        fs::create_dir_all(&b).expect("mkdir");
-        fs::write(a.join("tool"), "not executable").expect("write");
-        fs::write(b.join("tool"), "#!/bin/sh\n").expect("write");
-        fs::set_permissions(b.join("tool"), Permissions::from_mode(0o755)).expect("chmod");
-        let path = std::env::join_paths([&a, &b]).expect("join");
-        assert_eq!(find_tool("tool", Some(&path)), Some(b.join("tool")));
-        assert_eq!(find_tool("other", Some(&path)), None);
-        assert_eq!(find_tool("tool", Some(a.as_os_str())), None);
     }
 
     #[test]
@@ -726,14 +542,5 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let resolved = resolve_root(Some(dir.path())).expect("existing root");
         assert!(resolved.is_absolute());
-    }
-
-    #[test]
-    fn command_lines_should_be_printed_with_the_tool_name_only() {
-        let args = ["--root=/x".into(), "enable".into(), UNIT_NAME.into()];
-        assert_eq!(
-            CommandLine(Path::new("/usr/bin/systemctl"), &args).to_string(),
-            "systemctl --root=/x enable majortom.service"
-        );
     }
 }
