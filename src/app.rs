@@ -10,6 +10,7 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{error, info, warn};
 
+use crate::atomic_file;
 use crate::automations::{self, Automations, Clock, LocalClock};
 use crate::command::{CommandReceiver, Commands, Routes, Target, Targets};
 use crate::config::{Backend, Config};
@@ -106,9 +108,28 @@ impl Stage {
 
 /// Runs the agent until `shutdown` completes, then stops it. Under systemd
 /// (`Type=notify`) it reports readiness, pings the watchdog while every task
-/// is still running, and reports stopping.
-pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::Result<Outcome> {
+/// is still running, and reports stopping. With `ready_file`, readiness is
+/// also written there (see [`Agent::ready_json`]).
+pub async fn run(
+    config: Config,
+    ready_file: Option<PathBuf>,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<Outcome> {
     let mut agent = start(config).await?;
+    if let Some(path) = ready_file {
+        let json = agent.ready_json();
+        let written = tokio::task::spawn_blocking(move || {
+            atomic_file::replace(&path, atomic_file::Contents::Bytes(json.as_bytes()), Default::default())
+        })
+        .await
+        .map_err(anyhow::Error::new)
+        .and_then(|written| written.map_err(anyhow::Error::new));
+        if let Err(error) = written {
+            // Whoever waits for the file waits in vain: stop, and say why.
+            agent.stop().await;
+            return Err(error.context("cannot write the --ready-file"));
+        }
+    }
     notify(sd_notify::NotifyState::Ready);
     // WATCHDOG_USEC comes from outside: 0 would panic `interval`, a tiny
     // value would spin, a huge one overflow the timer.
@@ -389,6 +410,18 @@ fn button_entities(config: &Config) -> Vec<(Button, EntitySpec)> {
 }
 
 impl Agent {
+    /// What `--ready-file` holds: `{"pid": …, "web": "127.0.0.1:8080" or
+    /// null, "node": …, "version": …}`, one line of JSON.
+    pub fn ready_json(&self) -> String {
+        serde_json::json!({
+            "pid": std::process::id(),
+            "web": self.web_addr.map(|addr| addr.to_string()),
+            "node": self.status.node.id,
+            "version": env!("CARGO_PKG_VERSION"),
+        })
+        .to_string()
+    }
+
     /// True while every task is still running.
     pub fn healthy(&self) -> bool {
         self.producers.healthy() && self.sinks.healthy()

@@ -16,7 +16,10 @@ pub const USAGE: &str = "\
 majortom: a home-automation agent for the Raspberry Pi
 
 Usage:
-  majortom [run] [--config PATH]     run the agent
+  majortom [run] [--config PATH] [--ready-file PATH]
+                                     run the agent; once it runs, write
+                                     PATH: JSON with its pid, web address,
+                                     node and version (for scripts and tests)
   majortom check [--config PATH]     validate a config and print what it would do
   majortom init [--output PATH]      print an annotated default config (or write it)
   majortom install [--root DIR] [--no-start]
@@ -42,9 +45,17 @@ Logging: MAJORTOM_LOG=debug (or e.g. \"info,majortom::mqtt=debug\").
 
 #[derive(Debug, PartialEq, Eq)]
 pub enum Command {
-    Run { config: Option<PathBuf> },
-    Check { config: Option<PathBuf> },
-    Init { output: Option<PathBuf> },
+    Run {
+        config: Option<PathBuf>,
+        /// Written (JSON) once the agent runs: pid, web address, node.
+        ready_file: Option<PathBuf>,
+    },
+    Check {
+        config: Option<PathBuf>,
+    },
+    Init {
+        output: Option<PathBuf>,
+    },
     Install(install::Options),
     Uninstall(install::Options),
     Rollback(install::Options),
@@ -73,28 +84,33 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, UsageE
         _ => {}
     }
     let mut path: Option<PathBuf> = None;
+    let mut ready_file: Option<PathBuf> = None;
     while let Some(arg) = args.next() {
         let (flag, inline) = split_flag(arg)?;
-        match flag.as_str() {
+        let slot = match flag.as_str() {
             "-V" | "--version" => return Ok(Command::Version),
             "-h" | "--help" => return Ok(Command::Help),
-            "-c" | "--config" if subcommand != "init" => {}
-            "-o" | "--output" if subcommand == "init" => {}
+            "-c" | "--config" if subcommand != "init" => &mut path,
+            "-o" | "--output" if subcommand == "init" => &mut path,
+            "--ready-file" if subcommand == "run" => &mut ready_file,
             other => {
                 return Err(UsageError(format!(
                     "unexpected argument `{other}` for `majortom {subcommand}`"
                 )))
             }
-        }
+        };
         let value = flag_value(&flag, inline, &mut args)?;
-        if path.replace(value).is_some() {
+        if slot.replace(value).is_some() {
             return Err(UsageError(format!("`{flag}` given twice")));
         }
     }
     Ok(match subcommand.as_str() {
         "check" => Command::Check { config: path },
         "init" => Command::Init { output: path },
-        _ => Command::Run { config: path },
+        _ => Command::Run {
+            config: path,
+            ready_file,
+        },
     })
 }
 
@@ -171,7 +187,13 @@ mod tests {
 
     #[test]
     fn no_arguments_should_run_on_the_looked_up_config() {
-        assert_eq!(parse_str(&[]), Ok(Command::Run { config: None }));
+        assert_eq!(
+            parse_str(&[]),
+            Ok(Command::Run {
+                config: None,
+                ready_file: None
+            })
+        );
     }
 
     #[test]
@@ -180,14 +202,20 @@ mod tests {
         assert_eq!(
             parse_str(&["--config", "/x.toml"]),
             Ok(Command::Run {
-                config: expected.clone()
+                config: expected.clone(),
+                ready_file: None
             })
         );
         assert_eq!(
-            parse_str(&["run", "--config=/x.toml"]),
+            parse_str(&["run", "--config=/x.toml", "--ready-file", "/run/r.json"]),
             Ok(Command::Run {
-                config: expected.clone()
+                config: expected.clone(),
+                ready_file: Some(PathBuf::from("/run/r.json"))
             })
+        );
+        assert!(
+            parse_str(&["check", "--ready-file", "/r"]).is_err(),
+            "only `run` becomes ready"
         );
         assert_eq!(
             parse_str(&["check", "-c", "/x.toml"]),
