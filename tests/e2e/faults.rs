@@ -144,14 +144,29 @@ async fn a_qos1_command_sent_while_the_agent_reconnects_should_be_applied_once_w
         (pins["outputs"]["relay"]["high"] == true).then_some(pins)
     })
     .await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while retained_payload(broker.port, "majortom/queued/relay/state")
+        .await
+        .as_deref()
+        != Some("ON")
+    {
+        assert!(std::time::Instant::now() < deadline, "the state ON was not retained");
+    }
+    // A command sent after it: once it is applied, a second delivery of the
+    // queued one would have been applied too.
+    sender.publish("majortom/queued/relay/set", "OFF", false).await;
+    wait_for("the command after it", Duration::from_secs(10), || {
+        let pins = agent.get_json("/api/sim/pins");
+        (pins["outputs"]["relay"]["high"] == false).then_some(())
+    })
+    .await;
     let writes_after = agent.get_json("/api/sim/pins")["outputs"]["relay"]["writes"]
         .as_u64()
         .expect("writes");
-    assert_eq!(writes_after, writes_before + 1, "applied exactly once: {pins}");
     assert_eq!(
-        wait_retained(broker.port, "majortom/queued/relay/state", Duration::from_secs(5)).await,
-        "ON"
+        writes_after,
+        writes_before + 2,
+        "the queued command applied exactly once: {pins}"
     );
 }
 
