@@ -30,7 +30,7 @@ use crate::hal::Gpio;
 use crate::hub::{EntitySpec, Group, Hub, DEFAULT_HISTORY_LEN};
 use crate::node::{dashboard_url, lan_address, NodeInfo};
 use crate::outputs::Outputs;
-use crate::sim_panel::{self, SimPins};
+use crate::sim_panel::SimPins;
 use crate::sources::inputs::Input;
 use crate::sources::sensors::setup as sensor_setup;
 use crate::sources::system::{board_model, SystemSource};
@@ -366,11 +366,11 @@ pub async fn start_with_clock(config: Config, clock: Arc<dyn Clock>) -> anyhow::
     }
     if let Some(listener) = listener {
         let sim_panel = sim.clone().map(|control| {
-            sim_panel::router(Arc::new(SimPins {
+            Arc::new(SimPins {
                 control,
                 inputs: config.inputs.iter().map(|i| (i.name.clone(), i.pin)).collect(),
                 outputs: config.outputs.iter().map(|o| (o.name.clone(), o.pin)).collect(),
-            }))
+            }) as Arc<dyn web::SimPanel>
         });
         let token = config.web.as_ref().and_then(|w| w.token.clone());
         let state = web::AppState::new(hub.clone(), status.clone(), sim_panel, Some(commands.clone()), token);
@@ -413,13 +413,17 @@ impl Agent {
     /// What `--ready-file` holds: `{"pid": …, "web": "127.0.0.1:8080" or
     /// null, "node": …, "version": …}`, one line of JSON.
     pub fn ready_json(&self) -> String {
-        serde_json::json!({
-            "pid": std::process::id(),
-            "web": self.web_addr.map(|addr| addr.to_string()),
-            "node": self.status.node.id,
-            "version": env!("CARGO_PKG_VERSION"),
-        })
-        .to_string()
+        // Nothing here needs escaping: a node id is `[a-z0-9_-]`, an
+        // address and a version are plain too.
+        let web = self
+            .web_addr
+            .map_or_else(|| "null".to_owned(), |addr| format!("\"{addr}\""));
+        format!(
+            "{{\"pid\":{},\"web\":{web},\"node\":\"{}\",\"version\":\"{}\"}}\n",
+            std::process::id(),
+            self.status.node.id,
+            env!("CARGO_PKG_VERSION")
+        )
     }
 
     /// True while every task is still running.

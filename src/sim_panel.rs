@@ -4,23 +4,20 @@
 //! Its own part, not the web sink's: it is the one place on the HTTP side
 //! that reaches into the hal, and only into the simulation (it plays the
 //! wire to 3.3 V or ground; nothing real is behind it). `app` builds it only
-//! with the sim backend and hands it to the web server as a finished
-//! router, so `web` itself never imports the hal (an invariant in
-//! ARCHITECTURE.md, held by the layering test).
+//! with the sim backend and hands it to the web server as a
+//! `web::SimPanel`, the two answers the web side routes to, so `web`
+//! itself never imports the hal (an invariant in ARCHITECTURE.md, held by
+//! the layering test).
 
-use std::sync::Arc;
-
-use axum::body::Bytes;
-use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, put};
-use axum::{Json, Router};
+use axum::Json;
 use serde::Deserialize;
 use serde_json::json;
 
 use crate::hal::sim::SimControl;
 use crate::web::errors::error;
+use crate::web::SimPanel;
 
 /// The simulated pins, by the names the config gives them.
 pub struct SimPins {
@@ -29,27 +26,30 @@ pub struct SimPins {
     pub outputs: Vec<(String, u8)>,
 }
 
-/// The panel's routes, for `web::AppState::new`.
-pub fn router(pins: Arc<SimPins>) -> Router {
-    Router::new()
-        .route("/api/sim/inputs/{name}", put(set_input))
-        .route("/api/sim/pins", get(list))
-        .with_state(pins)
-}
-
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Level {
     high: bool,
 }
 
-/// `PUT /api/sim/inputs/{name}` with `{"high": true}`: sets the raw level of
-/// a simulated input, as a wire to 3.3 V or ground would.
-async fn set_input(State(sim): State<Arc<SimPins>>, Path(name): Path<String>, body: Bytes) -> Response {
+impl SimPanel for SimPins {
+    /// `PUT /api/sim/inputs/{name}` with `{"high": true}`: sets the raw
+    /// level of a simulated input, as a wire to 3.3 V or ground would.
+    fn set_input(&self, name: &str, body: &[u8]) -> Response {
+        set_input(self, name, body)
+    }
+
+    /// `GET /api/sim/pins`: every simulated output's level and write count.
+    fn pins(&self) -> Response {
+        list(self)
+    }
+}
+
+fn set_input(sim: &SimPins, name: &str, body: &[u8]) -> Response {
     let Some(pin) = sim.inputs.iter().find(|(n, _)| *n == name).map(|(_, pin)| *pin) else {
         return error(StatusCode::NOT_FOUND, &format!("no input named `{name}`"));
     };
-    let level: Level = match serde_json::from_slice(&body) {
+    let level: Level = match serde_json::from_slice(body) {
         Ok(level) => level,
         Err(e) => {
             return error(
@@ -64,8 +64,7 @@ async fn set_input(State(sim): State<Arc<SimPins>>, Path(name): Path<String>, bo
     Json(json!({ "name": name, "pin": pin, "high": level.high })).into_response()
 }
 
-/// `GET /api/sim/pins`: every simulated output's level and write count.
-async fn list(State(sim): State<Arc<SimPins>>) -> Response {
+fn list(sim: &SimPins) -> Response {
     let outputs: serde_json::Map<String, serde_json::Value> = sim
         .outputs
         .iter()

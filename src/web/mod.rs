@@ -4,8 +4,9 @@
 //! Reads the hub and the agent status and sends [`Command`]s to their
 //! targets; never touches hardware or MQTT. State changes need the token
 //! (`auth.rs`). The simulated backend's panel (`crate::sim_panel`) is
-//! merged in as a finished router when there is one: it needs no token (no
-//! hardware behind it), and this module does not know what is in it.
+//! routed when there is one, through the [`SimPanel`] trait: it needs no
+//! token (no hardware behind it), and this module does not know what is
+//! behind it.
 //! Handlers are in `api.rs`, the JSON they show in `views.rs`. Every error
 //! under `/api/` is JSON (`errors.rs`). The server
 //! loop (`server.rs`) times out slow clients and caps connections; it stops
@@ -28,8 +29,12 @@ pub mod views;
 use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 
+use axum::body::Bytes;
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, post};
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use axum::routing::{get, post, put};
 use axum::Router;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -52,7 +57,7 @@ pub struct AppState {
     pub status: Arc<AgentStatus>,
     /// The simulated backend's panel (`crate::sim_panel`), present only
     /// with that backend.
-    pub sim_panel: Option<Router>,
+    pub sim_panel: Option<Arc<dyn SimPanel>>,
     /// Where `POST /api/outputs/…` sends commands; `None` without outputs.
     pub commands: Option<Commands>,
     /// `None`: the HTTP side is read-only.
@@ -69,7 +74,7 @@ impl AppState {
     pub fn new(
         hub: Arc<Hub>,
         status: Arc<AgentStatus>,
-        sim_panel: Option<Router>,
+        sim_panel: Option<Arc<dyn SimPanel>>,
         commands: Option<Commands>,
         token: Option<Secret>,
     ) -> AppState {
@@ -86,9 +91,31 @@ impl AppState {
     }
 }
 
+/// The simulated backend's two routes, as the web side sees them; the
+/// panel answers them (`crate::sim_panel`), this module only routes.
+pub trait SimPanel: Send + Sync {
+    /// `PUT /api/sim/inputs/{name}`, with the request's body.
+    fn set_input(&self, name: &str, body: &[u8]) -> Response;
+    /// `GET /api/sim/pins`.
+    fn pins(&self) -> Response;
+}
+
+async fn sim_input(State(state): State<AppState>, Path(name): Path<String>, body: Bytes) -> Response {
+    match &state.sim_panel {
+        Some(panel) => panel.set_input(&name, &body),
+        None => errors::error(StatusCode::NOT_FOUND, "the GPIO backend is not simulated"),
+    }
+}
+
+async fn sim_pins(State(state): State<AppState>) -> Response {
+    match &state.sim_panel {
+        Some(panel) => panel.pins(),
+        None => errors::error(StatusCode::NOT_FOUND, "the GPIO backend is not simulated"),
+    }
+}
+
 /// All routes. `openapi.json` documents each one; a test holds them equal.
 pub fn router(state: AppState) -> Router {
-    let panel = state.sim_panel.clone();
     let mut router = Router::new()
         .route("/", get(assets::index))
         .route("/app.js", get(assets::app_js))
@@ -101,15 +128,17 @@ pub fn router(state: AppState) -> Router {
         .route("/api/history/{id}", get(api::history))
         .route("/api/outputs/{name}", post(api::set_output))
         .route("/api/events", get(events::events))
-        .route("/metrics", get(metrics::metrics))
-        .with_state(state);
-    if let Some(panel) = panel {
-        router = router.merge(panel);
+        .route("/metrics", get(metrics::metrics));
+    if state.sim_panel.is_some() {
+        router = router
+            .route("/api/sim/inputs/{name}", put(sim_input))
+            .route("/api/sim/pins", get(sim_pins));
     }
     router
         .fallback(errors::not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(axum::middleware::from_fn(errors::json_errors))
+        .with_state(state)
 }
 
 /// Serves until `cancel` fires.

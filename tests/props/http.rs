@@ -18,7 +18,7 @@ use majortom::hal::sim::SimGpio;
 use majortom::hal::{Edge, Gpio, InputPin};
 use majortom::hub::{EntitySpec, Group, Hub, Value};
 use majortom::node::NodeInfo;
-use majortom::sim_panel::{self, SimPins};
+use majortom::sim_panel::SimPins;
 use majortom::status::AgentStatus;
 use majortom::vocab::Component;
 use majortom::vocab::Pull;
@@ -99,7 +99,7 @@ fn rig(read_only: bool) -> Rig {
         targets: targets.clone(),
         sender: commands_tx,
     };
-    let state = AppState::new(hub, status, Some(sim_panel::router(pins)), Some(edge), token);
+    let state = AppState::new(hub, status, Some(pins), Some(edge), token);
     Rig {
         runtime,
         targets,
