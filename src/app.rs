@@ -20,7 +20,6 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{error, info, warn};
 
-use crate::atomic_file;
 use crate::automations::{self, Automations, Clock, LocalClock};
 use crate::command::{CommandReceiver, Commands, Routes, Target, Targets};
 use crate::config::{Backend, Config};
@@ -34,7 +33,7 @@ use crate::sim_panel::SimPins;
 use crate::sources::inputs::Input;
 use crate::sources::sensors::setup as sensor_setup;
 use crate::sources::system::{board_model, SystemSource};
-use crate::state_file::StateFile;
+use crate::state_file::{self, StateFile};
 use crate::status::AgentStatus;
 use crate::vocab::{Button, Component};
 use crate::{command, mqtt, web};
@@ -117,17 +116,11 @@ pub async fn run(
 ) -> anyhow::Result<Outcome> {
     let mut agent = start(config).await?;
     if let Some(path) = ready_file {
-        let json = agent.ready_json();
-        let written = tokio::task::spawn_blocking(move || {
-            atomic_file::replace(&path, atomic_file::Contents::Bytes(json.as_bytes()), Default::default())
-        })
-        .await
-        .map_err(anyhow::Error::new)
-        .and_then(|written| written.map_err(anyhow::Error::new));
-        if let Err(error) = written {
+        let json = Arc::new(agent.ready_json().into_bytes());
+        if let Err(error) = state_file::write_off_thread(path, json).await {
             // Whoever waits for the file waits in vain: stop, and say why.
             agent.stop().await;
-            return Err(error.context("cannot write the --ready-file"));
+            return Err(anyhow::Error::new(error).context("cannot write the --ready-file"));
         }
     }
     notify(sd_notify::NotifyState::Ready);

@@ -21,7 +21,7 @@ use std::sync::Arc;
 use tokio::sync::watch;
 use tracing::{info, warn};
 
-use crate::atomic_file::{self, Contents};
+use crate::atomic_file::{self, Contents, WriteError};
 
 #[derive(Debug, thiserror::Error)]
 #[error("cannot write the state file {}: {source} (set gpio.state_file to a writable path; automations.json is kept beside it)", path.display())]
@@ -123,33 +123,51 @@ impl StateWriter {
             let Some(bytes) = self.pending.borrow_and_update().clone() else {
                 continue;
             };
-            let path = self.path.clone();
-            let written = tokio::task::spawn_blocking(move || write(&path, &bytes)).await;
-            match written {
-                Ok(Ok(())) if failing => {
+            match write_off_thread(self.path.clone(), bytes).await {
+                Ok(()) if failing => {
                     failing = false;
                     info!(path = %self.path.display(), "the state file is written again");
                 }
-                Ok(Ok(())) => {}
-                Ok(Err(error)) if !failing => {
+                Ok(()) => {}
+                Err(error) if !failing => {
                     failing = true;
+                    let error = StateFileError::from(error);
                     warn!(%error, "this state will not survive a restart");
                 }
-                Ok(Err(_)) => {}
-                Err(error) => warn!(path = %self.path.display(), %error, "the state file's write did not finish"),
+                Err(_) => {}
             }
+        }
+    }
+}
+
+/// Replaces `path` with `bytes` atomically, on the blocking pool: for
+/// callers on the runtime's thread (the writer task, `--ready-file`). One
+/// function, so one blocking task type in the binary.
+pub async fn write_off_thread(path: PathBuf, bytes: Arc<Vec<u8>>) -> Result<(), WriteError> {
+    let at = path.clone();
+    let write = move || atomic_file::replace(&path, Contents::Bytes(&bytes), atomic_file::Options::default());
+    match tokio::task::spawn_blocking(write).await {
+        Ok(written) => written,
+        Err(error) => Err(WriteError {
+            action: "write",
+            path: at,
+            source: std::io::Error::other(error),
+        }),
+    }
+}
+
+impl From<WriteError> for StateFileError {
+    fn from(error: WriteError) -> StateFileError {
+        StateFileError {
+            path: error.path,
+            source: error.source,
         }
     }
 }
 
 /// Replaces the file at `path` with `bytes`, atomically. Blocks.
 pub fn write(path: &Path, bytes: &[u8]) -> Result<(), StateFileError> {
-    atomic_file::replace(path, Contents::Bytes(bytes), atomic_file::Options::default()).map_err(|error| {
-        StateFileError {
-            path: path.to_owned(),
-            source: error.source,
-        }
-    })
+    atomic_file::replace(path, Contents::Bytes(bytes), atomic_file::Options::default()).map_err(StateFileError::from)
 }
 
 #[cfg(test)]
