@@ -28,7 +28,7 @@ use crate::atomic_file::{self, Contents, WriteError};
 pub struct StateFileError {
     path: PathBuf,
     #[source]
-    source: std::io::Error,
+    source: WriteError,
 }
 
 /// Last commanded on/off per output name.
@@ -131,7 +131,10 @@ impl StateWriter {
                 Ok(()) => {}
                 Err(error) if !failing => {
                     failing = true;
-                    let error = StateFileError::from(error);
+                    let error = StateFileError {
+                        path: self.path.clone(),
+                        source: error,
+                    };
                     warn!(%error, "this state will not survive a restart");
                 }
                 Err(_) => {}
@@ -156,18 +159,14 @@ pub async fn write_off_thread(path: PathBuf, bytes: Arc<Vec<u8>>) -> Result<(), 
     }
 }
 
-impl From<WriteError> for StateFileError {
-    fn from(error: WriteError) -> StateFileError {
-        StateFileError {
-            path: error.path,
-            source: error.source,
-        }
-    }
-}
-
 /// Replaces the file at `path` with `bytes`, atomically. Blocks.
 pub fn write(path: &Path, bytes: &[u8]) -> Result<(), StateFileError> {
-    atomic_file::replace(path, Contents::Bytes(bytes), atomic_file::Options::default()).map_err(StateFileError::from)
+    atomic_file::replace(path, Contents::Bytes(bytes), atomic_file::Options::default()).map_err(|source| {
+        StateFileError {
+            path: path.to_owned(),
+            source,
+        }
+    })
 }
 
 #[cfg(test)]
