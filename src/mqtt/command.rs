@@ -2,7 +2,7 @@
 //! through the command targets. The caller logs rejections and sends
 //! commands.
 
-use crate::command::{Action, Command, Origin, Refusal, Targets};
+use crate::command::{Action, Command, Origin, Targets};
 use crate::vocab::Component;
 
 /// Why a message on a `/set` topic was not turned into a command.
@@ -28,12 +28,14 @@ pub fn parse_command(targets: &Targets, entity: &str, payload: &[u8], retain: bo
     let Some((_, component)) = targets.resolve(entity) else {
         return Err(Rejection::NotAnOutput(entity.to_owned()));
     };
-    let refused = |_| match component {
+    let wrong_payload = match component {
         Component::Button => Rejection::NotAPress,
         _ => Rejection::BadPayload,
     };
-    let action = Action::parse(payload).ok_or(Refusal::Unknown).map_err(refused)?;
-    targets.command(entity, action, Origin::Mqtt).map_err(refused)
+    let Some(action) = Action::parse(payload) else {
+        return Err(wrong_payload);
+    };
+    targets.command(entity, action, Origin::Mqtt).map_err(|_| wrong_payload)
 }
 
 #[cfg(test)]
