@@ -115,15 +115,18 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<Outcome> {
     let mut agent = start(config).await?;
-    if let Some(path) = ready_file {
-        let json = Arc::new(agent.ready_json().into_bytes());
-        if let Err(error) = state_file::write_off_thread(path, json).await {
-            // Whoever waits for the file waits in vain: stop, and say why.
-            agent.stop().await;
-            return Err(anyhow::Error::new(error).context("cannot write the --ready-file"));
+    // Whoever waits for the ready file would wait in vain: a failure to
+    // write it stops the agent (through the one stop below) and says why.
+    let unready = match ready_file {
+        Some(path) => {
+            let json = Arc::new(agent.ready_json().into_bytes());
+            state_file::write_off_thread(path, json).await.err()
         }
+        None => None,
+    };
+    if unready.is_none() {
+        notify(sd_notify::NotifyState::Ready);
     }
-    notify(sd_notify::NotifyState::Ready);
     // WATCHDOG_USEC comes from outside: 0 would panic `interval`, a tiny
     // value would spin, a huge one overflow the timer.
     let watchdog = sd_notify::watchdog_enabled().filter(|timeout| !timeout.is_zero());
@@ -134,6 +137,9 @@ pub async fn run(
     tokio::pin!(shutdown);
     let mut reported_unhealthy = false;
     let outcome = loop {
+        if unready.is_some() {
+            break Outcome::Stopped;
+        }
         tokio::select! {
             () = &mut shutdown => break Outcome::Stopped,
             Some(press) = agent.buttons.recv() => match press.target {
@@ -163,7 +169,10 @@ pub async fn run(
     };
     notify(sd_notify::NotifyState::Stopping);
     agent.stop().await;
-    Ok(outcome)
+    match unready {
+        Some(error) => Err(anyhow::anyhow!("cannot write the --ready-file: {error}")),
+        None => Ok(outcome),
+    }
 }
 
 /// Tells systemd about a state change; a no-op outside systemd.
@@ -384,22 +393,21 @@ pub async fn start_with_clock(config: Config, clock: Arc<dyn Clock>) -> anyhow::
 /// Home Assistant buttons for the agent itself: Restart (unless turned
 /// off) and Reboot (only when turned on).
 fn button_entities(config: &Config) -> Vec<(Button, EntitySpec)> {
-    let wanted = [
+    let mut buttons = Vec::new();
+    for (button, wanted) in [
         (Button::Restart, config.buttons.restart),
         (Button::Reboot, config.buttons.reboot.is_some()),
-    ];
-    wanted
-        .into_iter()
-        .filter(|(_, wanted)| *wanted)
-        .map(|(button, _)| {
+    ] {
+        if wanted {
             let mut spec = EntitySpec::output(button.id(), button.name(), Component::Button);
             spec.group = Group::System;
             // Home Assistant's button device class: both restart something.
             spec.device_class = Some("restart");
             spec.diagnostic = true;
-            (button, spec)
-        })
-        .collect()
+            buttons.push((button, spec));
+        }
+    }
+    buttons
 }
 
 impl Agent {

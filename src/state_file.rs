@@ -151,10 +151,12 @@ pub async fn write_off_thread(path: PathBuf, bytes: Arc<Vec<u8>>) -> Result<(), 
     let write = move || atomic_file::replace(&path, Contents::Bytes(&bytes), atomic_file::Options::default());
     match tokio::task::spawn_blocking(write).await {
         Ok(written) => written,
-        Err(error) => Err(WriteError {
-            action: "write",
+        // Only a panic in `replace` (there is none) or a runtime shutting
+        // down gets here; a fixed message spares formatting a JoinError.
+        Err(_) => Err(WriteError {
+            action: "finish writing",
             path: at,
-            source: std::io::Error::other(error),
+            source: std::io::Error::other("the write was cut short"),
         }),
     }
 }

@@ -85,6 +85,8 @@ pub async fn run(
     let mut driver = tokio::spawn(drive(eventloop, events_tx, status.clone(), broker));
     let mut state = SinkState::new(topics, status.node.clone(), hub.clone(), commands.targets.clone());
     let mut changes = hub.subscribe();
+    // The state machine's actions, one event at a time; the buffer is kept.
+    let mut actions = Vec::new();
     loop {
         let retry_flush = !state.outbox.is_empty() && state.is_connected();
         let event = tokio::select! {
@@ -93,8 +95,8 @@ pub async fn run(
                 // Producers stop before sinks: what they set last (the
                 // outputs' safe states) goes out before `offline`.
                 while let Ok(change) = changes.try_recv() {
-                    let actions = state.handle(SinkEvent::Hub(change), Instant::now());
-                    perform(actions, &client, &commands);
+                    state.handle(SinkEvent::Hub(change), Instant::now(), &mut actions);
+                    perform(&mut actions, &client, &commands);
                 }
                 if state.is_connected() {
                     flush(&mut state.outbox, &client);
@@ -118,8 +120,8 @@ pub async fn run(
                 continue;
             }
         };
-        let actions = state.handle(event, Instant::now());
-        perform(actions, &client, &commands);
+        state.handle(event, Instant::now(), &mut actions);
+        perform(&mut actions, &client, &commands);
         if state.is_connected() {
             flush(&mut state.outbox, &client);
         }
@@ -142,9 +144,9 @@ pub async fn run(
     driver.abort();
 }
 
-/// Carries out what the state machine decided.
-fn perform(actions: Vec<SinkAction>, client: &AsyncClient, commands: &Commands) {
-    for action in actions {
+/// Carries out what the state machine decided, emptying `actions`.
+fn perform(actions: &mut Vec<SinkAction>, client: &AsyncClient, commands: &Commands) {
+    for action in actions.drain(..) {
         match action {
             SinkAction::Subscribe(filter) => {
                 if let Err(error) = client.try_subscribe(filter.clone(), QoS::AtLeastOnce) {

@@ -103,10 +103,10 @@ impl SinkState {
         self.connected.then(|| (self.topics.status(), UNAVAILABLE))
     }
 
-    /// Takes one event; returns what to do now (retained state goes to
-    /// the outbox).
-    pub fn handle(&mut self, event: SinkEvent, now: Instant) -> Vec<SinkAction> {
-        let mut actions = Vec::new();
+    /// Takes one event; appends what to do now to `actions` (retained
+    /// state goes to the outbox). The caller's buffer is reused, so an
+    /// event allocates nothing for its actions.
+    pub fn handle(&mut self, event: SinkEvent, now: Instant, actions: &mut Vec<SinkAction>) {
         match event {
             SinkEvent::Connected => {
                 self.connected = true;
@@ -125,8 +125,8 @@ impl SinkState {
                 // Everything is republished from the hub on reconnect.
                 self.outbox.clear();
             }
-            SinkEvent::Message { topic, payload, retain } => self.on_message(&topic, &payload, retain, &mut actions),
-            SinkEvent::Hub(event) => self.on_hub_event(event, now, &mut actions),
+            SinkEvent::Message { topic, payload, retain } => self.on_message(&topic, &payload, retain, actions),
+            SinkEvent::Hub(event) => self.on_hub_event(event, now, actions),
             SinkEvent::HubLagged(missed) => {
                 warn!(missed, "MQTT sink fell behind the hub; republishing all states");
                 if self.connected {
@@ -145,7 +145,6 @@ impl SinkState {
                 }
             }
         }
-        actions
     }
 
     fn on_message(&mut self, topic: &str, payload: &[u8], retain: bool, actions: &mut Vec<SinkAction>) {
@@ -301,7 +300,8 @@ mod tests {
     fn feed(state: &mut SinkState, events: Vec<SinkEvent>) -> (Vec<SinkAction>, Vec<String>) {
         let mut actions = Vec::new();
         for event in events {
-            actions = state.handle(event, Instant::now());
+            actions.clear();
+            state.handle(event, Instant::now(), &mut actions);
         }
         (actions, state.outbox.topics().map(str::to_owned).collect())
     }
