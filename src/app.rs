@@ -8,9 +8,9 @@
 //! before any task starts; after that, tasks log their own errors and carry
 //! on.
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,20 +21,21 @@ use tokio_util::task::TaskTracker;
 use tracing::{error, info, warn};
 
 use crate::automations::{self, Automations, Clock, LocalClock};
-use crate::command::CommandReceiver;
+use crate::command::{CommandReceiver, Commands, Routes, Target, Targets};
 use crate::config::{Backend, Config};
 use crate::hal::rpi::{is_raspberry_pi, RppalGpio};
 use crate::hal::sim::{SimControl, SimGpio};
 use crate::hal::Gpio;
-use crate::hub::{Component, EntitySpec, Group, Hub, DEFAULT_HISTORY_LEN};
+use crate::hub::{EntitySpec, Group, Hub, DEFAULT_HISTORY_LEN};
 use crate::node::{dashboard_url, lan_address, NodeInfo};
 use crate::outputs::Outputs;
+use crate::sim_panel::SimPins;
 use crate::sources::inputs::Input;
 use crate::sources::sensors::setup as sensor_setup;
-use crate::sources::system::SystemSource;
-use crate::state_file::StateFile;
+use crate::sources::system::{board_model, SystemSource};
+use crate::state_file::{self, StateFile};
 use crate::status::AgentStatus;
-use crate::web::sim::SimPins;
+use crate::vocab::{Button, Component};
 use crate::{command, mqtt, web};
 
 /// How long producers get to stop (outputs to their safe state).
@@ -106,10 +107,26 @@ impl Stage {
 
 /// Runs the agent until `shutdown` completes, then stops it. Under systemd
 /// (`Type=notify`) it reports readiness, pings the watchdog while every task
-/// is still running, and reports stopping.
-pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::Result<Outcome> {
+/// is still running, and reports stopping. With `ready_file`, readiness is
+/// also written there (see [`Agent::ready_json`]).
+pub async fn run(
+    config: Config,
+    ready_file: Option<PathBuf>,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<Outcome> {
     let mut agent = start(config).await?;
-    notify(sd_notify::NotifyState::Ready);
+    // Whoever waits for the ready file would wait in vain: a failure to
+    // write it stops the agent (through the one stop below) and says why.
+    let unready = match ready_file {
+        Some(path) => {
+            let json = Arc::new(agent.ready_json().into_bytes());
+            state_file::write_off_thread(path, json).await.err()
+        }
+        None => None,
+    };
+    if unready.is_none() {
+        notify(sd_notify::NotifyState::Ready);
+    }
     // WATCHDOG_USEC comes from outside: 0 would panic `interval`, a tiny
     // value would spin, a huge one overflow the timer.
     let watchdog = sd_notify::watchdog_enabled().filter(|timeout| !timeout.is_zero());
@@ -120,21 +137,24 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     tokio::pin!(shutdown);
     let mut reported_unhealthy = false;
     let outcome = loop {
+        if unready.is_some() {
+            break Outcome::Stopped;
+        }
         tokio::select! {
             () = &mut shutdown => break Outcome::Stopped,
-            Some(press) = agent.buttons.recv() => match press.output.as_str() {
-                "restart" => {
+            Some(press) = agent.buttons.recv() => match press.target {
+                Target::Button(Button::Restart) => {
                     info!(origin = ?press.origin, "restart requested");
                     break Outcome::Restart;
                 }
-                "reboot" => match agent.reboot_command.clone() {
+                Target::Button(Button::Reboot) => match agent.reboot_command.clone() {
                     Some(command) => {
                         warn!(origin = ?press.origin, ?command, "reboot requested");
                         break Outcome::Reboot(command);
                     }
                     None => warn!("ignoring a reboot press: buttons.reboot is off"),
                 },
-                other => warn!(button = other, "ignoring a press of an unknown button"),
+                other => warn!(target = ?other, "ignoring a command that is not a button press"),
             },
             _ = ping.tick(), if watchdog.is_some() => {
                 if agent.healthy() {
@@ -149,7 +169,10 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     };
     notify(sd_notify::NotifyState::Stopping);
     agent.stop().await;
-    Ok(outcome)
+    match unready {
+        Some(error) => Err(anyhow::anyhow!("cannot write the --ready-file: {error}")),
+        None => Ok(outcome),
+    }
 }
 
 /// Tells systemd about a state change; a no-op outside systemd.
@@ -217,6 +240,7 @@ pub async fn start_with_clock(config: Config, clock: Arc<dyn Clock>) -> anyhow::
     };
     let mut inputs = Vec::new();
     let mut outputs = None;
+    let mut state_writers = Vec::new();
     if let Some(gpio) = &gpio {
         for input in &config.inputs {
             let claimed = Input::claim(gpio.as_ref(), input.clone())
@@ -225,12 +249,10 @@ pub async fn start_with_clock(config: Config, clock: Arc<dyn Clock>) -> anyhow::
             inputs.push(claimed);
         }
         if !config.outputs.is_empty() {
-            let claimed = Outputs::claim(
-                gpio.as_ref(),
-                config.outputs.clone(),
-                StateFile::new(config.gpio.state_file.clone()),
-            )
-            .context("cannot set up the outputs")?;
+            let (state_file, writer) = StateFile::new(config.gpio.state_file.clone());
+            let claimed = Outputs::claim(gpio.as_ref(), config.outputs.clone(), state_file)
+                .context("cannot set up the outputs")?;
+            state_writers.push(writer);
             for spec in claimed.entities() {
                 hub.register(spec);
             }
@@ -260,48 +282,69 @@ pub async fn start_with_clock(config: Config, clock: Arc<dyn Clock>) -> anyhow::
     let web_addr = listener.as_ref().and_then(|l| l.local_addr().ok());
 
     let dashboard = web_addr.and_then(|addr| lan_address(addr.ip()).map(|host| dashboard_url(&host, addr.port())));
-    let node = NodeInfo::detect(&config, dashboard);
+    let node = NodeInfo::detect(&config, board_model(&config.root), dashboard);
     let broker = config.mqtt.as_ref().map(|m| format!("{}:{}", m.host, m.port));
     let status = Arc::new(AgentStatus::new(node, broker, gpio.as_ref().map(|g| g.backend())));
 
     let mut producers = Stage::new();
     let mut sinks = Stage::new();
-    // Commands from the sinks go through a router to whoever owns the
+    // Commands from the edges go through a router to whoever owns the
     // target: the outputs, the automations, or the agent's own buttons.
+    // Each owner tells its targets; the edges resolve entity ids with them.
     let (commands, command_receiver) = command::channel();
-    let mut routes = HashMap::new();
+    let mut targets = Targets::new();
+    let mut routes = Routes {
+        outputs: None,
+        automations: None,
+        buttons: None,
+    };
     let (to_outputs, outputs_receiver) = command::channel();
     if let Some(outputs) = outputs {
-        for spec in outputs.entities() {
-            routes.insert(spec.id, to_outputs.clone());
+        for (id, component, target) in outputs.targets() {
+            targets.add(id, component, target);
         }
+        routes.outputs = Some(to_outputs.clone());
         producers.spawn(outputs.run(hub.clone(), outputs_receiver, producers.cancel.clone()));
     }
-    let (publish, publishes) = automations::publish_channel();
+    let (publish, publishes) = command::publish_channel();
+    let (state_file, writer) = StateFile::new(automations::state_file_beside(&config.gpio.state_file));
     let automations = Automations::new(
         config.automations.clone(),
         hub.clone(),
+        &targets,
         (!config.outputs.is_empty()).then(|| to_outputs.clone()),
         config.mqtt.is_some().then(|| publish.clone()),
         clock,
-        StateFile::new(automations::state_file_beside(&config.gpio.state_file)),
+        state_file,
     );
     if !automations.is_empty() {
+        state_writers.push(writer);
         let (to_automations, automations_receiver) = command::channel();
         for spec in automations.entities() {
             hub.register(spec);
         }
-        for id in automations.command_ids() {
-            routes.insert(id, to_automations.clone());
+        for (id, component, target) in automations.targets() {
+            targets.add(id, component, target);
         }
+        routes.automations = Some(to_automations);
         producers.spawn(automations.run(automations_receiver, producers.cancel.clone()));
     }
     let (to_buttons, buttons) = command::channel();
-    for spec in button_entities(&config) {
-        routes.insert(spec.id.clone(), to_buttons.clone());
+    for (button, spec) in button_entities(&config) {
+        targets.add(button.id(), Component::Button, Target::Button(button));
         hub.register(spec);
     }
+    routes.buttons = Some(to_buttons);
+    let commands = Commands {
+        targets: Arc::new(targets),
+        sender: commands,
+    };
     producers.spawn(command::route(command_receiver, routes, producers.cancel.clone()));
+    // Each ends once its owner (outputs, automations) stops, after writing
+    // the last save.
+    for writer in state_writers {
+        producers.spawn(writer.run());
+    }
     for input in inputs {
         producers.spawn(input.run(hub.clone(), producers.cancel.clone()));
     }
@@ -324,15 +367,15 @@ pub async fn start_with_clock(config: Config, clock: Arc<dyn Clock>) -> anyhow::
         info!("MQTT is disabled");
     }
     if let Some(listener) = listener {
-        let sim_pins = sim.clone().map(|control| {
+        let sim_panel = sim.clone().map(|control| {
             Arc::new(SimPins {
                 control,
                 inputs: config.inputs.iter().map(|i| (i.name.clone(), i.pin)).collect(),
                 outputs: config.outputs.iter().map(|o| (o.name.clone(), o.pin)).collect(),
-            })
+            }) as Arc<dyn web::SimPanel>
         });
         let token = config.web.as_ref().and_then(|w| w.token.clone());
-        let state = web::AppState::new(hub.clone(), status.clone(), sim_pins, Some(commands.clone()), token);
+        let state = web::AppState::new(hub.clone(), status.clone(), sim_panel, Some(commands.clone()), token);
         sinks.spawn(web::serve(listener, state, sinks.cancel.clone()));
     }
     Ok(Agent {
@@ -349,25 +392,41 @@ pub async fn start_with_clock(config: Config, clock: Arc<dyn Clock>) -> anyhow::
 
 /// Home Assistant buttons for the agent itself: Restart (unless turned
 /// off) and Reboot (only when turned on).
-fn button_entities(config: &Config) -> Vec<EntitySpec> {
-    let button = |id: &str, name: &str| {
-        let mut spec = EntitySpec::output(id, name, Component::Button);
-        spec.group = Group::System;
-        spec.device_class = Some("restart");
-        spec.diagnostic = true;
-        spec
-    };
+fn button_entities(config: &Config) -> Vec<(Button, EntitySpec)> {
     let mut buttons = Vec::new();
-    if config.buttons.restart {
-        buttons.push(button("restart", "Restart majortom"));
-    }
-    if config.buttons.reboot.is_some() {
-        buttons.push(button("reboot", "Reboot host"));
+    for (button, wanted) in [
+        (Button::Restart, config.buttons.restart),
+        (Button::Reboot, config.buttons.reboot.is_some()),
+    ] {
+        if wanted {
+            let mut spec = EntitySpec::output(button.id(), button.name(), Component::Button);
+            spec.group = Group::System;
+            // Home Assistant's button device class: both restart something.
+            spec.device_class = Some("restart");
+            spec.diagnostic = true;
+            buttons.push((button, spec));
+        }
     }
     buttons
 }
 
 impl Agent {
+    /// What `--ready-file` holds: `{"pid": …, "web": "127.0.0.1:8080" or
+    /// null, "node": …, "version": …}`, one line of JSON.
+    pub fn ready_json(&self) -> String {
+        // Nothing here needs escaping: a node id is `[a-z0-9_-]`, an
+        // address and a version are plain too.
+        let web = self
+            .web_addr
+            .map_or_else(|| "null".to_owned(), |addr| format!("\"{addr}\""));
+        format!(
+            "{{\"pid\":{},\"web\":{web},\"node\":\"{}\",\"version\":\"{}\"}}\n",
+            std::process::id(),
+            self.status.node.id,
+            env!("CARGO_PKG_VERSION")
+        )
+    }
+
     /// True while every task is still running.
     pub fn healthy(&self) -> bool {
         self.producers.healthy() && self.sinks.healthy()

@@ -20,28 +20,13 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use crate::command::{Action, Command, CommandReceiver, CommandSender, Origin};
+use crate::command::{Action, AutomationId, Command, CommandReceiver, CommandSender, Origin, Publish, Target, Targets};
 use crate::config::{AutomationConfig, Change, Condition, Step, Trigger};
 use crate::deadline::sleep_until;
-use crate::hub::{Component, EntitySpec, Group, Hub, HubEvent, Value};
+use crate::hub::{EntitySpec, Group, Hub, HubEvent, Value};
 use crate::state_file::StateFile;
 use crate::time::rfc3339;
-
-/// An MQTT message an automation wants sent. The MQTT sink sends it when
-/// connected and drops it (with a log line) when not: nothing piles up.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Publish {
-    pub topic: String,
-    pub payload: String,
-    pub retain: bool,
-}
-
-/// Messages waiting for the MQTT sink; more are dropped with a warning.
-const PUBLISH_QUEUE: usize = 16;
-
-pub fn publish_channel() -> (mpsc::Sender<Publish>, mpsc::Receiver<Publish>) {
-    mpsc::channel(PUBLISH_QUEUE)
-}
+use crate::vocab::{automation_id, Component};
 
 /// The local time of day, so daily triggers can be tested in paused time.
 pub trait Clock: Send + Sync {
@@ -107,9 +92,46 @@ struct Remembered {
     enabled: BTreeMap<String, bool>,
 }
 
+/// One step of an automation's actions, its output resolved to a target.
+#[derive(Debug, Clone)]
+enum Do {
+    Set(Target, Action),
+    /// On now, off after this long.
+    Pulse(Target, Duration),
+    Publish(Publish),
+    Delay(Duration),
+}
+
+/// The steps with their outputs resolved; a step whose output has no
+/// target (none can: the config checks them) is left out with a warning.
+fn resolve(name: &str, steps: &[Step], targets: &Targets) -> Vec<Do> {
+    let output = |output: &str| match targets.resolve(output) {
+        Some((target @ Target::Output(_), _)) => Some(target),
+        _ => {
+            warn!(automation = %name, output, "leaving out a step for an output that does not exist");
+            None
+        }
+    };
+    steps
+        .iter()
+        .filter_map(|step| match step {
+            Step::Set { output: name, action } => output(name).map(|target| Do::Set(target, *action)),
+            Step::Pulse { output: name, duration } => output(name).map(|target| Do::Pulse(target, *duration)),
+            Step::Publish { topic, payload, retain } => Some(Do::Publish(Publish {
+                topic: topic.clone(),
+                payload: payload.clone(),
+                retain: *retain,
+            })),
+            Step::Delay(duration) => Some(Do::Delay(*duration)),
+        })
+        .collect()
+}
+
 struct Automation {
     config: AutomationConfig,
     entity: String,
+    actions: Vec<Do>,
+    actions_below: Vec<Do>,
     enabled: bool,
     /// The last state seen of the input an input trigger watches.
     last_input: Option<bool>,
@@ -138,9 +160,11 @@ pub fn state_file_beside(outputs_state_file: &std::path::Path) -> PathBuf {
 }
 
 impl Automations {
+    /// `targets` resolves the outputs the actions name.
     pub fn new(
         configs: Vec<AutomationConfig>,
         hub: Arc<Hub>,
+        targets: &Targets,
         outputs: Option<CommandSender>,
         publish: Option<mpsc::Sender<Publish>>,
         clock: Arc<dyn Clock>,
@@ -150,7 +174,9 @@ impl Automations {
         let list = configs
             .into_iter()
             .map(|config| Automation {
-                entity: format!("automation_{}", config.name),
+                entity: automation_id(&config.name),
+                actions: resolve(&config.name, &config.actions, targets),
+                actions_below: resolve(&config.name, &config.actions_below, targets),
                 enabled: remembered.enabled.get(&config.name).copied().unwrap_or(config.enabled),
                 last_input: None,
                 band: None,
@@ -188,9 +214,19 @@ impl Automations {
             .collect()
     }
 
-    /// The ids that take commands (the switches), for the command router.
-    pub fn command_ids(&self) -> Vec<String> {
-        self.list.iter().map(|a| a.entity.clone()).collect()
+    /// The command target of each automation's switch, by entity id.
+    pub fn targets(&self) -> Vec<(String, Component, Target)> {
+        self.list
+            .iter()
+            .enumerate()
+            .map(|(index, a)| {
+                (
+                    a.entity.clone(),
+                    Component::Switch,
+                    Target::Automation(AutomationId(index)),
+                )
+            })
+            .collect()
     }
 
     /// Runs until cancelled: watches the hub, the timers and the commands
@@ -248,11 +284,14 @@ impl Automations {
     }
 
     fn command(&mut self, command: &Command) {
-        let Some(index) = self.list.iter().position(|a| a.entity == command.output) else {
-            warn!(entity = %command.output, "ignoring command for an unknown automation");
+        let automation = match command.target {
+            Target::Automation(AutomationId(index)) => self.list.get_mut(index),
+            _ => None,
+        };
+        let Some(automation) = automation else {
+            warn!(target = ?command.target, "ignoring command for an unknown automation");
             return;
         };
-        let automation = &mut self.list[index];
         let enabled = match command.action {
             Action::On => true,
             Action::Off => false,
@@ -264,9 +303,8 @@ impl Automations {
         self.hub.set(&automation.entity, Value::Bool(enabled));
         let name = automation.config.name.clone();
         self.remembered.enabled.insert(name, enabled);
-        if let Err(error) = self.state_file.save_as(&self.remembered) {
-            warn!(%error, "the automation's on/off will not survive a restart");
-        }
+        // The writer task writes it (and logs a failure) off this thread.
+        self.state_file.save_as(&self.remembered);
     }
 
     fn event(&mut self, event: &HubEvent, runs: &mut JoinSet<()>) {
@@ -353,9 +391,9 @@ impl Automations {
             return;
         }
         let steps = if below {
-            automation.config.actions_below.clone()
+            automation.actions_below.clone()
         } else {
-            automation.config.actions.clone()
+            automation.actions.clone()
         };
         if steps.is_empty() {
             return;
@@ -410,16 +448,11 @@ fn holds(hub: &Hub, condition: &Condition) -> bool {
 
 /// Performs one run's steps in order. Pulses turn their output off on
 /// their own schedule while later steps go on.
-async fn perform(
-    name: String,
-    steps: Vec<Step>,
-    outputs: Option<CommandSender>,
-    publish: Option<mpsc::Sender<Publish>>,
-) {
-    let send = |output: &str, action: Action| {
+async fn perform(name: String, steps: Vec<Do>, outputs: Option<CommandSender>, publish: Option<mpsc::Sender<Publish>>) {
+    let send = |target: Target, action: Action| {
         let outputs = outputs.clone();
         let command = Command {
-            output: output.to_owned(),
+            target,
             action,
             origin: Origin::Automation,
         };
@@ -431,29 +464,29 @@ async fn perform(
             }
         }
     };
-    let mut pulses: Vec<(Instant, String)> = Vec::new();
+    let mut pulses: Vec<(Instant, Target)> = Vec::new();
     for step in steps {
         match step {
-            Step::Set { output, action } => send(&output, action).await,
-            Step::Pulse { output, duration } => {
-                send(&output, Action::On).await;
-                pulses.push((Instant::now() + duration, output));
+            Do::Set(target, action) => send(target, action).await,
+            Do::Pulse(target, duration) => {
+                send(target, Action::On).await;
+                pulses.push((Instant::now() + duration, target));
             }
-            Step::Publish { topic, payload, retain } => match &publish {
+            Do::Publish(message) => match &publish {
                 Some(publish) => {
-                    if let Err(error) = publish.try_send(Publish { topic, payload, retain }) {
+                    if let Err(error) = publish.try_send(message) {
                         warn!(automation = %name, %error, "dropping the automation's MQTT message");
                     }
                 }
                 None => warn!(automation = %name, "MQTT is disabled; the automation's message is dropped"),
             },
-            Step::Delay(duration) => tokio::time::sleep(duration).await,
+            Do::Delay(duration) => tokio::time::sleep(duration).await,
         }
     }
-    pulses.sort();
-    for (at, output) in pulses {
+    pulses.sort_by_key(|(at, _)| *at);
+    for (at, target) in pulses {
         tokio::time::sleep_until(at).await;
-        send(&output, Action::Off).await;
+        send(target, Action::Off).await;
     }
 }
 

@@ -1,48 +1,35 @@
-//! Commands: what flows back from the sinks (MQTT `/set` topics, the web
-//! API) to the outputs. Sinks only send [`Command`]s; the outputs task owns
-//! the pins and decides what happens.
+//! Commands: what flows back against the data, from the edges (MQTT `/set`
+//! topics, the web API, automations) to whoever owns the target: the
+//! outputs task, the automations, the agent's own buttons. And the other
+//! message that flows that way: an automation's MQTT publish.
+//!
+//! An entity id from outside is resolved once, at the edge, through
+//! [`Targets`] into a typed [`Target`]; from there on a command carries no
+//! string, and [`route`] hands it on by its target's kind.
+
+use std::sync::Arc;
 
 use tokio::sync::mpsc;
 
-use crate::hub::Component;
+use crate::vocab::Component;
+pub use crate::vocab::{Action, Button};
 
-/// What to do to an output.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Action {
-    On,
-    Off,
-    Toggle,
-    /// For buttons.
-    Press,
-}
+/// An output, by its place among the configured outputs (the outputs task
+/// hands these out).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct OutputId(pub usize);
 
-impl Action {
-    /// `ON`, `OFF`, `TOGGLE` or `PRESS`, in any case, surrounding whitespace
-    /// ignored.
-    pub fn parse(payload: &[u8]) -> Option<Action> {
-        let text = std::str::from_utf8(payload).ok()?.trim();
-        if text.eq_ignore_ascii_case("on") {
-            Some(Action::On)
-        } else if text.eq_ignore_ascii_case("off") {
-            Some(Action::Off)
-        } else if text.eq_ignore_ascii_case("toggle") {
-            Some(Action::Toggle)
-        } else if text.eq_ignore_ascii_case("press") {
-            Some(Action::Press)
-        } else {
-            None
-        }
-    }
-}
+/// An automation's on/off switch, by its place among the automations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct AutomationId(pub usize);
 
-/// Whether an entity of `component` takes `action`: buttons take PRESS,
-/// switches and lights ON, OFF and TOGGLE, nothing else takes any.
-pub fn accepts(component: Component, action: Action) -> bool {
-    match component {
-        Component::Button => action == Action::Press,
-        Component::Switch | Component::Light => action != Action::Press,
-        Component::Sensor | Component::BinarySensor => false,
-    }
+/// What a command is for. A new kind of target (a shell command, a PWM
+/// output) is a new variant here and an arm in [`route`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Target {
+    Output(OutputId),
+    Automation(AutomationId),
+    Button(Button),
 }
 
 /// Where a command came from, for the log.
@@ -53,16 +40,76 @@ pub enum Origin {
     Automation,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Command {
-    /// The output's entity id.
-    pub output: String,
+    pub target: Target,
     pub action: Action,
     pub origin: Origin,
 }
 
-/// How sinks hand commands to the outputs task. Bounded: a flood of
-/// commands waits rather than growing memory.
+/// Why an entity id and an action do not make a command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// Nothing by that id takes commands.
+    Unknown,
+    /// It does, but not this action (a button takes PRESS, a switch the rest).
+    NotAccepted(Component),
+}
+
+/// Every entity that takes commands: its id, its component and its target.
+/// Built once at start by the owners of the targets; the edges look ids up
+/// here and nowhere else.
+#[derive(Debug, Default)]
+pub struct Targets {
+    /// Sorted by id, for `binary_search`.
+    entries: Vec<(String, Component, Target)>,
+}
+
+impl Targets {
+    pub fn new() -> Targets {
+        Targets::default()
+    }
+
+    /// Adds (or replaces) the target of entity `id`.
+    pub fn add(&mut self, id: impl Into<String>, component: Component, target: Target) {
+        let id = id.into();
+        match self.entries.binary_search_by(|(e, ..)| e.as_str().cmp(&id)) {
+            Ok(at) => self.entries[at] = (id, component, target),
+            Err(at) => self.entries.insert(at, (id, component, target)),
+        }
+    }
+
+    /// The target and component of entity `id`, if it takes commands.
+    pub fn resolve(&self, id: &str) -> Option<(Target, Component)> {
+        let at = self.entries.binary_search_by(|(e, ..)| e.as_str().cmp(id)).ok()?;
+        let (_, component, target) = &self.entries[at];
+        Some((*target, *component))
+    }
+
+    /// `action` for entity `id` as a command, or why not.
+    pub fn command(&self, id: &str, action: Action, origin: Origin) -> Result<Command, Refusal> {
+        let (target, component) = self.resolve(id).ok_or(Refusal::Unknown)?;
+        if !action.accepted_by(component) {
+            return Err(Refusal::NotAccepted(component));
+        }
+        Ok(Command { target, action, origin })
+    }
+
+    /// The entity id of `target`, for logs and echoes.
+    pub fn id_of(&self, target: Target) -> Option<&str> {
+        self.entries
+            .iter()
+            .find(|(_, _, t)| *t == target)
+            .map(|(id, ..)| id.as_str())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+}
+
+/// How sinks hand commands on. Bounded: a flood of commands waits rather
+/// than growing memory.
 pub type CommandSender = mpsc::Sender<Command>;
 pub type CommandReceiver = mpsc::Receiver<Command>;
 
@@ -70,32 +117,41 @@ pub fn channel() -> (CommandSender, CommandReceiver) {
     mpsc::channel(64)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn payloads_should_parse_case_insensitively_and_reject_anything_else() {
-        let check =
-            |payload: &[u8], expected: Option<Action>| assert_eq!(Action::parse(payload), expected, "{payload:?}");
-        check(b"ON", Some(Action::On));
-        check(b"on", Some(Action::On));
-        check(b" Off\n", Some(Action::Off));
-        check(b"ToGgLe", Some(Action::Toggle));
-        check(b"PRESS", Some(Action::Press));
-        for bad in [&b""[..], b"1", b"true", b"onn", b"{\"state\":\"ON\"}", b"\xff\xfe"] {
-            check(bad, None);
-        }
-    }
+/// What an edge needs to take commands: the targets to resolve ids with
+/// and the router to send to.
+#[derive(Clone)]
+pub struct Commands {
+    pub targets: Arc<Targets>,
+    pub sender: CommandSender,
 }
 
-/// Forwards each command to the task that owns its target (outputs,
-/// automations, the agent's own buttons), by entity id, until cancelled.
-pub async fn route(
-    mut commands: CommandReceiver,
-    routes: std::collections::HashMap<String, CommandSender>,
-    cancel: tokio_util::sync::CancellationToken,
-) {
+/// An MQTT message an automation wants sent. The MQTT sink sends it when
+/// connected and drops it (with a log line) when not: nothing piles up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Publish {
+    pub topic: String,
+    pub payload: String,
+    pub retain: bool,
+}
+
+/// Messages waiting for the MQTT sink; more are dropped with a warning.
+const PUBLISH_QUEUE: usize = 16;
+
+pub fn publish_channel() -> (mpsc::Sender<Publish>, mpsc::Receiver<Publish>) {
+    mpsc::channel(PUBLISH_QUEUE)
+}
+
+/// Where [`route`] sends each kind of target; `None`: nothing of that kind
+/// exists.
+pub struct Routes {
+    pub outputs: Option<CommandSender>,
+    pub automations: Option<CommandSender>,
+    pub buttons: Option<CommandSender>,
+}
+
+/// Forwards each command to the task that owns its target, by the
+/// target's kind, until cancelled.
+pub async fn route(mut commands: CommandReceiver, routes: Routes, cancel: tokio_util::sync::CancellationToken) {
     loop {
         let command = tokio::select! {
             biased;
@@ -110,47 +166,88 @@ pub async fn route(
                 }
             },
         };
-        match routes.get(&command.output) {
-            Some(target) => {
-                if target.send(command).await.is_err() {
+        let owner = match command.target {
+            Target::Output(_) => &routes.outputs,
+            Target::Automation(_) => &routes.automations,
+            Target::Button(_) => &routes.buttons,
+        };
+        match owner {
+            Some(owner) => {
+                if owner.send(command).await.is_err() {
                     tracing::debug!("a command's target has stopped");
                 }
             }
-            None => tracing::warn!(entity = %command.output, "ignoring command for something that takes none"),
+            None => tracing::warn!(target = ?command.target, "ignoring command for something that is not there"),
         }
     }
 }
 
 #[cfg(test)]
-mod route_tests {
+mod tests {
     use super::*;
+
+    #[test]
+    fn ids_should_resolve_once_into_targets_that_take_the_action() {
+        let mut targets = Targets::new();
+        targets.add("relay", Component::Switch, Target::Output(OutputId(0)));
+        targets.add("automation_x", Component::Switch, Target::Automation(AutomationId(0)));
+        targets.add("restart", Component::Button, Target::Button(Button::Restart));
+        let command = targets.command("relay", Action::Toggle, Origin::Mqtt).expect("valid");
+        assert_eq!(command.target, Target::Output(OutputId(0)));
+        assert_eq!(
+            targets.command("restart", Action::Press, Origin::Web).map(|c| c.target),
+            Ok(Target::Button(Button::Restart))
+        );
+        assert_eq!(
+            targets.command("restart", Action::On, Origin::Web),
+            Err(Refusal::NotAccepted(Component::Button))
+        );
+        assert_eq!(
+            targets.command("relay", Action::Press, Origin::Web),
+            Err(Refusal::NotAccepted(Component::Switch))
+        );
+        assert_eq!(
+            targets.command("nobody", Action::On, Origin::Web),
+            Err(Refusal::Unknown)
+        );
+        assert_eq!(targets.id_of(Target::Automation(AutomationId(0))), Some("automation_x"));
+    }
 
     #[tokio::test]
     async fn commands_should_reach_the_task_that_owns_their_target() {
         let (input, receiver) = channel();
         let (outputs, mut to_outputs) = channel();
         let (automations, mut to_automations) = channel();
-        let routes = [("relay".to_owned(), outputs), ("automation_x".to_owned(), automations)]
-            .into_iter()
-            .collect();
+        let routes = Routes {
+            outputs: Some(outputs),
+            automations: Some(automations),
+            buttons: None,
+        };
         let cancel = tokio_util::sync::CancellationToken::new();
         let task = tokio::spawn(route(receiver, routes, cancel.clone()));
-        for target in ["relay", "nobody", "automation_x"] {
+        for target in [
+            Target::Output(OutputId(1)),
+            Target::Button(Button::Reboot),
+            Target::Automation(AutomationId(2)),
+        ] {
             let command = Command {
-                output: target.into(),
+                target,
                 action: Action::On,
                 origin: Origin::Web,
             };
             input.send(command).await.expect("router runs");
         }
-        assert_eq!(to_outputs.recv().await.map(|c| c.output), Some("relay".into()));
         assert_eq!(
-            to_automations.recv().await.map(|c| c.output),
-            Some("automation_x".into())
+            to_outputs.recv().await.map(|c| c.target),
+            Some(Target::Output(OutputId(1)))
+        );
+        assert_eq!(
+            to_automations.recv().await.map(|c| c.target),
+            Some(Target::Automation(AutomationId(2)))
         );
         cancel.cancel();
         task.await.expect("router ends");
-        assert!(to_outputs.try_recv().is_err(), "the unknown target went nowhere");
+        assert!(to_outputs.try_recv().is_err(), "the button press went nowhere");
     }
 
     #[tokio::test(start_paused = true)]
@@ -158,7 +255,12 @@ mod route_tests {
         let (input, receiver) = channel();
         drop(input);
         let cancel = tokio_util::sync::CancellationToken::new();
-        let task = tokio::spawn(route(receiver, Default::default(), cancel.clone()));
+        let routes = Routes {
+            outputs: None,
+            automations: None,
+            buttons: None,
+        };
+        let task = tokio::spawn(route(receiver, routes, cancel.clone()));
         tokio::time::sleep(std::time::Duration::from_secs(60)).await;
         assert!(!task.is_finished(), "a router with nobody to hear from still runs");
         cancel.cancel();

@@ -11,66 +11,10 @@
 use std::collections::VecDeque;
 use std::time::Duration;
 
-use serde::Deserialize;
 use tokio::time::Instant;
 
-/// One filter as written in the config, e.g. `{ delta = 0.5 }`.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(rename_all = "snake_case", deny_unknown_fields)]
-pub enum FilterSpec {
-    Offset(f64),
-    Multiply(f64),
-    /// Decimals to keep.
-    Round(u8),
-    Clamp {
-        min: Option<f64>,
-        max: Option<f64>,
-    },
-    SlidingWindow {
-        size: usize,
-        #[serde(default)]
-        kind: WindowKind,
-    },
-    /// A number (absolute), or a string like `"5%"` (relative to the last
-    /// value passed).
-    Delta(DeltaSpec),
-    /// Seconds.
-    Throttle(f64),
-    /// Seconds.
-    Heartbeat(f64),
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum WindowKind {
-    #[default]
-    Average,
-    Median,
-}
-
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(untagged)]
-pub enum DeltaSpec {
-    Absolute(f64),
-    Text(String),
-}
-
-/// Why a filter spec is not usable.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum FilterError {
-    #[error("offset and multiply take a finite number")]
-    Number,
-    #[error("round keeps at most 10 decimals")]
-    Round,
-    #[error("clamp needs a finite min and/or max, with min ≤ max")]
-    Clamp,
-    #[error("sliding_window size must be between 1 and 1000")]
-    Window,
-    #[error("delta must be a positive finite number or a percentage like \"5%\"")]
-    Delta,
-    #[error("throttle and heartbeat take a number of seconds above 0 and up to a year")]
-    Seconds,
-}
+use crate::vocab::filter::Checked;
+pub use crate::vocab::filter::{DeltaSpec, FilterError, FilterSpec, WindowKind};
 
 #[derive(Debug, Clone)]
 enum Filter {
@@ -275,62 +219,24 @@ fn aggregate(values: &VecDeque<f64>, kind: WindowKind) -> f64 {
     }
 }
 
-/// Above 0 (also once in nanoseconds) and at most a year; NaN is refused.
-fn seconds(value: f64) -> Result<Duration, FilterError> {
-    if value > 0.0 && value <= 31_536_000.0 {
-        Some(Duration::from_secs_f64(value))
-            .filter(|d| !d.is_zero())
-            .ok_or(FilterError::Seconds)
-    } else {
-        Err(FilterError::Seconds)
-    }
-}
-
 fn build(spec: &FilterSpec) -> Result<Filter, FilterError> {
-    Ok(match spec {
-        FilterSpec::Offset(n) if n.is_finite() => Filter::Offset(*n),
-        FilterSpec::Multiply(n) if n.is_finite() => Filter::Multiply(*n),
-        FilterSpec::Offset(_) | FilterSpec::Multiply(_) => return Err(FilterError::Number),
-        FilterSpec::Round(d) if *d <= 10 => Filter::Round(*d),
-        FilterSpec::Round(_) => return Err(FilterError::Round),
-        FilterSpec::Clamp { min, max } => match (min, max) {
-            (None, None) => return Err(FilterError::Clamp),
-            _ if min.iter().chain(max).any(|n| !n.is_finite()) => return Err(FilterError::Clamp),
-            (Some(lo), Some(hi)) if lo > hi => return Err(FilterError::Clamp),
-            _ => Filter::Clamp(*min, *max),
+    Ok(match spec.check()? {
+        Checked::Offset(n) => Filter::Offset(n),
+        Checked::Multiply(n) => Filter::Multiply(n),
+        Checked::Round(d) => Filter::Round(d),
+        Checked::Clamp(min, max) => Filter::Clamp(min, max),
+        Checked::Window { size, kind } => Filter::Window {
+            size,
+            kind,
+            values: VecDeque::with_capacity(size),
         },
-        FilterSpec::SlidingWindow { size, kind } if (1..=1000).contains(size) => Filter::Window {
-            size: *size,
-            kind: *kind,
-            values: VecDeque::with_capacity(*size),
-        },
-        FilterSpec::SlidingWindow { .. } => return Err(FilterError::Window),
-        FilterSpec::Delta(DeltaSpec::Absolute(n)) if *n > 0.0 && n.is_finite() => Filter::Delta {
-            threshold: *n,
-            percent: false,
+        Checked::Delta { threshold, percent } => Filter::Delta {
+            threshold,
+            percent,
             last: None,
         },
-        FilterSpec::Delta(DeltaSpec::Text(text)) => {
-            let number = text.trim().strip_suffix('%').ok_or(FilterError::Delta)?;
-            let percent: f64 = number.trim().parse().map_err(|_| FilterError::Delta)?;
-            if !percent.is_finite() || percent <= 0.0 {
-                return Err(FilterError::Delta);
-            }
-            Filter::Delta {
-                threshold: percent,
-                percent: true,
-                last: None,
-            }
-        }
-        FilterSpec::Delta(_) => return Err(FilterError::Delta),
-        FilterSpec::Throttle(s) => Filter::Throttle {
-            every: seconds(*s)?,
-            last: None,
-        },
-        FilterSpec::Heartbeat(s) => Filter::Heartbeat {
-            every: seconds(*s)?,
-            last: None,
-        },
+        Checked::Throttle(every) => Filter::Throttle { every, last: None },
+        Checked::Heartbeat(every) => Filter::Heartbeat { every, last: None },
     })
 }
 

@@ -8,7 +8,8 @@
 //!
 //! # Layout
 //! - [`cli`]: command line, `check` and `init`.
-//! - [`install`]: `install`, `uninstall`, `rollback` as a systemd service.
+//! - [`install`]: `install`, `uninstall`, `rollback` as a systemd service;
+//!   [`atomic_file`] replaces files whole (install, state files).
 //! - [`config`]: TOML → validated [`config::Config`], errors with file, line and key.
 //! - [`app`]: wires hub, sources and sinks; owns the cancellation token.
 //! - [`hub`]: entities, their latest values and a short history; the only
@@ -16,7 +17,8 @@
 //! - [`sources`]: one module per kind of thing that produces values.
 //! - [`hal`]: the hardware boundary (rppal backend and a simulated one).
 //! - [`mqtt`]: the MQTT sink with Home Assistant discovery.
-//! - [`web`]: the HTTP API and embedded page.
+//! - [`web`]: the HTTP API and embedded page; [`sim_panel`]: the simulated
+//!   backend's routes, merged into it only with that backend.
 //! - [`command`]: what sinks send back to the outputs.
 //! - [`automations`]: triggers, conditions and actions run on the device;
 //!   [`filters`] shape numeric values before the hub.
@@ -24,8 +26,11 @@
 //!   [`state_file`] remembers `restore` outputs.
 //! - [`node`], [`status`]: who the agent is and how it is doing.
 //! - [`logging`]: the small stderr logger behind `tracing`.
+//! - [`vocab`]: the shared words (entity ids, components, quantities,
+//!   actions, buttons, the pin range); imports nothing of ours.
 
 pub mod app;
+pub mod atomic_file;
 pub mod automations;
 pub mod cli;
 pub mod command;
@@ -41,8 +46,10 @@ pub mod logging;
 pub mod mqtt;
 pub mod node;
 pub mod outputs;
+pub mod sim_panel;
 pub mod sources;
 pub mod state_file;
 pub mod status;
 pub mod time;
+pub mod vocab;
 pub mod web;

@@ -49,7 +49,7 @@ fn main() -> ExitCode {
                 ExitCode::from(EXIT_USAGE)
             }
         },
-        Command::Run { config } => {
+        Command::Run { config, ready_file } => {
             init_logging();
             let config = match load_config(config.as_deref()) {
                 Ok(config) => config,
@@ -58,7 +58,7 @@ fn main() -> ExitCode {
                     return ExitCode::from(EXIT_USAGE);
                 }
             };
-            match run(config) {
+            match run(config, ready_file) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(error) => {
                     eprintln!("error: {error:#}");
@@ -128,13 +128,13 @@ fn init_logging() {
     }
 }
 
-fn run(config: Config) -> anyhow::Result<()> {
+fn run(config: Config, ready_file: Option<std::path::PathBuf>) -> anyhow::Result<()> {
     // One thread is plenty for this workload and keeps memory small.
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    let outcome = runtime.block_on(majortom::app::run(config, shutdown_signal()))?;
+    let outcome = runtime.block_on(majortom::app::run(config, ready_file, shutdown_signal()))?;
     // Blocking threads (a 1-wire read in flight) may not hold up the exec.
     runtime.shutdown_timeout(std::time::Duration::from_secs(1));
     match outcome {

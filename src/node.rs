@@ -4,7 +4,6 @@
 use std::path::Path;
 
 use crate::config::Config;
-use crate::sources::system::board_model;
 
 /// The identity of this node.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -20,11 +19,12 @@ pub struct NodeInfo {
 }
 
 impl NodeInfo {
-    /// Reads the board model from the device tree (or DMI on a PC) under the
-    /// system root. `configuration_url` is the dashboard's address, if any.
-    pub fn detect(config: &Config, configuration_url: Option<String>) -> NodeInfo {
+    /// `board_model` is the device tree's (the system source reads it); on
+    /// a PC without one, DMI under the system root names the machine.
+    /// `configuration_url` is the dashboard's address, if any.
+    pub fn detect(config: &Config, board_model: Option<String>, configuration_url: Option<String>) -> NodeInfo {
         let root = config.root.as_path();
-        let model = board_model(root)
+        let model = board_model
             .or_else(|| read_trimmed(&root.join("sys/class/dmi/id/product_name")))
             .unwrap_or_else(|| format!("Linux {}", std::env::consts::ARCH));
         let manufacturer = if model.starts_with("Raspberry Pi") {

@@ -12,12 +12,13 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::command::{Action, Command, CommandReceiver};
+use crate::command::{Action, Command, CommandReceiver, OutputId, Target};
 use crate::config::{Initial, OnOff, OutputConfig};
 use crate::deadline::sleep_until;
 use crate::hal::{Gpio, HalError, OutputPin};
 use crate::hub::{EntitySpec, Hub, Value};
 use crate::state_file::{OutputStates, StateFile};
+use crate::vocab::Component;
 
 struct Output {
     config: OutputConfig,
@@ -41,8 +42,6 @@ pub struct Outputs {
     outputs: Vec<Output>,
     state_file: StateFile,
     remembered: OutputStates,
-    /// Set after the first failed save, so a read-only disk logs once.
-    save_failed: bool,
 }
 
 impl Outputs {
@@ -74,7 +73,6 @@ impl Outputs {
             outputs,
             state_file,
             remembered,
-            save_failed: false,
         })
     }
 
@@ -82,6 +80,18 @@ impl Outputs {
         self.outputs
             .iter()
             .map(|o| EntitySpec::output(&o.config.name, &o.config.label, o.config.kind.component()))
+            .collect()
+    }
+
+    /// The command target of each output, by entity id.
+    pub fn targets(&self) -> Vec<(String, Component, Target)> {
+        self.outputs
+            .iter()
+            .enumerate()
+            .map(|(index, o)| {
+                let target = Target::Output(OutputId(index));
+                (o.config.name.clone(), o.config.kind.component(), target)
+            })
             .collect()
     }
 
@@ -111,11 +121,14 @@ impl Outputs {
     }
 
     fn apply(&mut self, command: &Command, hub: &Hub) {
-        let Some(index) = self.outputs.iter().position(|o| o.config.name == command.output) else {
-            warn!(output = %command.output, origin = ?command.origin, "ignoring command for an unknown output");
+        let output = match command.target {
+            Target::Output(OutputId(index)) => self.outputs.get_mut(index),
+            _ => None,
+        };
+        let Some(output) = output else {
+            warn!(target = ?command.target, origin = ?command.origin, "ignoring command for an unknown output");
             return;
         };
-        let output = &mut self.outputs[index];
         let on = match command.action {
             Action::On => true,
             Action::Off => false,
@@ -171,14 +184,8 @@ impl Outputs {
             return;
         }
         self.remembered.outputs.insert(name.to_owned(), on);
-        match self.state_file.save(&self.remembered) {
-            Ok(()) => self.save_failed = false,
-            Err(error) if !self.save_failed => {
-                warn!(%error, "output state will not survive a restart");
-                self.save_failed = true;
-            }
-            Err(_) => {}
-        }
+        // The writer task writes it (and logs a failure) off this thread.
+        self.state_file.save(&self.remembered);
     }
 
     /// Every output to its safe state. The state file keeps the commanded
@@ -220,36 +227,48 @@ mod tests {
 
     struct Running {
         sim: SimControl,
+        targets: Vec<(String, Component, Target)>,
         hub: Arc<Hub>,
         commands: crate::command::CommandSender,
         cancel: CancellationToken,
         task: tokio::task::JoinHandle<()>,
+        writer: tokio::task::JoinHandle<()>,
     }
 
     fn start(configs: Vec<OutputConfig>, state_file: &std::path::Path) -> Running {
         let gpio = SimGpio::new();
         let sim = gpio.control();
         let hub = Hub::new(4);
-        let outputs = Outputs::claim(&gpio, configs, StateFile::new(state_file.to_owned())).expect("claim");
+        let (state_file, writer) = StateFile::new(state_file.to_owned());
+        let writer = tokio::spawn(writer.run());
+        let outputs = Outputs::claim(&gpio, configs, state_file).expect("claim");
         for spec in outputs.entities() {
             hub.register(spec);
         }
+        let targets = outputs.targets();
         let (commands, receiver) = crate::command::channel();
         let cancel = CancellationToken::new();
         let task = tokio::spawn(outputs.run(hub.clone(), receiver, cancel.clone()));
         Running {
             sim,
+            targets,
             hub,
             commands,
             cancel,
             task,
+            writer,
         }
     }
 
     impl Running {
         async fn send(&self, output: &str, action: Action) {
+            let target = self.targets.iter().find(|(id, ..)| id == output).map_or(
+                // Not an output of this task: an index it never handed out.
+                Target::Output(OutputId(usize::MAX)),
+                |(_, _, target)| *target,
+            );
             let command = Command {
-                output: output.into(),
+                target,
                 action,
                 origin: Origin::Mqtt,
             };
@@ -264,6 +283,8 @@ mod tests {
         async fn stop(self) -> SimControl {
             self.cancel.cancel();
             self.task.await.expect("task ends");
+            // It ends with the task's state file, after the last save.
+            self.writer.await.expect("writer ends");
             self.sim
         }
     }

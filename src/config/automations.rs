@@ -9,11 +9,10 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::hardware::{InputConfig, OutputConfig, SensorConfig};
-use super::{ConfigError, Validator, MQTT_MAX_STRING, TOO_LONG_FOR_MQTT};
-use crate::command;
-use crate::hub::Press;
-use crate::sources::sensors::Quantity;
-use crate::sources::system::{FLAG_ENTITY_IDS, NUMERIC_ENTITY_IDS};
+use super::mqtt::{MQTT_MAX_STRING, TOO_LONG_FOR_MQTT};
+use super::{ConfigError, Validator};
+use crate::vocab::system::{FLAG_ENTITY_IDS, NUMERIC_ENTITY_IDS};
+use crate::vocab::{automation_id, Action, Press, Quantity};
 
 // ---- typed ----------------------------------------------------------------
 
@@ -104,7 +103,7 @@ pub enum Condition {
 pub enum Step {
     Set {
         output: String,
-        action: command::Action,
+        action: Action,
     },
     /// On now, off after this long (the rest of the steps go on meanwhile).
     Pulse {
@@ -268,7 +267,7 @@ impl Validator<'_> {
                     "may contain only lowercase letters, digits and `_`",
                 ));
             }
-            let entity = format!("automation_{name}");
+            let entity = automation_id(&name);
             if let Some(first) = names.get(&entity) {
                 let message = format!("`{name}` is already used by {first}; names must be unique");
                 return Err(self.error(&raw.name, &format!("{key}.name"), message));
@@ -464,8 +463,8 @@ impl Validator<'_> {
             }
             return match (&s.set, s.pulse_s) {
                 (Some(set), None) => {
-                    let action = command::Action::parse(set.as_bytes())
-                        .filter(|a| *a != command::Action::Press)
+                    let action = Action::parse(set.as_bytes())
+                        .filter(|a| *a != Action::Press)
                         .ok_or_else(|| err(format!("`set = \"{set}\"`: use on, off or toggle")))?;
                     Ok(Step::Set {
                         output: output.clone(),

@@ -11,46 +11,8 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::{ConfigError, Validator};
-use crate::filters::{Chain, FilterSpec};
-use crate::hal::Pull;
-use crate::hub::Component;
-use crate::sources::sensors::Quantity;
-
-/// The highest BCM pin on the Pi's 40-pin header.
-const MAX_PIN: u8 = 27;
-
-/// Home Assistant's binary sensor device classes; any other value makes it
-/// reject the discovery message.
-const BINARY_SENSOR_CLASSES: &[&str] = &[
-    "battery",
-    "battery_charging",
-    "carbon_monoxide",
-    "cold",
-    "connectivity",
-    "door",
-    "garage_door",
-    "gas",
-    "heat",
-    "light",
-    "lock",
-    "moisture",
-    "motion",
-    "moving",
-    "occupancy",
-    "opening",
-    "plug",
-    "power",
-    "presence",
-    "problem",
-    "running",
-    "safety",
-    "smoke",
-    "sound",
-    "tamper",
-    "update",
-    "vibration",
-    "window",
-];
+use crate::vocab::filter::FilterSpec;
+use crate::vocab::{Component, Pull, Quantity, BINARY_SENSOR_CLASSES, MAX_PIN};
 
 // ---- typed ----------------------------------------------------------------
 
@@ -148,6 +110,17 @@ pub enum SensorSource {
     Iio { device: String },
     /// A BME280/BMP280 read directly over I2C.
     Bme280 { bus: u8, address: u16 },
+}
+
+impl SensorSource {
+    /// Whether the sensor is read through the GPIO backend (an I2C bus);
+    /// sysfs sensors need none. Exhaustive on purpose: a new kind must say.
+    pub fn uses_gpio(&self) -> bool {
+        match self {
+            SensorSource::Bme280 { .. } => true,
+            SensorSource::Ds18b20 { .. } | SensorSource::Iio { .. } => false,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -544,10 +517,10 @@ impl Validator<'_> {
         })
     }
 
-    /// A filter list that `filters::Chain` accepts.
+    /// A filter list whose every filter passes its check.
     pub(super) fn filters(&self, filters: Spanned<Vec<FilterSpec>>, key: &str) -> Result<Vec<FilterSpec>, ConfigError> {
-        match Chain::new(filters.get_ref()) {
-            Ok(_) => Ok(filters.into_inner()),
+        match filters.get_ref().iter().try_for_each(|filter| filter.check().map(drop)) {
+            Ok(()) => Ok(filters.into_inner()),
             Err(why) => Err(self.error(&filters, key, why.to_string())),
         }
     }

@@ -13,14 +13,7 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 
-/// The internal resistor of an input pin.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Pull {
-    Up,
-    Down,
-    Off,
-}
+use crate::vocab::Pull;
 
 /// A level change seen on an input pin: the raw level after the edge.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -4,9 +4,11 @@
 
 use serde_json::{json, Map, Value as Json};
 
-use crate::hub::{Component, EntitySpec, Press, StateClass};
+use crate::hub::{EntitySpec, StateClass};
+
 use crate::mqtt::topics::Topics;
 use crate::node::NodeInfo;
+use crate::vocab::{Component, Press};
 
 /// Home Assistant sends commands at this QoS (its default is 0): at 1 the
 /// broker keeps a command sent while the agent reconnects in its

@@ -7,7 +7,7 @@
 //!
 //! Pure string building; no I/O.
 
-use crate::hub::{Component, Press};
+use crate::vocab::{Component, Press};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Topics {

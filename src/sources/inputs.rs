@@ -17,7 +17,8 @@ use tracing::{debug, warn};
 use crate::config::{InputConfig, PressTiming};
 use crate::deadline::sleep_until;
 use crate::hal::{Edge, Gpio, HalError, InputPin};
-use crate::hub::{EntitySpec, Group, Hub, Press, Value};
+use crate::hub::{EntitySpec, Group, Hub, Value};
+use crate::vocab::Press;
 
 /// Edges buffered per input; more are dropped, and the level is read from
 /// the pin when the input settles anyway.
@@ -349,8 +350,8 @@ mod task_tests {
 
     use super::*;
     use crate::hal::sim::SimGpio;
-    use crate::hal::Pull;
     use crate::hub::HubEvent;
+    use crate::vocab::Pull;
 
     fn button(debounce_ms: u64, presses: bool) -> InputConfig {
         InputConfig {

@@ -1,154 +1,29 @@
-//! JSON API handlers. Errors are JSON objects with a message; an unknown
+//! JSON API handlers (the views they answer with are in `views.rs`). Errors are JSON objects with a message; an unknown
 //! entity is a 404, a bad body a 400 or 422. Nothing here panics on input.
 
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::{header, HeaderMap, StatusCode, Uri};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::json;
 
-use crate::command::{self, Action, Command, Origin};
-use crate::hub::{Component, EntitySnapshot, Group, HubEvent, Value};
-use crate::time::rfc3339;
+use crate::command::{Action, Origin};
+use crate::hub::HubEvent;
+use crate::vocab::Component;
 use crate::web::auth::refusal;
+use crate::web::errors::error;
+use crate::web::views::{health_view, history_points, EntityView, NodeView, StateView};
 use crate::web::AppState;
 
 /// How long `POST /api/outputs/…` waits for the output to echo its state.
 const ECHO_WAIT: Duration = Duration::from_secs(2);
 
-#[derive(Serialize)]
-struct ErrorBody<'a> {
-    error: &'a str,
-}
-
-/// A JSON error response: `{"error": "..."}`.
-pub fn error(status: StatusCode, message: &str) -> Response {
-    (status, Json(ErrorBody { error: message })).into_response()
-}
-
-pub async fn not_found(uri: Uri) -> Response {
-    error(StatusCode::NOT_FOUND, &format!("no such resource: {}", uri.path()))
-}
-
-/// `/api/health`, also sent on the event stream.
-pub fn health_view(state: &AppState) -> serde_json::Value {
-    let status = &state.status;
-    json!({
-        "status": "ok",
-        "version": status.node.sw_version,
-        "node": status.node.id,
-        "name": status.node.name,
-        "model": status.node.model,
-        "uptime_s": status.started.elapsed().as_secs(),
-        "gpio": status.gpio,
-        "read_only": state.token.is_none(),
-        "sim": state.sim.is_some(),
-        "mqtt": {
-            "enabled": status.broker.is_some(),
-            "connected": status.mqtt_connected(),
-            "broker": status.broker,
-            "connects": status.mqtt_connects(),
-            "published": status.mqtt_published(),
-        },
-    })
-}
-
 pub async fn health(State(state): State<AppState>) -> Response {
     Json(health_view(&state)).into_response()
-}
-
-#[derive(Serialize)]
-struct NodeView<'a> {
-    id: &'a str,
-    name: &'a str,
-    model: &'a str,
-    version: &'a str,
-}
-
-/// One entity as the API shows it.
-#[derive(Serialize)]
-pub struct EntityView {
-    id: String,
-    name: String,
-    component: Component,
-    group: Group,
-    /// A JSON number or boolean, `null` before the first value.
-    value: serde_json::Value,
-    /// The value as published on MQTT (`12.3`, `ON`).
-    state: Option<String>,
-    unit: Option<&'static str>,
-    device_class: Option<&'static str>,
-    /// False while the source cannot read it.
-    available: bool,
-    /// Seconds without an update after which the value is stale.
-    expire_after_s: Option<u64>,
-    /// RFC 3339, UTC; `null` before the first value.
-    last_update: Option<String>,
-    /// Extra facts (an automation's `last_run`); absent when there are none.
-    #[serde(skip_serializing_if = "serde_json::Map::is_empty")]
-    attributes: serde_json::Map<String, serde_json::Value>,
-}
-
-impl From<EntitySnapshot> for EntityView {
-    fn from(entity: EntitySnapshot) -> EntityView {
-        let spec = &entity.spec;
-        let value = match &entity.value {
-            Some(Value::Number(n)) => serde_json::Number::from_f64(round(*n, spec.precision))
-                .map_or(serde_json::Value::Null, serde_json::Value::Number),
-            Some(Value::Bool(b)) => serde_json::Value::Bool(*b),
-            None => serde_json::Value::Null,
-        };
-        EntityView {
-            id: spec.id.clone(),
-            name: spec.name.clone(),
-            component: spec.component,
-            group: spec.group,
-            value,
-            state: entity.value.as_ref().map(|v| v.render(spec.precision)),
-            unit: spec.unit,
-            device_class: spec.device_class,
-            available: entity.available,
-            expire_after_s: spec.expire_after.map(|d| d.as_secs()),
-            last_update: entity.updated.map(rfc3339),
-            attributes: entity
-                .attributes
-                .into_iter()
-                .map(|(key, value)| (key.to_owned(), serde_json::Value::String(value)))
-                .collect(),
-        }
-    }
-}
-
-fn round(n: f64, decimals: u8) -> f64 {
-    let scale = 10f64.powi(i32::from(decimals));
-    (n * scale).round() / scale
-}
-
-/// `[[unix ms, value], …]`, oldest first.
-pub fn history_points(state: &AppState, id: &str) -> Option<Vec<(u64, f64)>> {
-    let samples = state.hub.history(id)?;
-    Some(
-        samples
-            .iter()
-            .map(|s| {
-                let ms = s.at.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
-                (ms, s.value)
-            })
-            .collect(),
-    )
-}
-
-/// The body of `/api/state`, serialized straight from these structs: going
-/// through `json!` built a map per entity first and cost 837k instead of
-/// 452k instructions per request (docs/PERFORMANCE.md).
-#[derive(Serialize)]
-struct StateView<'a> {
-    node: NodeView<'a>,
-    entities: Vec<EntityView>,
 }
 
 /// `GET /api/state`. The body is rendered once per hub version and reused
@@ -225,12 +100,11 @@ pub async fn set_output(
     if let Some(refused) = refusal(&state, &headers) {
         return refused;
     }
-    let component = state
-        .hub
-        .get(&name)
-        .map(|e| e.spec.component)
-        .filter(|c| c.is_commandable());
-    let (Some(commands), Some(component)) = (&state.commands, component) else {
+    let Some((commands, component)) = state
+        .commands
+        .as_ref()
+        .and_then(|commands| Some((commands, commands.targets.resolve(&name)?.1)))
+    else {
         return error(StatusCode::NOT_FOUND, &format!("no output `{name}`"));
     };
     let expected = "expected {\"state\": \"ON\" | \"OFF\" | \"TOGGLE\"}";
@@ -244,7 +118,9 @@ pub async fn set_output(
         Ok(request) => request,
         Err(e) => return error(StatusCode::BAD_REQUEST, &format!("{expected}: {e}")),
     };
-    let Some(action) = Action::parse(request.state.as_bytes()).filter(|a| command::accepts(component, *a)) else {
+    let command = Action::parse(request.state.as_bytes())
+        .and_then(|action| commands.targets.command(&name, action, Origin::Web).ok());
+    let Some(command) = command else {
         let expected = if component == Component::Button {
             "PRESS"
         } else {
@@ -255,12 +131,7 @@ pub async fn set_output(
     };
     // Subscribe before sending, so the echo cannot be missed.
     let mut changes = state.hub.subscribe();
-    let command = Command {
-        output: name.clone(),
-        action,
-        origin: Origin::Web,
-    };
-    if commands.send(command).await.is_err() {
+    if commands.sender.send(command).await.is_err() {
         return error(StatusCode::SERVICE_UNAVAILABLE, "the outputs are stopping");
     }
     let echo = tokio::time::timeout(ECHO_WAIT, async {
@@ -293,8 +164,9 @@ mod tests {
     use tower::ServiceExt;
 
     use super::*;
+    use crate::command::{Commands, OutputId, Target, Targets};
     use crate::config::Secret;
-    use crate::hub::{EntitySpec, Hub};
+    use crate::hub::{EntitySpec, Group, Hub, Value};
     use crate::node::NodeInfo;
     use crate::status::AgentStatus;
     use crate::web::router;
@@ -331,7 +203,13 @@ mod tests {
             configuration_url: None,
         };
         let status = Arc::new(AgentStatus::new(node, Some("localhost:1883".into()), None));
-        let (commands, receiver) = crate::command::channel();
+        let (sender, receiver) = crate::command::channel();
+        let mut targets = Targets::new();
+        targets.add("relay", Component::Switch, Target::Output(OutputId(0)));
+        let commands = Commands {
+            targets: Arc::new(targets),
+            sender,
+        };
         App {
             state: AppState::new(hub, status, None, Some(commands), token.map(|t| Secret::new(t.into()))),
             commands: Some(receiver),
@@ -344,7 +222,8 @@ mod tests {
         let hub = app.state.hub.clone();
         tokio::spawn(async move {
             while let Some(command) = receiver.recv().await {
-                hub.set(&command.output, Value::Bool(command.action == Action::On));
+                assert_eq!(command.target, Target::Output(OutputId(0)), "only the relay");
+                hub.set("relay", Value::Bool(command.action == Action::On));
             }
         });
     }

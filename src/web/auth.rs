@@ -7,7 +7,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::json;
 
-use crate::web::api::error;
+use crate::web::errors::error;
 use crate::web::AppState;
 
 /// `None` when the request carries the configured token; otherwise the

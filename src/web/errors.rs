@@ -2,15 +2,29 @@
 //! ones axum writes itself: 405 for a method a route does not take (an empty
 //! body), 413 for a body over the limit and 400 for a path that is not valid
 //! percent-encoded UTF-8 (plain text). Handlers write their own JSON errors
-//! (`api::error`); this layer only rewrites what is not JSON yet, keeping the
+//! (`error` below); this layer only rewrites what is not JSON yet, keeping the
 //! status and headers (`Allow` on a 405).
 
 use axum::extract::Request;
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode, Uri};
 use axum::middleware::Next;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Serialize;
 
-use crate::web::api::error;
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    error: &'a str,
+}
+
+/// A JSON error response: `{"error": "..."}`.
+pub fn error(status: StatusCode, message: &str) -> Response {
+    (status, Json(ErrorBody { error: message })).into_response()
+}
+
+pub async fn not_found(uri: Uri) -> Response {
+    error(StatusCode::NOT_FOUND, &format!("no such resource: {}", uri.path()))
+}
 
 /// The longest text of axum's own kept as the message.
 const MAX_MESSAGE: usize = 512;

@@ -21,7 +21,8 @@ use tokio::sync::broadcast;
 use tokio::time::{Interval, MissedTickBehavior};
 
 use crate::hub::HubEvent;
-use crate::web::api::{error, health_view, history_points, EntityView};
+use crate::web::errors::error;
+use crate::web::views::{health_view, history_points, EntityView};
 use crate::web::AppState;
 
 /// More open streams than this are refused: each holds a little memory and a

@@ -1,10 +1,14 @@
 //! The HTTP side: the embedded dashboard, the JSON API with its OpenAPI
 //! document, the live event stream, and Prometheus metrics.
 //!
-//! Reads the hub and the agent status and sends [`Command`]s to the
-//! outputs; never touches hardware or MQTT. State changes need the token
-//! (`auth.rs`), except flipping a simulated input (`sim.rs`, routed only
-//! with the sim backend: no hardware behind it). Every error under `/api/` is JSON (`errors.rs`). The server
+//! Reads the hub and the agent status and sends [`Command`]s to their
+//! targets; never touches hardware or MQTT. State changes need the token
+//! (`auth.rs`). The simulated backend's panel (`crate::sim_panel`) is
+//! routed when there is one, through the [`SimPanel`] trait: it needs no
+//! token (no hardware behind it), and this module does not know what is
+//! behind it.
+//! Handlers are in `api.rs`, the JSON they show in `views.rs`. Every error
+//! under `/api/` is JSON (`errors.rs`). The server
 //! loop (`server.rs`) times out slow clients and caps connections; it stops
 //! accepting on cancellation, and every event stream ends then too, so the
 //! stop never hangs on an open dashboard. No CORS headers are sent: another
@@ -15,24 +19,28 @@
 pub mod api;
 mod assets;
 mod auth;
-mod errors;
+pub mod errors;
 mod events;
 mod metrics;
 mod openapi;
 mod server;
-pub mod sim;
+pub mod views;
 
 use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 
+use axum::body::Bytes;
 use axum::extract::DefaultBodyLimit;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::Response;
 use axum::routing::{get, post, put};
 use axum::Router;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
-use crate::command::CommandSender;
+use crate::command::Commands;
 use crate::config::Secret;
 use crate::hub::Hub;
 use crate::status::AgentStatus;
@@ -47,10 +55,11 @@ const MAX_BODY_BYTES: usize = 4096;
 pub struct AppState {
     pub hub: Arc<Hub>,
     pub status: Arc<AgentStatus>,
-    /// Present only with the simulated GPIO backend.
-    pub sim: Option<Arc<sim::SimPins>>,
+    /// The simulated backend's panel (`crate::sim_panel`), present only
+    /// with that backend.
+    pub sim_panel: Option<Arc<dyn SimPanel>>,
     /// Where `POST /api/outputs/…` sends commands; `None` without outputs.
-    pub commands: Option<CommandSender>,
+    pub commands: Option<Commands>,
     /// `None`: the HTTP side is read-only.
     pub token: Option<Arc<Secret>>,
     /// Fires when the server stops; ends every event stream.
@@ -65,20 +74,43 @@ impl AppState {
     pub fn new(
         hub: Arc<Hub>,
         status: Arc<AgentStatus>,
-        sim: Option<Arc<sim::SimPins>>,
-        commands: Option<CommandSender>,
+        sim_panel: Option<Arc<dyn SimPanel>>,
+        commands: Option<Commands>,
         token: Option<Secret>,
     ) -> AppState {
         AppState {
             hub,
             status,
-            sim,
+            sim_panel,
             commands,
             token: token.map(Arc::new),
             shutdown: CancellationToken::new(),
             sse_clients: Arc::new(AtomicUsize::new(0)),
             state_cache: Arc::new(std::sync::Mutex::new(None)),
         }
+    }
+}
+
+/// The simulated backend's two routes, as the web side sees them; the
+/// panel answers them (`crate::sim_panel`), this module only routes.
+pub trait SimPanel: Send + Sync {
+    /// `PUT /api/sim/inputs/{name}`, with the request's body.
+    fn set_input(&self, name: &str, body: &[u8]) -> Response;
+    /// `GET /api/sim/pins`.
+    fn pins(&self) -> Response;
+}
+
+async fn sim_input(State(state): State<AppState>, Path(name): Path<String>, body: Bytes) -> Response {
+    match &state.sim_panel {
+        Some(panel) => panel.set_input(&name, &body),
+        None => errors::error(StatusCode::NOT_FOUND, "the GPIO backend is not simulated"),
+    }
+}
+
+async fn sim_pins(State(state): State<AppState>) -> Response {
+    match &state.sim_panel {
+        Some(panel) => panel.pins(),
+        None => errors::error(StatusCode::NOT_FOUND, "the GPIO backend is not simulated"),
     }
 }
 
@@ -97,13 +129,13 @@ pub fn router(state: AppState) -> Router {
         .route("/api/outputs/{name}", post(api::set_output))
         .route("/api/events", get(events::events))
         .route("/metrics", get(metrics::metrics));
-    if state.sim.is_some() {
+    if state.sim_panel.is_some() {
         router = router
-            .route("/api/sim/inputs/{name}", put(sim::set_input))
-            .route("/api/sim/pins", get(sim::list));
+            .route("/api/sim/inputs/{name}", put(sim_input))
+            .route("/api/sim/pins", get(sim_pins));
     }
     router
-        .fallback(api::not_found)
+        .fallback(errors::not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(axum::middleware::from_fn(errors::json_errors))
         .with_state(state)

@@ -25,7 +25,7 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
-use crate::web::api::error;
+use crate::web::errors::error;
 
 /// How much a client may ask of the server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

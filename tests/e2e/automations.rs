@@ -247,9 +247,16 @@ async fn automation_switches_and_buttons_should_work_from_mqtt() {
         "the switch was remembered"
     );
 
-    // A button takes PRESS and nothing else.
+    // A button takes PRESS and nothing else: once a valid command sent
+    // after the `ON` is echoed, the `ON` has been dealt with.
     observer.publish("majortom/buttons/reboot/set", "ON", false).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let switch = "majortom/buttons/automation_wall_button_toggles_relay";
+    observer.publish(&format!("{switch}/set"), "ON", false).await;
+    observer
+        .wait_for_message(&format!("{switch}/state"), Duration::from_secs(5), |m| {
+            m.payload == "ON" && !m.retain
+        })
+        .await;
     assert!(!rebooted.exists());
     observer.publish("majortom/buttons/reboot/set", "PRESS", false).await;
     let status = agent

@@ -116,6 +116,7 @@ async fn assert_run_rejects(config: &str, expected: &[&str]) {
         !log.contains("dashboard listening") && !log.contains("connected to MQTT"),
         "{log}"
     );
+    assert!(agent.ready().is_none(), "a rejected config never makes the agent ready");
     assert!(retained(broker.port, "#", Duration::from_millis(300)).await.is_empty());
     assert!(
         // The test's own observer connects; the agent (majortom-…) must not.

@@ -144,14 +144,29 @@ async fn a_qos1_command_sent_while_the_agent_reconnects_should_be_applied_once_w
         (pins["outputs"]["relay"]["high"] == true).then_some(pins)
     })
     .await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while retained_payload(broker.port, "majortom/queued/relay/state")
+        .await
+        .as_deref()
+        != Some("ON")
+    {
+        assert!(std::time::Instant::now() < deadline, "the state ON was not retained");
+    }
+    // A command sent after it: once it is applied, a second delivery of the
+    // queued one would have been applied too.
+    sender.publish("majortom/queued/relay/set", "OFF", false).await;
+    wait_for("the command after it", Duration::from_secs(10), || {
+        let pins = agent.get_json("/api/sim/pins");
+        (pins["outputs"]["relay"]["high"] == false).then_some(())
+    })
+    .await;
     let writes_after = agent.get_json("/api/sim/pins")["outputs"]["relay"]["writes"]
         .as_u64()
         .expect("writes");
-    assert_eq!(writes_after, writes_before + 1, "applied exactly once: {pins}");
     assert_eq!(
-        wait_retained(broker.port, "majortom/queued/relay/state", Duration::from_secs(5)).await,
-        "ON"
+        writes_after,
+        writes_before + 2,
+        "the queued command applied exactly once: {pins}"
     );
 }
 
@@ -251,13 +266,17 @@ async fn kill_9_during_state_writes_should_never_leave_a_corrupt_state_file() {
                 .unwrap_or_else(|e| panic!("round {round}: corrupt state file ({e}): {text:?}"));
             assert!(parsed["outputs"]["relay"].is_boolean(), "round {round}: {text}");
         }
-        let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+        let names: Vec<String> = std::fs::read_dir(dir.path())
             .expect("dir")
             .filter_map(Result::ok)
-            .map(|e| e.file_name())
-            .filter(|n| n != "outputs.json" && n != ".outputs.json.tmp")
+            .map(|e| e.file_name().to_string_lossy().into_owned())
             .collect();
+        let temporary = |n: &&String| n.starts_with(".outputs.json.tmp-");
+        let leftovers: Vec<_> = names.iter().filter(|n| *n != "outputs.json" && !temporary(n)).collect();
         assert!(leftovers.is_empty(), "unexpected files: {leftovers:?}");
+        // The kill may leave this run's temporary file; the next start
+        // removes it, so they never pile up.
+        assert!(names.iter().filter(temporary).count() <= 1, "round {round}: {names:?}");
     }
     assert!(state_file.exists(), "at least one write completed in 20 rounds");
 }

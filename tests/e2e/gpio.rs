@@ -323,7 +323,14 @@ async fn set_commands_should_drive_the_sim_outputs_and_echo_the_state() {
     let writes = rig.pin("relay").1;
     observer.publish(&rig.topic("relay", "set"), "maybe", false).await;
     observer.publish(&rig.topic("front_door", "set"), "ON", false).await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // A valid command after them: once it is echoed, they were dealt with.
+    observer.clear();
+    observer.publish(&rig.topic("lamp", "set"), "OFF", false).await;
+    observer
+        .wait_for_message(&rig.topic("lamp", "state"), Duration::from_secs(5), |m| {
+            m.payload == "OFF"
+        })
+        .await;
     assert_eq!(rig.pin("relay"), (false, writes));
     let log = rig.agent.log();
     assert!(log.contains("ignoring command") && log.contains("maybe"), "{log}");

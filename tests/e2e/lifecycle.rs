@@ -13,8 +13,13 @@ async fn sigterm_should_publish_offline_retained_and_exit_zero_within_two_second
         wait_retained(broker.port, "majortom/term/status", Duration::from_secs(10)).await,
         "online"
     );
-    // The web server answers while running.
+    // The web server answers while running, where the ready file says.
     assert_eq!(agent.get("/api/health").0, 200);
+    let ready = agent.ready().expect("ready file");
+    assert_eq!(ready["pid"], agent.pid());
+    assert_eq!(ready["node"], "term");
+    assert_eq!(ready["version"], env!("CARGO_PKG_VERSION"));
+    assert_eq!(ready["web"].as_str(), agent.web.map(|a| a.to_string()).as_deref());
 
     let stopping = Instant::now();
     agent.signal(libc::SIGTERM);

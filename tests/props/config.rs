@@ -9,9 +9,9 @@
 
 use majortom::cli::describe;
 use majortom::config::{Config, ConfigError, Context, MqttConfig, Origin, DEFAULT_CONFIG_TOML};
-use majortom::hub::{Component, Press};
 use majortom::mqtt::topics::Topics;
-use majortom::sources::system::entity_ids;
+use majortom::vocab::system::entity_ids;
+use majortom::vocab::{Component, Press};
 use proptest::prelude::*;
 use proptest::sample::Index;
 use proptest::test_runner::TestCaseResult;

@@ -12,14 +12,16 @@ use std::sync::Arc;
 use axum::body::Body;
 use axum::http::{header, HeaderName, HeaderValue, Method, Request, StatusCode, Uri};
 use axum::Router;
-use majortom::command::{Action, Command, CommandReceiver};
+use majortom::command::{Action, Command, CommandReceiver, Commands, OutputId, Target, Targets};
 use majortom::config::Secret;
 use majortom::hal::sim::SimGpio;
-use majortom::hal::{Edge, Gpio, InputPin, Pull};
-use majortom::hub::{Component, EntitySpec, Group, Hub, Value};
+use majortom::hal::{Edge, Gpio, InputPin};
+use majortom::hub::{EntitySpec, Group, Hub, Value};
 use majortom::node::NodeInfo;
+use majortom::sim_panel::SimPins;
 use majortom::status::AgentStatus;
-use majortom::web::sim::SimPins;
+use majortom::vocab::Component;
+use majortom::vocab::Pull;
 use majortom::web::{router, AppState};
 use proptest::prelude::*;
 use tokio::runtime::Runtime;
@@ -38,6 +40,7 @@ struct Rig {
     app: Router,
     state: AppState,
     commands: CommandReceiver,
+    targets: Arc<Targets>,
     edges: mpsc::Receiver<Edge>,
     _input: Box<dyn InputPin>,
     sim: majortom::hal::sim::SimControl,
@@ -87,10 +90,19 @@ fn rig(read_only: bool) -> Rig {
     };
     let status = Arc::new(AgentStatus::new(node, Some("localhost:1883".into()), Some("sim")));
     let (commands_tx, commands) = majortom::command::channel();
+    let mut targets = Targets::new();
+    targets.add("relay", Component::Switch, Target::Output(OutputId(0)));
+    targets.add("lamp", Component::Light, Target::Output(OutputId(1)));
+    let targets = Arc::new(targets);
     let token = (!read_only).then(|| Secret::new(TOKEN.into()));
-    let state = AppState::new(hub, status, Some(pins), Some(commands_tx), token);
+    let edge = Commands {
+        targets: targets.clone(),
+        sender: commands_tx,
+    };
+    let state = AppState::new(hub, status, Some(pins), Some(edge), token);
     Rig {
         runtime,
+        targets,
         app: router(state.clone()),
         state,
         commands,
@@ -518,7 +530,7 @@ fn arbitrary_requests_should_never_fail_the_server_or_change_state_without_the_t
             match (received.as_slice(), &expected) {
                 ([], None) => {}
                 ([command], Some((output, action))) => {
-                    prop_assert_eq!(&command.output, output);
+                    prop_assert_eq!(rig.targets.id_of(command.target), Some(output.as_str()));
                     prop_assert_eq!(command.action, *action);
                     prop_assert!(
                         answer.status == StatusCode::ACCEPTED || answer.status == StatusCode::OK,
@@ -667,11 +679,13 @@ fn good_requests_with_the_token_should_switch_outputs_and_report_the_echo() {
     // Plays the outputs: applies each command to the hub, as the real
     // outputs task echoes the pin's state.
     let hub = rig.state.hub.clone();
+    let targets = rig.targets.clone();
     let mut commands = rig.commands;
     let (seen_tx, seen) = std::sync::mpsc::channel();
     rig.runtime.spawn(async move {
         while let Some(command) = commands.recv().await {
-            let now = hub.get(&command.output).and_then(|e| e.value) == Some(Value::Bool(true));
+            let output = targets.id_of(command.target).unwrap_or_default().to_owned();
+            let now = hub.get(&output).and_then(|e| e.value) == Some(Value::Bool(true));
             let next = match command.action {
                 Action::On => true,
                 Action::Off => false,
@@ -679,8 +693,8 @@ fn good_requests_with_the_token_should_switch_outputs_and_report_the_echo() {
                 // Never sent to a switch: the API refuses it (422).
                 Action::Press => now,
             };
-            let _ = seen_tx.send(command.clone());
-            hub.set(&command.output, Value::Bool(next));
+            let _ = seen_tx.send(command);
+            hub.set(&output, Value::Bool(next));
         }
     });
     let app = rig.app.clone();
@@ -699,7 +713,7 @@ fn good_requests_with_the_token_should_switch_outputs_and_report_the_echo() {
         });
         prop_assert_eq!(status, StatusCode::OK, "{:?} → {}", req, body);
         let command = seen.try_recv().expect("the command reached the outputs");
-        prop_assert_eq!(&command.output, &output);
+        prop_assert_eq!(rig.targets.id_of(command.target), Some(output.as_str()));
         prop_assert_eq!(command.action, action);
         let after = match action {
             Action::On => true,

@@ -4,23 +4,21 @@
 //! exactly `on`, `off` or `toggle` in any ASCII case with whitespace around
 //! it; everything else is refused, and for the right reason.
 
-use std::sync::Arc;
-
-use majortom::command::{Action, Origin};
-use majortom::hub::{Component, EntitySpec, Group, Hub};
-use majortom::mqtt::sink::{parse_command, Rejection};
+use majortom::command::{Action, Origin, OutputId, Target, Targets};
+use majortom::mqtt::command::{parse_command, Rejection};
 use majortom::mqtt::topics::Topics;
+use majortom::vocab::Component;
 use proptest::prelude::*;
 
 use crate::check;
 
-fn hub() -> Arc<Hub> {
-    let hub = Hub::new(4);
-    hub.register(EntitySpec::output("relay", "Relay", Component::Switch));
-    hub.register(EntitySpec::output("lamp", "Lamp", Component::Light));
-    hub.register(EntitySpec::binary_sensor("door", "Door", Group::Inputs));
-    hub.register(EntitySpec::sensor("temp", "Temperature", Group::Sensors));
-    hub
+/// What takes commands: two outputs. The door (an input) and the
+/// temperature (a sensor) take none.
+fn targets() -> Targets {
+    let mut targets = Targets::new();
+    targets.add("relay", Component::Switch, Target::Output(OutputId(0)));
+    targets.add("lamp", Component::Light, Target::Output(OutputId(1)));
+    targets
 }
 
 fn is_output(entity: &str) -> bool {
@@ -113,12 +111,12 @@ fn entity() -> impl Strategy<Value = String> {
 
 #[test]
 fn command_payloads_should_be_exactly_on_off_or_toggle_and_rejected_for_the_right_reason() {
-    let hub = hub();
+    let targets = targets();
     check(
         "mqtt::parse_command",
         (entity(), payload(), any::<bool>()),
         |(entity, payload, retain)| {
-            let parsed = parse_command(&hub, &entity, &payload, retain);
+            let parsed = parse_command(&targets, &entity, &payload, retain);
             let expected = if retain {
                 Err(Rejection::Retained)
             } else if !is_output(&entity) {
@@ -132,7 +130,7 @@ fn command_payloads_should_be_exactly_on_off_or_toggle_and_rejected_for_the_righ
             match (&parsed, expected) {
                 (Ok(command), Ok(action)) => {
                     prop_assert_eq!(command.action, action);
-                    prop_assert_eq!(&command.output, &entity);
+                    prop_assert_eq!(targets.id_of(command.target), Some(entity.as_str()));
                     prop_assert_eq!(command.origin, Origin::Mqtt);
                 }
                 (Err(rejection), Err(expected)) => {
@@ -194,7 +192,7 @@ fn command_topics_should_name_one_of_our_entities_or_nothing() {
         let topic = topic_for(&base, &node);
         (Just(base), Just(prefix), Just(node), topic, any::<bool>())
     });
-    let hub = hub();
+    let targets = targets();
     check(
         "mqtt::command_target",
         strategy,
@@ -211,7 +209,7 @@ fn command_topics_should_name_one_of_our_entities_or_nothing() {
                 // The topic the sink subscribes to round-trips.
                 prop_assert_eq!(topics.command(entity), topic.clone());
                 // And whatever it names, the message is judged without panic.
-                let _ = parse_command(&hub, entity, b"ON", retain);
+                let _ = parse_command(&targets, entity, b"ON", retain);
             }
             Ok(())
         },

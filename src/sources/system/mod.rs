@@ -30,40 +30,6 @@ use procfs::ParseError;
 
 pub use pi::board_model;
 
-/// Every numeric entity id this source can create, on any machine.
-pub const NUMERIC_ENTITY_IDS: [&str; 12] = [
-    "cpu_usage",
-    "load_1m",
-    "load_5m",
-    "load_15m",
-    "memory_used",
-    "swap_used",
-    "disk_used",
-    "uptime",
-    "network_rx",
-    "network_tx",
-    "cpu_temperature",
-    "cpu_frequency",
-];
-
-/// Every on/off entity id this source can create: the throttling flags.
-pub const FLAG_ENTITY_IDS: [&str; 8] = [
-    "under_voltage",
-    "frequency_capped",
-    "throttled",
-    "soft_temp_limit",
-    "under_voltage_occurred",
-    "frequency_capped_occurred",
-    "throttled_occurred",
-    "soft_temp_limit_occurred",
-];
-
-/// Every entity id this source can create; user-named entities may not
-/// take these.
-pub fn entity_ids() -> impl Iterator<Item = &'static str> {
-    NUMERIC_ENTITY_IDS.into_iter().chain(FLAG_ENTITY_IDS)
-}
-
 /// Consumers treat an entity as gone after this long at least, even with a
 /// short interval, so that one slow round does not flap it to unavailable.
 const MIN_EXPIRE_AFTER: Duration = Duration::from_secs(10);
@@ -438,6 +404,7 @@ mod tests {
     use super::*;
 
     use crate::fixtures::{copy_of, sysroot as fixture};
+    use crate::vocab::system::{entity_ids, FLAG_ENTITY_IDS, NUMERIC_ENTITY_IDS};
 
     fn ids(source: &SystemSource) -> Vec<String> {
         source.entities().into_iter().map(|spec| spec.id).collect()
@@ -467,7 +434,7 @@ mod tests {
         );
         for spec in source.entities() {
             let list: &[&str] = match spec.component {
-                crate::hub::Component::Sensor => &NUMERIC_ENTITY_IDS,
+                crate::vocab::Component::Sensor => &NUMERIC_ENTITY_IDS,
                 _ => &FLAG_ENTITY_IDS,
             };
             assert!(list.contains(&spec.id.as_str()), "{} is missing from its list", spec.id);

@@ -1,13 +1,14 @@
 //! Test fixtures: a real mosquitto on a free loopback port, the real
-//! `majortom` binary as a child process, an MQTT observer, and a tiny HTTP
-//! client. Nothing here is mocked. `webdriver` drives a real headless
-//! Chromium for the browser tests.
+//! `majortom` binary as a child process (its address read from its
+//! `--ready-file`), an MQTT observer, and HTTP through `ureq`. Nothing here
+//! is mocked. `webdriver` drives a real headless Chromium for the browser
+//! tests.
 
 #![allow(dead_code)] // Each test module uses a different part.
 
 pub mod webdriver;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -192,20 +193,40 @@ impl Agent {
         Agent::spawn(config, &[]).until_listening().await
     }
 
+    /// Waits for the agent's `--ready-file`, and takes the web server's
+    /// address from it.
     async fn until_listening(mut self) -> Agent {
-        let agent = &mut self;
-        let log = agent.log.clone();
-        let addr = wait_for("the agent's web server to listen", Duration::from_secs(15), || {
-            let log = log.lock().expect("log lock");
-            log.lines()
-                .filter(|l| l.contains("dashboard listening"))
-                .find_map(|l| l.split("addr=").nth(1))
-                .and_then(|a| a.split_whitespace().next())
-                .and_then(|a| a.parse::<SocketAddr>().ok())
-        })
-        .await;
-        agent.web = Some(addr);
+        let deadline = Instant::now() + Duration::from_secs(15);
+        let ready = loop {
+            if let Some(ready) = self.ready() {
+                break ready;
+            }
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                panic!("the agent exited ({status}) before it was ready:\n{}", self.log());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the agent was not ready within 15 s:\n{}",
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        let web = ready["web"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no web address in {ready}"));
+        self.web = Some(web.parse().unwrap_or_else(|e| panic!("web address {web}: {e}")));
         self
+    }
+
+    /// Where the agent writes that it runs (`--ready-file`).
+    pub fn ready_file(&self) -> PathBuf {
+        self.dir.path().join("ready.json")
+    }
+
+    /// The ready file's content, once the agent has written it.
+    pub fn ready(&self) -> Option<serde_json::Value> {
+        let text = std::fs::read_to_string(self.ready_file()).ok()?;
+        Some(serde_json::from_str(&text).unwrap_or_else(|e| panic!("the ready file is not JSON ({e}): {text}")))
     }
 
     /// Spawns the binary with `args` after `--config <file>`; does not wait.
@@ -233,6 +254,8 @@ impl Agent {
             .arg("run")
             .arg("--config")
             .arg(&path)
+            .arg("--ready-file")
+            .arg(dir.path().join("ready.json"))
             .args(args)
             .env("MAJORTOM_LOG", "debug")
             .env_remove("MAJORTOM_MQTT_PASSWORD")
@@ -531,9 +554,8 @@ pub fn http_request(addr: SocketAddr, method: &str, path: &str, headers: &[(&str
 }
 
 /// `http_request` waiting up to `timeout` for the answer (a WebDriver call
-/// that starts a browser takes seconds). Reads the body by its
-/// `Content-Length` or chunks, so a server that keeps the connection open
-/// anyway (chromedriver) does not stall it; else until the server closes.
+/// that starts a browser takes seconds). Any status is an answer, not an
+/// error; a JSON content type is sent with every request.
 pub fn http_request_timeout(
     addr: SocketAddr,
     method: &str,
@@ -542,106 +564,39 @@ pub fn http_request_timeout(
     body: &str,
     timeout: Duration,
 ) -> (u16, String) {
-    let mut stream = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect to {addr}: {e}"));
-    stream.set_read_timeout(Some(timeout)).expect("timeout");
-    let extra: String = headers.iter().map(|(k, v)| format!("{k}: {v}\r\n")).collect();
-    write!(
-        stream,
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/json\r\n{extra}Content-Length: {}\r\n\r\n{body}",
-        body.len()
-    )
-    .expect("send request");
-    let mut response = Vec::new();
-    let mut buffer = [0u8; 16 * 1024];
-    let (head_len, status, framing) = loop {
-        if let Some(end) = response.windows(4).position(|w| w == b"\r\n\r\n") {
-            let head = String::from_utf8_lossy(&response[..end]).into_owned();
-            let status: u16 = head
-                .split_whitespace()
-                .nth(1)
-                .and_then(|s| s.parse().ok())
-                .unwrap_or_else(|| panic!("bad response: {head}"));
-            break (end + 4, status, Framing::of(&head));
-        }
-        let n = stream
-            .read(&mut buffer)
-            .unwrap_or_else(|e| panic!("{method} {path} on {addr}: no answer within {timeout:?}: {e}"));
-        assert!(n > 0, "{method} {path} on {addr}: connection closed before the headers");
-        response.extend_from_slice(&buffer[..n]);
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(timeout))
+        // Methods that usually carry none may carry a body here (a fuzzed
+        // GET, a WebDriver DELETE).
+        .allow_non_standard_methods(true)
+        .build()
+        .into();
+    let mut request = ureq::http::Request::builder()
+        .method(method)
+        .uri(format!("http://{addr}{path}"))
+        .header("Content-Type", "application/json");
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let request = request
+        .body(body.as_bytes())
+        .unwrap_or_else(|e| panic!("{method} {path}: {e}"));
+    let sent = if body.is_empty() {
+        let (parts, _) = request.into_parts();
+        agent.run(ureq::http::Request::from_parts(parts, ()))
+    } else {
+        agent.run(request)
     };
-    loop {
-        let body = &response[head_len..];
-        let complete = match framing {
-            Framing::Length(length) => body.len() >= length,
-            Framing::Chunked => dechunk(body).is_some(),
-            Framing::Close => false,
-        };
-        if complete {
-            break;
-        }
-        let n = stream
-            .read(&mut buffer)
-            .unwrap_or_else(|e| panic!("{method} {path} on {addr}: body incomplete after {timeout:?}: {e}"));
-        if n == 0 {
-            break;
-        }
-        response.extend_from_slice(&buffer[..n]);
-    }
-    let body = &response[head_len..];
-    let body = match framing {
-        Framing::Chunked => dechunk(body).unwrap_or_default(),
-        _ => body.to_vec(),
-    };
-    (status, String::from_utf8_lossy(&body).into_owned())
-}
-
-/// How a response's body ends.
-#[derive(Clone, Copy)]
-enum Framing {
-    Length(usize),
-    Chunked,
-    Close,
-}
-
-impl Framing {
-    fn of(head: &str) -> Framing {
-        let mut framing = Framing::Close;
-        for line in head.lines().skip(1) {
-            let Some((name, value)) = line.split_once(':') else {
-                continue;
-            };
-            let (name, value) = (name.trim().to_ascii_lowercase(), value.trim());
-            if name == "transfer-encoding" && value.to_ascii_lowercase().contains("chunked") {
-                return Framing::Chunked;
-            }
-            if name == "content-length" {
-                if let Ok(length) = value.parse() {
-                    framing = Framing::Length(length);
-                }
-            }
-        }
-        framing
-    }
-}
-
-/// The payload of a complete `Transfer-Encoding: chunked` body; `None`
-/// until its last (empty) chunk has arrived.
-fn dechunk(mut rest: &[u8]) -> Option<Vec<u8>> {
-    let mut out = Vec::new();
-    loop {
-        let line_end = rest.windows(2).position(|w| w == b"\r\n")?;
-        let size = std::str::from_utf8(&rest[..line_end]).ok()?;
-        let size = usize::from_str_radix(size.split(';').next()?.trim(), 16).ok()?;
-        let data = &rest[line_end + 2..];
-        if size == 0 {
-            return Some(out);
-        }
-        if data.len() < size + 2 {
-            return None;
-        }
-        out.extend_from_slice(&data[..size]);
-        rest = &data[size + 2..];
-    }
+    let mut response = sent.unwrap_or_else(|e| panic!("{method} {path} on {addr}: {e}"));
+    let status = response.status().as_u16();
+    let body = response
+        .body_mut()
+        .with_config()
+        .limit(64 * 1024 * 1024)
+        .read_to_string()
+        .unwrap_or_else(|e| panic!("{method} {path} on {addr}: reading the body: {e}"));
+    (status, body)
 }
 
 // ---- a TCP proxy that can fail like a network -------------------------------

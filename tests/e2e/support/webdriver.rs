@@ -1,6 +1,6 @@
 //! A small W3C WebDriver client: Debian's `chromedriver` as a child process
-//! on a free port, driving a headless `chromium`, spoken to over plain
-//! HTTP/JSON with `http_request_timeout`. Just what the browser tests need:
+//! on a free port, driving a headless `chromium`, spoken to over HTTP/JSON
+//! with `http_request_timeout` (ureq); screenshots decoded by `base64`. Just what the browser tests need:
 //! navigate, find by CSS, click, type, run a script, screenshot, and
 //! Chrome's DevTools commands for device emulation. Everything is killed on
 //! drop. Not a general client: every failure panics with what went wrong.
@@ -240,8 +240,11 @@ impl Browser {
     /// The viewport as PNG bytes.
     pub fn screenshot(&self) -> Vec<u8> {
         let value = self.call("GET", "screenshot", Value::Null);
+        use base64::Engine as _;
         let encoded = value.as_str().expect("a base64 screenshot");
-        base64_decode(encoded).expect("the screenshot is valid base64")
+        base64::engine::general_purpose::STANDARD
+            .decode(encoded)
+            .expect("the screenshot is valid base64")
     }
 
     /// Takes a screenshot, checks that it is a PNG of some substance, and
@@ -279,46 +282,4 @@ fn element_id(value: &Value) -> String {
         .as_str()
         .unwrap_or_else(|| panic!("not an element reference: {value}"))
         .to_owned()
-}
-
-/// Standard base64 (RFC 4648, with or without padding; whitespace ignored).
-pub fn base64_decode(text: &str) -> Option<Vec<u8>> {
-    fn sextet(c: u8) -> Option<u32> {
-        Some(match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a' + 26,
-            b'0'..=b'9' => c - b'0' + 52,
-            b'+' => 62,
-            b'/' => 63,
-            _ => return None,
-        } as u32)
-    }
-    let mut out = Vec::with_capacity(text.len() * 3 / 4);
-    let (mut acc, mut bits) = (0u32, 0u32);
-    for c in text.bytes().filter(|c| !c.is_ascii_whitespace()) {
-        if c == b'=' {
-            break;
-        }
-        acc = (acc << 6) | sextet(c)?;
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((acc >> bits) as u8);
-            acc &= (1 << bits) - 1;
-        }
-    }
-    Some(out)
-}
-
-#[test]
-fn base64_should_decode_padded_unpadded_and_reject_garbage() {
-    assert_eq!(base64_decode("aGVsbG8=").as_deref(), Some(&b"hello"[..]));
-    assert_eq!(base64_decode("aGVsbG8").as_deref(), Some(&b"hello"[..]));
-    assert_eq!(base64_decode("aGVs\nbG8h").as_deref(), Some(&b"hello!"[..]));
-    assert_eq!(base64_decode("").as_deref(), Some(&b""[..]));
-    assert_eq!(
-        base64_decode("iVBORw0KGgo=").as_deref(),
-        Some(&b"\x89PNG\r\n\x1a\n"[..])
-    );
-    assert!(base64_decode("a$b=").is_none());
 }

@@ -1,11 +1,14 @@
-//! Playing with the simulated GPIO backend over HTTP: flip an input, look at
-//! the output pins. Routed only when the backend is `sim`, so a real Pi never
-//! exposes it.
+//! The simulated GPIO backend's HTTP panel: flip an input, look at the
+//! output pins (`PUT /api/sim/inputs/{name}`, `GET /api/sim/pins`).
+//!
+//! Its own part, not the web sink's: it is the one place on the HTTP side
+//! that reaches into the hal, and only into the simulation (it plays the
+//! wire to 3.3 V or ground; nothing real is behind it). `app` builds it only
+//! with the sim backend and hands it to the web server as a
+//! `web::SimPanel`, the two answers the web side routes to, so `web`
+//! itself never imports the hal (an invariant in ARCHITECTURE.md, held by
+//! the layering test).
 
-use std::sync::Arc;
-
-use axum::body::Bytes;
-use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -13,8 +16,8 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::hal::sim::SimControl;
-use crate::web::api::error;
-use crate::web::AppState;
+use crate::web::errors::error;
+use crate::web::SimPanel;
 
 /// The simulated pins, by the names the config gives them.
 pub struct SimPins {
@@ -29,20 +32,24 @@ struct Level {
     high: bool,
 }
 
-fn pins(state: &AppState) -> Option<&Arc<SimPins>> {
-    state.sim.as_ref()
+impl SimPanel for SimPins {
+    /// `PUT /api/sim/inputs/{name}` with `{"high": true}`: sets the raw
+    /// level of a simulated input, as a wire to 3.3 V or ground would.
+    fn set_input(&self, name: &str, body: &[u8]) -> Response {
+        set_input(self, name, body)
+    }
+
+    /// `GET /api/sim/pins`: every simulated output's level and write count.
+    fn pins(&self) -> Response {
+        list(self)
+    }
 }
 
-/// `PUT /api/sim/inputs/{name}` with `{"high": true}`: sets the raw level of
-/// a simulated input, as a wire to 3.3 V or ground would.
-pub async fn set_input(State(state): State<AppState>, Path(name): Path<String>, body: Bytes) -> Response {
-    let Some(sim) = pins(&state) else {
-        return error(StatusCode::NOT_FOUND, "the GPIO backend is not simulated");
-    };
+fn set_input(sim: &SimPins, name: &str, body: &[u8]) -> Response {
     let Some(pin) = sim.inputs.iter().find(|(n, _)| *n == name).map(|(_, pin)| *pin) else {
         return error(StatusCode::NOT_FOUND, &format!("no input named `{name}`"));
     };
-    let level: Level = match serde_json::from_slice(&body) {
+    let level: Level = match serde_json::from_slice(body) {
         Ok(level) => level,
         Err(e) => {
             return error(
@@ -57,11 +64,7 @@ pub async fn set_input(State(state): State<AppState>, Path(name): Path<String>, 
     Json(json!({ "name": name, "pin": pin, "high": level.high })).into_response()
 }
 
-/// `GET /api/sim/pins`: every simulated output's level and write count.
-pub async fn list(State(state): State<AppState>) -> Response {
-    let Some(sim) = pins(&state) else {
-        return error(StatusCode::NOT_FOUND, "the GPIO backend is not simulated");
-    };
+fn list(sim: &SimPins) -> Response {
     let outputs: serde_json::Map<String, serde_json::Value> = sim
         .outputs
         .iter()

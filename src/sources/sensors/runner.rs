@@ -1,0 +1,608 @@
+//! The runner every sensor kind shares: the entity per quantity, the
+//! interval, calibration, filters and availability (a failed read marks
+//! just that entity unavailable, logs once, and a later good read brings it
+//! back). Reads run on the blocking pool (see the module doc of
+//! `sensors`).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::task::{JoinError, JoinHandle};
+use tokio::time::MissedTickBehavior;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, error, info, warn};
+
+use super::{Calibration, SensorError, SensorReader};
+use crate::filters::{Chain, FilterSpec};
+use crate::hub::{EntitySpec, Group, Hub, Value};
+use crate::vocab::Quantity;
+
+/// Consumers treat an entity as gone after this long at least, even with a
+/// short interval, so that one slow round does not flap it to unavailable.
+const MIN_EXPIRE_AFTER: Duration = Duration::from_secs(10);
+
+/// Bounds on the interval. tokio's `interval` panics on zero and on a
+/// deadline that overflows `Instant`; config validation should reject such
+/// values already, this keeps the runner panic-free regardless.
+const MIN_INTERVAL: Duration = Duration::from_millis(100);
+const MAX_INTERVAL: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// A configured sensor: a reader, how often to read it, and how its values
+/// become entities.
+pub struct Sensor {
+    /// Entity id for a one-quantity sensor; prefix (`<name>_temperature`)
+    /// for several.
+    pub name: String,
+    /// Display name.
+    pub label: String,
+    pub interval: Duration,
+    pub calibration: Calibration,
+    /// Applied to each quantity after calibration (each its own state).
+    pub filters: Vec<FilterSpec>,
+    pub reader: Box<dyn SensorReader>,
+}
+
+/// One round's results, with the reader handed back for the next round.
+type Round = (Box<dyn SensorReader>, Vec<(Quantity, Result<f64, SensorError>)>);
+
+/// The runner's view of one entity.
+struct Tracked {
+    quantity: Quantity,
+    id: String,
+    filters: Chain,
+    /// Whether the last read failed, so that a failure is logged when it
+    /// starts and when it ends rather than every interval.
+    failing: bool,
+}
+
+/// A change in whether an entity's reads fail: what gets logged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Change {
+    Failed,
+    Recovered,
+}
+
+impl Tracked {
+    /// Records one read's outcome; returns the change to log, if any.
+    fn record(&mut self, ok: bool) -> Option<Change> {
+        let was_failing = std::mem::replace(&mut self.failing, !ok);
+        match (was_failing, ok) {
+            (false, false) => Some(Change::Failed),
+            (true, true) => Some(Change::Recovered),
+            _ => None,
+        }
+    }
+}
+
+impl Sensor {
+    /// The entity id of `quantity`: `name` for a one-quantity sensor,
+    /// `<name>_<suffix>` otherwise.
+    pub fn entity_id(&self, quantity: Quantity) -> String {
+        entity_id(&self.name, quantity, self.reader.quantities().len())
+    }
+
+    /// One entity per quantity of the reader, in the reader's order.
+    pub fn entities(&self) -> Vec<EntitySpec> {
+        let quantities = self.reader.quantities();
+        // Filters are checked by the config; an empty chain is the fallback.
+        let expire = Chain::new(&self.filters)
+            .unwrap_or_default()
+            .expiry(expire_after(self.interval));
+        quantities
+            .iter()
+            .map(|&quantity| {
+                let id = entity_id(&self.name, quantity, quantities.len());
+                let name = if quantities.len() == 1 {
+                    self.label.clone()
+                } else {
+                    format!("{} {}", self.label, quantity.suffix())
+                };
+                // The builder's defaults give state class measurement and a
+                // non-diagnostic entity: these are readings of the house.
+                let mut spec = EntitySpec::sensor(&id, &name, Group::Sensors)
+                    .device_class(quantity.device_class())
+                    .unit(quantity.unit())
+                    .precision(quantity.precision())
+                    .own_availability();
+                spec.expire_after = expire;
+                spec
+            })
+            .collect()
+    }
+
+    /// Registers nothing (the caller registers `entities()` on the hub
+    /// before); reads immediately, then every `interval`, until `cancel`
+    /// fires. A read in flight when `cancel` fires is abandoned: its blocking
+    /// thread finishes it (at most one conversion) and drops the reader.
+    pub async fn run(self, hub: Arc<Hub>, cancel: CancellationToken) {
+        let Sensor {
+            name,
+            interval,
+            calibration,
+            filters,
+            reader,
+            ..
+        } = self;
+        let chain = Chain::new(&filters).unwrap_or_default();
+        let sensor = reader.describe();
+        let quantities = reader.quantities();
+        let mut tracked: Vec<Tracked> = quantities
+            .iter()
+            .map(|&quantity| Tracked {
+                quantity,
+                id: entity_id(&name, quantity, quantities.len()),
+                filters: chain.clone(),
+                failing: false,
+            })
+            .collect();
+
+        let mut ticker = tokio::time::interval(interval.clamp(MIN_INTERVAL, MAX_INTERVAL));
+        // After a stall (a slow bus, a suspended Pi) one late round is enough;
+        // catch-up rounds would only queue more conversions.
+        ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        // Exactly one of these is `Some`: the reader waits in `idle` between
+        // rounds and travels with the round while it is in `reading`.
+        let mut idle = Some(reader);
+        let mut reading: Option<JoinHandle<Round>> = None;
+        loop {
+            tokio::select! {
+                // Cancellation first, so a stop is never delayed by a round.
+                biased;
+                () = cancel.cancelled() => break,
+                // No tick while a round runs: a read slower than the interval
+                // delays the next round instead of stacking them up.
+                _ = ticker.tick(), if reading.is_none() => {
+                    if let Some(mut reader) = idle.take() {
+                        reading = Some(tokio::task::spawn_blocking(move || {
+                            let results = reader.read();
+                            (reader, results)
+                        }));
+                    }
+                }
+                joined = finished(&mut reading), if reading.is_some() => {
+                    reading = None;
+                    match joined {
+                        Ok((reader, results)) => {
+                            idle = Some(reader);
+                            apply(&hub, &sensor, &calibration, &mut tracked, results);
+                        }
+                        Err(join_error) => {
+                            // The reader panicked and is gone with its
+                            // thread; without it there is nothing to read.
+                            error!(sensor, error = %join_error, "sensor read panicked; this sensor stops");
+                            for entity in &tracked {
+                                hub.set_available(&entity.id, false);
+                            }
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+        debug!(sensor, "sensor stopped");
+    }
+}
+
+/// Waits for the round in flight. Its `select!` branch is disabled when
+/// there is none, so the `pending` arm is never awaited in practice.
+async fn finished(reading: &mut Option<JoinHandle<Round>>) -> Result<Round, JoinError> {
+    match reading {
+        Some(handle) => handle.await,
+        None => std::future::pending().await,
+    }
+}
+
+fn entity_id(name: &str, quantity: Quantity, quantity_count: usize) -> String {
+    if quantity_count == 1 {
+        name.to_owned()
+    } else {
+        format!("{name}_{}", quantity.suffix())
+    }
+}
+
+/// How long consumers may wait for a value before treating the entity as
+/// unavailable: three missed rounds, but never less than 10 s. This covers
+/// what availability cannot: a read stuck in the kernel, or a stuck agent.
+fn expire_after(interval: Duration) -> Duration {
+    interval
+        .clamp(MIN_INTERVAL, MAX_INTERVAL)
+        .checked_mul(3)
+        .unwrap_or(Duration::MAX)
+        .max(MIN_EXPIRE_AFTER)
+}
+
+/// Puts one round's results on the hub: a good value is calibrated, set and
+/// makes its entity available; a failure makes just that entity unavailable.
+fn apply(
+    hub: &Hub,
+    sensor: &str,
+    calibration: &Calibration,
+    tracked: &mut [Tracked],
+    results: Vec<(Quantity, Result<f64, SensorError>)>,
+) {
+    for (quantity, result) in results {
+        let Some(entity) = tracked.iter_mut().find(|entity| entity.quantity == quantity) else {
+            debug!(
+                sensor,
+                ?quantity,
+                "reader returned a quantity it did not declare; ignored"
+            );
+            continue;
+        };
+        let result = result.and_then(|value| {
+            // A NaN or infinity would be published as text Home Assistant
+            // cannot parse; treat it like any other bad read.
+            if value.is_finite() {
+                Ok(value)
+            } else {
+                Err(SensorError::Device(format!("not a finite number: {value}")))
+            }
+        });
+        match result {
+            Ok(value) => {
+                let calibrated = calibration.apply(quantity, value);
+                if let Some(filtered) = entity.filters.apply(calibrated, tokio::time::Instant::now()) {
+                    hub.set(&entity.id, Value::Number(filtered));
+                }
+                hub.set_available(&entity.id, true);
+                if entity.record(true) == Some(Change::Recovered) {
+                    info!(sensor, entity = %entity.id, "sensor reading recovered");
+                }
+            }
+            Err(error) => {
+                hub.set_available(&entity.id, false);
+                if entity.record(false) == Some(Change::Failed) {
+                    warn!(
+                        sensor,
+                        entity = %entity.id,
+                        %error,
+                        "sensor read failed; the entity is unavailable until a read succeeds"
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    use std::sync::mpsc;
+    use std::time::Instant;
+
+    use crate::hub::HubEvent;
+
+    type Script = Vec<(Quantity, Result<f64, SensorError>)>;
+
+    /// A reader whose every `read` takes the next scripted round from a
+    /// channel, blocking until the test sends it: the test decides when each
+    /// round happens and what it returns. It records when it was read.
+    struct Scripted {
+        quantities: Vec<Quantity>,
+        rounds: mpsc::Receiver<Script>,
+        reads: mpsc::Sender<Instant>,
+    }
+
+    impl SensorReader for Scripted {
+        fn describe(&self) -> String {
+            "scripted".to_owned()
+        }
+
+        fn quantities(&self) -> Vec<Quantity> {
+            self.quantities.clone()
+        }
+
+        fn read(&mut self) -> Script {
+            let _ = self.reads.send(Instant::now());
+            // A closed channel (the test is over) reads as a failure.
+            self.rounds.recv().unwrap_or_else(|_| {
+                self.quantities
+                    .iter()
+                    .map(|&q| (q, Err(SensorError::Device("script ended".to_owned()))))
+                    .collect()
+            })
+        }
+    }
+
+    struct Harness {
+        hub: Arc<Hub>,
+        rounds: mpsc::Sender<Script>,
+        reads: mpsc::Receiver<Instant>,
+        cancel: CancellationToken,
+        task: tokio::task::JoinHandle<()>,
+    }
+
+    fn sensor(name: &str, quantities: &[Quantity]) -> (Sensor, mpsc::Sender<Script>, mpsc::Receiver<Instant>) {
+        let (rounds_tx, rounds_rx) = mpsc::channel();
+        let (reads_tx, reads_rx) = mpsc::channel();
+        let sensor = Sensor {
+            name: name.to_owned(),
+            label: "Living room".to_owned(),
+            interval: Duration::from_secs(600),
+            calibration: Calibration::default(),
+            filters: Vec::new(),
+            reader: Box::new(Scripted {
+                quantities: quantities.to_vec(),
+                rounds: rounds_rx,
+                reads: reads_tx,
+            }),
+        };
+        (sensor, rounds_tx, reads_rx)
+    }
+
+    fn start(sensor: Sensor, rounds: mpsc::Sender<Script>, reads: mpsc::Receiver<Instant>) -> Harness {
+        let hub = Hub::new(8);
+        for spec in sensor.entities() {
+            hub.register(spec);
+        }
+        let cancel = CancellationToken::new();
+        let task = tokio::spawn(sensor.run(hub.clone(), cancel.clone()));
+        Harness {
+            hub,
+            rounds,
+            reads,
+            cancel,
+            task,
+        }
+    }
+
+    impl Harness {
+        fn value(&self, id: &str) -> Option<f64> {
+            self.hub.get(id).and_then(|e| e.value).and_then(|v| v.as_number())
+        }
+
+        fn available(&self, id: &str) -> bool {
+            self.hub.get(id).is_some_and(|e| e.available)
+        }
+
+        /// Plays one round and waits until the runner has applied it. The
+        /// runner applies a whole round without yielding, so the first hub
+        /// event of the round means all of it is there. (A round must change
+        /// something: a value, or an availability.)
+        async fn round(&self, script: Script) {
+            let mut events = self.hub.subscribe();
+            self.rounds.send(script).expect("runner alive");
+            tokio::time::timeout(Duration::from_secs(5), async {
+                loop {
+                    match events.recv().await {
+                        Ok(HubEvent::Updated(..) | HubEvent::Availability(..)) => break,
+                        Ok(_) => {}
+                        Err(error) => panic!("hub closed: {error}"),
+                    }
+                }
+            })
+            .await
+            .expect("the round is applied within 5 s");
+        }
+
+        async fn stop(self) {
+            self.cancel.cancel();
+            tokio::time::timeout(Duration::from_secs(5), self.task)
+                .await
+                .expect("stops promptly")
+                .expect("does not panic");
+        }
+    }
+
+    #[test]
+    fn one_quantity_should_give_one_entity_named_after_the_sensor() {
+        let (sensor, _, _) = sensor("kitchen", &[Quantity::Temperature]);
+        let specs = sensor.entities();
+        assert_eq!(specs.len(), 1);
+        let spec = &specs[0];
+        assert_eq!((spec.id.as_str(), spec.name.as_str()), ("kitchen", "Living room"));
+        assert_eq!(spec.group, Group::Sensors);
+        assert_eq!(spec.device_class, Some("temperature"));
+        assert_eq!(spec.unit, Some("°C"));
+        assert_eq!(spec.state_class, Some(crate::hub::StateClass::Measurement));
+        assert_eq!(spec.precision, 1);
+        assert!(spec.own_availability);
+        assert!(!spec.diagnostic);
+        assert_eq!(sensor.entity_id(Quantity::Temperature), "kitchen");
+    }
+
+    #[test]
+    fn several_quantities_should_give_suffixed_ids_and_names() {
+        let (sensor, _, _) = sensor(
+            "attic",
+            &[Quantity::Temperature, Quantity::Humidity, Quantity::Pressure],
+        );
+        let specs = sensor.entities();
+        let ids: Vec<(&str, &str, Option<&str>)> =
+            specs.iter().map(|s| (s.id.as_str(), s.name.as_str(), s.unit)).collect();
+        assert_eq!(
+            ids,
+            vec![
+                ("attic_temperature", "Living room temperature", Some("°C")),
+                ("attic_humidity", "Living room humidity", Some("%")),
+                ("attic_pressure", "Living room pressure", Some("hPa")),
+            ]
+        );
+        assert!(specs.iter().all(|s| s.own_availability && s.group == Group::Sensors));
+        assert_eq!(sensor.entity_id(Quantity::Pressure), "attic_pressure");
+    }
+
+    #[test]
+    fn entities_should_expire_after_three_intervals_but_not_under_ten_seconds() {
+        let (mut sensor, _, _) = sensor("s", &[Quantity::Temperature]);
+        sensor.interval = Duration::from_secs(60);
+        assert_eq!(sensor.entities()[0].expire_after, Some(Duration::from_secs(180)));
+        sensor.interval = Duration::from_secs(2);
+        assert_eq!(sensor.entities()[0].expire_after, Some(MIN_EXPIRE_AFTER));
+    }
+
+    #[tokio::test]
+    async fn values_should_reach_the_hub_calibrated() {
+        let (mut s, rounds, reads) = sensor("attic", &[Quantity::Temperature, Quantity::Humidity]);
+        s.calibration = Calibration::default()
+            .with_offset(Quantity::Temperature, -1.5)
+            .with_scale(Quantity::Humidity, 1.1);
+        let h = start(s, rounds, reads);
+        h.round(vec![(Quantity::Temperature, Ok(21.5)), (Quantity::Humidity, Ok(40.0))])
+            .await;
+        assert_eq!(h.value("attic_temperature"), Some(20.0));
+        assert_eq!(h.value("attic_humidity"), Some(40.0 * 1.1));
+        assert!(h.available("attic_temperature") && h.available("attic_humidity"));
+        h.stop().await;
+    }
+
+    #[tokio::test]
+    async fn a_failure_should_mark_only_that_entity_unavailable_until_a_read_succeeds() {
+        let (mut s, rounds, reads) = sensor("attic", &[Quantity::Temperature, Quantity::Humidity]);
+        // Short, so that the test does not wait long for each round.
+        s.interval = MIN_INTERVAL;
+        let h = start(s, rounds, reads);
+        h.round(vec![(Quantity::Temperature, Ok(21.0)), (Quantity::Humidity, Ok(40.0))])
+            .await;
+
+        h.round(vec![
+            (Quantity::Temperature, Ok(22.0)),
+            (Quantity::Humidity, Err(SensorError::Device("EIO".to_owned()))),
+        ])
+        .await;
+        assert!(h.available("attic_temperature"));
+        assert_eq!(h.value("attic_temperature"), Some(22.0));
+        assert!(!h.available("attic_humidity"));
+        // The last good value stays; only its availability changed.
+        assert_eq!(h.value("attic_humidity"), Some(40.0));
+
+        // Still failing: still unavailable (and logged only once).
+        h.round(vec![
+            (Quantity::Temperature, Ok(22.5)),
+            (Quantity::Humidity, Err(SensorError::Crc)),
+        ])
+        .await;
+        assert!(!h.available("attic_humidity"));
+
+        h.round(vec![(Quantity::Temperature, Ok(23.0)), (Quantity::Humidity, Ok(41.0))])
+            .await;
+        assert!(h.available("attic_humidity"));
+        assert_eq!(h.value("attic_humidity"), Some(41.0));
+        h.stop().await;
+    }
+
+    #[test]
+    fn a_failure_should_be_reported_when_it_starts_and_when_it_ends_only() {
+        // What `apply` logs: a warning on `Failed`, a note on `Recovered`.
+        let mut entity = Tracked {
+            quantity: Quantity::Humidity,
+            id: "h".to_owned(),
+            filters: Chain::default(),
+            failing: false,
+        };
+        let changes: Vec<Option<Change>> = [true, false, false, false, true, true, false]
+            .into_iter()
+            .map(|ok| entity.record(ok))
+            .collect();
+        assert_eq!(
+            changes,
+            vec![
+                None,
+                Some(Change::Failed),
+                None,
+                None,
+                Some(Change::Recovered),
+                None,
+                Some(Change::Failed)
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_value_that_is_not_finite_should_count_as_a_failure() {
+        let (s, rounds, reads) = sensor("t", &[Quantity::Temperature]);
+        let h = start(s, rounds, reads);
+        h.round(vec![(Quantity::Temperature, Ok(f64::NAN))]).await;
+        assert!(!h.available("t"));
+        assert_eq!(h.value("t"), None);
+        h.stop().await;
+    }
+
+    #[tokio::test]
+    async fn it_should_read_at_once_and_not_again_before_the_interval() {
+        let (s, rounds, reads) = sensor("t", &[Quantity::Temperature]);
+        let started = Instant::now();
+        let h = start(s, rounds, reads);
+        h.round(vec![(Quantity::Temperature, Ok(20.0))]).await;
+        let first = h.reads.try_recv().expect("one read");
+        assert!(first.duration_since(started) < Duration::from_secs(5));
+        // The interval is 10 minutes: nothing more in the next 300 ms.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(h.reads.try_recv().is_err(), "read again before the interval");
+        h.stop().await;
+    }
+
+    #[tokio::test]
+    async fn rounds_should_be_an_interval_apart() {
+        let (mut s, rounds, reads) = sensor("t", &[Quantity::Temperature]);
+        s.interval = Duration::from_millis(150);
+        let h = start(s, rounds, reads);
+        let mut at = Vec::new();
+        for n in 0..4 {
+            h.round(vec![(Quantity::Temperature, Ok(f64::from(n)))]).await;
+            at.push(h.reads.try_recv().expect("the round's read"));
+        }
+        assert_eq!(h.value("t"), Some(3.0));
+        // tokio fires a tick up to 5 ms early relative to the previous late
+        // one; a loaded machine only makes the gaps longer.
+        for pair in at.windows(2) {
+            let gap = pair[1].duration_since(pair[0]);
+            assert!(gap >= Duration::from_millis(140), "rounds {gap:?} apart");
+        }
+        h.stop().await;
+    }
+
+    #[tokio::test]
+    async fn cancel_should_stop_even_while_a_read_is_in_flight() {
+        let (s, rounds, reads) = sensor("t", &[Quantity::Temperature]);
+        let h = start(s, rounds, reads);
+        // The first read blocks until a round is sent, which never happens.
+        let read = tokio::task::spawn_blocking({
+            let reads = h.reads;
+            move || reads.recv_timeout(Duration::from_secs(5))
+        });
+        read.await.expect("joined").expect("the read started");
+        h.cancel.cancel();
+        tokio::time::timeout(Duration::from_secs(5), h.task)
+            .await
+            .expect("stops without waiting for the read")
+            .expect("does not panic");
+        // Dropping the sender ends the abandoned read on its thread.
+        drop(h.rounds);
+    }
+
+    #[tokio::test]
+    async fn a_reader_that_panics_should_make_its_entities_unavailable_and_stop() {
+        struct Panics;
+        impl SensorReader for Panics {
+            fn describe(&self) -> String {
+                "panics".to_owned()
+            }
+            fn quantities(&self) -> Vec<Quantity> {
+                vec![Quantity::Temperature]
+            }
+            fn read(&mut self) -> Script {
+                panic!("a bug in a reader");
+            }
+        }
+        let sensor = Sensor {
+            name: "p".to_owned(),
+            label: "P".to_owned(),
+            interval: MIN_INTERVAL,
+            calibration: Calibration::default(),
+            filters: Vec::new(),
+            reader: Box::new(Panics),
+        };
+        let hub = Hub::new(8);
+        for spec in sensor.entities() {
+            hub.register(spec);
+        }
+        let task = tokio::spawn(sensor.run(hub.clone(), CancellationToken::new()));
+        tokio::time::timeout(Duration::from_secs(5), task)
+            .await
+            .expect("the runner ends by itself")
+            .expect("the panic stays in the blocking thread");
+        assert!(!hub.get("p").expect("registered").available);
+    }
+}
