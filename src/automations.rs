@@ -257,7 +257,7 @@ impl Automations {
             Action::On => true,
             Action::Off => false,
             Action::Toggle => !automation.enabled,
-            Action::Press => automation.enabled,
+            Action::Press | Action::Level(_) => automation.enabled,
         };
         automation.enabled = enabled;
         info!(automation = %automation.config.name, enabled, origin = ?command.origin, "automation switched");

@@ -4,7 +4,7 @@
 
 use tokio::sync::mpsc;
 
-use crate::hub::Component;
+use crate::hub::{Component, EntitySpec};
 
 /// What to do to an output.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -14,13 +14,18 @@ pub enum Action {
     Toggle,
     /// For buttons.
     Press,
+    /// A level in percent for a dimmable (PWM) output: 0 turns it off.
+    Level(u8),
 }
 
 impl Action {
-    /// `ON`, `OFF`, `TOGGLE` or `PRESS`, in any case, surrounding whitespace
-    /// ignored.
+    /// `ON`, `OFF`, `TOGGLE` or `PRESS`, in any case, or a level `0` to
+    /// `100`; surrounding whitespace ignored.
     pub fn parse(payload: &[u8]) -> Option<Action> {
         let text = std::str::from_utf8(payload).ok()?.trim();
+        if !text.is_empty() && text.len() <= 3 && text.bytes().all(|b| b.is_ascii_digit()) {
+            return text.parse().ok().filter(|n| *n <= 100).map(Action::Level);
+        }
         if text.eq_ignore_ascii_case("on") {
             Some(Action::On)
         } else if text.eq_ignore_ascii_case("off") {
@@ -35,13 +40,15 @@ impl Action {
     }
 }
 
-/// Whether an entity of `component` takes `action`: buttons take PRESS,
-/// switches and lights ON, OFF and TOGGLE, nothing else takes any.
-pub fn accepts(component: Component, action: Action) -> bool {
-    match component {
-        Component::Button => action == Action::Press,
-        Component::Switch | Component::Light => action != Action::Press,
-        Component::Sensor | Component::BinarySensor => false,
+/// Whether `entity` takes `action`: buttons take PRESS, switches, lights
+/// and fans ON, OFF and TOGGLE, dimmable ones also a level; nothing else
+/// takes any.
+pub fn accepts(entity: &EntitySpec, action: Action) -> bool {
+    match (entity.component, action) {
+        (Component::Button, action) => action == Action::Press,
+        (Component::Switch | Component::Light | Component::Fan, Action::Level(_)) => entity.dimmable,
+        (Component::Switch | Component::Light | Component::Fan, action) => action != Action::Press,
+        (Component::Sensor | Component::BinarySensor, _) => false,
     }
 }
 
@@ -83,7 +90,20 @@ mod tests {
         check(b" Off\n", Some(Action::Off));
         check(b"ToGgLe", Some(Action::Toggle));
         check(b"PRESS", Some(Action::Press));
-        for bad in [&b""[..], b"1", b"true", b"onn", b"{\"state\":\"ON\"}", b"\xff\xfe"] {
+        check(b"40", Some(Action::Level(40)));
+        check(b" 100\n", Some(Action::Level(100)));
+        check(b"0", Some(Action::Level(0)));
+        for bad in [
+            &b""[..],
+            b"101",
+            b"-1",
+            b"4.5",
+            b"1000",
+            b"true",
+            b"onn",
+            b"{\"state\":\"ON\"}",
+            b"\xff\xfe",
+        ] {
             check(bad, None);
         }
     }

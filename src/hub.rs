@@ -25,8 +25,11 @@ pub enum Component {
     BinarySensor,
     /// An output Home Assistant can turn on and off.
     Switch,
-    /// An output shown as a light (same ON/OFF commands as a switch).
+    /// An output shown as a light (same ON/OFF commands as a switch; a
+    /// dimmable one also takes a brightness).
     Light,
+    /// An output shown as a fan (ON/OFF; on PWM also a speed percentage).
+    Fan,
     /// A push button in Home Assistant (restart, reboot): PRESS, no state.
     Button,
 }
@@ -39,13 +42,17 @@ impl Component {
             Component::BinarySensor => "binary_sensor",
             Component::Switch => "switch",
             Component::Light => "light",
+            Component::Fan => "fan",
             Component::Button => "button",
         }
     }
 
     /// True for entities that take commands (ON/OFF/TOGGLE, or PRESS).
     pub fn is_commandable(self) -> bool {
-        matches!(self, Component::Switch | Component::Light | Component::Button)
+        matches!(
+            self,
+            Component::Switch | Component::Light | Component::Fan | Component::Button
+        )
     }
 }
 
@@ -96,6 +103,9 @@ pub struct EntitySpec {
     /// The entity emits press events (single, double, long), discovered as
     /// Home Assistant device triggers.
     pub press_events: bool,
+    /// An output with a level (PWM): its value is the level in percent, 0
+    /// when off, and it takes levels as commands.
+    pub dimmable: bool,
 }
 
 impl EntitySpec {
@@ -115,6 +125,7 @@ impl EntitySpec {
             expire_after: None,
             own_availability: false,
             press_events: false,
+            dimmable: false,
         }
     }
 
@@ -173,6 +184,13 @@ impl EntitySpec {
 
     pub fn press_events(mut self) -> Self {
         self.press_events = true;
+        self
+    }
+
+    /// An output whose value is its level in percent (0 = off).
+    pub fn dimmable(mut self) -> Self {
+        self.dimmable = true;
+        self.precision = 0;
         self
     }
 }

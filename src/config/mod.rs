@@ -20,7 +20,7 @@ mod hardware;
 pub use automations::{AutomationConfig, ButtonsConfig, Change, Condition, Step, Trigger};
 
 pub use hardware::{
-    Backend, GpioConfig, Initial, InputConfig, OnOff, OutputConfig, OutputKind, PressTiming, SensorConfig,
+    Backend, Drive, GpioConfig, Initial, InputConfig, OnOff, OutputConfig, OutputKind, PressTiming, SensorConfig,
     SensorSource, AUTOMATIONS_STATE_FILE_NAME,
 };
 
@@ -1092,8 +1092,8 @@ address = 0x77
         assert_eq!(config.gpio.state_file, PathBuf::from("/tmp/state.json"));
         let door = &config.inputs[0];
         assert_eq!(
-            (door.name.as_str(), door.label.as_str(), door.pin),
-            ("front_door", "Front door", 17)
+            (door.name.as_str(), door.label.as_str(), door.pin.clone()),
+            ("front_door", "Front door", crate::hal::Pin::Bcm(17))
         );
         assert_eq!(door.pull, crate::hal::Pull::Up);
         assert!(door.inverted);

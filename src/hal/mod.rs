@@ -1,15 +1,22 @@
-//! The hardware boundary: GPIO pins and I2C buses behind narrow traits, with
-//! a Raspberry Pi backend (rppal, in `rpi.rs`, the only module that imports
-//! rppal) and a simulated backend (`sim.rs`) for tests, demos and laptops.
+//! The hardware boundary: GPIO pins, PWM channels and I2C buses behind
+//! narrow traits, with three backends: the Linux GPIO character device
+//! (`cdev/`, every kernel), rppal (`rpi.rs`, the only module that imports
+//! rppal; needs Raspberry Pi OS's `/dev/gpiomem`) and a simulated backend
+//! (`sim.rs`) for tests, demos and laptops. `select.rs` decides which one a
+//! machine gets, and why; `pwm.rs` drives the kernel's PWM sysfs.
 //!
 //! Nothing outside this module touches hardware. Inputs report edges through
-//! a channel (rppal's interrupt callbacks run on their own thread), so no
-//! caller polls a pin.
+//! a channel, so no caller polls a pin.
 
+pub mod cdev;
+pub mod pwm;
 pub mod rpi;
+pub mod select;
 pub mod sim;
 
-use std::time::Duration;
+use std::fmt;
+
+pub use select::Backend;
 
 use tokio::sync::mpsc;
 
@@ -22,15 +29,91 @@ pub enum Pull {
     Off,
 }
 
-/// A level change seen on an input pin: the raw level after the edge.
+/// A GPIO line as the config names it: a BCM number (`17`, the Pi's
+/// numbering, which is also the line's offset on the Pi's header chip) or a
+/// line name from the device tree (`"GPIO17"`, or any name on other boards).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Pin {
+    Bcm(u8),
+    Name(String),
+}
+
+impl Pin {
+    /// The BCM number of a number, or of a name spelled `GPIO<n>`.
+    pub fn bcm(&self) -> Option<u8> {
+        match self {
+            Pin::Bcm(n) => Some(*n),
+            Pin::Name(name) => name.strip_prefix("GPIO").and_then(|n| n.parse().ok()),
+        }
+    }
+}
+
+/// `pin = 17` or `pin = "GPIO17"` in the config.
+impl<'de> serde::Deserialize<'de> for Pin {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Pin, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = Pin;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a BCM GPIO number (17) or a line name (\"GPIO17\")")
+            }
+            fn visit_i64<E: serde::de::Error>(self, n: i64) -> Result<Pin, E> {
+                u8::try_from(n)
+                    .map(Pin::Bcm)
+                    .map_err(|_| E::custom(format!("GPIO {n} is not on the Pi's header (BCM 0 to 27)")))
+            }
+            fn visit_u64<E: serde::de::Error>(self, n: u64) -> Result<Pin, E> {
+                self.visit_i64(i64::try_from(n).unwrap_or(i64::MAX))
+            }
+            fn visit_str<E: serde::de::Error>(self, name: &str) -> Result<Pin, E> {
+                if name.is_empty() || name.len() > 31 {
+                    return Err(E::custom("a line name is 1 to 31 characters long"));
+                }
+                Ok(Pin::Name(name.to_owned()))
+            }
+        }
+        deserializer.deserialize_any(Visitor)
+    }
+}
+
+impl fmt::Display for Pin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Pin::Bcm(n) => write!(f, "GPIO {n}"),
+            Pin::Name(name) => write!(f, "line `{name}`"),
+        }
+    }
+}
+
+/// How an input is requested.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InputSettings {
+    pub pull: Pull,
+    /// Report a low level as active (a button to ground with a pull-up).
+    /// The cdev backend asks the kernel for it, the others invert in
+    /// software: every backend reports logical levels.
+    pub active_low: bool,
+}
+
+/// A change seen on an input: its logical level after the edge (active-low
+/// applied) and when it happened (the kernel's timestamp where the backend
+/// has one).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Edge {
-    pub high: bool,
+    pub active: bool,
     pub at: tokio::time::Instant,
 }
 
+/// A PWM channel of the kernel's PWM sysfs (`/sys/class/pwm/pwmchipN`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PwmChannel {
+    pub chip: u32,
+    pub channel: u32,
+    pub frequency_hz: u32,
+}
+
 /// Hardware errors, each saying what the user can do about it.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum HalError {
     #[error("permission denied opening the GPIO device: add the user to the `gpio` group (sudo usermod -aG gpio $USER) and log in again, or run the installed service")]
     GpioPermission,
@@ -38,10 +121,14 @@ pub enum HalError {
     I2cPermission { bus: u8 },
     #[error("this does not look like a Raspberry Pi ({detail}); use gpio.backend = \"sim\" to try majortom without hardware")]
     NotAPi { detail: String },
-    #[error("GPIO {pin} is already in use (by another input/output in the config, or another program)")]
-    PinInUse { pin: u8 },
-    #[error("GPIO {pin} does not exist on this board")]
-    NoSuchPin { pin: u8 },
+    #[error("{pin} is already in use{}: stop that program or driver, or pick another pin", consumer.as_ref().map(|c| format!(" by `{c}`")).unwrap_or_default())]
+    PinInUse { pin: String, consumer: Option<String> },
+    #[error("{pin} does not exist on {chip}")]
+    NoSuchPin { pin: String, chip: String },
+    #[error("PWM chip {chip} is not there ({detail}): enable PWM with `dtoverlay=pwm` (GPIO 18) or `dtoverlay=pwm-2chan` (GPIO 18 and 19) in /boot/firmware/config.txt and reboot")]
+    NoPwm { chip: String, detail: String },
+    #[error("PWM {what}: {detail}")]
+    Pwm { what: String, detail: String },
     #[error("I2C bus {bus} is not available: enable I2C (sudo raspi-config → Interface Options → I2C) ({detail})")]
     NoI2cBus { bus: u8, detail: String },
     #[error("I2C device 0x{address:02x} on bus {bus} did not answer: check wiring and address ({detail})")]
@@ -52,23 +139,25 @@ pub enum HalError {
 
 /// A GPIO backend: hands out pins and I2C buses.
 pub trait Gpio: Send + Sync {
-    /// "rppal" or "sim", for logs and the API.
+    /// "cdev", "rppal" or "sim", for logs and the API.
     fn backend(&self) -> &'static str;
 
-    /// Claims `pin` as an input with `pull`, and sends every edge to
-    /// `edges` (dropping edges when the channel is full: the receiver reads
-    /// the level anyway). `debounce` is a hint the backend may apply in
-    /// hardware or its driver; callers debounce in software regardless.
+    /// Claims `pin` as an input and sends every edge to `edges` (dropping
+    /// edges when the channel is full: the receiver reads the level
+    /// anyway). Callers debounce in software: no backend delays an edge.
     fn input(
         &self,
-        pin: u8,
-        pull: Pull,
-        debounce: Option<Duration>,
+        pin: &Pin,
+        settings: InputSettings,
         edges: mpsc::Sender<Edge>,
     ) -> Result<Box<dyn InputPin>, HalError>;
 
     /// Claims `pin` as an output, driven to `initial_high` at once.
-    fn output(&self, pin: u8, initial_high: bool) -> Result<Box<dyn OutputPin>, HalError>;
+    fn output(&self, pin: &Pin, initial_high: bool) -> Result<Box<dyn OutputPin>, HalError>;
+
+    /// Claims a PWM channel, configured to its frequency and not yet
+    /// driven (the caller sets its duty cycle at once).
+    fn pwm(&self, channel: PwmChannel) -> Result<Box<dyn PwmOutput>, HalError>;
 
     /// Opens I2C bus `bus` (1 on a Pi's header).
     fn i2c(&self, bus: u8) -> Result<Box<dyn I2cBus>, HalError>;
@@ -76,13 +165,21 @@ pub trait Gpio: Send + Sync {
 
 /// A claimed input; dropping it releases the pin and stops its edges.
 pub trait InputPin: Send {
-    fn is_high(&self) -> Result<bool, HalError>;
+    /// The logical level (active-low applied).
+    fn is_active(&self) -> Result<bool, HalError>;
 }
 
 /// A claimed output. Dropping it leaves the pin at its last level (the
 /// caller sets the safe state before it stops).
 pub trait OutputPin: Send {
     fn set(&mut self, high: bool) -> Result<(), HalError>;
+}
+
+/// A claimed PWM channel. Dropping it leaves it running at its last duty
+/// cycle (the caller sets the safe state before it stops).
+pub trait PwmOutput: Send {
+    /// Drives the channel at `duty` (0.0 = always low, 1.0 = always high).
+    fn set_duty(&mut self, duty: f64) -> Result<(), HalError>;
 }
 
 /// An I2C bus, addressed per transfer.

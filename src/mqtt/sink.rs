@@ -353,7 +353,7 @@ pub enum Rejection {
     Retained,
     #[error("`{0}` is not an output")]
     NotAnOutput(String),
-    #[error("expected ON, OFF or TOGGLE")]
+    #[error("expected ON, OFF or TOGGLE (or a level 0-100 for a PWM output)")]
     BadPayload,
     #[error("a button takes PRESS")]
     NotAPress,
@@ -367,12 +367,12 @@ pub fn parse_command(hub: &Hub, entity: &str, payload: &[u8], retain: bool) -> R
         // whatever happened since; commands are one-shot.
         return Err(Rejection::Retained);
     }
-    let Some(component) = hub.get(entity).map(|e| e.spec.component).filter(|c| c.is_commandable()) else {
+    let Some(spec) = hub.get(entity).map(|e| e.spec).filter(|s| s.component.is_commandable()) else {
         return Err(Rejection::NotAnOutput(entity.to_owned()));
     };
     let action = match Action::parse(payload) {
-        Some(action) if command::accepts(component, action) => action,
-        _ if component == Component::Button => return Err(Rejection::NotAPress),
+        Some(action) if command::accepts(&spec, action) => action,
+        _ if spec.component == Component::Button => return Err(Rejection::NotAPress),
         _ => return Err(Rejection::BadPayload),
     };
     Ok(Command {

@@ -44,7 +44,8 @@ pub fn health_view(state: &AppState) -> serde_json::Value {
         "name": status.node.name,
         "model": status.node.model,
         "uptime_s": status.started.elapsed().as_secs(),
-        "gpio": status.gpio,
+        "gpio": status.gpio.as_ref().map(|(backend, _)| *backend),
+        "gpio_reason": status.gpio.as_ref().map(|(_, reason)| reason),
         "read_only": state.token.is_none(),
         "sim": state.sim.is_some(),
         "mqtt": {
@@ -225,12 +226,12 @@ pub async fn set_output(
     if let Some(refused) = refusal(&state, &headers) {
         return refused;
     }
-    let component = state
+    let spec = state
         .hub
         .get(&name)
-        .map(|e| e.spec.component)
-        .filter(|c| c.is_commandable());
-    let (Some(commands), Some(component)) = (&state.commands, component) else {
+        .map(|e| e.spec)
+        .filter(|s| s.component.is_commandable());
+    let (Some(commands), Some(spec)) = (&state.commands, spec) else {
         return error(StatusCode::NOT_FOUND, &format!("no output `{name}`"));
     };
     let expected = "expected {\"state\": \"ON\" | \"OFF\" | \"TOGGLE\"}";
@@ -244,9 +245,11 @@ pub async fn set_output(
         Ok(request) => request,
         Err(e) => return error(StatusCode::BAD_REQUEST, &format!("{expected}: {e}")),
     };
-    let Some(action) = Action::parse(request.state.as_bytes()).filter(|a| command::accepts(component, *a)) else {
-        let expected = if component == Component::Button {
+    let Some(action) = Action::parse(request.state.as_bytes()).filter(|a| command::accepts(&spec, *a)) else {
+        let expected = if spec.component == Component::Button {
             "PRESS"
+        } else if spec.dimmable {
+            "ON, OFF, TOGGLE or a level 0-100"
         } else {
             "ON, OFF or TOGGLE"
         };

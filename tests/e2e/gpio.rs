@@ -406,7 +406,44 @@ async fn auto_backend_on_a_machine_that_is_not_a_pi_should_use_sim_with_one_warn
         .filter(|l| l.contains("WARN") && l.contains("simulated GPIO"))
         .collect();
     assert_eq!(warnings.len(), 1, "{log}");
-    assert_eq!(agent.get_json("/api/health")["gpio"], "sim");
+    let health = agent.get_json("/api/health");
+    assert_eq!(health["gpio"], "sim");
+    assert!(
+        health["gpio_reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("no GPIO chip")),
+        "{health}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn auto_backend_with_a_chip_that_cannot_be_opened_should_fail_naming_it_not_simulate() {
+    let broker = Broker::start();
+    let root = merged_root(&["minimal"]);
+    // A /dev/gpiochip0 that exists but is no GPIO device (the real-chip
+    // paths run in the emulated Pi: tests/e2e/emulated_pi.rs).
+    std::fs::create_dir_all(root.path().join("dev")).expect("mkdir dev");
+    std::fs::write(root.path().join("dev/gpiochip0"), "").expect("fake chip");
+    let config = test_config(
+        "nochip",
+        broker.port,
+        &format!(
+            "[system]\nroot = \"{}\"\n\n[[outputs]]\nname = \"relay\"\npin = 5\n",
+            root.path().display()
+        ),
+    );
+    let mut agent = Agent::spawn(&config, &[]);
+    let status = agent.wait_exit(Duration::from_secs(10)).await.expect("exits");
+    assert!(!status.success());
+    let log = agent.log();
+    assert!(
+        log.contains("/dev/gpiochip0") && log.contains("not a GPIO character device"),
+        "{log}"
+    );
+    assert!(
+        !log.contains("simulated"),
+        "a chip that exists is never replaced by the simulation: {log}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -425,5 +462,8 @@ async fn an_explicit_rppal_backend_off_a_pi_should_fail_at_start_saying_what_to_
     let status = agent.wait_exit(Duration::from_secs(10)).await.expect("exits");
     assert!(!status.success());
     let log = agent.log();
-    assert!(log.contains("Raspberry Pi") && log.contains("sim"), "{log}");
+    assert!(
+        log.contains("gpio.backend = \"rppal\"") && log.contains("/dev/gpiomem") && log.contains("\"sim\""),
+        "{log}"
+    );
 }

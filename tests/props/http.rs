@@ -15,7 +15,7 @@ use axum::Router;
 use majortom::command::{Action, Command, CommandReceiver};
 use majortom::config::Secret;
 use majortom::hal::sim::SimGpio;
-use majortom::hal::{Edge, Gpio, InputPin, Pull};
+use majortom::hal::{Edge, Gpio, InputPin, InputSettings, Pin, Pull};
 use majortom::hub::{Component, EntitySpec, Group, Hub, Value};
 use majortom::node::NodeInfo;
 use majortom::status::AgentStatus;
@@ -67,9 +67,15 @@ fn rig(read_only: bool) -> Rig {
     let gpio = SimGpio::new();
     let (edge_tx, edges) = mpsc::channel(1024);
     let input = runtime
-        .block_on(async { gpio.input(17, Pull::Up, None, edge_tx) })
+        .block_on(async {
+            let settings = InputSettings {
+                pull: Pull::Up,
+                active_low: false,
+            };
+            gpio.input(&Pin::Bcm(17), settings, edge_tx)
+        })
         .expect("claim input");
-    let output = gpio.output(27, false).expect("claim output");
+    let output = gpio.output(&Pin::Bcm(27), false).expect("claim output");
     drop(output);
     let sim = gpio.control();
     let pins = Arc::new(SimPins {
@@ -85,7 +91,11 @@ fn rig(read_only: bool) -> Rig {
         sw_version: "0.0.0".into(),
         configuration_url: None,
     };
-    let status = Arc::new(AgentStatus::new(node, Some("localhost:1883".into()), Some("sim")));
+    let status = Arc::new(AgentStatus::new(
+        node,
+        Some("localhost:1883".into()),
+        Some(("sim", "gpio.backend = \"sim\"".to_owned())),
+    ));
     let (commands_tx, commands) = majortom::command::channel();
     let token = (!read_only).then(|| Secret::new(TOKEN.into()));
     let state = AppState::new(hub, status, Some(pins), Some(commands_tx), token);
@@ -676,8 +686,9 @@ fn good_requests_with_the_token_should_switch_outputs_and_report_the_echo() {
                 Action::On => true,
                 Action::Off => false,
                 Action::Toggle => !now,
-                // Never sent to a switch: the API refuses it (422).
-                Action::Press => now,
+                // Never sent to a switch or an on/off light: the API
+                // refuses them (422).
+                Action::Press | Action::Level(_) => now,
             };
             let _ = seen_tx.send(command.clone());
             hub.set(&command.output, Value::Bool(next));
@@ -705,7 +716,7 @@ fn good_requests_with_the_token_should_switch_outputs_and_report_the_echo() {
             Action::On => true,
             Action::Off => false,
             Action::Toggle => !before,
-            Action::Press => before,
+            Action::Press | Action::Level(_) => before,
         };
         prop_assert_eq!(&body["id"], output.as_str());
         prop_assert_eq!(&body["state"], if after { "ON" } else { "OFF" });
