@@ -7,14 +7,15 @@
 //! ```
 //!
 //! # Layout
-//! - [`cli`]: command line, `check` and `init`.
+//! - [`cli`]: command line, `check` and `init`; [`doctor`]: `majortom doctor`.
 //! - [`install`]: `install`, `uninstall`, `rollback` as a systemd service.
 //! - [`config`]: TOML → validated [`config::Config`], errors with file, line and key.
 //! - [`app`]: wires hub, sources and sinks; owns the cancellation token.
 //! - [`hub`]: entities, their latest values and a short history; the only
 //!   meeting point of sources and sinks.
 //! - [`sources`]: one module per kind of thing that produces values.
-//! - [`hal`]: the hardware boundary (rppal backend and a simulated one).
+//! - [`hal`]: the hardware boundary (GPIO character device, rppal and a
+//!   simulated backend; PWM sysfs; which backend and why).
 //! - [`mqtt`]: the MQTT sink with Home Assistant discovery.
 //! - [`web`]: the HTTP API and embedded page.
 //! - [`command`]: what sinks send back to the outputs.
@@ -31,6 +32,7 @@ pub mod cli;
 pub mod command;
 pub mod config;
 pub mod deadline;
+pub mod doctor;
 pub mod filters;
 #[cfg(test)]
 mod fixtures;

@@ -20,6 +20,9 @@
 //!   event streams.
 //! - `arm`: the static ARM builds under qemu-user (ignored by plain `cargo
 //!   test`; `scripts/test.sh` builds them and runs these too).
+//! - `emulated_pi`: the aarch64 build on QEMU's Raspberry Pi 3 with
+//!   Debian's arm64 kernel: the GPIO character device for real (outputs
+//!   seen by the kernel, busy lines, `doctor`). Ignored like `arm`.
 //! - `install`: `install`, `uninstall`, `rollback` into a temporary root,
 //!   and the installed unit through `systemd-analyze verify` and `security`.
 //! - `browser`: the dashboard and the API page in a real headless Chromium
@@ -33,6 +36,7 @@ mod automations;
 mod browser;
 mod cli;
 mod discovery;
+mod emulated_pi;
 mod faults;
 mod gpio;
 mod install;

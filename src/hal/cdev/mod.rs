@@ -102,6 +102,12 @@ impl Chip {
     }
 }
 
+impl AsRawFd for Chip {
+    fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        self.fd.as_raw_fd()
+    }
+}
+
 /// The backend: one chip, and the root under which PWM sysfs is found.
 pub struct CdevGpio {
     chip: Chip,

@@ -29,6 +29,7 @@ use crate::hub::{EntitySpec, Group, Hub, Value};
 use procfs::ParseError;
 
 pub use pi::board_model;
+pub(crate) use pi::{parse_throttled, THROTTLED_PATH};
 
 /// Every numeric entity id this source can create, on any machine.
 pub const NUMERIC_ENTITY_IDS: [&str; 12] = [
