@@ -366,7 +366,7 @@ async fn an_automations_message_should_go_out_when_connected_and_be_dropped_when
 #[test]
 fn the_readme_should_show_exactly_the_tested_examples() {
     let readme = std::fs::read_to_string(format!("{}/README.md", env!("CARGO_MANIFEST_DIR"))).expect("README");
-    for name in ["wall-switch.toml", "pump.toml", "fan.toml"] {
+    for name in ["wall-switch.toml", "pump.toml", "fan.toml", "pwm-fan.toml"] {
         assert!(
             readme.contains(&example(name)),
             "README.md must show docs/examples/{name} as it is"

@@ -116,7 +116,7 @@ mount -t debugfs debugfs /sys/kernel/debug
 mount -t tmpfs tmp /tmp
 ifconfig lo 127.0.0.1 up
 echo "@@init $(cut -d' ' -f1 /proc/uptime)"
-section() {{ name=$1; shift; echo "@@begin $name"; "$@" 2>&1; echo "@@status $name $?"; }}
+section() {{ name=$1; shift; echo "@@begin $name"; "$@" 2>&1; status=$?; echo; echo "@@status $name $status"; }}
 post() {{ wget -q -O - --header "Authorization: Bearer {TOKEN}" --header "Content-Type: application/json" --post-data "{{\"state\":\"$2\"}}" "http://127.0.0.1:8080/api/outputs/$1"; echo; }}
 section model cat /proc/device-tree/model
 section chips ls /dev/gpiochip0 /dev/gpiochip1 /dev/gpiomem
@@ -346,6 +346,7 @@ fn the_agent_should_run_the_gpio_of_an_emulated_pi_3_on_a_mainline_kernel() {
         run.to_serving.as_secs_f64()
     );
     println!("majortom doctor on the emulated Pi:\n{}", run.section("doctor"));
+    println!("/sys/kernel/debug/gpio with the relay on:\n{}", run.section("gpio-on"));
 
     // The board and what its mainline kernel offers.
     assert_eq!(
