@@ -126,6 +126,7 @@ for chip in /sys/class/gpio/gpiochip*; do
 done
 section doctor majortom doctor --config /etc/majortom/doctor.toml
 section doctor-json majortom doctor --config /etc/majortom/doctor.toml --json
+echo "@@agent-start $(cut -d' ' -f1 /proc/uptime)"
 majortom run --config /etc/majortom/agent.toml 2> /tmp/agent.log &
 agent=$!
 i=0
@@ -340,8 +341,9 @@ fn boot() -> Run {
 fn the_agent_should_run_the_gpio_of_an_emulated_pi_3_on_a_mainline_kernel() {
     let run = boot();
     println!(
-        "emulated Pi: init at {} s (guest uptime), agent serving at {} s; {:.1} s from starting QEMU",
+        "emulated Pi: init at {} s (guest uptime), agent started at {} s, serving at {} s; {:.1} s from starting QEMU",
         run.markers["init"],
+        run.markers["agent-start"],
         run.markers["serving"],
         run.to_serving.as_secs_f64()
     );
