@@ -78,14 +78,7 @@ fn main() -> ExitCode {
 
 /// `majortom doctor`: 0 when all is well, 1 when something is a problem.
 fn doctor(config: &Config, json: bool) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-        Ok(runtime) => runtime,
-        Err(error) => {
-            eprintln!("error: cannot start the runtime: {error}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let report = runtime.block_on(majortom::doctor::run(config));
+    let report = majortom::doctor::run(config);
     if json {
         println!("{}", report.json());
     } else {

@@ -6,7 +6,7 @@
 //! against fixture trees; the real machine is the emulated Pi's test.
 //!
 //! It only looks: lines are read "as is" (never reconfigured) and released
-//! at once, nothing is written.
+//! at once, nothing is written. Blocking, with no runtime: it runs alone.
 
 mod broker;
 
@@ -105,15 +105,15 @@ impl Report {
     }
 }
 
-/// Runs every check for `config`.
-pub async fn run(config: &Config) -> Report {
+/// Runs every check for `config` (blocking: a broker step waits up to 5 s).
+pub fn run(config: &Config) -> Report {
     let mut report = Report::default();
     let root = config.root.as_path();
     board(root, &mut report);
     gpio(config, &mut report);
     buses(config, &mut report);
     if let Some(mqtt) = &config.mqtt {
-        broker::check(mqtt, &config.node.id, &mut report).await;
+        broker::check(mqtt, &config.node.id, &mut report);
     }
     clock(SystemTime::now(), &mut report);
     power(root, &mut report);
@@ -503,9 +503,9 @@ mod tests {
             .join(name)
     }
 
-    #[tokio::test]
-    async fn a_pi_with_under_voltage_and_no_gpio_chip_should_say_so_with_fixes() {
-        let report = run(&config(&sysroot("pi4"), "")).await;
+    #[test]
+    fn a_pi_with_under_voltage_and_no_gpio_chip_should_say_so_with_fixes() {
+        let report = run(&config(&sysroot("pi4"), ""));
         let text = report.text();
         assert!(text.contains("ok    board: Raspberry Pi 4 Model B"), "{text}");
         assert!(text.contains("gpio backend: sim: no GPIO chip"), "{text}");
@@ -515,12 +515,12 @@ mod tests {
         assert_eq!(report.json()["ok"], false);
     }
 
-    #[tokio::test]
-    async fn missing_buses_for_configured_sensors_should_be_problems_naming_the_overlay() {
+    #[test]
+    fn missing_buses_for_configured_sensors_should_be_problems_naming_the_overlay() {
         let root = tempfile::tempdir().unwrap();
         let extra = "[[sensors]]\nkind = \"bme280\"\nname = \"air\"\n[[sensors]]\nkind = \"ds18b20\"\nname = \"garden\"\nid = \"28-0316a2795cff\"\n\
                      [[outputs]]\nname = \"fan\"\nkind = \"fan\"\npwm_channel = 0\n";
-        let text = run(&config(root.path(), extra)).await.text();
+        let text = run(&config(root.path(), extra)).text();
         for expected in [
             "dtparam=i2c_arm=on",
             "dtoverlay=w1-gpio",
@@ -531,13 +531,13 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn sensors_that_are_there_should_be_listed() {
+    #[test]
+    fn sensors_that_are_there_should_be_listed() {
         let root = tempfile::tempdir().unwrap();
         for tree in ["w1", "iio"] {
             copy(&sysroot(tree), root.path());
         }
-        let text = run(&config(root.path(), "")).await.text();
+        let text = run(&config(root.path(), "")).text();
         assert!(text.contains("ok    1-wire: DS18B20 seen: 28-"), "{text}");
         assert!(text.contains("ok    iio: devices: iio:device0"), "{text}");
     }
