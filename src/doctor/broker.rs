@@ -95,13 +95,10 @@ pub(super) fn check(config: &MqttConfig, node_id: &str, report: &mut Report) {
         ),
         Ok((0x20, body)) => {
             let (why, fix) = match body.get(1) {
-                Some(4) => (
-                    "bad user name or password",
-                    "check mqtt.username and the password ($MAJORTOM_MQTT_PASSWORD, mqtt.password_file)",
-                ),
-                Some(5) => (
-                    "not authorized",
-                    "give this user access in the broker's configuration (allow_anonymous, ACLs)",
+                // mosquitto answers a wrong password with 5, not 4.
+                Some(4 | 5) => (
+                    "bad user name or password, or not authorized",
+                    "check mqtt.username and the password ($MAJORTOM_MQTT_PASSWORD, mqtt.password_file), and the broker's ACLs",
                 ),
                 _ => ("refused", "check the broker's log"),
             };
