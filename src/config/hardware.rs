@@ -199,7 +199,7 @@ impl Default for RawGpio {
 pub(super) struct RawInput {
     name: Spanned<String>,
     label: Option<String>,
-    pin: Spanned<Pin>,
+    pin: Spanned<RawPin>,
     #[serde(default = "default_pull")]
     pull: Pull,
     #[serde(default)]
@@ -213,6 +213,25 @@ pub(super) struct RawInput {
     long_press_ms: Spanned<u64>,
     #[serde(default = "default_double_press_ms")]
     double_press_ms: Spanned<u64>,
+}
+
+/// `pin = 17` or `pin = "GPIO17"`. Untagged, so it goes through the same
+/// buffered deserializer as the other untagged values: a visitor of its own
+/// would instantiate toml's `deserialize_any` again (about 15 KB).
+#[derive(Debug, Deserialize)]
+#[serde(
+    untagged,
+    expecting = "expected a BCM GPIO number 0-27 (17) or a line name (\"GPIO17\")"
+)]
+pub(super) enum RawPin {
+    Bcm(u8),
+    Name(String),
+    #[serde(skip_deserializing)]
+    Absent,
+}
+
+fn absent_pin() -> Spanned<RawPin> {
+    Spanned::new(0..0, RawPin::Absent)
 }
 
 fn default_pull() -> Pull {
@@ -233,11 +252,14 @@ fn default_double_press_ms() -> Spanned<u64> {
 pub(super) struct RawOutput {
     name: Spanned<String>,
     label: Option<String>,
-    pin: Option<Spanned<Pin>>,
+    // Types the other sections already use, so that serde and toml add no
+    // code for them (a new `Option<Spanned<T>>` costs about 1 KB on armv6).
+    #[serde(default = "absent_pin")]
+    pin: Spanned<RawPin>,
     /// A PWM channel instead of a pin (`/sys/class/pwm/pwmchip<pwm_chip>`).
-    pwm_channel: Option<Spanned<u32>>,
-    pwm_chip: Option<Spanned<u32>>,
-    frequency_hz: Option<Spanned<u32>>,
+    pwm_channel: Option<Spanned<u8>>,
+    pwm_chip: Option<Spanned<u8>>,
+    frequency_hz: Option<Spanned<f64>>,
     level: Option<Spanned<u8>>,
     #[serde(default)]
     inverted: bool,
@@ -432,7 +454,8 @@ impl Validator<'_> {
         for (i, raw) in outputs.into_iter().enumerate() {
             let key = format!("outputs[{i}]");
             let name = self.entity_name(&raw.name, &key, &mut names)?;
-            let drive = match (&raw.pin, &raw.pwm_channel) {
+            let pin = (!matches!(raw.pin.get_ref(), RawPin::Absent)).then_some(&raw.pin);
+            let drive = match (pin, &raw.pwm_channel) {
                 (Some(pin), None) => {
                     for (field, span) in [
                         ("pwm_chip", raw.pwm_chip.as_ref().map(Spanned::span)),
@@ -447,11 +470,11 @@ impl Validator<'_> {
                     Drive::Gpio(self.pin(pin, &key, &mut pins)?)
                 }
                 (None, Some(channel)) => {
-                    let chip = raw.pwm_chip.as_ref().map_or(0, |c| *c.get_ref());
+                    let chip = raw.pwm_chip.as_ref().map_or(0, |c| u32::from(*c.get_ref()));
                     let default_hz = if raw.kind == OutputKind::Fan { 25_000 } else { 1_000 };
                     let frequency_hz = match &raw.frequency_hz {
                         None => default_hz,
-                        Some(hz) if (1..=1_000_000).contains(hz.get_ref()) => *hz.get_ref(),
+                        Some(hz) if (1.0..=1_000_000.0).contains(hz.get_ref()) => hz.get_ref().round() as u32,
                         Some(hz) => {
                             return Err(self.error(
                                 hz,
@@ -460,7 +483,7 @@ impl Validator<'_> {
                             ))
                         }
                     };
-                    let pwm = (chip, *channel.get_ref());
+                    let pwm = (chip, u32::from(*channel.get_ref()));
                     if let Some(first) = pwm_channels.get(&pwm) {
                         let message = format!("pwmchip{} channel {} is already used by `{first}`", pwm.0, pwm.1);
                         return Err(self.error(channel, &format!("{key}.pwm_channel"), message));
@@ -468,7 +491,7 @@ impl Validator<'_> {
                     pwm_channels.insert(pwm, format!("{key}.pwm_channel"));
                     Drive::Pwm(PwmChannel {
                         chip,
-                        channel: *channel.get_ref(),
+                        channel: pwm.1,
                         frequency_hz,
                     })
                 }
@@ -680,18 +703,18 @@ impl Validator<'_> {
 
     /// A BCM number on the header, or a line name; each used once (`17`
     /// and `"GPIO17"` are the same pin).
-    fn pin(&self, pin: &Spanned<Pin>, key: &str, seen: &mut HashMap<Pin, String>) -> Result<Pin, ConfigError> {
+    fn pin(&self, pin: &Spanned<RawPin>, key: &str, seen: &mut HashMap<Pin, String>) -> Result<Pin, ConfigError> {
         let key = format!("{key}.pin");
-        let value = pin.get_ref().clone();
-        if let Pin::Bcm(n) = value {
-            if n > MAX_PIN {
-                return Err(self.error(
-                    pin,
-                    &key,
-                    format!("GPIO {n} is not on the Pi's header (BCM 0 to {MAX_PIN}; other lines by name)"),
-                ));
+        let value = match pin.get_ref() {
+            RawPin::Bcm(n) if *n > MAX_PIN => {
+                let message = format!("GPIO {n} is not on the Pi's header (BCM 0 to {MAX_PIN}; other lines by name)");
+                return Err(self.error(pin, &key, message));
             }
-        }
+            RawPin::Bcm(n) => Pin::Bcm(*n),
+            RawPin::Name(name) if (1..=31).contains(&name.len()) => Pin::Name(name.clone()),
+            RawPin::Name(_) => return Err(self.error(pin, &key, "a line name is 1 to 31 characters long")),
+            RawPin::Absent => return Err(self.error(pin, &key, "missing: give the pin's BCM number or line name")),
+        };
         let same = value.bcm().map_or_else(|| value.clone(), Pin::Bcm);
         if let Some(first) = seen.get(&same) {
             return Err(self.error(pin, &key, format!("{value} is already used by `{first}`")));

@@ -48,34 +48,6 @@ impl Pin {
     }
 }
 
-/// `pin = 17` or `pin = "GPIO17"` in the config.
-impl<'de> serde::Deserialize<'de> for Pin {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Pin, D::Error> {
-        struct Visitor;
-        impl serde::de::Visitor<'_> for Visitor {
-            type Value = Pin;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a BCM GPIO number (17) or a line name (\"GPIO17\")")
-            }
-            fn visit_i64<E: serde::de::Error>(self, n: i64) -> Result<Pin, E> {
-                u8::try_from(n)
-                    .map(Pin::Bcm)
-                    .map_err(|_| E::custom(format!("GPIO {n} is not on the Pi's header (BCM 0 to 27)")))
-            }
-            fn visit_u64<E: serde::de::Error>(self, n: u64) -> Result<Pin, E> {
-                self.visit_i64(i64::try_from(n).unwrap_or(i64::MAX))
-            }
-            fn visit_str<E: serde::de::Error>(self, name: &str) -> Result<Pin, E> {
-                if name.is_empty() || name.len() > 31 {
-                    return Err(E::custom("a line name is 1 to 31 characters long"));
-                }
-                Ok(Pin::Name(name.to_owned()))
-            }
-        }
-        deserializer.deserialize_any(Visitor)
-    }
-}
-
 impl fmt::Display for Pin {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
