@@ -113,7 +113,9 @@ pub fn run(config: &Config) -> Report {
     gpio(config, &mut report);
     buses(config, &mut report);
     if let Some(mqtt) = &config.mqtt {
-        broker::check(mqtt, &config.node.id, &mut report);
+        let node = crate::node::NodeInfo::detect(config, None);
+        let status = std::sync::Arc::new(crate::status::AgentStatus::new(node, None, None));
+        broker::check(mqtt, &config.node.id, status, &mut report);
     }
     clock(SystemTime::now(), &mut report);
     power(root, &mut report);

@@ -352,7 +352,7 @@ fn doctor_should_tell_tls_and_authentication_failures_apart() {
     let (code, out) = doctor(&with_ca(&pki.other_ca));
     assert_eq!(code, Some(1), "{out}");
     assert!(
-        out.contains("TLS failed") && out.contains("fix: check [mqtt.tls]"),
+        out.contains("TLS handshake failed") && out.contains("fix: check [mqtt.tls]"),
         "{out}"
     );
 
