@@ -88,10 +88,7 @@ impl Outputs {
                 Initial::On => true,
                 Initial::Restore => remembered.outputs.get(&config.name).copied().unwrap_or(false),
             };
-            let level = match config.initial {
-                Initial::Restore => remembered.levels.get(&config.name).copied().unwrap_or(config.level),
-                _ => config.level,
-            };
+            let level = config.level;
             let driver = match &config.drive {
                 Drive::Gpio(pin) => Driver::Pin(gpio.output(pin, on != config.inverted)?),
                 Drive::Pwm(channel) => Driver::Pwm(gpio.pwm(*channel)?),
@@ -184,9 +181,8 @@ impl Outputs {
         // Echo the real state, changed or not, so every consumer agrees.
         hub.set(&output.config.name, output.value());
         if output.config.initial == Initial::Restore {
-            let (name, on, level) = (output.config.name.clone(), output.on, output.level);
-            let level = matches!(output.driver, Driver::Pwm(_)).then_some(level);
-            self.remember(&name, on, level);
+            let (name, on) = (output.config.name.clone(), output.on);
+            self.remember(&name, on);
         }
     }
 
@@ -209,20 +205,15 @@ impl Outputs {
         // Or a restart would restore ON and start the pulse (a door strike,
         // a pump) again.
         for (name, on) in ended {
-            self.remember(&name, on, None);
+            self.remember(&name, on);
         }
     }
 
-    fn remember(&mut self, name: &str, on: bool, level: Option<u8>) {
-        if self.remembered.outputs.get(name) == Some(&on)
-            && level.is_none_or(|l| self.remembered.levels.get(name) == Some(&l))
-        {
+    fn remember(&mut self, name: &str, on: bool) {
+        if self.remembered.outputs.get(name) == Some(&on) {
             return;
         }
         self.remembered.outputs.insert(name.to_owned(), on);
-        if let Some(level) = level {
-            self.remembered.levels.insert(name.to_owned(), level);
-        }
         match self.state_file.save(&self.remembered) {
             Ok(()) => self.save_failed = false,
             Err(error) if !self.save_failed => {

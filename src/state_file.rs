@@ -20,13 +20,11 @@ pub struct StateFileError {
     source: std::io::Error,
 }
 
-/// Last commanded on/off per output name, and the level of PWM outputs.
+/// Last commanded on/off per output name. (A PWM output comes back on at
+/// its configured `level`.)
 #[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub struct OutputStates {
     pub outputs: BTreeMap<String, bool>,
-    /// Absent from files written before PWM outputs existed.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub levels: BTreeMap<String, u8>,
 }
 
 pub struct StateFile {

@@ -411,8 +411,9 @@ impl Validator<'_> {
             .iter()
             .map(|r| ((*r).to_owned(), "the system source".to_owned()))
             .collect();
-        let mut pins: HashMap<Pin, String> = HashMap::new();
-        let mut pwm_channels: HashMap<(u32, u32), String> = HashMap::new();
+        // Keyed by text (`GPIO 17`, `line X`): maps of the kind the names
+        // already use cost the binary nothing new.
+        let mut pins: HashMap<String, String> = HashMap::new();
 
         let mut typed_inputs = Vec::new();
         for (i, raw) in inputs.into_iter().enumerate() {
@@ -484,11 +485,12 @@ impl Validator<'_> {
                         }
                     };
                     let pwm = (chip, u32::from(*channel.get_ref()));
-                    if let Some(first) = pwm_channels.get(&pwm) {
-                        let message = format!("pwmchip{} channel {} is already used by `{first}`", pwm.0, pwm.1);
+                    let used = format!("pwmchip{} channel {}", pwm.0, pwm.1);
+                    if let Some(first) = pins.get(&used) {
+                        let message = format!("{used} is already used by `{first}`");
                         return Err(self.error(channel, &format!("{key}.pwm_channel"), message));
                     }
-                    pwm_channels.insert(pwm, format!("{key}.pwm_channel"));
+                    pins.insert(used, format!("{key}.pwm_channel"));
                     Drive::Pwm(PwmChannel {
                         chip,
                         channel: pwm.1,
@@ -703,7 +705,7 @@ impl Validator<'_> {
 
     /// A BCM number on the header, or a line name; each used once (`17`
     /// and `"GPIO17"` are the same pin).
-    fn pin(&self, pin: &Spanned<RawPin>, key: &str, seen: &mut HashMap<Pin, String>) -> Result<Pin, ConfigError> {
+    fn pin(&self, pin: &Spanned<RawPin>, key: &str, seen: &mut HashMap<String, String>) -> Result<Pin, ConfigError> {
         let key = format!("{key}.pin");
         let value = match pin.get_ref() {
             RawPin::Bcm(n) if *n > MAX_PIN => {
@@ -715,7 +717,9 @@ impl Validator<'_> {
             RawPin::Name(_) => return Err(self.error(pin, &key, "a line name is 1 to 31 characters long")),
             RawPin::Absent => return Err(self.error(pin, &key, "missing: give the pin's BCM number or line name")),
         };
-        let same = value.bcm().map_or_else(|| value.clone(), Pin::Bcm);
+        let same = value
+            .bcm()
+            .map_or_else(|| value.to_string(), |n| Pin::Bcm(n).to_string());
         if let Some(first) = seen.get(&same) {
             return Err(self.error(pin, &key, format!("{value} is already used by `{first}`")));
         }

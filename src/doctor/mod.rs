@@ -14,8 +14,6 @@ use std::fmt::Write as _;
 use std::path::Path;
 use std::time::SystemTime;
 
-use serde_json::json;
-
 use crate::config::{Config, Drive, SensorSource};
 use crate::hal::cdev::{uapi, Chip};
 use crate::hal::select::{self, Choice};
@@ -88,21 +86,51 @@ impl Report {
         out
     }
 
-    pub fn json(&self) -> serde_json::Value {
-        let checks: Vec<_> = self
-            .findings
-            .iter()
-            .map(|f| {
-                let status = match f.status {
-                    Status::Ok => "ok",
-                    Status::Note => "note",
-                    Status::Problem => "problem",
-                };
-                json!({ "check": f.check, "status": status, "message": f.message, "fix": f.fix })
-            })
-            .collect();
-        json!({ "ok": self.all_well(), "checks": checks })
+    /// `{"ok": …, "checks": [{"check", "status", "message", "fix"}]}`,
+    /// written by hand: serde_json's `Value` maps would cost the binary
+    /// more than this.
+    pub fn json(&self) -> String {
+        let mut out = format!("{{\"ok\":{},\"checks\":[", self.all_well());
+        for (n, f) in self.findings.iter().enumerate() {
+            let status = match f.status {
+                Status::Ok => "ok",
+                Status::Note => "note",
+                Status::Problem => "problem",
+            };
+            let comma = if n == 0 { "" } else { "," };
+            let _ = write!(
+                out,
+                "{comma}{{\"check\":{},\"status\":\"{status}\",\"message\":{},\"fix\":",
+                quoted(f.check),
+                quoted(&f.message)
+            );
+            match &f.fix {
+                Some(fix) => out.push_str(&quoted(fix)),
+                None => out.push_str("null"),
+            }
+            out.push('}');
+        }
+        out.push_str("]}");
+        out
     }
+}
+
+/// A JSON string literal.
+fn quoted(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 2);
+    out.push('"');
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
 }
 
 /// Runs every check for `config` (blocking: a broker step waits up to 5 s).
@@ -514,7 +542,13 @@ mod tests {
         assert!(text.contains("FAIL  power: under-voltage now"), "{text}");
         assert!(text.contains("fix: use a 5.1 V supply"), "{text}");
         assert!(!report.all_well());
-        assert_eq!(report.json()["ok"], false);
+        let json: serde_json::Value = serde_json::from_str(&report.json()).expect("valid JSON");
+        assert_eq!(json["ok"], false);
+        let power = json["checks"]
+            .as_array()
+            .and_then(|c| c.iter().find(|c| c["check"] == "power"))
+            .cloned();
+        assert_eq!(power.map(|p| p["status"].clone()), Some("problem".into()));
     }
 
     #[test]
@@ -554,6 +588,11 @@ mod tests {
                 std::fs::copy(entry.path(), &target).unwrap();
             }
         }
+    }
+
+    #[test]
+    fn json_strings_should_be_escaped() {
+        assert_eq!(quoted("a \"b\" \\ \n"), r#""a \"b\" \\ \u000a""#);
     }
 
     #[test]
