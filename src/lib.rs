@@ -7,7 +7,7 @@
 //! ```
 //!
 //! # Layout
-//! - [`cli`]: command line, `check` and `init`.
+//! - [`cli`]: command line, `check` and `init`; [`doctor`]: `majortom doctor`.
 //! - [`install`]: `install`, `uninstall`, `rollback` as a systemd service;
 //!   [`atomic_file`] replaces files whole (install, state files).
 //! - [`config`]: TOML → validated [`config::Config`], errors with file, line and key.
@@ -15,7 +15,8 @@
 //! - [`hub`]: entities, their latest values and a short history; the only
 //!   meeting point of sources and sinks.
 //! - [`sources`]: one module per kind of thing that produces values.
-//! - [`hal`]: the hardware boundary (rppal backend and a simulated one).
+//! - [`hal`]: the hardware boundary (GPIO character device, rppal and a
+//!   simulated backend; PWM sysfs; which backend and why).
 //! - [`mqtt`]: the MQTT sink with Home Assistant discovery.
 //! - [`web`]: the HTTP API and embedded page; [`sim_panel`]: the simulated
 //!   backend's routes, merged into it only with that backend.
@@ -36,6 +37,7 @@ pub mod cli;
 pub mod command;
 pub mod config;
 pub mod deadline;
+pub mod doctor;
 pub mod filters;
 #[cfg(test)]
 mod fixtures;

@@ -204,7 +204,10 @@ impl<'de> de::SeqAccess<'de> for Items<'_, '_> {
 
     fn next_element_seed<T: DeserializeSeed<'de>>(&mut self, seed: T) -> Result<Option<T::Value>, Error> {
         match self.0.next() {
-            Some(item) => seed.deserialize(Value::new(item)?).map(Some),
+            Some(item) => seed
+                .deserialize(Value::new(item)?)
+                .map(Some)
+                .map_err(|error| error.at(&item.span())),
             None => Ok(None),
         }
     }
@@ -246,7 +249,11 @@ impl<'de> de::MapAccess<'de> for Entries<'_, '_> {
 
     fn next_value_seed<V: DeserializeSeed<'de>>(&mut self, seed: V) -> Result<V::Value, Error> {
         match self.value.take() {
-            Some(value) => seed.deserialize(Value::new(value)?),
+            // Errors made after the value was read (an untagged enum that
+            // fits no variant) point at the value too.
+            Some(value) => seed
+                .deserialize(Value::new(value)?)
+                .map_err(|error| error.at(&value.span())),
             None => Err(de::Error::custom("a value without a key")),
         }
     }
@@ -304,6 +311,14 @@ mod tests {
         name: Option<Spanned<String>>,
         mode: Option<Mode>,
         list: Option<Vec<i64>>,
+        pin: Option<PinLike>,
+    }
+
+    #[derive(Debug, PartialEq, serde::Deserialize)]
+    #[serde(untagged, expecting = "a number or a name")]
+    enum PinLike {
+        Number(u8),
+        Name(String),
     }
 
     #[derive(Debug, PartialEq, serde::Deserialize)]
@@ -361,5 +376,8 @@ mod tests {
             "\"fast\"",
         );
         check("mode = { a = 1, b = 2 }", "wanted string or table", "{ a = 1, b = 2 }");
+        // An untagged enum fails after its value was read, and still
+        // points at it.
+        check("pin = true", "a number or a name", "true");
     }
 }

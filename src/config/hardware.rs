@@ -12,22 +12,17 @@ use toml::Spanned;
 
 use super::{ConfigError, Validator};
 use crate::vocab::filter::FilterSpec;
-use crate::vocab::{Component, Pull, Quantity, BINARY_SENSOR_CLASSES, MAX_PIN};
+pub use crate::vocab::Backend;
+use crate::vocab::{Component, Pin, Pull, PwmChannel, Quantity, BINARY_SENSOR_CLASSES, MAX_PIN};
 
 // ---- typed ----------------------------------------------------------------
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Backend {
-    /// rppal on a Raspberry Pi, the simulation elsewhere (with a warning).
-    Auto,
-    Rppal,
-    Sim,
-}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GpioConfig {
     pub backend: Backend,
+    /// The chip for the cdev backend: a path, a name or a label; `None`
+    /// for the Pi's header chip (found by label), else `gpiochip0`.
+    pub chip: Option<String>,
     /// Where `initial = "restore"` outputs keep their last state.
     pub state_file: PathBuf,
 }
@@ -37,7 +32,7 @@ pub struct InputConfig {
     /// Entity id.
     pub name: String,
     pub label: String,
-    pub pin: u8,
+    pub pin: Pin,
     pub pull: Pull,
     /// Report ON when the pin is low (a button to ground with a pull-up).
     pub inverted: bool,
@@ -76,6 +71,7 @@ pub enum OnOff {
 pub enum OutputKind {
     Switch,
     Light,
+    Fan,
 }
 
 impl OutputKind {
@@ -83,15 +79,26 @@ impl OutputKind {
         match self {
             OutputKind::Switch => Component::Switch,
             OutputKind::Light => Component::Light,
+            OutputKind::Fan => Component::Fan,
         }
     }
+}
+
+/// What an output drives: a GPIO line (on/off) or a PWM channel (a level).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Drive {
+    Gpio(Pin),
+    Pwm(PwmChannel),
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct OutputConfig {
     pub name: String,
     pub label: String,
-    pub pin: u8,
+    pub drive: Drive,
+    /// A PWM output's level when turned ON before any level was asked for
+    /// (and for `initial`/`safe_state` = on), in percent.
+    pub level: u8,
     /// Drive the pin low for ON (active-low relay boards).
     pub inverted: bool,
     pub initial: Initial,
@@ -142,6 +149,7 @@ pub struct SensorConfig {
 #[serde(deny_unknown_fields, default)]
 pub(super) struct RawGpio {
     backend: Backend,
+    chip: Option<Spanned<String>>,
     state_file: Option<Spanned<PathBuf>>,
     /// Whether 1-wire DS18B20 sensors found in sysfs get entities even when
     /// not listed in `[[sensors]]`.
@@ -152,6 +160,7 @@ impl Default for RawGpio {
     fn default() -> Self {
         RawGpio {
             backend: Backend::Auto,
+            chip: None,
             state_file: None,
             auto_ds18b20: true,
         }
@@ -163,7 +172,7 @@ impl Default for RawGpio {
 pub(super) struct RawInput {
     name: Spanned<String>,
     label: Option<String>,
-    pin: Spanned<u8>,
+    pin: Spanned<RawPin>,
     #[serde(default = "default_pull")]
     pull: Pull,
     #[serde(default)]
@@ -177,6 +186,25 @@ pub(super) struct RawInput {
     long_press_ms: Spanned<u64>,
     #[serde(default = "default_double_press_ms")]
     double_press_ms: Spanned<u64>,
+}
+
+/// `pin = 17` or `pin = "GPIO17"`. Untagged, so it goes through the same
+/// buffered deserializer as the other untagged values: a visitor of its own
+/// would instantiate toml's `deserialize_any` again (about 15 KB).
+#[derive(Debug, Deserialize)]
+#[serde(
+    untagged,
+    expecting = "expected a BCM GPIO number 0-27 (17) or a line name (\"GPIO17\")"
+)]
+pub(super) enum RawPin {
+    Bcm(u8),
+    Name(String),
+    #[serde(skip_deserializing)]
+    Absent,
+}
+
+fn absent_pin() -> Spanned<RawPin> {
+    Spanned::new(0..0, RawPin::Absent)
 }
 
 fn default_pull() -> Pull {
@@ -197,7 +225,15 @@ fn default_double_press_ms() -> Spanned<u64> {
 pub(super) struct RawOutput {
     name: Spanned<String>,
     label: Option<String>,
-    pin: Spanned<u8>,
+    // Types the other sections already use, so that serde and toml add no
+    // code for them (a new `Option<Spanned<T>>` costs about 1 KB on armv6).
+    #[serde(default = "absent_pin")]
+    pin: Spanned<RawPin>,
+    /// A PWM channel instead of a pin (`/sys/class/pwm/pwmchip<pwm_chip>`).
+    pwm_channel: Option<Spanned<u8>>,
+    pwm_chip: Option<Spanned<u8>>,
+    frequency_hz: Option<Spanned<f64>>,
+    level: Option<Spanned<u8>>,
     #[serde(default)]
     inverted: bool,
     #[serde(default = "default_initial")]
@@ -326,8 +362,18 @@ impl Validator<'_> {
                 return Err(self.error(file, "gpio.state_file", message));
             }
         }
+        if let Some(chip) = &gpio.chip {
+            if chip.get_ref().is_empty() {
+                return Err(self.error(
+                    chip,
+                    "gpio.chip",
+                    "must be a path (/dev/gpiochip0), a name (gpiochip0) or a label (pinctrl-bcm2711)",
+                ));
+            }
+        }
         let gpio_config = GpioConfig {
             backend: gpio.backend,
+            chip: gpio.chip.map(Spanned::into_inner),
             state_file: gpio
                 .state_file
                 .map(Spanned::into_inner)
@@ -338,7 +384,9 @@ impl Validator<'_> {
             .iter()
             .map(|r| ((*r).to_owned(), "the system source".to_owned()))
             .collect();
-        let mut pins: HashMap<u8, String> = HashMap::new();
+        // Keyed by text (`GPIO 17`, `line X`): maps of the kind the names
+        // already use cost the binary nothing new.
+        let mut pins: HashMap<String, String> = HashMap::new();
 
         let mut typed_inputs = Vec::new();
         for (i, raw) in inputs.into_iter().enumerate() {
@@ -380,7 +428,70 @@ impl Validator<'_> {
         for (i, raw) in outputs.into_iter().enumerate() {
             let key = format!("outputs[{i}]");
             let name = self.entity_name(&raw.name, &key, &mut names)?;
-            let pin = self.pin(&raw.pin, &key, &mut pins)?;
+            let pin = (!matches!(raw.pin.get_ref(), RawPin::Absent)).then_some(&raw.pin);
+            let drive = match (pin, &raw.pwm_channel) {
+                (Some(pin), None) => {
+                    for (field, span) in [
+                        ("pwm_chip", raw.pwm_chip.as_ref().map(Spanned::span)),
+                        ("frequency_hz", raw.frequency_hz.as_ref().map(Spanned::span)),
+                        ("level", raw.level.as_ref().map(Spanned::span)),
+                    ] {
+                        if let Some(span) = span {
+                            let message = format!("`{field}` is for PWM outputs (with `pwm_channel`), not for a pin");
+                            return Err(self.error(&Spanned::new(span, ()), &format!("{key}.{field}"), message));
+                        }
+                    }
+                    Drive::Gpio(self.pin(pin, &key, &mut pins)?)
+                }
+                (None, Some(channel)) => {
+                    let chip = raw.pwm_chip.as_ref().map_or(0, |c| u32::from(*c.get_ref()));
+                    let default_hz = if raw.kind == OutputKind::Fan { 25_000 } else { 1_000 };
+                    let frequency_hz = match &raw.frequency_hz {
+                        None => default_hz,
+                        Some(hz) if (1.0..=1_000_000.0).contains(hz.get_ref()) => hz.get_ref().round() as u32,
+                        Some(hz) => {
+                            return Err(self.error(
+                                hz,
+                                &format!("{key}.frequency_hz"),
+                                "must be between 1 and 1000000 Hz",
+                            ))
+                        }
+                    };
+                    let pwm = (chip, u32::from(*channel.get_ref()));
+                    let used = format!("pwmchip{} channel {}", pwm.0, pwm.1);
+                    if let Some(first) = pins.get(&used) {
+                        let message = format!("{used} is already used by `{first}`");
+                        return Err(self.error(channel, &format!("{key}.pwm_channel"), message));
+                    }
+                    pins.insert(used, format!("{key}.pwm_channel"));
+                    Drive::Pwm(PwmChannel {
+                        chip,
+                        channel: pwm.1,
+                        frequency_hz,
+                    })
+                }
+                (Some(_), Some(channel)) => {
+                    return Err(self.error(
+                        channel,
+                        &format!("{key}.pwm_channel"),
+                        "give either `pin` or `pwm_channel`, not both",
+                    ))
+                }
+                (None, None) => {
+                    return Err(self.error(
+                        &raw.name,
+                        &format!("{key}.pin"),
+                        "an output needs `pin` (a GPIO) or `pwm_channel` (a PWM output)",
+                    ))
+                }
+            };
+            let level = match &raw.level {
+                None => 100,
+                Some(level) if (1..=100).contains(level.get_ref()) => *level.get_ref(),
+                Some(level) => {
+                    return Err(self.error(level, &format!("{key}.level"), "must be between 1 and 100 (percent)"))
+                }
+            };
             let auto_off = match raw.auto_off_s {
                 None => None,
                 Some(seconds) => {
@@ -398,7 +509,8 @@ impl Validator<'_> {
             typed_outputs.push(OutputConfig {
                 label: raw.label.unwrap_or_else(|| label_from_name(&name)),
                 name,
-                pin,
+                drive,
+                level,
                 inverted: raw.inverted,
                 initial: raw.initial,
                 safe_state: raw.safe_state,
@@ -564,20 +676,27 @@ impl Validator<'_> {
         Ok(name.get_ref().clone())
     }
 
-    fn pin(&self, pin: &Spanned<u8>, key: &str, seen: &mut HashMap<u8, String>) -> Result<u8, ConfigError> {
+    /// A BCM number on the header, or a line name; each used once (`17`
+    /// and `"GPIO17"` are the same pin).
+    fn pin(&self, pin: &Spanned<RawPin>, key: &str, seen: &mut HashMap<String, String>) -> Result<Pin, ConfigError> {
         let key = format!("{key}.pin");
-        let value = *pin.get_ref();
-        if value > MAX_PIN {
-            return Err(self.error(
-                pin,
-                &key,
-                format!("GPIO {value} is not on the Pi's header (BCM 0 to {MAX_PIN})"),
-            ));
+        let value = match pin.get_ref() {
+            RawPin::Bcm(n) if *n > MAX_PIN => {
+                let message = format!("GPIO {n} is not on the Pi's header (BCM 0 to {MAX_PIN}; other lines by name)");
+                return Err(self.error(pin, &key, message));
+            }
+            RawPin::Bcm(n) => Pin::Bcm(*n),
+            RawPin::Name(name) if (1..=31).contains(&name.len()) => Pin::Name(name.clone()),
+            RawPin::Name(_) => return Err(self.error(pin, &key, "a line name is 1 to 31 characters long")),
+            RawPin::Absent => return Err(self.error(pin, &key, "missing: give the pin's BCM number or line name")),
+        };
+        let same = value
+            .bcm()
+            .map_or_else(|| value.to_string(), |n| Pin::Bcm(n).to_string());
+        if let Some(first) = seen.get(&same) {
+            return Err(self.error(pin, &key, format!("{value} is already used by `{first}`")));
         }
-        if let Some(first) = seen.get(&value) {
-            return Err(self.error(pin, &key, format!("GPIO {value} is already used by `{first}`")));
-        }
-        seen.insert(value, key);
+        seen.insert(same, key);
         Ok(value)
     }
 

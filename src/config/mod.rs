@@ -38,7 +38,7 @@ use error::key_path_at;
 use mqtt::RawMqtt;
 
 pub use hardware::{
-    Backend, GpioConfig, Initial, InputConfig, OnOff, OutputConfig, OutputKind, PressTiming, SensorConfig,
+    Backend, Drive, GpioConfig, Initial, InputConfig, OnOff, OutputConfig, OutputKind, PressTiming, SensorConfig,
     SensorSource, AUTOMATIONS_STATE_FILE_NAME,
 };
 
