@@ -111,7 +111,11 @@ mod tests {
             inputs: vec![("door".into(), 17)],
             outputs: vec![("relay".into(), 27)],
         });
-        let status = crate::status::AgentStatus::new(crate::fixtures::node(), Some("b:1883".into()), Some(("sim", "gpio.backend = \"sim\"".to_owned())));
+        let status = crate::status::AgentStatus::new(
+            crate::fixtures::node(),
+            Some("b:1883".into()),
+            Some(("sim", "gpio.backend = \"sim\"".to_owned())),
+        );
         let commands = Commands {
             targets: Arc::new(targets),
             sender,
