@@ -18,6 +18,8 @@
 //! - [`mqtt`]: the MQTT sink with Home Assistant discovery.
 //! - [`web`]: the HTTP API and embedded page.
 //! - [`command`]: what sinks send back to the outputs.
+//! - [`commands`]: `[[commands]]`, programs run on request, and running one
+//!   process (also for command sensors).
 //! - [`automations`]: triggers, conditions and actions run on the device;
 //!   [`filters`] shape numeric values before the hub.
 //! - [`outputs`]: applies commands to relays and LEDs; safe state on stop;
@@ -29,6 +31,7 @@ pub mod app;
 pub mod automations;
 pub mod cli;
 pub mod command;
+pub mod commands;
 pub mod config;
 pub mod deadline;
 pub mod filters;
