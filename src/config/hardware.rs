@@ -311,7 +311,7 @@ fn default_state_file(state_directory: Option<String>) -> PathBuf {
 }
 
 /// `front_door` → `Front door`.
-fn label_from_name(name: &str) -> String {
+pub(super) fn label_from_name(name: &str) -> String {
     let spaced = name.replace(['_', '-'], " ");
     let mut chars = spaced.chars();
     match chars.next() {
@@ -573,7 +573,7 @@ impl Validator<'_> {
         Ok(each)
     }
 
-    fn entity_name(
+    pub(super) fn entity_name(
         &self,
         name: &Spanned<String>,
         key: &str,

@@ -15,10 +15,12 @@ use std::time::Duration;
 use serde::Deserialize;
 
 mod automations;
+mod commands;
 mod de;
 mod hardware;
 
 pub use automations::{AutomationConfig, ButtonsConfig, Change, Condition, Step, Trigger};
+pub use commands::{unit_name, CommandConfig, CommandKind, Concurrency, Program, RunSettings, StatusCheck};
 
 pub use hardware::{
     Backend, GpioConfig, Initial, InputConfig, OnOff, OutputConfig, OutputKind, PressTiming, SensorConfig,
@@ -62,6 +64,7 @@ pub struct Config {
     pub sensors: Vec<SensorConfig>,
     pub automations: Vec<AutomationConfig>,
     pub buttons: ButtonsConfig,
+    pub commands: Vec<CommandConfig>,
 }
 
 impl Config {
@@ -411,6 +414,7 @@ struct RawConfig {
     sensors: Vec<hardware::RawSensor>,
     automations: Vec<automations::RawAutomation>,
     buttons: automations::RawButtons,
+    commands: Vec<commands::RawCommand>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -590,6 +594,7 @@ impl Validator<'_> {
             .collect();
         let automations = self.automations(raw.automations, &known, &mut names)?;
         let buttons = self.buttons(raw.buttons)?;
+        let commands = self.commands(raw.commands, &reserved, &mut names)?;
         Ok(Config {
             origin: self.origin.clone(),
             node,
@@ -604,6 +609,7 @@ impl Validator<'_> {
             sensors: hardware.sensors,
             automations,
             buttons,
+            commands,
         })
     }
 

@@ -1,0 +1,666 @@
+//! `[[commands]]`: programs run on request, raw and validated, and the
+//! program keys (`on`, `off`, `once`, `status`, a command sensor's
+//! `command`) that command sensors share.
+//!
+//! A command is a switch (`on` + `off`) or a button (`once`); `status`
+//! reports a switch's state and, for both, whether it is available.
+//! `unit = "kodi.service"` writes a switch's three programs itself
+//! (`systemctl start|stop|is-active --quiet`). Programs are argv arrays; one
+//! string runs through `/bin/sh -c` only with `shell = true`, so a space or
+//! a `;` never means a shell by accident (arrays are allowed either way).
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::de::{self, Deserializer, SeqAccess, Visitor};
+use serde::Deserialize;
+use toml::Spanned;
+
+use super::{ConfigError, Validator};
+
+/// `timeout_s` when not given, for commands.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+/// `status_interval_s` when not given.
+pub const DEFAULT_STATUS_INTERVAL: Duration = Duration::from_secs(30);
+
+// ---- typed ----------------------------------------------------------------
+
+/// A program to run, as the config gave it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Program {
+    /// Run directly: `argv[0]` is looked up on `PATH` when it has no `/`.
+    Argv(Vec<String>),
+    /// One line for `/bin/sh -c`, only with `shell = true`.
+    Shell(String),
+}
+
+impl Program {
+    /// The argv that is executed.
+    pub fn argv(&self) -> Vec<String> {
+        match self {
+            Program::Argv(argv) => argv.clone(),
+            Program::Shell(line) => vec!["/bin/sh".to_owned(), "-c".to_owned(), line.clone()],
+        }
+    }
+}
+
+/// For logs and `majortom check`: the argv with spaces, or `sh -c '…'`.
+impl fmt::Display for Program {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Program::Argv(argv) => f.write_str(&argv.join(" ")),
+            Program::Shell(line) => write!(f, "sh -c '{line}'"),
+        }
+    }
+}
+
+/// What a command is in Home Assistant and on the dashboard.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CommandKind {
+    Switch { on: Program, off: Program },
+    Button { once: Program },
+}
+
+/// Whether a request may wait while the command runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Concurrency {
+    /// A request while a run is going is refused (HTTP 409).
+    Refuse,
+    /// Requests wait their turn, a few at most.
+    Queued,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatusCheck {
+    pub program: Program,
+    pub interval: Duration,
+}
+
+/// How every program of a command runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunSettings {
+    /// After this, the program's whole process group is killed.
+    pub timeout: Duration,
+    /// Variables passed through from the agent's environment, besides `PATH`.
+    pub env: Vec<String>,
+    pub working_dir: PathBuf,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommandConfig {
+    /// Entity id.
+    pub name: String,
+    pub label: String,
+    pub kind: CommandKind,
+    pub status: Option<StatusCheck>,
+    pub run: RunSettings,
+    pub concurrency: Concurrency,
+    /// The systemd unit of `unit = …`, with its suffix (`kodi.service`):
+    /// `install` lets the agent start and stop it through polkit.
+    pub unit: Option<String>,
+}
+
+// ---- raw ------------------------------------------------------------------
+
+/// An argv array, or one string (only valid with `shell = true`).
+#[derive(Debug, Clone, PartialEq)]
+pub(super) enum RawProgram {
+    Argv(Vec<String>),
+    Line(String),
+}
+
+/// By hand rather than `untagged`: the error then says what is expected.
+impl<'de> Deserialize<'de> for RawProgram {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ProgramVisitor;
+        impl<'de> Visitor<'de> for ProgramVisitor {
+            type Value = RawProgram;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(
+                    r#"an argv array such as ["systemctl", "start", "kodi"], or one string with `shell = true`"#,
+                )
+            }
+            fn visit_str<E: de::Error>(self, line: &str) -> Result<RawProgram, E> {
+                Ok(RawProgram::Line(line.to_owned()))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut items: A) -> Result<RawProgram, A::Error> {
+                let mut argv = Vec::new();
+                while let Some(item) = items.next_element::<String>()? {
+                    argv.push(item);
+                }
+                Ok(RawProgram::Argv(argv))
+            }
+        }
+        deserializer.deserialize_any(ProgramVisitor)
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawCommand {
+    name: Spanned<String>,
+    label: Option<String>,
+    on: Option<Spanned<RawProgram>>,
+    off: Option<Spanned<RawProgram>>,
+    once: Option<Spanned<RawProgram>>,
+    status: Option<Spanned<RawProgram>>,
+    unit: Option<Spanned<String>>,
+    #[serde(default)]
+    shell: bool,
+    status_interval_s: Option<Spanned<f64>>,
+    timeout_s: Option<Spanned<f64>>,
+    #[serde(default)]
+    env: Vec<Spanned<String>>,
+    working_dir: Option<Spanned<PathBuf>>,
+    mode: Option<Concurrency>,
+}
+
+/// The suffixes systemd gives unit names; a bare name means `.service`.
+const UNIT_SUFFIXES: &[&str] = &[
+    ".service",
+    ".socket",
+    ".target",
+    ".timer",
+    ".mount",
+    ".automount",
+    ".swap",
+    ".path",
+    ".slice",
+    ".scope",
+    ".device",
+];
+
+/// `kodi` → `kodi.service`; `None` for what is not a plain unit name. The
+/// characters are systemd's, less `\` (its escapes), so that the name can
+/// sit in the polkit rule's text as it is.
+pub fn unit_name(name: &str) -> Option<String> {
+    let plain = !name.is_empty()
+        && name.len() <= 255
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b':' | b'-' | b'_' | b'.' | b'@'))
+        && !name.starts_with('.')
+        && !name.starts_with('-');
+    if !plain {
+        return None;
+    }
+    if UNIT_SUFFIXES
+        .iter()
+        .any(|suffix| name.ends_with(suffix) && name.len() > suffix.len())
+    {
+        Some(name.to_owned())
+    } else {
+        Some(format!("{name}.service"))
+    }
+}
+
+/// A name that can go into an environment: `[A-Za-z_][A-Za-z0-9_]*`.
+fn env_name_ok(name: &str) -> bool {
+    let mut bytes = name.bytes();
+    bytes.next().is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
+        && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_')
+}
+
+impl Validator<'_> {
+    /// `[[commands]]`. Names must not clash with `reserved` (the agent's own
+    /// entities) or `names` (every other entity so far), and are added to
+    /// `names`.
+    pub(super) fn commands(
+        &self,
+        raw: Vec<RawCommand>,
+        reserved: &[&str],
+        names: &mut HashMap<String, String>,
+    ) -> Result<Vec<CommandConfig>, ConfigError> {
+        for id in reserved {
+            names
+                .entry((*id).to_owned())
+                .or_insert_with(|| "the agent itself".to_owned());
+        }
+        let mut commands = Vec::new();
+        for (i, raw) in raw.into_iter().enumerate() {
+            commands.push(self.command(raw, &format!("commands[{i}]"), names)?);
+        }
+        Ok(commands)
+    }
+
+    fn command(
+        &self,
+        raw: RawCommand,
+        key: &str,
+        names: &mut HashMap<String, String>,
+    ) -> Result<CommandConfig, ConfigError> {
+        let name = self.entity_name(&raw.name, key, names)?;
+        let shell = raw.shell;
+        let program = |value: &Option<Spanned<RawProgram>>, field: &str| match value {
+            None => Ok(None),
+            Some(value) => self.program(value, shell, &format!("{key}.{field}")).map(Some),
+        };
+        let (kind, status, unit) = match &raw.unit {
+            Some(unit) => {
+                for (field, given) in [
+                    ("on", raw.on.as_ref().map(Spanned::span)),
+                    ("off", raw.off.as_ref().map(Spanned::span)),
+                    ("once", raw.once.as_ref().map(Spanned::span)),
+                    ("status", raw.status.as_ref().map(Spanned::span)),
+                ] {
+                    if let Some(span) = given {
+                        return Err(self.error(
+                            &Spanned::new(span, ()),
+                            &format!("{key}.{field}"),
+                            format!("`{field}` does not go with `unit`, which sets on, off and status itself"),
+                        ));
+                    }
+                }
+                let Some(unit_name) = unit_name(unit.get_ref()) else {
+                    return Err(self.error(
+                        unit,
+                        &format!("{key}.unit"),
+                        "must be a systemd unit name such as `kodi.service` (letters, digits, `:-_.@`)",
+                    ));
+                };
+                let systemctl = |verb: &str| {
+                    let mut argv = vec!["systemctl".to_owned(), verb.to_owned()];
+                    if verb == "is-active" {
+                        // Exit 0 when active, 3 when not, and nothing on
+                        // stdout: exactly what `status` reads as on and off.
+                        argv.push("--quiet".to_owned());
+                    }
+                    argv.push(unit_name.clone());
+                    Program::Argv(argv)
+                };
+                let kind = CommandKind::Switch {
+                    on: systemctl("start"),
+                    off: systemctl("stop"),
+                };
+                (kind, Some(systemctl("is-active")), Some(unit_name.clone()))
+            }
+            None => {
+                let on = program(&raw.on, "on")?;
+                let off = program(&raw.off, "off")?;
+                let once = program(&raw.once, "once")?;
+                let kind =
+                    match (on, off, once) {
+                        (Some(on), Some(off), None) => CommandKind::Switch { on, off },
+                        (None, None, Some(once)) => CommandKind::Button { once },
+                        (Some(_), None, _) => {
+                            return Err(self.error(&raw.name, &format!("{key}.off"), "`on` needs `off` too (a switch)"))
+                        }
+                        (None, Some(_), _) => {
+                            return Err(self.error(&raw.name, &format!("{key}.on"), "`off` needs `on` too (a switch)"))
+                        }
+                        (Some(_), Some(_), Some(_)) => return Err(self.error(
+                            &raw.name,
+                            &format!("{key}.once"),
+                            "a command is a switch (`on` and `off`) or a button (`once`), not both; make two commands",
+                        )),
+                        (None, None, None) => {
+                            return Err(self.error(
+                                &raw.name,
+                                key,
+                                "needs `on` and `off` (a switch), `once` (a button) or `unit` (a systemd service)",
+                            ))
+                        }
+                    };
+                (kind, program(&raw.status, "status")?, None)
+            }
+        };
+        let status = match (status, raw.status_interval_s) {
+            (Some(program), interval) => Some(StatusCheck {
+                program,
+                interval: match interval {
+                    None => DEFAULT_STATUS_INTERVAL,
+                    Some(seconds) => self.seconds(&seconds, &format!("{key}.status_interval_s"), 1.0..=86_400.0)?,
+                },
+            }),
+            (None, Some(interval)) => {
+                return Err(self.error(
+                    &interval,
+                    &format!("{key}.status_interval_s"),
+                    "only applies with `status` (or `unit`)",
+                ))
+            }
+            (None, None) => None,
+        };
+        let timeout = match raw.timeout_s {
+            None => DEFAULT_TIMEOUT,
+            Some(seconds) => self.seconds(&seconds, &format!("{key}.timeout_s"), 0.1..=86_400.0)?,
+        };
+        let mut env = Vec::new();
+        for (n, variable) in raw.env.iter().enumerate() {
+            if !env_name_ok(variable.get_ref()) {
+                return Err(self.error(
+                    variable,
+                    &format!("{key}.env[{n}]"),
+                    "must be the name of an environment variable (letters, digits, `_`); its value comes from the agent's environment",
+                ));
+            }
+            env.push(variable.get_ref().clone());
+        }
+        let working_dir = match raw.working_dir {
+            None => PathBuf::from("/"),
+            Some(dir) if dir.get_ref().is_absolute() => dir.into_inner(),
+            Some(dir) => {
+                return Err(self.error(&dir, &format!("{key}.working_dir"), "must be an absolute path"));
+            }
+        };
+        Ok(CommandConfig {
+            label: raw.label.unwrap_or_else(|| super::hardware::label_from_name(&name)),
+            name,
+            kind,
+            status,
+            run: RunSettings {
+                timeout,
+                env,
+                working_dir,
+            },
+            concurrency: raw.mode.unwrap_or(Concurrency::Refuse),
+            unit,
+        })
+    }
+
+    /// One program key: an argv array, or one string with `shell = true`.
+    pub(super) fn program(&self, value: &Spanned<RawProgram>, shell: bool, key: &str) -> Result<Program, ConfigError> {
+        let program = match (value.get_ref(), shell) {
+            // An array is never ambiguous, with or without `shell`.
+            (RawProgram::Argv(argv), _) => {
+                if argv.first().is_none_or(|program| program.is_empty()) {
+                    return Err(self.error(value, key, "must name a program: [\"program\", \"argument\", …]"));
+                }
+                Program::Argv(argv.clone())
+            }
+            (RawProgram::Line(line), true) => {
+                if line.trim().is_empty() {
+                    return Err(self.error(value, key, "must not be empty"));
+                }
+                Program::Shell(line.clone())
+            }
+            (RawProgram::Line(_), false) => {
+                return Err(self.error(
+                    value,
+                    key,
+                    "one string runs through /bin/sh only with `shell = true`; or write an argv array such as [\"systemctl\", \"start\", \"kodi\"]",
+                ))
+            }
+        };
+        // execve takes C strings: a NUL would make every run fail.
+        if program.argv().iter().any(|arg| arg.contains('\0')) {
+            return Err(self.error(value, key, "must not contain a NUL character"));
+        }
+        Ok(program)
+    }
+
+    /// A number of seconds within `range`.
+    pub(super) fn seconds(
+        &self,
+        value: &Spanned<f64>,
+        key: &str,
+        range: std::ops::RangeInclusive<f64>,
+    ) -> Result<Duration, ConfigError> {
+        let seconds = *value.get_ref();
+        if !range.contains(&seconds) {
+            let message = format!("must be between {} and {} seconds", range.start(), range.end());
+            return Err(self.error(value, key, message));
+        }
+        Ok(Duration::from_secs_f64(seconds))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    use crate::config::{Config, Context, Origin};
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        let ctx = Context {
+            hostname: "pi",
+            env: &|_| None,
+        };
+        Config::from_toml(text, Origin::File("majortom.toml".into()), &ctx)
+    }
+
+    fn commands(text: &str) -> Vec<CommandConfig> {
+        parse(text).unwrap_or_else(|e| panic!("{e}")).commands
+    }
+
+    /// The error's text, which must name `key` and say `says`.
+    fn error(text: &str, key: &str, says: &str) {
+        let message = match parse(text) {
+            Ok(config) => panic!("accepted: {:?}", config.commands),
+            Err(error) => error.to_string(),
+        };
+        assert!(message.contains(&format!("key `{key}`")), "{message}");
+        assert!(message.contains(says), "{message}");
+    }
+
+    fn argv(items: &[&str]) -> Program {
+        Program::Argv(items.iter().map(|s| (*s).to_owned()).collect())
+    }
+
+    #[test]
+    fn a_switch_should_take_argv_arrays_with_defaults() {
+        let parsed = commands(
+            r#"
+[[commands]]
+name = "backup_disk"
+on = ["/usr/local/bin/mount-backup", "--now"]
+off = ["umount", "/mnt/backup"]
+"#,
+        );
+        assert_eq!(
+            parsed,
+            vec![CommandConfig {
+                name: "backup_disk".into(),
+                label: "Backup disk".into(),
+                kind: CommandKind::Switch {
+                    on: argv(&["/usr/local/bin/mount-backup", "--now"]),
+                    off: argv(&["umount", "/mnt/backup"]),
+                },
+                status: None,
+                run: RunSettings {
+                    timeout: DEFAULT_TIMEOUT,
+                    env: vec![],
+                    working_dir: "/".into(),
+                },
+                concurrency: Concurrency::Refuse,
+                unit: None,
+            }]
+        );
+    }
+
+    #[test]
+    fn a_button_should_take_every_key() {
+        let parsed = commands(
+            r#"
+[[commands]]
+name = "backup"
+label = "Back up now"
+once = "restic backup /home >> /var/lib/majortom/backup.log 2>&1"
+shell = true
+status = ["test", "-e", "/mnt/backup/ok"]
+status_interval_s = 60
+timeout_s = 3600
+env = ["RESTIC_REPOSITORY", "RESTIC_PASSWORD_FILE"]
+working_dir = "/var/lib/majortom"
+mode = "queued"
+"#,
+        );
+        let command = &parsed[0];
+        assert_eq!(command.label, "Back up now");
+        assert_eq!(
+            command.kind,
+            CommandKind::Button {
+                once: Program::Shell("restic backup /home >> /var/lib/majortom/backup.log 2>&1".into())
+            }
+        );
+        assert_eq!(
+            command.status,
+            Some(StatusCheck {
+                program: argv(&["test", "-e", "/mnt/backup/ok"]),
+                interval: Duration::from_secs(60)
+            })
+        );
+        assert_eq!(command.run.timeout, Duration::from_secs(3600));
+        assert_eq!(command.run.env, ["RESTIC_REPOSITORY", "RESTIC_PASSWORD_FILE"]);
+        assert_eq!(command.run.working_dir, PathBuf::from("/var/lib/majortom"));
+        assert_eq!(command.concurrency, Concurrency::Queued);
+        assert_eq!(
+            Program::Shell("echo a; echo b".into()).argv(),
+            ["/bin/sh", "-c", "echo a; echo b"]
+        );
+    }
+
+    #[test]
+    fn unit_should_expand_to_systemctl_start_stop_and_is_active() {
+        let parsed = commands(
+            r#"
+[[commands]]
+name = "kodi"
+unit = "kodi"
+status_interval_s = 10
+"#,
+        );
+        let command = &parsed[0];
+        assert_eq!(
+            command.kind,
+            CommandKind::Switch {
+                on: argv(&["systemctl", "start", "kodi.service"]),
+                off: argv(&["systemctl", "stop", "kodi.service"]),
+            }
+        );
+        assert_eq!(
+            command.status,
+            Some(StatusCheck {
+                program: argv(&["systemctl", "is-active", "--quiet", "kodi.service"]),
+                interval: Duration::from_secs(10),
+            })
+        );
+        assert_eq!(command.unit.as_deref(), Some("kodi.service"));
+        assert_eq!(unit_name("backup.timer").as_deref(), Some("backup.timer"));
+        assert_eq!(unit_name("getty@tty1.service").as_deref(), Some("getty@tty1.service"));
+        assert_eq!(unit_name(".service"), None);
+        for bad in ["", "a b", "x\"y", "a\\x2d", "-x", "kodi;reboot", "k/odi"] {
+            assert_eq!(unit_name(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn mistakes_should_name_the_key() {
+        let cases: &[(&str, &str, &str)] = &[
+            (
+                "name = \"x\"\non = \"systemctl start kodi\"\noff = [\"true\"]",
+                "commands[0].on",
+                "only with `shell = true`",
+            ),
+            (
+                "name = \"x\"\nonce = \"  \"\nshell = true",
+                "commands[0].once",
+                "must not be empty",
+            ),
+            ("name = \"x\"\nonce = []", "commands[0].once", "must name a program"),
+            ("name = \"x\"\nonce = [\"\"]", "commands[0].once", "must name a program"),
+            ("name = \"x\"\nonce = 5", "commands[0].once", "an argv array"),
+            ("name = \"x\"\non = [\"true\"]", "commands[0].off", "`on` needs `off`"),
+            ("name = \"x\"\noff = [\"true\"]", "commands[0].on", "`off` needs `on`"),
+            (
+                "name = \"x\"\non = [\"a\"]\noff = [\"b\"]\nonce = [\"c\"]",
+                "commands[0].once",
+                "not both",
+            ),
+            ("name = \"x\"", "commands[0]", "needs `on` and `off`"),
+            (
+                "name = \"x\"\nunit = \"kodi\"\non = [\"a\"]",
+                "commands[0].on",
+                "does not go with `unit`",
+            ),
+            (
+                "name = \"x\"\nunit = \"ko di\"",
+                "commands[0].unit",
+                "systemd unit name",
+            ),
+            (
+                "name = \"x\"\nonce = [\"a\"]\nstatus_interval_s = 5",
+                "commands[0].status_interval_s",
+                "only applies with `status`",
+            ),
+            (
+                "name = \"x\"\nonce = [\"a\"]\nstatus = [\"b\"]\nstatus_interval_s = 0",
+                "commands[0].status_interval_s",
+                "between 1 and 86400",
+            ),
+            (
+                "name = \"x\"\nonce = [\"a\"]\ntimeout_s = 0",
+                "commands[0].timeout_s",
+                "between 0.1",
+            ),
+            (
+                "name = \"x\"\nonce = [\"a\"]\nenv = [\"A=B\"]",
+                "commands[0].env[0]",
+                "name of an environment variable",
+            ),
+            (
+                "name = \"x\"\nonce = [\"a\"]\nworking_dir = \"tmp\"",
+                "commands[0].working_dir",
+                "absolute path",
+            ),
+            (
+                "name = \"x\"\nonce = [\"a\"]\nmode = \"parallel\"",
+                "commands[0].mode",
+                "unknown variant",
+            ),
+            (
+                "name = \"x\"\nonce = [\"a\"]\nargs = []",
+                "commands[0].args",
+                "unknown field",
+            ),
+            ("name = \"X y\"\nonce = [\"a\"]", "commands[0].name", "lowercase"),
+            ("name = \"x\"\nonce = [\"a\\u0000\"]", "commands[0].once", "NUL"),
+        ];
+        for (body, key, says) in cases {
+            error(&format!("[[commands]]\n{body}\n"), key, says);
+        }
+    }
+
+    #[test]
+    fn names_should_be_unique_across_entities_and_the_agent_itself() {
+        error(
+            "[[outputs]]\nname = \"kodi\"\npin = 17\n[[commands]]\nname = \"kodi\"\nunit = \"kodi\"\n",
+            "commands[0].name",
+            "already used",
+        );
+        error(
+            "[[commands]]\nname = \"a\"\nonce = [\"x\"]\n[[commands]]\nname = \"a\"\nonce = [\"y\"]\n",
+            "commands[1].name",
+            "already used",
+        );
+        error(
+            "[[commands]]\nname = \"reboot\"\nonce = [\"x\"]\n",
+            "commands[0].name",
+            "already used",
+        );
+        error(
+            "[[commands]]\nname = \"cpu_usage\"\nonce = [\"x\"]\n",
+            "commands[0].name",
+            "already used",
+        );
+    }
+
+    #[test]
+    fn the_default_config_should_parse_with_its_examples_uncommented() {
+        // The commented [[commands]] examples of default.toml, uncommented,
+        // are a valid config: the documentation cannot drift from the keys.
+        let text: String = crate::config::DEFAULT_CONFIG_TOML
+            .lines()
+            .skip_while(|line| !line.starts_with("# [[commands]]"))
+            .take_while(|line| line.starts_with('#'))
+            .map(|line| line.strip_prefix("# ").unwrap_or(line.trim_start_matches('#')))
+            .map(|line| format!("{line}\n"))
+            .collect();
+        assert!(text.contains("[[commands]]"), "{text}");
+        let parsed = commands(&text);
+        assert!(parsed.len() >= 2, "{parsed:?}");
+    }
+}
