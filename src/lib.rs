@@ -26,6 +26,8 @@
 //!   [`state_file`] remembers `restore` outputs.
 //! - [`node`], [`status`]: who the agent is and how it is doing.
 //! - [`logging`]: the small stderr logger behind `tracing`.
+//! - [`pattern`], [`json_path`]: leaves that pull a number out of text (a
+//!   regex subset) and out of JSON, for file and command sensors.
 
 pub mod app;
 pub mod automations;
@@ -40,10 +42,12 @@ mod fixtures;
 pub mod hal;
 pub mod hub;
 pub mod install;
+pub mod json_path;
 pub mod logging;
 pub mod mqtt;
 pub mod node;
 pub mod outputs;
+pub mod pattern;
 pub mod sources;
 pub mod state_file;
 pub mod status;
