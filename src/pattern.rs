@@ -27,7 +27,6 @@
 //! the whole match when there is no group.
 
 use std::fmt;
-use std::ops::Range;
 
 /// Patterns longer than this are refused (the matcher's recursion depth is
 /// bounded by the program's length).
@@ -246,7 +245,7 @@ impl Pattern {
 
     /// The leftmost match's range, for tests.
     #[cfg(test)]
-    fn find(&self, text: &[u8]) -> Option<Range<usize>> {
+    fn find(&self, text: &[u8]) -> Option<std::ops::Range<usize>> {
         let slots = self.search(text)?;
         Some(slots[0]?..slots[1]?)
     }
