@@ -10,10 +10,13 @@ use std::time::Duration;
 use serde::Deserialize;
 use toml::Spanned;
 
+use super::commands::{Program, RawProgram};
 use super::{ConfigError, Validator};
 use crate::filters::{Chain, FilterSpec};
 use crate::hal::Pull;
 use crate::hub::Component;
+use crate::json_path::JsonPath;
+use crate::pattern::Pattern;
 use crate::sources::sensors::Quantity;
 
 /// The highest BCM pin on the Pi's 40-pin header.
@@ -148,7 +151,23 @@ pub enum SensorSource {
     Iio { device: String },
     /// A BME280/BMP280 read directly over I2C.
     Bme280 { bus: u8, address: u16 },
+    /// A number that a program prints, or one in the JSON it prints.
+    Command {
+        command: Program,
+        timeout: Duration,
+        value_path: Option<JsonPath>,
+        quantity: Quantity,
+    },
+    /// A number in a file (any path), or the part of it `regex` finds.
+    File {
+        path: PathBuf,
+        regex: Option<Pattern>,
+        quantity: Quantity,
+    },
 }
+
+/// `timeout_s` of a command sensor when not given.
+pub const DEFAULT_SENSOR_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct SensorConfig {
@@ -252,6 +271,8 @@ enum SensorKind {
     Ds18b20,
     Iio,
     Bme280,
+    Command,
+    File,
 }
 
 /// One number for every quantity, or a table by quantity.
@@ -282,6 +303,16 @@ pub(super) struct RawSensor {
     /// bme280
     bus: Option<Spanned<u8>>,
     address: Option<Spanned<u16>>,
+    /// command and file: what the number measures.
+    quantity: Option<Spanned<Quantity>>,
+    /// command
+    command: Option<Spanned<RawProgram>>,
+    shell: Option<Spanned<bool>>,
+    timeout_s: Option<Spanned<f64>>,
+    value_path: Option<Spanned<String>>,
+    /// file
+    path: Option<Spanned<PathBuf>>,
+    regex: Option<Spanned<String>>,
 }
 
 fn default_sensor_interval_s() -> Spanned<f64> {
@@ -456,14 +487,28 @@ impl Validator<'_> {
     ) -> Result<SensorConfig, ConfigError> {
         let name = self.entity_name(&raw.name, key, names)?;
         let kind = *raw.kind.get_ref();
-        let fields = [
-            ("id", raw.id.as_ref().map(Spanned::span), SensorKind::Ds18b20),
-            ("device", raw.device.as_ref().map(Spanned::span), SensorKind::Iio),
-            ("bus", raw.bus.as_ref().map(Spanned::span), SensorKind::Bme280),
-            ("address", raw.address.as_ref().map(Spanned::span), SensorKind::Bme280),
+        use SensorKind::{Command, File};
+        // Each key, where it is if given, and the kinds it belongs to.
+        type Owned<'a> = (&'a str, Option<std::ops::Range<usize>>, &'a [SensorKind]);
+        let fields: [Owned<'_>; 11] = [
+            ("id", raw.id.as_ref().map(Spanned::span), &[SensorKind::Ds18b20]),
+            ("device", raw.device.as_ref().map(Spanned::span), &[SensorKind::Iio]),
+            ("bus", raw.bus.as_ref().map(Spanned::span), &[SensorKind::Bme280]),
+            (
+                "address",
+                raw.address.as_ref().map(Spanned::span),
+                &[SensorKind::Bme280],
+            ),
+            ("quantity", raw.quantity.as_ref().map(Spanned::span), &[Command, File]),
+            ("command", raw.command.as_ref().map(Spanned::span), &[Command]),
+            ("shell", raw.shell.as_ref().map(Spanned::span), &[Command]),
+            ("timeout_s", raw.timeout_s.as_ref().map(Spanned::span), &[Command]),
+            ("value_path", raw.value_path.as_ref().map(Spanned::span), &[Command]),
+            ("path", raw.path.as_ref().map(Spanned::span), &[File]),
+            ("regex", raw.regex.as_ref().map(Spanned::span), &[File]),
         ];
-        for (field, span, owner) in fields {
-            if let (Some(span), true) = (span, owner != kind) {
+        for (field, span, owners) in fields {
+            if let (Some(span), false) = (span, owners.contains(&kind)) {
                 let spanned = Spanned::new(span, ());
                 return Err(self.error(
                     &spanned,
@@ -520,6 +565,7 @@ impl Validator<'_> {
                 };
                 SensorSource::Bme280 { bus, address }
             }
+            SensorKind::Command | SensorKind::File => self.program_sensor(&raw, key)?,
         };
         let seconds = *raw.interval_s.get_ref();
         if !(1.0..=86_400.0).contains(&seconds) {
@@ -541,6 +587,66 @@ impl Validator<'_> {
             offset: self.calibration(raw.offset, &format!("{key}.offset"))?,
             scale: self.calibration(raw.scale, &format!("{key}.scale"))?,
             filters,
+        })
+    }
+
+    /// The source of a `command` or `file` sensor.
+    fn program_sensor(&self, raw: &RawSensor, key: &str) -> Result<SensorSource, ConfigError> {
+        let Some(quantity) = raw.quantity.as_ref().map(|q| *q.get_ref()) else {
+            return Err(self.error(
+                &raw.kind,
+                &format!("{key}.quantity"),
+                "this kind needs `quantity` (temperature, humidity or pressure): it sets the unit and Home Assistant's device class",
+            ));
+        };
+        if *raw.kind.get_ref() == SensorKind::File {
+            let Some(path) = &raw.path else {
+                return Err(self.error(
+                    &raw.kind,
+                    &format!("{key}.path"),
+                    "a file sensor needs `path`, the file to read",
+                ));
+            };
+            if !path.get_ref().is_absolute() {
+                return Err(self.error(path, &format!("{key}.path"), "must be an absolute path"));
+            }
+            let regex = match &raw.regex {
+                None => None,
+                Some(regex) => Some(
+                    Pattern::new(regex.get_ref())
+                        .map_err(|why| self.error(regex, &format!("{key}.regex"), why.to_string()))?,
+                ),
+            };
+            return Ok(SensorSource::File {
+                path: path.get_ref().clone(),
+                regex,
+                quantity,
+            });
+        }
+        let Some(command) = &raw.command else {
+            return Err(self.error(
+                &raw.kind,
+                &format!("{key}.command"),
+                "a command sensor needs `command`, an argv array such as [\"vcgencmd\", \"measure_temp\"]",
+            ));
+        };
+        let shell = raw.shell.as_ref().is_some_and(|shell| *shell.get_ref());
+        let command = self.program(command, shell, &format!("{key}.command"))?;
+        let timeout = match &raw.timeout_s {
+            None => DEFAULT_SENSOR_TIMEOUT,
+            Some(seconds) => self.seconds(seconds, &format!("{key}.timeout_s"), 0.1..=86_400.0)?,
+        };
+        let value_path = match &raw.value_path {
+            None => None,
+            Some(path) => Some(
+                JsonPath::parse(path.get_ref()).map_err(|why| self.error(path, &format!("{key}.value_path"), why))?,
+            ),
+        };
+        Ok(SensorSource::Command {
+            command,
+            timeout,
+            value_path,
+            quantity,
         })
     }
 
@@ -626,6 +732,161 @@ impl Validator<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use crate::config::{Config, Context, Origin};
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        let ctx = Context {
+            hostname: "pi",
+            env: &|_| None,
+        };
+        Config::from_toml(text, Origin::File("majortom.toml".into()), &ctx)
+    }
+
+    #[test]
+    fn command_and_file_sensors_should_take_their_keys() {
+        let config = parse(
+            r#"
+[[sensors]]
+kind = "command"
+name = "gpu"
+quantity = "temperature"
+command = ["vcgencmd", "measure_temp"]
+interval_s = 60
+filters = [{ round = 1 }]
+
+[[sensors]]
+kind = "command"
+name = "weather"
+quantity = "pressure"
+command = "curl -s http://192.168.1.9/api | head -c 4000"
+shell = true
+timeout_s = 5
+value_path = "main.pressure"
+
+[[sensors]]
+kind = "file"
+name = "nas"
+quantity = "temperature"
+path = "/sys/class/hwmon/hwmon0/temp1_input"
+scale = 0.001
+offset = -1
+
+[[sensors]]
+kind = "file"
+name = "cellar"
+quantity = "humidity"
+path = "/run/cellar.txt"
+regex = 'humidity=(\d+)%'
+"#,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let sources: Vec<&SensorSource> = config.sensors.iter().map(|s| &s.source).collect();
+        assert_eq!(
+            sources[0],
+            &SensorSource::Command {
+                command: Program::Argv(vec!["vcgencmd".into(), "measure_temp".into()]),
+                timeout: DEFAULT_SENSOR_TIMEOUT,
+                value_path: None,
+                quantity: Quantity::Temperature,
+            }
+        );
+        assert_eq!(
+            sources[1],
+            &SensorSource::Command {
+                command: Program::Shell("curl -s http://192.168.1.9/api | head -c 4000".into()),
+                timeout: Duration::from_secs(5),
+                value_path: Some(JsonPath::parse("main.pressure").expect("a path")),
+                quantity: Quantity::Pressure,
+            }
+        );
+        assert_eq!(
+            sources[2],
+            &SensorSource::File {
+                path: "/sys/class/hwmon/hwmon0/temp1_input".into(),
+                regex: None,
+                quantity: Quantity::Temperature,
+            }
+        );
+        assert_eq!(config.sensors[2].scale, vec![(None, 0.001)]);
+        assert_eq!(config.sensors[2].offset, vec![(None, -1.0)]);
+        match sources[3] {
+            SensorSource::File { regex: Some(regex), .. } => {
+                assert_eq!(regex.extract(b"t=12 humidity=63%"), Some(&b"63"[..]))
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn command_and_file_sensor_mistakes_should_name_the_key() {
+        let cases: &[(&str, &str, &str)] = &[
+            (
+                "kind = \"file\"\npath = \"/x\"",
+                "sensors[0].quantity",
+                "needs `quantity`",
+            ),
+            (
+                "kind = \"file\"\nquantity = \"temperature\"",
+                "sensors[0].path",
+                "needs `path`",
+            ),
+            (
+                "kind = \"file\"\nquantity = \"temperature\"\npath = \"x\"",
+                "sensors[0].path",
+                "absolute path",
+            ),
+            (
+                "kind = \"file\"\nquantity = \"temperature\"\npath = \"/x\"\nregex = \"(a|b)\"",
+                "sensors[0].regex",
+                "at character 2 of the regex: alternation",
+            ),
+            (
+                "kind = \"file\"\nquantity = \"temperature\"\npath = \"/x\"\ncommand = [\"a\"]",
+                "sensors[0].command",
+                "does not apply to a sensor of kind file",
+            ),
+            (
+                "kind = \"command\"\nquantity = \"temperature\"",
+                "sensors[0].command",
+                "needs `command`",
+            ),
+            (
+                "kind = \"command\"\nquantity = \"temperature\"\ncommand = \"echo 1\"",
+                "sensors[0].command",
+                "only with `shell = true`",
+            ),
+            (
+                "kind = \"command\"\nquantity = \"temperature\"\ncommand = [\"a\"]\nvalue_path = \"a..b\"",
+                "sensors[0].value_path",
+                "empty key",
+            ),
+            (
+                "kind = \"command\"\nquantity = \"temperature\"\ncommand = [\"a\"]\ntimeout_s = 0",
+                "sensors[0].timeout_s",
+                "between 0.1",
+            ),
+            (
+                "kind = \"command\"\nquantity = \"speed\"\ncommand = [\"a\"]",
+                "sensors[0].quantity",
+                "unknown variant",
+            ),
+            (
+                "kind = \"ds18b20\"\nid = \"28-1\"\nquantity = \"temperature\"",
+                "sensors[0].quantity",
+                "does not apply",
+            ),
+        ];
+        for (body, key, says) in cases {
+            let text = format!("[[sensors]]\nname = \"s\"\n{body}\n");
+            let message = match parse(&text) {
+                Ok(config) => panic!("accepted: {:?}", config.sensors),
+                Err(error) => error.to_string(),
+            };
+            assert!(message.contains(&format!("key `{key}`")), "{text}\n{message}");
+            assert!(message.contains(says), "{text}\n{message}");
+        }
+    }
 
     #[test]
     fn labels_should_be_derived_from_names() {
