@@ -649,6 +649,27 @@ status_interval_s = 10
     }
 
     #[test]
+    fn the_readme_examples_should_be_valid() {
+        // Every ```toml block of the README that shows a command or a
+        // command/file sensor parses: the documentation cannot drift.
+        let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).expect("README");
+        let blocks: Vec<&str> = readme
+            .split("```toml\n")
+            .skip(1)
+            .filter_map(|rest| rest.split_once("```").map(|(block, _)| block))
+            .filter(|block| {
+                block.contains("[[commands]]")
+                    || block.contains("kind = \"file\"")
+                    || block.contains("kind = \"command\"")
+            })
+            .collect();
+        assert!(blocks.len() >= 3, "{blocks:?}");
+        for block in blocks {
+            parse(block).unwrap_or_else(|e| panic!("{e}\n{block}"));
+        }
+    }
+
+    #[test]
     fn the_default_config_should_parse_with_its_examples_uncommented() {
         // The commented [[commands]] examples of default.toml, uncommented,
         // are a valid config: the documentation cannot drift from the keys.
