@@ -330,15 +330,10 @@ impl CommandRunner {
         let Some(invocation) = invocation.clone() else {
             return true;
         };
-        info!(command = %name, action = action.as_str(), "running");
         let Some(finished) = execute(invocation, stop, cancel).await else {
             return false;
         };
-        if finished.ended.success() {
-            info!(command = %name, action = action.as_str(), duration_ms = finished.duration.as_millis() as u64, "finished");
-        } else {
-            warn!(command = %name, action = action.as_str(), ended = %finished.ended, "failed");
-        }
+        info!(command = %name, action = action.as_str(), ended = %finished.ended, duration_ms = finished.duration.as_millis() as u64, "command ran");
         let follows_run = self.status.is_none() && self.is_switch && finished.ended.success();
         self.shared.state.send_modify(|state| {
             state.running = None;
@@ -367,12 +362,11 @@ impl CommandRunner {
             return false;
         };
         let status = status::read(&finished);
-        let was_available = self.shared.state.borrow().available;
-        if status == Status::Unknown && was_available {
+        // Logged when it starts failing and when it works again, not at
+        // every check.
+        if self.shared.state.borrow().available != (status != Status::Unknown) {
             warn!(command = %self.shared.name, ended = %finished.ended, stdout = %finished.stdout.text().trim(),
-                "status check failed; the command is unavailable until a check works");
-        } else if status != Status::Unknown && !was_available {
-            info!(command = %self.shared.name, "status check works again");
+                status = status.as_str(), "status check changed availability");
         }
         self.shared.state.send_modify(|state| {
             state.status = status;
@@ -390,14 +384,9 @@ async fn execute(invocation: Arc<Invocation>, stop: &Arc<Stop>, cancel: &Cancell
     let stop_for_run = stop.clone();
     let mut run = tokio::task::spawn_blocking(move || process::run(&invocation, Some(&stop_for_run)));
     tokio::select! {
-        joined = &mut run => match joined {
-            Ok(finished) => Some(finished),
-            // Only a panic in `process::run`; its guard killed the group.
-            Err(error) => {
-                warn!(%error, "a command run panicked");
-                None
-            }
-        },
+        // An error is only a panic in `process::run`, whose guard killed
+        // the group.
+        joined = &mut run => joined.ok(),
         () = cancel.cancelled() => {
             stop.trigger();
             let _ = tokio::time::timeout(KILL_GRACE + Duration::from_millis(200), run).await;

@@ -64,8 +64,7 @@ pub enum CommandKind {
 }
 
 /// Whether a request may wait while the command runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Concurrency {
     /// A request while a run is going is refused (HTTP 409).
     Refuse,
@@ -138,6 +137,9 @@ impl<'de> Deserialize<'de> for RawProgram {
     }
 }
 
+/// Types already used by other sections where possible (`Vec<String>`,
+/// `Option<Spanned<String>>`, `bool`): every new field type costs its own
+/// copy of the deserializer's code (docs/PERFORMANCE.md).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawCommand {
@@ -153,9 +155,10 @@ pub(super) struct RawCommand {
     status_interval_s: Option<Spanned<f64>>,
     timeout_s: Option<Spanned<f64>>,
     #[serde(default)]
-    env: Vec<Spanned<String>>,
+    env: Vec<String>,
     working_dir: Option<Spanned<PathBuf>>,
-    mode: Option<Concurrency>,
+    /// `refuse` or `queued`.
+    mode: Option<Spanned<String>>,
 }
 
 /// The suffixes systemd gives unit names; a bare name means `.service`.
@@ -204,6 +207,21 @@ fn env_name_ok(name: &str) -> bool {
         && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_')
 }
 
+/// `systemctl <verb> <unit>`; `is-active` gets `--quiet`: exit 0 when
+/// active, 3 when not, nothing on stdout, which `status` reads as on/off.
+fn systemctl(verb: &str, unit: &str) -> Program {
+    let mut argv = vec!["systemctl".to_owned(), verb.to_owned()];
+    if verb == "is-active" {
+        argv.push("--quiet".to_owned());
+    }
+    argv.push(unit.to_owned());
+    Program::Argv(argv)
+}
+
+/// What went wrong: the span it is about, the key under the command, and
+/// the message.
+pub(super) type Problem = (std::ops::Range<usize>, &'static str, std::borrow::Cow<'static, str>);
+
 impl Validator<'_> {
     /// `[[commands]]`. Names must not clash with `reserved` (the agent's own
     /// entities) or `names` (every other entity so far), and are added to
@@ -221,130 +239,139 @@ impl Validator<'_> {
         }
         let mut commands = Vec::new();
         for (i, raw) in raw.into_iter().enumerate() {
-            commands.push(self.command(raw, &format!("commands[{i}]"), names)?);
+            let key = format!("commands[{i}]");
+            let name = self.entity_name(&raw.name, &key, names)?;
+            let command = self
+                .command(raw, name)
+                .map_err(|(span, field, message)| self.field_error(span, &key, field, &message))?;
+            commands.push(command);
         }
         Ok(commands)
     }
 
-    fn command(
+    /// One error path for every check below: a problem names its field.
+    #[inline(never)]
+    pub(super) fn field_error(
         &self,
-        raw: RawCommand,
+        span: std::ops::Range<usize>,
         key: &str,
-        names: &mut HashMap<String, String>,
-    ) -> Result<CommandConfig, ConfigError> {
-        let name = self.entity_name(&raw.name, key, names)?;
-        let shell = raw.shell;
-        let program = |value: &Option<Spanned<RawProgram>>, field: &str| match value {
-            None => Ok(None),
-            Some(value) => self.program(value, shell, &format!("{key}.{field}")).map(Some),
+        field: &str,
+        message: &str,
+    ) -> ConfigError {
+        let key = if field.is_empty() {
+            key.to_owned()
+        } else {
+            format!("{key}.{field}")
         };
+        self.error(&Spanned::new(span, ()), &key, message)
+    }
+
+    fn command(&self, raw: RawCommand, name: String) -> Result<CommandConfig, Problem> {
+        let at_name = raw.name.span();
+        let fields = [
+            ("on", &raw.on),
+            ("off", &raw.off),
+            ("once", &raw.once),
+            ("status", &raw.status),
+        ];
+        let mut programs: [Option<Program>; 4] = Default::default();
+        for ((field, value), program) in fields.into_iter().zip(&mut programs) {
+            if let Some(value) = value {
+                if raw.unit.is_some() {
+                    return Err((
+                        value.span(),
+                        field,
+                        "does not go with `unit`, which sets on, off and status itself".into(),
+                    ));
+                }
+                *program = Some(program_of(value, raw.shell).map_err(|message| (value.span(), field, message.into()))?);
+            }
+        }
+        let [on, off, once, status] = programs;
         let (kind, status, unit) = match &raw.unit {
             Some(unit) => {
-                for (field, given) in [
-                    ("on", raw.on.as_ref().map(Spanned::span)),
-                    ("off", raw.off.as_ref().map(Spanned::span)),
-                    ("once", raw.once.as_ref().map(Spanned::span)),
-                    ("status", raw.status.as_ref().map(Spanned::span)),
-                ] {
-                    if let Some(span) = given {
-                        return Err(self.error(
-                            &Spanned::new(span, ()),
-                            &format!("{key}.{field}"),
-                            format!("`{field}` does not go with `unit`, which sets on, off and status itself"),
-                        ));
-                    }
-                }
-                let Some(unit_name) = unit_name(unit.get_ref()) else {
-                    return Err(self.error(
-                        unit,
-                        &format!("{key}.unit"),
-                        "must be a systemd unit name such as `kodi.service` (letters, digits, `:-_.@`)",
-                    ));
-                };
-                let systemctl = |verb: &str| {
-                    let mut argv = vec!["systemctl".to_owned(), verb.to_owned()];
-                    if verb == "is-active" {
-                        // Exit 0 when active, 3 when not, and nothing on
-                        // stdout: exactly what `status` reads as on and off.
-                        argv.push("--quiet".to_owned());
-                    }
-                    argv.push(unit_name.clone());
-                    Program::Argv(argv)
-                };
+                let name = unit_name(unit.get_ref()).ok_or((
+                    unit.span(),
+                    "unit",
+                    "must be a systemd unit name such as `kodi.service` (letters, digits, `:-_.@`)".into(),
+                ))?;
                 let kind = CommandKind::Switch {
-                    on: systemctl("start"),
-                    off: systemctl("stop"),
+                    on: systemctl("start", &name),
+                    off: systemctl("stop", &name),
                 };
-                (kind, Some(systemctl("is-active")), Some(unit_name.clone()))
+                (kind, Some(systemctl("is-active", &name)), Some(name))
             }
             None => {
-                let on = program(&raw.on, "on")?;
-                let off = program(&raw.off, "off")?;
-                let once = program(&raw.once, "once")?;
-                let kind =
-                    match (on, off, once) {
-                        (Some(on), Some(off), None) => CommandKind::Switch { on, off },
-                        (None, None, Some(once)) => CommandKind::Button { once },
-                        (Some(_), None, _) => {
-                            return Err(self.error(&raw.name, &format!("{key}.off"), "`on` needs `off` too (a switch)"))
-                        }
-                        (None, Some(_), _) => {
-                            return Err(self.error(&raw.name, &format!("{key}.on"), "`off` needs `on` too (a switch)"))
-                        }
-                        (Some(_), Some(_), Some(_)) => return Err(self.error(
-                            &raw.name,
-                            &format!("{key}.once"),
-                            "a command is a switch (`on` and `off`) or a button (`once`), not both; make two commands",
-                        )),
-                        (None, None, None) => {
-                            return Err(self.error(
-                                &raw.name,
-                                key,
-                                "needs `on` and `off` (a switch), `once` (a button) or `unit` (a systemd service)",
-                            ))
-                        }
-                    };
-                (kind, program(&raw.status, "status")?, None)
+                let kind = match (on, off, once) {
+                    (Some(on), Some(off), None) => CommandKind::Switch { on, off },
+                    (None, None, Some(once)) => CommandKind::Button { once },
+                    (Some(_), None, _) => return Err((at_name, "off", "`on` needs `off` too (a switch)".into())),
+                    (None, Some(_), _) => return Err((at_name, "on", "`off` needs `on` too (a switch)".into())),
+                    (Some(_), Some(_), Some(_)) => {
+                        return Err((
+                            at_name,
+                            "once",
+                            "a command is a switch (`on` and `off`) or a button (`once`), not both; make two commands"
+                                .into(),
+                        ))
+                    }
+                    (None, None, None) => {
+                        return Err((
+                            at_name,
+                            "",
+                            "needs `on` and `off` (a switch), `once` (a button) or `unit` (a systemd service)".into(),
+                        ))
+                    }
+                };
+                (kind, status, None)
             }
         };
-        let status = match (status, raw.status_interval_s) {
-            (Some(program), interval) => Some(StatusCheck {
-                program,
-                interval: match interval {
-                    None => DEFAULT_STATUS_INTERVAL,
-                    Some(seconds) => self.seconds(&seconds, &format!("{key}.status_interval_s"), 1.0..=86_400.0)?,
-                },
-            }),
-            (None, Some(interval)) => {
-                return Err(self.error(
-                    &interval,
-                    &format!("{key}.status_interval_s"),
-                    "only applies with `status` (or `unit`)",
+        let seconds =
+            |value: &Option<Spanned<f64>>, field, default, range: std::ops::RangeInclusive<f64>, message| match value {
+                None => Ok(default),
+                Some(value) if range.contains(value.get_ref()) => Ok(Duration::from_secs_f64(*value.get_ref())),
+                Some(value) => Err((value.span(), field, std::borrow::Cow::Borrowed(message))),
+            };
+        let interval = seconds(
+            &raw.status_interval_s,
+            "status_interval_s",
+            DEFAULT_STATUS_INTERVAL,
+            1.0..=86_400.0,
+            "must be between 1 and 86400 seconds",
+        )?;
+        let status = match (status, &raw.status_interval_s) {
+            (None, Some(given)) => {
+                return Err((
+                    given.span(),
+                    "status_interval_s",
+                    "only applies with `status` (or `unit`)".into(),
                 ))
             }
-            (None, None) => None,
+            (program, _) => program.map(|program| StatusCheck { program, interval }),
         };
-        let timeout = match raw.timeout_s {
-            None => DEFAULT_TIMEOUT,
-            Some(seconds) => self.seconds(&seconds, &format!("{key}.timeout_s"), 0.1..=86_400.0)?,
-        };
-        let mut env = Vec::new();
-        for (n, variable) in raw.env.iter().enumerate() {
-            if !env_name_ok(variable.get_ref()) {
-                return Err(self.error(
-                    variable,
-                    &format!("{key}.env[{n}]"),
-                    "must be the name of an environment variable (letters, digits, `_`); its value comes from the agent's environment",
-                ));
-            }
-            env.push(variable.get_ref().clone());
+        let timeout = seconds(
+            &raw.timeout_s,
+            "timeout_s",
+            DEFAULT_TIMEOUT,
+            0.1..=86_400.0,
+            "must be between 0.1 and 86400 seconds",
+        )?;
+        if !raw.env.iter().all(|variable| env_name_ok(variable)) {
+            return Err((
+                at_name,
+                "env",
+                "lists names of environment variables (letters, digits, `_`); their values come from the agent's environment".into(),
+            ));
         }
         let working_dir = match raw.working_dir {
             None => PathBuf::from("/"),
             Some(dir) if dir.get_ref().is_absolute() => dir.into_inner(),
-            Some(dir) => {
-                return Err(self.error(&dir, &format!("{key}.working_dir"), "must be an absolute path"));
-            }
+            Some(dir) => return Err((dir.span(), "working_dir", "must be an absolute path".into())),
+        };
+        let concurrency = match raw.mode.as_ref().map(|mode| (mode, mode.get_ref().as_str())) {
+            None | Some((_, "refuse")) => Concurrency::Refuse,
+            Some((_, "queued")) => Concurrency::Queued,
+            Some((mode, _)) => return Err((mode.span(), "mode", "must be `refuse` or `queued`".into())),
         };
         Ok(CommandConfig {
             label: raw.label.unwrap_or_else(|| super::hardware::label_from_name(&name)),
@@ -353,59 +380,36 @@ impl Validator<'_> {
             status,
             run: RunSettings {
                 timeout,
-                env,
+                env: raw.env,
                 working_dir,
             },
-            concurrency: raw.mode.unwrap_or(Concurrency::Refuse),
+            concurrency,
             unit,
         })
     }
+}
 
-    /// One program key: an argv array, or one string with `shell = true`.
-    pub(super) fn program(&self, value: &Spanned<RawProgram>, shell: bool, key: &str) -> Result<Program, ConfigError> {
-        let program = match (value.get_ref(), shell) {
-            // An array is never ambiguous, with or without `shell`.
-            (RawProgram::Argv(argv), _) => {
-                if argv.first().is_none_or(|program| program.is_empty()) {
-                    return Err(self.error(value, key, "must name a program: [\"program\", \"argument\", …]"));
-                }
-                Program::Argv(argv.clone())
+/// One program key: an argv array, or one string with `shell = true`.
+pub(super) fn program_of(value: &Spanned<RawProgram>, shell: bool) -> Result<Program, &'static str> {
+    let program = match (value.get_ref(), shell) {
+        // An array is never ambiguous, with or without `shell`.
+        (RawProgram::Argv(argv), _) => {
+            if argv.first().is_none_or(|program| program.is_empty()) {
+                return Err("must name a program: [\"program\", \"argument\", …]");
             }
-            (RawProgram::Line(line), true) => {
-                if line.trim().is_empty() {
-                    return Err(self.error(value, key, "must not be empty"));
-                }
-                Program::Shell(line.clone())
-            }
-            (RawProgram::Line(_), false) => {
-                return Err(self.error(
-                    value,
-                    key,
-                    "one string runs through /bin/sh only with `shell = true`; or write an argv array such as [\"systemctl\", \"start\", \"kodi\"]",
-                ))
-            }
-        };
-        // execve takes C strings: a NUL would make every run fail.
-        if program.argv().iter().any(|arg| arg.contains('\0')) {
-            return Err(self.error(value, key, "must not contain a NUL character"));
+            Program::Argv(argv.clone())
         }
-        Ok(program)
-    }
-
-    /// A number of seconds within `range`.
-    pub(super) fn seconds(
-        &self,
-        value: &Spanned<f64>,
-        key: &str,
-        range: std::ops::RangeInclusive<f64>,
-    ) -> Result<Duration, ConfigError> {
-        let seconds = *value.get_ref();
-        if !range.contains(&seconds) {
-            let message = format!("must be between {} and {} seconds", range.start(), range.end());
-            return Err(self.error(value, key, message));
+        (RawProgram::Line(line), true) if line.trim().is_empty() => return Err("must not be empty"),
+        (RawProgram::Line(line), true) => Program::Shell(line.clone()),
+        (RawProgram::Line(_), false) => {
+            return Err("one string runs through /bin/sh only with `shell = true`; or write an argv array such as [\"systemctl\", \"start\", \"kodi\"]")
         }
-        Ok(Duration::from_secs_f64(seconds))
+    };
+    // execve takes C strings: a NUL would make every run fail.
+    if program.argv().iter().any(|arg| arg.contains('\0')) {
+        return Err("must not contain a NUL character");
     }
+    Ok(program)
 }
 
 #[cfg(test)]
@@ -577,6 +581,11 @@ status_interval_s = 10
                 "does not go with `unit`",
             ),
             (
+                "name = \"x\"\nunit = \"kodi\"\nstatus = [\"a\"]",
+                "commands[0].status",
+                "does not go with `unit`",
+            ),
+            (
                 "name = \"x\"\nunit = \"ko di\"",
                 "commands[0].unit",
                 "systemd unit name",
@@ -598,8 +607,8 @@ status_interval_s = 10
             ),
             (
                 "name = \"x\"\nonce = [\"a\"]\nenv = [\"A=B\"]",
-                "commands[0].env[0]",
-                "name of an environment variable",
+                "commands[0].env",
+                "names of environment variables",
             ),
             (
                 "name = \"x\"\nonce = [\"a\"]\nworking_dir = \"tmp\"",
@@ -609,7 +618,7 @@ status_interval_s = 10
             (
                 "name = \"x\"\nonce = [\"a\"]\nmode = \"parallel\"",
                 "commands[0].mode",
-                "unknown variant",
+                "`refuse` or `queued`",
             ),
             (
                 "name = \"x\"\nonce = [\"a\"]\nargs = []",

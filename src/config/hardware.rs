@@ -3,6 +3,7 @@
 //! here too: a pin used twice, a name used twice, a device class Home
 //! Assistant would reject.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -10,7 +11,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::commands::{Program, RawProgram};
+use super::commands::{program_of, Problem, Program, RawProgram};
 use super::{ConfigError, Validator};
 use crate::filters::{Chain, FilterSpec};
 use crate::hal::Pull;
@@ -303,11 +304,12 @@ pub(super) struct RawSensor {
     /// bme280
     bus: Option<Spanned<u8>>,
     address: Option<Spanned<u16>>,
-    /// command and file: what the number measures.
-    quantity: Option<Spanned<Quantity>>,
+    /// command and file: what the number measures. A string matched by
+    /// hand: a `Spanned<Quantity>` field would cost its own deserializer.
+    quantity: Option<Spanned<String>>,
     /// command
     command: Option<Spanned<RawProgram>>,
-    shell: Option<Spanned<bool>>,
+    shell: Option<bool>,
     timeout_s: Option<Spanned<f64>>,
     value_path: Option<Spanned<String>>,
     /// file
@@ -501,7 +503,8 @@ impl Validator<'_> {
             ),
             ("quantity", raw.quantity.as_ref().map(Spanned::span), &[Command, File]),
             ("command", raw.command.as_ref().map(Spanned::span), &[Command]),
-            ("shell", raw.shell.as_ref().map(Spanned::span), &[Command]),
+            // Unspanned (see RawSensor): reported at `kind`.
+            ("shell", raw.shell.map(|_| raw.kind.span()), &[Command]),
             ("timeout_s", raw.timeout_s.as_ref().map(Spanned::span), &[Command]),
             ("value_path", raw.value_path.as_ref().map(Spanned::span), &[Command]),
             ("path", raw.path.as_ref().map(Spanned::span), &[File]),
@@ -592,62 +595,7 @@ impl Validator<'_> {
 
     /// The source of a `command` or `file` sensor.
     fn program_sensor(&self, raw: &RawSensor, key: &str) -> Result<SensorSource, ConfigError> {
-        let Some(quantity) = raw.quantity.as_ref().map(|q| *q.get_ref()) else {
-            return Err(self.error(
-                &raw.kind,
-                &format!("{key}.quantity"),
-                "this kind needs `quantity` (temperature, humidity or pressure): it sets the unit and Home Assistant's device class",
-            ));
-        };
-        if *raw.kind.get_ref() == SensorKind::File {
-            let Some(path) = &raw.path else {
-                return Err(self.error(
-                    &raw.kind,
-                    &format!("{key}.path"),
-                    "a file sensor needs `path`, the file to read",
-                ));
-            };
-            if !path.get_ref().is_absolute() {
-                return Err(self.error(path, &format!("{key}.path"), "must be an absolute path"));
-            }
-            let regex = match &raw.regex {
-                None => None,
-                Some(regex) => Some(
-                    Pattern::new(regex.get_ref())
-                        .map_err(|why| self.error(regex, &format!("{key}.regex"), why.to_string()))?,
-                ),
-            };
-            return Ok(SensorSource::File {
-                path: path.get_ref().clone(),
-                regex,
-                quantity,
-            });
-        }
-        let Some(command) = &raw.command else {
-            return Err(self.error(
-                &raw.kind,
-                &format!("{key}.command"),
-                "a command sensor needs `command`, an argv array such as [\"vcgencmd\", \"measure_temp\"]",
-            ));
-        };
-        let shell = raw.shell.as_ref().is_some_and(|shell| *shell.get_ref());
-        let command = self.program(command, shell, &format!("{key}.command"))?;
-        let timeout = match &raw.timeout_s {
-            None => DEFAULT_SENSOR_TIMEOUT,
-            Some(seconds) => self.seconds(seconds, &format!("{key}.timeout_s"), 0.1..=86_400.0)?,
-        };
-        let value_path = match &raw.value_path {
-            None => None,
-            Some(path) => Some(
-                JsonPath::parse(path.get_ref()).map_err(|why| self.error(path, &format!("{key}.value_path"), why))?,
-            ),
-        };
-        Ok(SensorSource::Command {
-            command,
-            timeout,
-            value_path,
-            quantity,
-        })
+        program_sensor(raw).map_err(|(span, field, message)| self.field_error(span, key, field, &message))
     }
 
     /// A filter list that `filters::Chain` accepts.
@@ -727,6 +675,75 @@ impl Validator<'_> {
         }
         Ok(Duration::from_millis(ms))
     }
+}
+
+/// A `command` or `file` sensor's source, or what is wrong.
+fn program_sensor(raw: &RawSensor) -> Result<SensorSource, Problem> {
+    let at_kind = raw.kind.span();
+    let quantity = match raw.quantity.as_ref().map(|q| (q, q.get_ref().as_str())) {
+        Some((_, "temperature")) => Quantity::Temperature,
+        Some((_, "humidity")) => Quantity::Humidity,
+        Some((_, "pressure")) => Quantity::Pressure,
+        Some((given, _)) => return Err((given.span(), "quantity", "must be temperature, humidity or pressure".into())),
+        None => {
+            return Err((
+                at_kind,
+                "quantity",
+                "this kind needs `quantity` (temperature, humidity or pressure): it sets the unit and Home Assistant's device class".into(),
+            ))
+        }
+    };
+    if *raw.kind.get_ref() == SensorKind::File {
+        let path = raw.path.as_ref().ok_or((
+            at_kind.clone(),
+            "path",
+            "a file sensor needs `path`, the file to read".into(),
+        ))?;
+        if !path.get_ref().is_absolute() {
+            return Err((path.span(), "path", "must be an absolute path".into()));
+        }
+        let regex = match &raw.regex {
+            None => None,
+            Some(regex) => Some(
+                Pattern::new(regex.get_ref()).map_err(|why| (regex.span(), "regex", Cow::Owned(why.to_string())))?,
+            ),
+        };
+        return Ok(SensorSource::File {
+            path: path.get_ref().clone(),
+            regex,
+            quantity,
+        });
+    }
+    let command = raw.command.as_ref().ok_or((
+        at_kind,
+        "command",
+        "a command sensor needs `command`, an argv array such as [\"vcgencmd\", \"measure_temp\"]".into(),
+    ))?;
+    let command = program_of(command, raw.shell.unwrap_or(false))
+        .map_err(|message| (command.span(), "command", message.into()))?;
+    let timeout = match &raw.timeout_s {
+        None => DEFAULT_SENSOR_TIMEOUT,
+        Some(seconds) if (0.1..=86_400.0).contains(seconds.get_ref()) => Duration::from_secs_f64(*seconds.get_ref()),
+        Some(seconds) => {
+            return Err((
+                seconds.span(),
+                "timeout_s",
+                "must be between 0.1 and 86400 seconds".into(),
+            ))
+        }
+    };
+    let value_path = match &raw.value_path {
+        None => None,
+        Some(path) => {
+            Some(JsonPath::parse(path.get_ref()).map_err(|why| (path.span(), "value_path", Cow::Owned(why)))?)
+        }
+    };
+    Ok(SensorSource::Command {
+        command,
+        timeout,
+        value_path,
+        quantity,
+    })
 }
 
 #[cfg(test)]
@@ -869,7 +886,7 @@ regex = 'humidity=(\d+)%'
             (
                 "kind = \"command\"\nquantity = \"speed\"\ncommand = [\"a\"]",
                 "sensors[0].quantity",
-                "unknown variant",
+                "temperature, humidity or pressure",
             ),
             (
                 "kind = \"ds18b20\"\nid = \"28-1\"\nquantity = \"temperature\"",

@@ -51,46 +51,37 @@ impl CommandReader {
     fn read_value(&self) -> Result<f64, SensorError> {
         let finished = process::run(&self.invocation, None);
         let shown = &self.shown;
-        if finished.ended != Ended::Exited(0) {
+        if finished.ended != Ended::Exited(0) || finished.stdout.discarded > 0 {
             let stderr = finished.stderr.text();
-            let first_line: String = stderr
+            let said: String = stderr
                 .lines()
                 .next()
                 .unwrap_or("")
+                .trim()
                 .chars()
                 .take(STDERR_QUOTED)
                 .collect();
-            let said = if first_line.trim().is_empty() {
-                String::new()
+            let problem = if finished.ended == Ended::Exited(0) {
+                format!("printed more than {} KiB", OUTPUT_LIMIT / 1024)
             } else {
-                format!(": {}", first_line.trim())
+                finished.ended.to_string()
             };
-            let ended = match finished.ended {
-                Ended::TimedOut => format!("did not finish within {} s", self.invocation.timeout.as_secs_f64()),
-                other => other.to_string(),
-            };
-            return Err(SensorError::Device(format!("`{shown}` {ended}{said}")));
+            return Err(SensorError::Device(format!("`{shown}`: {problem}; stderr: {said:?}")));
         }
-        if finished.stdout.discarded > 0 {
-            return Err(SensorError::Device(format!(
-                "`{shown}` printed more than {} KiB",
-                OUTPUT_LIMIT / 1024
-            )));
-        }
-        let parse_error = |detail: String| SensorError::Parse {
-            path: format!("the output of `{shown}`"),
-            detail,
-        };
-        match &self.value_path {
-            Some(path) => path.number(&finished.stdout.bytes).map_err(parse_error),
+        let number = match &self.value_path {
+            Some(path) => path.number(&finished.stdout.bytes),
             None => {
                 let text = finished.stdout.text();
                 let trimmed = text.trim();
                 trimmed
                     .parse::<f64>()
-                    .map_err(|_| parse_error(format!("{trimmed:?} is not a number")))
+                    .map_err(|_| format!("{trimmed:?} is not a number"))
             }
-        }
+        };
+        number.map_err(|detail| SensorError::Parse {
+            path: format!("the output of `{shown}`"),
+            detail,
+        })
     }
 }
 
@@ -172,7 +163,7 @@ mod tests {
     #[test]
     fn a_failure_should_say_how_the_program_ended_and_what_it_said() {
         let failed = message(read(&mut reader("echo 20; echo 'no sensor found' >&2; exit 2", None)));
-        assert!(failed.contains("exit code 2: no sensor found"), "{failed}");
+        assert!(failed.contains("exit code 2; stderr: \"no sensor found\""), "{failed}");
         let garbage = message(read(&mut reader("echo warm", None)));
         assert!(garbage.contains("\"warm\" is not a number"), "{garbage}");
         let missing = message(read(&mut CommandReader::new(
@@ -201,7 +192,7 @@ mod tests {
         );
         let started = Instant::now();
         let timed_out = message(read(&mut hung));
-        assert!(timed_out.contains("did not finish within 0.2 s"), "{timed_out}");
+        assert!(timed_out.contains("timed out"), "{timed_out}");
         assert!(started.elapsed() < Duration::from_secs(5));
     }
 
