@@ -109,6 +109,21 @@ fn classify<'a, 'i>(value: &'a DeValue<'i>) -> Result<Kind<'a, 'i>, Error> {
     })
 }
 
+/// What serde's "invalid type" errors call a value.
+#[inline(never)]
+fn unexpected<'a>(kind: Kind<'a, '_>) -> Unexpected<'a> {
+    match kind {
+        Kind::Str(text) => Unexpected::Str(text),
+        Kind::I64(value) => Unexpected::Signed(value),
+        Kind::U64(value) => Unexpected::Unsigned(value),
+        Kind::F64(value) => Unexpected::Float(value),
+        Kind::Bool(value) => Unexpected::Bool(value),
+        Kind::Array(_) => Unexpected::Seq,
+        Kind::Table(_) => Unexpected::Map,
+        Kind::Datetime => Unexpected::Other("a date or time"),
+    }
+}
+
 struct Value<'a, 'i> {
     kind: Kind<'a, 'i>,
     span: Range<usize>,
@@ -162,7 +177,14 @@ impl<'de> de::Deserializer<'de> for Value<'_, '_> {
             let span = self.span.clone();
             return visitor.visit_map(serde_spanned::de::SpannedDeserializer::new(self, span));
         }
-        self.deserialize_any(visitor)
+        // Only a table makes a struct. Through `deserialize_any`, every
+        // derived struct would also get its `visit_seq` (fields by position:
+        // a second copy of all its field code) and `visit_str` & co.
+        let result = match self.kind {
+            Kind::Table(table) => visitor.visit_map(Entries::new(table)),
+            other => Err(de::Error::invalid_type(unexpected(other), &visitor)),
+        };
+        result.map_err(|error| error.at(&self.span))
     }
 
     fn deserialize_enum<V: Visitor<'de>>(
