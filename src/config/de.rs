@@ -204,9 +204,27 @@ impl<'de> de::Deserializer<'de> for Value<'_, '_> {
         result.map_err(|error| error.at(&self.span))
     }
 
+    // Lists and maps, like structs, take only their own kind of value:
+    // no `visit_str` & co. per element type.
+    fn deserialize_seq<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
+        let result = match self.kind {
+            Kind::Array(items) => visitor.visit_seq(Items(items.iter())),
+            other => Err(de::Error::invalid_type(unexpected(other), &visitor)),
+        };
+        result.map_err(|error| error.at(&self.span))
+    }
+
+    fn deserialize_map<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
+        let result = match self.kind {
+            Kind::Table(table) => visitor.visit_map(Entries::new(table)),
+            other => Err(de::Error::invalid_type(unexpected(other), &visitor)),
+        };
+        result.map_err(|error| error.at(&self.span))
+    }
+
     serde::forward_to_deserialize_any! {
-        bool u8 u16 u32 u64 i8 i16 i32 i64 i128 u128 f32 f64 char str string seq
-        bytes byte_buf map unit ignored_any unit_struct tuple_struct tuple identifier
+        bool u8 u16 u32 u64 i8 i16 i32 i64 i128 u128 f32 f64 char str string
+        bytes byte_buf unit ignored_any unit_struct tuple_struct tuple identifier
     }
 }
 
