@@ -139,25 +139,37 @@ impl<'de> Deserialize<'de> for RawProgram {
 
 /// Types already used by other sections where possible (`Vec<String>`,
 /// `Option<Spanned<String>>`, `bool`): every new field type costs its own
-/// copy of the deserializer's code (docs/PERFORMANCE.md).
+/// copy of the deserializer's code (docs/PERFORMANCE.md). `default` on the
+/// optional fields: a missing one is then `None` directly, without serde's
+/// per-type "missing field" path.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawCommand {
     name: Spanned<String>,
+    #[serde(default)]
     label: Option<String>,
+    #[serde(default)]
     on: Option<Spanned<RawProgram>>,
+    #[serde(default)]
     off: Option<Spanned<RawProgram>>,
+    #[serde(default)]
     once: Option<Spanned<RawProgram>>,
+    #[serde(default)]
     status: Option<Spanned<RawProgram>>,
+    #[serde(default)]
     unit: Option<Spanned<String>>,
     #[serde(default)]
     shell: bool,
+    #[serde(default)]
     status_interval_s: Option<Spanned<f64>>,
+    #[serde(default)]
     timeout_s: Option<Spanned<f64>>,
     #[serde(default)]
     env: Vec<String>,
+    #[serde(default)]
     working_dir: Option<Spanned<PathBuf>>,
     /// `refuse` or `queued`.
+    #[serde(default)]
     mode: Option<Spanned<String>>,
 }
 
@@ -232,14 +244,17 @@ impl Validator<'_> {
         reserved: &[&str],
         names: &mut HashMap<String, String>,
     ) -> Result<Vec<CommandConfig>, ConfigError> {
-        for id in reserved {
-            names
-                .entry((*id).to_owned())
-                .or_insert_with(|| "the agent itself".to_owned());
-        }
         let mut commands = Vec::new();
         for (i, raw) in raw.into_iter().enumerate() {
             let key = format!("commands[{i}]");
+            if reserved.contains(&raw.name.get_ref().as_str()) {
+                return Err(self.field_error(
+                    raw.name.span(),
+                    &key,
+                    "name",
+                    "is the name of one of the agent's own entities",
+                ));
+            }
             let name = self.entity_name(&raw.name, &key, names)?;
             let command = self
                 .command(raw, name)

@@ -306,14 +306,21 @@ pub(super) struct RawSensor {
     address: Option<Spanned<u16>>,
     /// command and file: what the number measures. A string matched by
     /// hand: a `Spanned<Quantity>` field would cost its own deserializer.
+    #[serde(default)]
     quantity: Option<Spanned<String>>,
     /// command
+    #[serde(default)]
     command: Option<Spanned<RawProgram>>,
+    #[serde(default)]
     shell: Option<bool>,
+    #[serde(default)]
     timeout_s: Option<Spanned<f64>>,
+    #[serde(default)]
     value_path: Option<Spanned<String>>,
     /// file
+    #[serde(default)]
     path: Option<Spanned<PathBuf>>,
+    #[serde(default)]
     regex: Option<Spanned<String>>,
 }
 
