@@ -663,12 +663,12 @@ status_interval_s = 10
         error(
             "[[commands]]\nname = \"reboot\"\nonce = [\"x\"]\n",
             "commands[0].name",
-            "already used",
+            "the agent's own",
         );
         error(
             "[[commands]]\nname = \"cpu_usage\"\nonce = [\"x\"]\n",
             "commands[0].name",
-            "already used",
+            "the agent's own",
         );
     }
 
