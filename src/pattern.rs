@@ -51,7 +51,8 @@ impl fmt::Debug for Pattern {
 #[error("at character {at} of the regex: {what}")]
 pub struct PatternError {
     pub at: usize,
-    pub what: String,
+    /// A fixed text: the position says which character it is about.
+    pub what: &'static str,
 }
 
 /// A set of bytes.
@@ -147,17 +148,14 @@ impl Pattern {
         if source.chars().count() > MAX_LEN {
             return Err(PatternError {
                 at: MAX_LEN,
-                what: format!("longer than {MAX_LEN} characters"),
+                what: "longer than 1000 characters",
             });
         }
         let mut items: Vec<(Item, Option<char>)> = Vec::new();
         let mut chars = source.chars().enumerate().peekable();
         let mut group = GroupState::None;
         while let Some((at, c)) = chars.next() {
-            let error = |what: &str| PatternError {
-                at,
-                what: what.to_owned(),
-            };
+            let error = |what: &'static str| PatternError { at, what };
             let item = match c {
                 '.' => Item::Byte(Set::one(b'\n').negated()),
                 '^' => Item::LineStart,
@@ -183,17 +181,16 @@ impl Pattern {
                 '[' => Item::Byte(class(&mut chars, at)?),
                 '\\' => Item::Byte(escape(&mut chars, at, false)?),
                 '*' | '+' | '?' => {
-                    let repeatable = matches!(items.last(), Some((Item::Byte(_), None)));
                     let what = match items.last() {
-                        _ if repeatable => None,
-                        Some((Item::Byte(_), Some(_))) => Some(format!(
-                            "`{c}` after a repetition (lazy or stacked repetitions are not supported)"
-                        )),
-                        Some((Item::GroupEnd, _)) => Some(format!("`{c}` after a group (a group cannot be repeated)")),
-                        _ => Some(format!("`{c}` has nothing to repeat")),
+                        Some((Item::Byte(_), None)) => None,
+                        Some((Item::Byte(_), Some(_))) => {
+                            Some("a repetition after a repetition (lazy or stacked repetitions are not supported)")
+                        }
+                        Some((Item::GroupEnd, _)) => Some("a repetition after a group (a group cannot be repeated)"),
+                        _ => Some("a repetition with nothing to repeat"),
                     };
                     if let Some(what) = what {
-                        return Err(error(&what));
+                        return Err(error(what));
                     }
                     if let Some((_, quantifier)) = items.last_mut() {
                         *quantifier = Some(c);
@@ -216,7 +213,7 @@ impl Pattern {
         if group == GroupState::Open {
             return Err(PatternError {
                 at: source.chars().count(),
-                what: "`(` is not closed".to_owned(),
+                what: "`(` is not closed",
             });
         }
         Ok(Pattern {
@@ -378,7 +375,7 @@ fn escape(chars: &mut Chars<'_>, at: usize, in_class: bool) -> Result<Set, Patte
     let Some((_, c)) = chars.next() else {
         return Err(PatternError {
             at,
-            what: "`\\` at the end".to_owned(),
+            what: "`\\` at the end",
         });
     };
     if let Some(set) = Set::perl(c) {
@@ -389,19 +386,16 @@ fn escape(chars: &mut Chars<'_>, at: usize, in_class: bool) -> Result<Set, Patte
         'n' => Ok(Set::one(b'\n')),
         'r' => Ok(Set::one(b'\r')),
         c if SPECIAL.contains(c) || (in_class && c == '^') => Ok(Set::one(c as u8)),
-        c => Err(PatternError {
+        _ => Err(PatternError {
             at,
-            what: format!("`\\{c}` is not supported (escape only {SPECIAL}, or use \\d \\s \\w \\t \\n \\r)"),
+            what: r"this escape is not supported (escape only .[]()*+?^$|{}-\, or use \d \s \w \t \n \r)",
         }),
     }
 }
 
 /// After a `[`: up to the closing `]`.
 fn class(chars: &mut Chars<'_>, at: usize) -> Result<Set, PatternError> {
-    let error = |what: &str| PatternError {
-        at,
-        what: what.to_owned(),
-    };
+    let error = |what: &'static str| PatternError { at, what };
     let negate = chars.next_if(|(_, c)| *c == '^').is_some();
     let mut set = Set::default();
     let mut first = true;
@@ -434,7 +428,7 @@ fn class(chars: &mut Chars<'_>, at: usize) -> Result<Set, PatternError> {
                 if to < from {
                     return Err(PatternError {
                         at: here,
-                        what: format!("the range `{}-{}` is backwards", from as char, to as char),
+                        what: "a backwards range",
                     });
                 }
                 set.add_range(from, to);
@@ -538,7 +532,7 @@ mod tests {
         refused("[abc", 0, "not closed");
         refused("[z-a]", 2, "backwards");
         refused("[é]", 0, "only ASCII");
-        refused(r"\b", 0, r"`\b` is not supported");
+        refused(r"\b", 0, "this escape is not supported");
         refused(r"\1", 0, "not supported");
         refused("a\\", 1, "at the end");
         refused(&"a".repeat(MAX_LEN + 1), MAX_LEN, "longer than");
