@@ -139,6 +139,8 @@ fn describe_hardware(config: &Config, out: &mut String) {
             crate::config::SensorSource::Bme280 { bus, address } => {
                 format!("BME280 on I2C bus {bus} at 0x{address:02x}")
             }
+            crate::config::SensorSource::Command { command, .. } => format!("the output of `{command}`"),
+            crate::config::SensorSource::File { path, .. } => format!("the file {}", path.display()),
         };
         let _ = writeln!(
             out,

@@ -109,6 +109,21 @@ fn classify<'a, 'i>(value: &'a DeValue<'i>) -> Result<Kind<'a, 'i>, Error> {
     })
 }
 
+/// What serde's "invalid type" errors call a value.
+#[inline(never)]
+fn unexpected<'a>(kind: Kind<'a, '_>) -> Unexpected<'a> {
+    match kind {
+        Kind::Str(text) => Unexpected::Str(text),
+        Kind::I64(value) => Unexpected::Signed(value),
+        Kind::U64(value) => Unexpected::Unsigned(value),
+        Kind::F64(value) => Unexpected::Float(value),
+        Kind::Bool(value) => Unexpected::Bool(value),
+        Kind::Array(_) => Unexpected::Seq,
+        Kind::Table(_) => Unexpected::Map,
+        Kind::Datetime => Unexpected::Other("a date or time"),
+    }
+}
+
 struct Value<'a, 'i> {
     kind: Kind<'a, 'i>,
     span: Range<usize>,
@@ -162,7 +177,14 @@ impl<'de> de::Deserializer<'de> for Value<'_, '_> {
             let span = self.span.clone();
             return visitor.visit_map(serde_spanned::de::SpannedDeserializer::new(self, span));
         }
-        self.deserialize_any(visitor)
+        // Only a table makes a struct. Through `deserialize_any`, every
+        // derived struct would also get its `visit_seq` (fields by position:
+        // a second copy of all its field code) and `visit_str` & co.
+        let result = match self.kind {
+            Kind::Table(table) => visitor.visit_map(Entries::new(table)),
+            other => Err(de::Error::invalid_type(unexpected(other), &visitor)),
+        };
+        result.map_err(|error| error.at(&self.span))
     }
 
     fn deserialize_enum<V: Visitor<'de>>(
@@ -182,9 +204,27 @@ impl<'de> de::Deserializer<'de> for Value<'_, '_> {
         result.map_err(|error| error.at(&self.span))
     }
 
+    // Lists and maps, like structs, take only their own kind of value:
+    // no `visit_str` & co. per element type.
+    fn deserialize_seq<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
+        let result = match self.kind {
+            Kind::Array(items) => visitor.visit_seq(Items(items.iter())),
+            other => Err(de::Error::invalid_type(unexpected(other), &visitor)),
+        };
+        result.map_err(|error| error.at(&self.span))
+    }
+
+    fn deserialize_map<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
+        let result = match self.kind {
+            Kind::Table(table) => visitor.visit_map(Entries::new(table)),
+            other => Err(de::Error::invalid_type(unexpected(other), &visitor)),
+        };
+        result.map_err(|error| error.at(&self.span))
+    }
+
     serde::forward_to_deserialize_any! {
-        bool u8 u16 u32 u64 i8 i16 i32 i64 i128 u128 f32 f64 char str string seq
-        bytes byte_buf map unit ignored_any unit_struct tuple_struct tuple identifier
+        bool u8 u16 u32 u64 i8 i16 i32 i64 i128 u128 f32 f64 char str string
+        bytes byte_buf unit ignored_any unit_struct tuple_struct tuple identifier
     }
 }
 

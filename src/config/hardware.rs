@@ -3,6 +3,7 @@
 //! here too: a pin used twice, a name used twice, a device class Home
 //! Assistant would reject.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -10,7 +11,10 @@ use std::time::Duration;
 use serde::Deserialize;
 use toml::Spanned;
 
+use super::commands::{program_of, Problem, Program, RawProgram};
 use super::{ConfigError, Validator};
+use crate::json_path::JsonPath;
+use crate::pattern::Pattern;
 use crate::vocab::filter::FilterSpec;
 pub use crate::vocab::Backend;
 use crate::vocab::{Component, Pin, Pull, PwmChannel, Quantity, BINARY_SENSOR_CLASSES, MAX_PIN};
@@ -117,7 +121,23 @@ pub enum SensorSource {
     Iio { device: String },
     /// A BME280/BMP280 read directly over I2C.
     Bme280 { bus: u8, address: u16 },
+    /// A number that a program prints, or one in the JSON it prints.
+    Command {
+        command: Program,
+        timeout: Duration,
+        value_path: Option<JsonPath>,
+        quantity: Quantity,
+    },
+    /// A number in a file (any path), or the part of it `regex` finds.
+    File {
+        path: PathBuf,
+        regex: Option<Pattern>,
+        quantity: Quantity,
+    },
 }
+
+/// `timeout_s` of a command sensor when not given.
+pub const DEFAULT_SENSOR_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl SensorSource {
     /// Whether the sensor is read through the GPIO backend (an I2C bus);
@@ -125,7 +145,10 @@ impl SensorSource {
     pub fn uses_gpio(&self) -> bool {
         match self {
             SensorSource::Bme280 { .. } => true,
-            SensorSource::Ds18b20 { .. } | SensorSource::Iio { .. } => false,
+            SensorSource::Ds18b20 { .. }
+            | SensorSource::Iio { .. }
+            | SensorSource::Command { .. }
+            | SensorSource::File { .. } => false,
         }
     }
 }
@@ -261,6 +284,8 @@ enum SensorKind {
     Ds18b20,
     Iio,
     Bme280,
+    Command,
+    File,
 }
 
 /// One number for every quantity, or a table by quantity.
@@ -291,6 +316,24 @@ pub(super) struct RawSensor {
     /// bme280
     bus: Option<Spanned<u8>>,
     address: Option<Spanned<u16>>,
+    /// command and file: what the number measures. A string matched by
+    /// hand: a `Spanned<Quantity>` field would cost its own deserializer.
+    #[serde(default)]
+    quantity: Option<Spanned<String>>,
+    /// command
+    #[serde(default)]
+    command: Option<Spanned<RawProgram>>,
+    #[serde(default)]
+    shell: Option<bool>,
+    #[serde(default)]
+    timeout_s: Option<Spanned<f64>>,
+    #[serde(default)]
+    value_path: Option<Spanned<String>>,
+    /// file
+    #[serde(default)]
+    path: Option<Spanned<PathBuf>>,
+    #[serde(default)]
+    regex: Option<Spanned<String>>,
 }
 
 fn default_sensor_interval_s() -> Spanned<f64> {
@@ -320,7 +363,7 @@ fn default_state_file(state_directory: Option<String>) -> PathBuf {
 }
 
 /// `front_door` → `Front door`.
-fn label_from_name(name: &str) -> String {
+pub(super) fn label_from_name(name: &str) -> String {
     let spaced = name.replace(['_', '-'], " ");
     let mut chars = spaced.chars();
     match chars.next() {
@@ -541,14 +584,29 @@ impl Validator<'_> {
     ) -> Result<SensorConfig, ConfigError> {
         let name = self.entity_name(&raw.name, key, names)?;
         let kind = *raw.kind.get_ref();
-        let fields = [
-            ("id", raw.id.as_ref().map(Spanned::span), SensorKind::Ds18b20),
-            ("device", raw.device.as_ref().map(Spanned::span), SensorKind::Iio),
-            ("bus", raw.bus.as_ref().map(Spanned::span), SensorKind::Bme280),
-            ("address", raw.address.as_ref().map(Spanned::span), SensorKind::Bme280),
+        use SensorKind::{Command, File};
+        // Each key, where it is if given, and the kinds it belongs to.
+        type Owned<'a> = (&'a str, Option<std::ops::Range<usize>>, &'a [SensorKind]);
+        let fields: [Owned<'_>; 11] = [
+            ("id", raw.id.as_ref().map(Spanned::span), &[SensorKind::Ds18b20]),
+            ("device", raw.device.as_ref().map(Spanned::span), &[SensorKind::Iio]),
+            ("bus", raw.bus.as_ref().map(Spanned::span), &[SensorKind::Bme280]),
+            (
+                "address",
+                raw.address.as_ref().map(Spanned::span),
+                &[SensorKind::Bme280],
+            ),
+            ("quantity", raw.quantity.as_ref().map(Spanned::span), &[Command, File]),
+            ("command", raw.command.as_ref().map(Spanned::span), &[Command]),
+            // Unspanned (see RawSensor): reported at `kind`.
+            ("shell", raw.shell.map(|_| raw.kind.span()), &[Command]),
+            ("timeout_s", raw.timeout_s.as_ref().map(Spanned::span), &[Command]),
+            ("value_path", raw.value_path.as_ref().map(Spanned::span), &[Command]),
+            ("path", raw.path.as_ref().map(Spanned::span), &[File]),
+            ("regex", raw.regex.as_ref().map(Spanned::span), &[File]),
         ];
-        for (field, span, owner) in fields {
-            if let (Some(span), true) = (span, owner != kind) {
+        for (field, span, owners) in fields {
+            if let (Some(span), false) = (span, owners.contains(&kind)) {
                 let spanned = Spanned::new(span, ());
                 return Err(self.error(
                     &spanned,
@@ -605,6 +663,7 @@ impl Validator<'_> {
                 };
                 SensorSource::Bme280 { bus, address }
             }
+            SensorKind::Command | SensorKind::File => self.program_sensor(&raw, key)?,
         };
         let seconds = *raw.interval_s.get_ref();
         if !(1.0..=86_400.0).contains(&seconds) {
@@ -627,6 +686,11 @@ impl Validator<'_> {
             scale: self.calibration(raw.scale, &format!("{key}.scale"))?,
             filters,
         })
+    }
+
+    /// The source of a `command` or `file` sensor.
+    fn program_sensor(&self, raw: &RawSensor, key: &str) -> Result<SensorSource, ConfigError> {
+        program_sensor(raw).map_err(|(span, field, message)| self.field_error(span, key, field, &message))
     }
 
     /// A filter list whose every filter passes its check.
@@ -658,7 +722,7 @@ impl Validator<'_> {
         Ok(each)
     }
 
-    fn entity_name(
+    pub(super) fn entity_name(
         &self,
         name: &Spanned<String>,
         key: &str,
@@ -715,9 +779,233 @@ impl Validator<'_> {
     }
 }
 
+/// A `command` or `file` sensor's source, or what is wrong.
+fn program_sensor(raw: &RawSensor) -> Result<SensorSource, Problem> {
+    let at_kind = raw.kind.span();
+    let quantity = match raw.quantity.as_ref().map(|q| (q, q.get_ref().as_str())) {
+        Some((_, "temperature")) => Quantity::Temperature,
+        Some((_, "humidity")) => Quantity::Humidity,
+        Some((_, "pressure")) => Quantity::Pressure,
+        Some((given, _)) => return Err((given.span(), "quantity", "must be temperature, humidity or pressure".into())),
+        None => {
+            return Err((
+                at_kind,
+                "quantity",
+                "this kind needs `quantity` (temperature, humidity or pressure): it sets the unit and Home Assistant's device class".into(),
+            ))
+        }
+    };
+    if *raw.kind.get_ref() == SensorKind::File {
+        let path = raw.path.as_ref().ok_or((
+            at_kind.clone(),
+            "path",
+            "a file sensor needs `path`, the file to read".into(),
+        ))?;
+        if !path.get_ref().is_absolute() {
+            return Err((path.span(), "path", "must be an absolute path".into()));
+        }
+        let regex = match &raw.regex {
+            None => None,
+            Some(regex) => Some(
+                Pattern::new(regex.get_ref()).map_err(|why| (regex.span(), "regex", Cow::Owned(why.to_string())))?,
+            ),
+        };
+        return Ok(SensorSource::File {
+            path: path.get_ref().clone(),
+            regex,
+            quantity,
+        });
+    }
+    let command = raw.command.as_ref().ok_or((
+        at_kind,
+        "command",
+        "a command sensor needs `command`, an argv array such as [\"vcgencmd\", \"measure_temp\"]".into(),
+    ))?;
+    let command = program_of(command, raw.shell.unwrap_or(false))
+        .map_err(|message| (command.span(), "command", message.into()))?;
+    let timeout = match &raw.timeout_s {
+        None => DEFAULT_SENSOR_TIMEOUT,
+        Some(seconds) if (0.1..=86_400.0).contains(seconds.get_ref()) => Duration::from_secs_f64(*seconds.get_ref()),
+        Some(seconds) => {
+            return Err((
+                seconds.span(),
+                "timeout_s",
+                "must be between 0.1 and 86400 seconds".into(),
+            ))
+        }
+    };
+    let value_path = match &raw.value_path {
+        None => None,
+        Some(path) => {
+            Some(JsonPath::parse(path.get_ref()).map_err(|why| (path.span(), "value_path", Cow::Owned(why)))?)
+        }
+    };
+    Ok(SensorSource::Command {
+        command,
+        timeout,
+        value_path,
+        quantity,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use crate::config::{Config, Context, Origin};
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        let ctx = Context {
+            hostname: "pi",
+            env: &|_| None,
+        };
+        Config::from_toml(text, Origin::File("majortom.toml".into()), &ctx)
+    }
+
+    #[test]
+    fn command_and_file_sensors_should_take_their_keys() {
+        let config = parse(
+            r#"
+[[sensors]]
+kind = "command"
+name = "gpu"
+quantity = "temperature"
+command = ["vcgencmd", "measure_temp"]
+interval_s = 60
+filters = [{ round = 1 }]
+
+[[sensors]]
+kind = "command"
+name = "weather"
+quantity = "pressure"
+command = "curl -s http://192.168.1.9/api | head -c 4000"
+shell = true
+timeout_s = 5
+value_path = "main.pressure"
+
+[[sensors]]
+kind = "file"
+name = "nas"
+quantity = "temperature"
+path = "/sys/class/hwmon/hwmon0/temp1_input"
+scale = 0.001
+offset = -1
+
+[[sensors]]
+kind = "file"
+name = "cellar"
+quantity = "humidity"
+path = "/run/cellar.txt"
+regex = 'humidity=(\d+)%'
+"#,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let sources: Vec<&SensorSource> = config.sensors.iter().map(|s| &s.source).collect();
+        assert_eq!(
+            sources[0],
+            &SensorSource::Command {
+                command: Program::Argv(vec!["vcgencmd".into(), "measure_temp".into()]),
+                timeout: DEFAULT_SENSOR_TIMEOUT,
+                value_path: None,
+                quantity: Quantity::Temperature,
+            }
+        );
+        assert_eq!(
+            sources[1],
+            &SensorSource::Command {
+                command: Program::Shell("curl -s http://192.168.1.9/api | head -c 4000".into()),
+                timeout: Duration::from_secs(5),
+                value_path: Some(JsonPath::parse("main.pressure").expect("a path")),
+                quantity: Quantity::Pressure,
+            }
+        );
+        assert_eq!(
+            sources[2],
+            &SensorSource::File {
+                path: "/sys/class/hwmon/hwmon0/temp1_input".into(),
+                regex: None,
+                quantity: Quantity::Temperature,
+            }
+        );
+        assert_eq!(config.sensors[2].scale, vec![(None, 0.001)]);
+        assert_eq!(config.sensors[2].offset, vec![(None, -1.0)]);
+        match sources[3] {
+            SensorSource::File { regex: Some(regex), .. } => {
+                assert_eq!(regex.extract(b"t=12 humidity=63%"), Some(&b"63"[..]))
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn command_and_file_sensor_mistakes_should_name_the_key() {
+        let cases: &[(&str, &str, &str)] = &[
+            (
+                "kind = \"file\"\npath = \"/x\"",
+                "sensors[0].quantity",
+                "needs `quantity`",
+            ),
+            (
+                "kind = \"file\"\nquantity = \"temperature\"",
+                "sensors[0].path",
+                "needs `path`",
+            ),
+            (
+                "kind = \"file\"\nquantity = \"temperature\"\npath = \"x\"",
+                "sensors[0].path",
+                "absolute path",
+            ),
+            (
+                "kind = \"file\"\nquantity = \"temperature\"\npath = \"/x\"\nregex = \"(a|b)\"",
+                "sensors[0].regex",
+                "at character 2 of the regex: alternation",
+            ),
+            (
+                "kind = \"file\"\nquantity = \"temperature\"\npath = \"/x\"\ncommand = [\"a\"]",
+                "sensors[0].command",
+                "does not apply to a sensor of kind file",
+            ),
+            (
+                "kind = \"command\"\nquantity = \"temperature\"",
+                "sensors[0].command",
+                "needs `command`",
+            ),
+            (
+                "kind = \"command\"\nquantity = \"temperature\"\ncommand = \"echo 1\"",
+                "sensors[0].command",
+                "only with `shell = true`",
+            ),
+            (
+                "kind = \"command\"\nquantity = \"temperature\"\ncommand = [\"a\"]\nvalue_path = \"a..b\"",
+                "sensors[0].value_path",
+                "empty key",
+            ),
+            (
+                "kind = \"command\"\nquantity = \"temperature\"\ncommand = [\"a\"]\ntimeout_s = 0",
+                "sensors[0].timeout_s",
+                "between 0.1",
+            ),
+            (
+                "kind = \"command\"\nquantity = \"speed\"\ncommand = [\"a\"]",
+                "sensors[0].quantity",
+                "temperature, humidity or pressure",
+            ),
+            (
+                "kind = \"ds18b20\"\nid = \"28-1\"\nquantity = \"temperature\"",
+                "sensors[0].quantity",
+                "does not apply",
+            ),
+        ];
+        for (body, key, says) in cases {
+            let text = format!("[[sensors]]\nname = \"s\"\n{body}\n");
+            let message = match parse(&text) {
+                Ok(config) => panic!("accepted: {:?}", config.sensors),
+                Err(error) => error.to_string(),
+            };
+            assert!(message.contains(&format!("key `{key}`")), "{text}\n{message}");
+            assert!(message.contains(says), "{text}\n{message}");
+        }
+    }
 
     #[test]
     fn labels_should_be_derived_from_names() {
