@@ -10,14 +10,15 @@ use std::time::{Duration, Instant};
 use majortom::config::{Config, Context, Origin};
 
 use crate::support::{
-    retained, retained_payload, test_config, wait_for, wait_retained, Agent, Broker, Observer, Proxy,
+    poll_until, retained, retained_payload, test_config, wait_for, wait_retained, wait_retained_payload, Agent, Broker,
+    Observer, Proxy,
 };
 
 /// What the broker holds retained for a node: topic → payload.
 async fn retained_map(port: u16, node: &str) -> BTreeMap<String, String> {
     let mut map = BTreeMap::new();
     for filter in [format!("majortom/{node}/#"), format!("homeassistant/+/{node}/+/config")] {
-        for m in retained(port, &filter, Duration::from_millis(200)).await {
+        for m in retained(port, &filter, Duration::ZERO).await {
             map.insert(m.topic, m.payload);
         }
     }
@@ -41,26 +42,30 @@ async fn twenty_broker_restarts_should_each_restore_availability_discovery_and_s
     for cycle in 0..20 {
         broker.stop();
         let down = Instant::now();
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        // The broker comes back once the agent has seen it go.
+        wait_for(
+            "the agent to notice the broker is gone",
+            Duration::from_secs(10),
+            || (agent.get_json("/api/health")["mqtt"]["connected"] == false).then_some(()),
+        )
+        .await;
         broker.restart();
-        let deadline = Instant::now() + Duration::from_secs(35);
-        loop {
-            let now = retained_map(broker.port, "cycles").await;
-            if now == expected {
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "cycle {cycle}: not restored; missing {:?}\nlog: {}",
-                expected
-                    .keys()
-                    .collect::<BTreeSet<_>>()
-                    .difference(&now.keys().collect())
-                    .collect::<Vec<_>>(),
-                agent.log()
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        let mut now = BTreeMap::new();
+        let restored = poll_until(Duration::from_secs(35), async || {
+            now = retained_map(broker.port, "cycles").await;
+            (now == expected).then_some(())
+        })
+        .await;
+        assert!(
+            restored.is_some(),
+            "cycle {cycle}: not restored; missing {:?}\nlog: {}",
+            expected
+                .keys()
+                .collect::<BTreeSet<_>>()
+                .difference(&now.keys().collect())
+                .collect::<Vec<_>>(),
+            agent.log()
+        );
         times.push(down.elapsed());
     }
     eprintln!("broker down → everything back, 20 cycles: {times:?}");
@@ -133,7 +138,16 @@ async fn a_qos1_command_sent_while_the_agent_reconnects_should_be_applied_once_w
     .await;
     let sender = Observer::connect(broker.port, "nothing/here").await;
     sender.publish("majortom/queued/relay/set", "ON", false).await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The broker has it (and queues it for the agent's session); the
+    // agent, cut off, cannot have applied it.
+    wait_for("the broker to take the command", Duration::from_secs(10), || {
+        broker
+            .log()
+            .lines()
+            .any(|l| l.contains("Received PUBLISH from observer-") && l.contains("'majortom/queued/relay/set'"))
+            .then_some(())
+    })
+    .await;
     assert!(!agent.get_json("/api/sim/pins")["outputs"]["relay"]["high"]
         .as_bool()
         .unwrap_or(true));
@@ -144,14 +158,7 @@ async fn a_qos1_command_sent_while_the_agent_reconnects_should_be_applied_once_w
         (pins["outputs"]["relay"]["high"] == true).then_some(pins)
     })
     .await;
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    while retained_payload(broker.port, "majortom/queued/relay/state")
-        .await
-        .as_deref()
-        != Some("ON")
-    {
-        assert!(std::time::Instant::now() < deadline, "the state ON was not retained");
-    }
+    wait_retained_payload(broker.port, "majortom/queued/relay/state", "ON", Duration::from_secs(5)).await;
     // A command sent after it: once it is applied, a second delivery of the
     // queued one would have been applied too.
     sender.publish("majortom/queued/relay/set", "OFF", false).await;
@@ -198,10 +205,16 @@ async fn a_failing_gpio_pin_should_never_take_the_agent_down() {
     assert_eq!(sim.output(27), Some(false));
     assert!(agent.healthy());
 
-    // The door's pin fails while it changes: no crash either.
+    // The door's pin fails while it changes (it was ON, pulled up): its
+    // level cannot be read back, so the edge's level is taken, and the
+    // agent carries on.
     sim.set_failing(17, true);
-    sim.set_input(17, true).expect("claimed");
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    sim.set_input(17, false).expect("claimed");
+    observer
+        .wait_for_message("majortom/faulty/door/state", Duration::from_secs(5), |m| {
+            m.payload == "OFF" && !m.retain
+        })
+        .await;
     assert!(agent.healthy());
 
     // Both recover.
@@ -215,17 +228,17 @@ async fn a_failing_gpio_pin_should_never_take_the_agent_down() {
         })
         .await;
     assert_eq!(sim.output(27), Some(true));
-    // The door was ON (pulled up) all along; it opens and closes again.
-    sim.set_input(17, false).expect("claimed");
-    observer
-        .wait_for_message("majortom/faulty/door/state", Duration::from_secs(5), |m| {
-            m.payload == "OFF"
-        })
-        .await;
+    // The door closes and opens again.
     sim.set_input(17, true).expect("claimed");
     observer
         .wait_for_message("majortom/faulty/door/state", Duration::from_secs(5), |m| {
             m.payload == "ON" && !m.retain
+        })
+        .await;
+    sim.set_input(17, false).expect("claimed");
+    observer
+        .wait_for_message("majortom/faulty/door/state", Duration::from_secs(5), |m| {
+            m.payload == "OFF" && !m.retain
         })
         .await;
     assert!(agent.healthy());
