@@ -269,7 +269,9 @@ mod tests {
     use super::*;
 
     use std::sync::mpsc;
-    use std::time::Instant;
+
+    // Tokio's clock, so that the tests with paused time read it too.
+    use tokio::time::Instant;
 
     use crate::hub::HubEvent;
 
@@ -549,23 +551,35 @@ mod tests {
         h.stop().await;
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn rounds_should_be_an_interval_apart() {
         let (mut s, rounds, reads) = sensor("t", &[Quantity::Temperature]);
         s.interval = Duration::from_millis(150);
-        let h = start(s, rounds, reads);
-        let mut at = Vec::new();
+        // Every round's answer is there before it is asked for, so no read
+        // blocks (a blocked read would hold paused time still).
         for n in 0..4 {
-            h.round(vec![(Quantity::Temperature, Ok(f64::from(n)))]).await;
-            at.push(h.reads.try_recv().expect("the round's read"));
+            rounds
+                .send(vec![(Quantity::Temperature, Ok(f64::from(n)))])
+                .expect("runner alive");
         }
-        assert_eq!(h.value("t"), Some(3.0));
-        // tokio fires a tick up to 5 ms early relative to the previous late
-        // one; a loaded machine only makes the gaps longer.
-        for pair in at.windows(2) {
-            let gap = pair[1].duration_since(pair[0]);
-            assert!(gap >= Duration::from_millis(140), "rounds {gap:?} apart");
-        }
+        let started = Instant::now();
+        let h = start(s, rounds, reads);
+        let mut events = h.hub.subscribe();
+        tokio::time::timeout(Duration::from_secs(5), async {
+            while h.value("t") != Some(3.0) {
+                events.recv().await.expect("hub alive");
+            }
+        })
+        .await
+        .expect("four rounds within 5 s");
+        let at: Vec<Duration> = h.reads.try_iter().map(|read| read - started).collect();
+        // Paused time: each round exactly one interval after the last, the
+        // first at once. (In real time a loaded machine made this flaky.)
+        assert_eq!(
+            at[..4],
+            [0, 150, 300, 450].map(Duration::from_millis),
+            "when the rounds were read"
+        );
         h.stop().await;
     }
 
