@@ -137,6 +137,8 @@ fn run(config: Config, ready_file: Option<std::path::PathBuf>) -> anyhow::Result
     let outcome = runtime.block_on(majortom::app::run(config, ready_file, shutdown_signal()))?;
     // Blocking threads (a 1-wire read in flight) may not hold up the exec.
     runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    // What the log's rate limit held back is said before the exit or exec.
+    logging::flush();
     match outcome {
         Outcome::Stopped => Ok(()),
         Outcome::Restart => restart(),

@@ -18,6 +18,9 @@
 //! - `notify`: systemd readiness, watchdog pings and stopping (sd_notify).
 //! - `web`: /metrics through promtool, HTTP without MQTT, stopping with open
 //!   event streams.
+//! - `hostile`: issue 15's reproductions from the LAN and the broker: a
+//!   dashboard lock-out, a forged and flooded log, sim inputs without the
+//!   token, DNS rebinding, piled-up automation runs and relay switches.
 //! - `arm`: the static ARM builds under qemu-user (ignored by plain `cargo
 //!   test`; `scripts/test.sh` builds them and runs these too).
 //! - `dist`: the release archives from `cross/dist.sh` (ignored likewise):
@@ -38,6 +41,7 @@ mod discovery;
 mod dist;
 mod faults;
 mod gpio;
+mod hostile;
 mod install;
 mod lifecycle;
 mod notify;
