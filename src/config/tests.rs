@@ -552,3 +552,46 @@ fn config_file_lookup_should_prefer_flag_then_env_then_system_path() {
     std::fs::write(&system, "").expect("write");
     assert_eq!(locate_file(None, None, &system), Some(system.clone()));
 }
+
+#[test]
+fn secrets_should_be_masked_in_every_error_that_shows_their_line() {
+    for (text, secret) in [
+        // An error elsewhere on the secret's line (an inline table).
+        ("mqtt = { host = \"b\", port = \"x\", password = \"hunter2-pw\" }\n", "hunter2-pw"),
+        // The secret's own value is wrong, and serde repeats it.
+        ("[mqtt]\npassword = 20240607\n", "20240607"),
+        // A syntax error: an unclosed string.
+        ("[mqtt]\npassword = \"hunter2-pw\n", "hunter2-pw"),
+        // A syntax error after the value, a token, a literal string.
+        ("[web]\ntoken = 'tok-3n-s3cret' oops\n", "tok-3n-s3cret"),
+        // A misspelt key is still a password's.
+        ("[mqtt]\npasswd = \"hunter2-pw\"\n", "hunter2-pw"),
+        ("[mqtt]\n\"password\" = [\"hunter2-pw\", 1]\nport = 0\n", "hunter2-pw"),
+        ("[web]\ntoken = \"\"\"tok-3n-s3cret\n", "tok-3n-s3cret"),
+    ] {
+        let error = error_of(text);
+        assert!(!error.contains(secret), "{text:?} → {error}");
+        let debug = format!("{:?}", parse(text).expect_err("error"));
+        assert!(!debug.contains(secret), "{debug}");
+    }
+    // The caret still points at the value in error, after a masked one.
+    let error = error_of("mqtt = { password = \"a-long-password\", port = 0 }\n");
+    let lines: Vec<&str> = error.lines().collect();
+    let (shown, caret) = (lines[1], lines[2]);
+    assert!(shown.contains("password = ***, port = 0"), "{error}");
+    assert_eq!(
+        shown.find("0 }").map(|at| at - shown.find('|').unwrap_or(0)),
+        caret.find('^').map(|at| at - caret.find('|').unwrap_or(0)),
+        "{error}"
+    );
+    // Paths of secret files and other keys are shown as they are.
+    let error = error_of("[mqtt]\npassword_file = \"/nonexistent/pw\"\n");
+    assert!(error.contains("/nonexistent/pw"), "{error}");
+}
+
+#[test]
+fn the_secret_scanner_should_find_values_of_secret_keys_only() {
+    let text = "[mqtt]\nhost = \"pass\" # token = \"c\"\npassword = \"p\\\"w\" # x\n[web]\ntoken=abc\nweb.secret = { a = \"x\" }\n";
+    let found: Vec<&str> = error::secret_values(text).into_iter().map(|r| &text[r]).collect();
+    assert_eq!(found, ["\"p\\\"w\"", "abc", "{ a = \"x\" }"]);
+}

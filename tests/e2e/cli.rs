@@ -149,3 +149,27 @@ async fn run_with_a_wrong_type_should_exit_non_zero_naming_file_line_and_key() {
     )
     .await;
 }
+
+/// Reproduction 6 of issue 15: a config error echoed its whole line into
+/// the journal, the password on it included.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_config_error_should_never_show_a_password_or_token() {
+    let secret = "hunter2-correct-horse";
+    for config in [
+        format!("mqtt = {{ port = MQTT_PORT, keepalive_s = 1, password = \"{secret}\" }}\n"),
+        format!("[mqtt]\nport = MQTT_PORT\npassword = \"{secret}\" = \"the broker's\"\n"),
+        format!("[mqtt]\nport = MQTT_PORT\npassword = \"{secret}\n"),
+        format!("[mqtt]\nport = MQTT_PORT\n[web]\ntoken = \"{secret}\" x\n"),
+    ] {
+        assert_run_rejects(&config, &["majortom.toml: line ", "***"]).await;
+        let mut agent = Agent::spawn(&config.replace("MQTT_PORT", "1883"), &[]);
+        agent.wait_exit(Duration::from_secs(10)).await.expect("exits");
+        assert!(!agent.log().contains(secret), "{}", agent.log());
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("majortom.toml");
+        std::fs::write(&path, config.replace("MQTT_PORT", "1883")).expect("write");
+        let check = majortom(&["check", "--config", path.to_str().expect("utf-8")]);
+        assert_eq!(check.status.code(), Some(2));
+        assert!(!stderr(&check).contains(secret), "{}", stderr(&check));
+    }
+}
