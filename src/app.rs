@@ -220,6 +220,9 @@ pub async fn start(config: Config) -> anyhow::Result<Agent> {
 /// moves with paused time).
 pub async fn start_with_clock(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Agent> {
     info!(config = %config.origin, node = %config.node.id, version = env!("CARGO_PKG_VERSION"), "starting majortom");
+    for warning in &config.warnings {
+        warn!("{warning}");
+    }
     let hub = Hub::new(DEFAULT_HISTORY_LEN);
 
     let system = config

@@ -42,6 +42,9 @@ fn main() -> ExitCode {
         Command::Check { config } => match load_config(config.as_deref()) {
             Ok(config) => {
                 print!("{}", cli::describe(&config));
+                for warning in &config.warnings {
+                    eprintln!("warning: {warning}");
+                }
                 ExitCode::SUCCESS
             }
             Err(error) => {

@@ -595,3 +595,106 @@ fn the_secret_scanner_should_find_values_of_secret_keys_only() {
     let found: Vec<&str> = error::secret_values(text).into_iter().map(|r| &text[r]).collect();
     assert_eq!(found, ["\"p\\\"w\"", "abc", "{ a = \"x\" }"]);
 }
+
+/// A context whose environment holds `vars` (owned, for paths made at run time).
+fn ctx_owned(vars: Vec<(&'static str, String)>) -> Context<'static> {
+    Context {
+        hostname: "Kitchen.Pi",
+        env: Box::leak(Box::new(move |name: &str| {
+            vars.iter().find(|(k, _)| *k == name).map(|(_, v)| v.clone())
+        })),
+    }
+}
+
+#[test]
+fn systemd_credentials_should_give_the_password_and_the_token() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("mqtt_password"), "from-credential\n").expect("write");
+    std::fs::write(dir.path().join("web_token"), "token-from-credential").expect("write");
+    let text = "[mqtt]\nusername = \"u\"\npassword = \"inline\"\n[web]\ntoken = \"inline-token\"\n";
+    let dir_env = dir.path().display().to_string();
+    let config = Config::from_toml(
+        text,
+        Origin::BuiltIn,
+        &ctx_owned(vec![("CREDENTIALS_DIRECTORY", dir_env.clone())]),
+    )
+    .expect("valid");
+    let credentials = config.mqtt.and_then(|m| m.credentials).expect("credentials");
+    assert_eq!(credentials.password.as_deref(), Some("from-credential"));
+    let token = config.web.and_then(|w| w.token).expect("token");
+    assert_eq!(token.expose(), "token-from-credential");
+    // The environment variable still wins; a credential that is absent
+    // leaves the config's own value.
+    std::fs::remove_file(dir.path().join("web_token")).expect("rm");
+    let config = Config::from_toml(
+        text,
+        Origin::BuiltIn,
+        &ctx_owned(vec![
+            ("CREDENTIALS_DIRECTORY", dir_env),
+            ("MAJORTOM_MQTT_PASSWORD", "from-env".into()),
+        ]),
+    )
+    .expect("valid");
+    let password = config.mqtt.and_then(|m| m.credentials).and_then(|c| c.password);
+    assert_eq!(password.as_deref(), Some("from-env"));
+    assert_eq!(config.web.and_then(|w| w.token).expect("token").expose(), "inline-token");
+}
+
+#[test]
+fn secret_files_that_others_can_read_should_be_warned_about() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let token = dir.path().join("token");
+    std::fs::write(&token, "a-long-token\n").expect("write");
+    let text = format!("[web]\ntoken_file = \"{}\"\n", token.display());
+    for (mode, warned) in [(0o600, None), (0o640, Some("its group")), (0o644, Some("other users"))] {
+        std::fs::set_permissions(&token, std::fs::Permissions::from_mode(mode)).expect("chmod");
+        let config = parse(&text).expect("valid");
+        match warned {
+            None => assert!(config.warnings.is_empty(), "{:?}", config.warnings),
+            Some(who) => {
+                assert_eq!(config.warnings.len(), 1, "{:?}", config.warnings);
+                let warning = &config.warnings[0];
+                assert!(warning.contains(&token.display().to_string()), "{warning}");
+                assert!(warning.contains(who) && warning.contains("LoadCredential="), "{warning}");
+            }
+        }
+    }
+    // A config holding the token inline may be read by its group (root:majortom
+    // 0640 when installed), not by every user.
+    let config_file = dir.path().join("majortom.toml");
+    let text = "[web]\ntoken = \"a-long-token\"\n";
+    for (mode, warnings) in [(0o640, 0), (0o644, 1)] {
+        std::fs::write(&config_file, text).expect("write");
+        std::fs::set_permissions(&config_file, std::fs::Permissions::from_mode(mode)).expect("chmod");
+        let config = Config::load(Some(&config_file), &ctx_with(&[])).expect("valid");
+        assert_eq!(config.warnings.len(), warnings, "{:?}", config.warnings);
+    }
+}
+
+#[test]
+fn allowed_hosts_should_hold_the_host_names_and_what_the_config_adds() {
+    let web = parse("").expect("valid").web.expect("web");
+    assert_eq!(web.allowed_hosts, ["localhost", "kitchen.pi.local", "kitchen.pi"]);
+    let web = parse("[web]\nallowed_hosts = [\"Pi.Example.org.\", \"192.168.1.9\", \"[fd00::9]\"]\n")
+        .expect("valid")
+        .web
+        .expect("web");
+    assert_eq!(
+        web.allowed_hosts[3..],
+        ["pi.example.org".to_owned(), "192.168.1.9".into(), "fd00::9".into()]
+    );
+    for bad in ["http://pi", "pi:8080", "", "a b"] {
+        let message = error_of(&format!("[web]\nallowed_hosts = [\"{bad}\"]\n"));
+        assert!(message.contains("key `web.allowed_hosts`") && message.contains("line 2"), "{message}");
+    }
+}
+
+#[test]
+fn a_fresh_config_should_carry_its_token() {
+    let text = fresh_config("0123456789abcdef0123456789abcdef");
+    assert_ne!(text, DEFAULT_CONFIG_TOML);
+    let config = parse(&text).expect("valid");
+    let token = config.web.and_then(|w| w.token).expect("a token");
+    assert_eq!(token.expose(), "0123456789abcdef0123456789abcdef");
+}
