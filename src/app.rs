@@ -378,7 +378,9 @@ pub async fn start_with_clock(config: Config, clock: Arc<dyn Clock>) -> anyhow::
             }) as Arc<dyn web::SimPanel>
         });
         let token = config.web.as_ref().and_then(|w| w.token.clone());
-        let state = web::AppState::new(hub.clone(), status.clone(), sim_panel, Some(commands.clone()), token);
+        let hosts = config.web.as_ref().map(|w| w.allowed_hosts.clone()).unwrap_or_default();
+        let state = web::AppState::new(hub.clone(), status.clone(), sim_panel, Some(commands.clone()), token)
+            .with_allowed_hosts(hosts);
         sinks.spawn(web::serve(listener, state, sinks.cancel.clone()));
     }
     Ok(Agent {

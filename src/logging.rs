@@ -303,7 +303,8 @@ impl std::fmt::Write for Safe<'_> {
 /// terminal shows: control characters, Unicode line and paragraph
 /// separators, and bidirectional overrides.
 fn is_unsafe(c: char) -> bool {
-    c.is_control() || matches!(c, '\u{2028}' | '\u{2029}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+    c.is_control()
+        || matches!(c, '\u{2028}' | '\u{2029}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
 }
 
 /// Lines per call site per window.
@@ -497,7 +498,10 @@ mod tests {
         let (logger, memory) = memory_logger(Filter::new(Level::INFO));
         tracing::subscriber::with_default(logger, || tracing::warn!(payload = %"é".repeat(100), "x"));
         let text = memory.lock().expect("lock").clone();
-        assert!(text.contains(&format!("payload={}…(+136 bytes)", "é".repeat(32))), "{text}");
+        assert!(
+            text.contains(&format!("payload={}…(+136 bytes)", "é".repeat(32))),
+            "{text}"
+        );
     }
 
     /// A clock the rate-limit tests move by hand.
@@ -532,15 +536,22 @@ mod tests {
         logger.flush();
         let text = memory.lock().expect("lock").clone();
         let count = |needle: &str| text.lines().filter(|l| l.contains(needle)).count();
-        assert_eq!(count(" WARN majortom::logging::tests: flood"), BURST as usize + 1, "{text}");
+        assert_eq!(
+            count(" WARN majortom::logging::tests: flood"),
+            BURST as usize + 1,
+            "{text}"
+        );
         assert_eq!(count("another call site"), 10);
         assert_eq!(count("debug is not limited"), 1_000);
-        assert_eq!(count("980 similar lines suppressed in 10 s (src/logging.rs:"), 1, "{text}");
+        assert_eq!(
+            count("980 similar lines suppressed in 10 s (src/logging.rs:"),
+            1,
+            "{text}"
+        );
         assert_eq!(count("second flood"), BURST as usize);
         assert_eq!(count("10 similar lines suppressed in 0 s"), 1, "{text}");
         let summary = text.lines().position(|l| l.contains("980 similar")).expect("summary");
         let later = text.lines().position(|l| l.contains("later")).expect("later");
         assert!(summary < later, "the count comes first: {text}");
     }
-
 }

@@ -74,7 +74,12 @@ const MASK: &str = "***";
 /// section (a misspelt `passwd` too), but not the paths of the files
 /// holding them.
 fn is_secret_key(key: &str) -> bool {
-    let name = key.rsplit('.').next().unwrap_or(key).trim_matches(['"', '\'']).to_ascii_lowercase();
+    let name = key
+        .rsplit('.')
+        .next()
+        .unwrap_or(key)
+        .trim_matches(['"', '\''])
+        .to_ascii_lowercase();
     ["pass", "token", "secret"].iter().any(|s| name.contains(s)) && !name.ends_with("_file")
 }
 
@@ -133,7 +138,10 @@ pub(super) fn secret_values(text: &str) -> Vec<std::ops::Range<usize>> {
 }
 
 fn line_end(bytes: &[u8], from: usize) -> usize {
-    bytes[from..].iter().position(|b| *b == b'\n').map_or(bytes.len(), |n| from + n)
+    bytes[from..]
+        .iter()
+        .position(|b| *b == b'\n')
+        .map_or(bytes.len(), |n| from + n)
 }
 
 /// The end of a string starting at `from` (one past its closing quote; an
@@ -206,7 +214,10 @@ fn locate(source: &str, offset: usize, secrets: &[std::ops::Range<usize>]) -> Lo
     let line_start = before.rfind('\n').map_or(0, |i| i + 1);
     let line = before.matches('\n').count() + 1;
     let column = before.get(line_start..).map_or(0, |s| s.chars().count()) + 1;
-    let line_text = source.get(line_start..).and_then(|rest| rest.lines().next()).unwrap_or("");
+    let line_text = source
+        .get(line_start..)
+        .and_then(|rest| rest.lines().next())
+        .unwrap_or("");
     let mut text = String::new();
     let mut caret = None;
     let mut masking = false;

@@ -557,7 +557,10 @@ fn config_file_lookup_should_prefer_flag_then_env_then_system_path() {
 fn secrets_should_be_masked_in_every_error_that_shows_their_line() {
     for (text, secret) in [
         // An error elsewhere on the secret's line (an inline table).
-        ("mqtt = { host = \"b\", port = \"x\", password = \"hunter2-pw\" }\n", "hunter2-pw"),
+        (
+            "mqtt = { host = \"b\", port = \"x\", password = \"hunter2-pw\" }\n",
+            "hunter2-pw",
+        ),
         // The secret's own value is wrong, and serde repeats it.
         ("[mqtt]\npassword = 20240607\n", "20240607"),
         // A syntax error: an unclosed string.
@@ -637,7 +640,10 @@ fn systemd_credentials_should_give_the_password_and_the_token() {
     .expect("valid");
     let password = config.mqtt.and_then(|m| m.credentials).and_then(|c| c.password);
     assert_eq!(password.as_deref(), Some("from-env"));
-    assert_eq!(config.web.and_then(|w| w.token).expect("token").expose(), "inline-token");
+    assert_eq!(
+        config.web.and_then(|w| w.token).expect("token").expose(),
+        "inline-token"
+    );
 }
 
 #[test]
@@ -656,7 +662,10 @@ fn secret_files_that_others_can_read_should_be_warned_about() {
                 assert_eq!(config.warnings.len(), 1, "{:?}", config.warnings);
                 let warning = &config.warnings[0];
                 assert!(warning.contains(&token.display().to_string()), "{warning}");
-                assert!(warning.contains(who) && warning.contains("LoadCredential="), "{warning}");
+                assert!(
+                    warning.contains(who) && warning.contains("LoadCredential="),
+                    "{warning}"
+                );
             }
         }
     }
@@ -686,7 +695,10 @@ fn allowed_hosts_should_hold_the_host_names_and_what_the_config_adds() {
     );
     for bad in ["http://pi", "pi:8080", "", "a b"] {
         let message = error_of(&format!("[web]\nallowed_hosts = [\"{bad}\"]\n"));
-        assert!(message.contains("key `web.allowed_hosts`") && message.contains("line 2"), "{message}");
+        assert!(
+            message.contains("key `web.allowed_hosts`") && message.contains("line 2"),
+            "{message}"
+        );
     }
 }
 
