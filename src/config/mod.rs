@@ -29,7 +29,7 @@ mod secrets;
 #[cfg(test)]
 mod tests;
 
-pub use automations::{AutomationConfig, ButtonsConfig, Change, Condition, Step, Trigger};
+pub use automations::{AutomationConfig, ButtonsConfig, Change, Condition, Mode, Step, Trigger};
 pub use error::{ConfigError, Location};
 pub use mqtt::{ClientAuth, MqttConfig, TlsConfig, SYSTEM_CA_FILE};
 pub use secrets::{Credentials, Secret};

@@ -710,3 +710,34 @@ fn a_fresh_config_should_carry_its_token() {
     let token = config.web.and_then(|w| w.token).expect("a token");
     assert_eq!(token.expose(), "0123456789abcdef0123456789abcdef");
 }
+
+#[test]
+fn an_automation_mode_should_default_to_single_and_take_max_only_when_queued_or_parallel() {
+    let automation = |extra: &str| {
+        format!(
+            "[[inputs]]\nname = \"door\"\npin = 17\n\n[[automations]]\nname = \"a\"\ntrigger = {{ input = \"door\" }}\nactions = [{{ delay_s = 1 }}]\n{extra}"
+        )
+    };
+    let mode = |extra: &str| parse(&automation(extra)).expect("valid").automations[0].mode;
+    assert_eq!(mode(""), Mode::Single);
+    assert_eq!(mode("mode = \"restart\"\n"), Mode::Restart);
+    assert_eq!(mode("mode = \"queued\"\n"), Mode::Queued { max: 10 });
+    assert_eq!(mode("mode = \"parallel\"\nmax = 3\n"), Mode::Parallel { max: 3 });
+    for (extra, needle) in [
+        (
+            "mode = \"all\"\n",
+            "key `automations[0].mode`: `all`: use single, restart, queued or parallel",
+        ),
+        (
+            "max = 3\n",
+            "key `automations[0].max`: only a queued or parallel automation has a max (this one is single)",
+        ),
+        (
+            "mode = \"queued\"\nmax = 0\n",
+            "key `automations[0].max`: must be 1 to 1000",
+        ),
+    ] {
+        let message = error_of(&automation(extra));
+        assert!(message.contains(needle), "{message}");
+    }
+}
