@@ -105,7 +105,11 @@ mod tests {
     ) {
         let gpio = SimGpio::new();
         let (edges, received) = mpsc::channel(8);
-        let pin = gpio.input(17, Pull::Up, None, edges).expect("claim");
+        let settings = crate::hal::InputSettings {
+            pull: Pull::Up,
+            active_low: false,
+        };
+        let pin = gpio.input(&crate::vocab::Pin::Bcm(17), settings, edges).expect("claim");
         let panel = Arc::new(SimPins {
             control: gpio.control(),
             inputs: vec![("door".into(), 17)],
