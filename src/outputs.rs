@@ -2,7 +2,10 @@
 //! output: it drives them to their initial state at start, applies
 //! [`Command`]s from the sinks, turns pulsed outputs off again
 //! (`auto_off_s`), remembers `restore` outputs in the state file, and leaves
-//! each in its safe state on stop.
+//! each in its safe state on stop. An output with `min_switch_interval_ms`
+//! changes at most once in that time: commands that come sooner are merged
+//! into the state applied when it is over, so a flood of TOGGLEs cannot wear
+//! out a relay or a motor.
 //!
 //! The state published on the hub is always what the pin was actually set
 //! to, so Home Assistant never shows a guess: ON/OFF for a pin, the level in
@@ -12,7 +15,7 @@ use std::sync::Arc;
 
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::command::{Action, Command, CommandReceiver, OutputId, Target};
 use crate::config::{Drive, Initial, OnOff, OutputConfig};
@@ -36,6 +39,10 @@ struct Output {
     level: u8,
     /// When a pulsed output turns itself off.
     off_at: Option<Instant>,
+    /// When the pin last changed (for `min_switch_interval`)...
+    switched_at: Option<Instant>,
+    /// ...and the state (on, level) commanded since, too soon after it.
+    pending: Option<(bool, u8)>,
 }
 
 impl Output {
@@ -52,6 +59,39 @@ impl Output {
         self.on = on;
         self.level = level;
         Ok(())
+    }
+
+    /// The state commanded last: the pending one, else the pin's.
+    fn wanted(&self) -> (bool, u8) {
+        self.pending.unwrap_or((self.on, self.level))
+    }
+
+    /// When a pending state may be applied.
+    fn pending_at(&self) -> Option<Instant> {
+        let interval = self.config.min_switch_interval;
+        self.pending.and(self.switched_at).map(|at| at + interval)
+    }
+
+    /// Sets the output to `on` at `level` now, or, within
+    /// `min_switch_interval` of its last change, when that is over
+    /// (`Ok(false)`: merged into the pending state).
+    fn request(&mut self, on: bool, level: u8, now: Instant) -> Result<bool, HalError> {
+        let changes = (on, level) != (self.on, self.level);
+        if !changes && self.pending.take().is_some() {
+            // Commands that undo the pending one: the pin is already right.
+            return Ok(true);
+        }
+        let interval = self.config.min_switch_interval;
+        if changes && self.switched_at.is_some_and(|at| now < at + interval) {
+            self.pending = Some((on, level));
+            return Ok(false);
+        }
+        self.pending = None;
+        self.drive(on, level)?;
+        if changes && !interval.is_zero() {
+            self.switched_at = Some(now);
+        }
+        Ok(true)
     }
 
     /// What the hub shows: ON/OFF, or the level for a PWM output.
@@ -98,6 +138,8 @@ impl Outputs {
                 on,
                 level,
                 off_at: None,
+                switched_at: None,
+                pending: None,
             };
             if let Driver::Pwm(_) = output.driver {
                 output.drive(on, level)?;
@@ -148,7 +190,12 @@ impl Outputs {
             hub.set(&output.config.name, output.value());
         }
         loop {
-            let next_off = self.outputs.iter().filter_map(|o| o.off_at).min();
+            let next = self
+                .outputs
+                .iter()
+                .flat_map(|o| [o.off_at, o.pending_at()])
+                .flatten()
+                .min();
             tokio::select! {
                 biased;
                 () = cancel.cancelled() => break,
@@ -156,7 +203,10 @@ impl Outputs {
                     Some(command) => self.apply(&command, &hub),
                     None => cancel.cancelled().await,
                 },
-                () = sleep_until(next_off), if next_off.is_some() => self.expire_pulses(&hub),
+                () = sleep_until(next), if next.is_some() => {
+                    self.expire_pulses(&hub);
+                    self.apply_pending(&hub);
+                }
             }
         }
         self.go_safe(&hub);
@@ -171,24 +221,31 @@ impl Outputs {
             warn!(target = ?command.target, origin = ?command.origin, "ignoring command for an unknown output");
             return;
         };
+        // Relative to the state commanded last, so that merged commands
+        // add up as they were sent.
+        let (wanted_on, wanted_level) = output.wanted();
         let (on, level) = match command.action {
-            Action::On => (true, output.level),
-            Action::Off => (false, output.level),
-            Action::Toggle => (!output.on, output.level),
-            Action::Level(0) => (false, output.level),
+            Action::On => (true, wanted_level),
+            Action::Off => (false, wanted_level),
+            Action::Toggle => (!wanted_on, wanted_level),
+            Action::Level(0) => (false, wanted_level),
             Action::Level(level) if matches!(output.driver, Driver::Pwm(_)) => (true, level),
             Action::Level(_) | Action::Press => {
                 warn!(output = %output.config.name, action = ?command.action, "ignoring a command this output does not take");
                 return;
             }
         };
-        match output.drive(on, level) {
-            Ok(()) => {
+        let now = Instant::now();
+        match output.request(on, level, now) {
+            Ok(true) => {
                 info!(output = %output.config.name, on, origin = ?command.origin, "output set");
                 output.off_at = match (on, output.config.auto_off) {
-                    (true, Some(after)) => Some(Instant::now() + after),
+                    (true, Some(after)) => Some(now + after),
                     _ => None,
                 };
+            }
+            Ok(false) => {
+                debug!(output = %output.config.name, on, origin = ?command.origin, "too soon after the last switch; merged into the next");
             }
             Err(error) => warn!(output = %output.config.name, %error, "cannot set output; it keeps its state"),
         }
@@ -206,8 +263,11 @@ impl Outputs {
         for output in &mut self.outputs {
             if output.off_at.is_some_and(|at| at <= now) {
                 output.off_at = None;
-                match output.drive(false, output.level) {
-                    Ok(()) => info!(output = %output.config.name, "pulse ended; output off"),
+                match output.request(false, output.wanted().1, now) {
+                    Ok(true) => info!(output = %output.config.name, "pulse ended; output off"),
+                    Ok(false) => {
+                        debug!(output = %output.config.name, "pulse ended; off once the switch interval is over")
+                    }
                     Err(error) => warn!(output = %output.config.name, %error, "cannot turn pulsed output off"),
                 }
                 hub.set(&output.config.name, output.value());
@@ -223,6 +283,37 @@ impl Outputs {
         }
     }
 
+    /// Applies the states merged while an output's switch interval ran.
+    fn apply_pending(&mut self, hub: &Hub) {
+        let now = Instant::now();
+        let mut applied = Vec::new();
+        for output in &mut self.outputs {
+            let Some((on, level)) = output
+                .pending
+                .filter(|_| output.pending_at().is_some_and(|at| at <= now))
+            else {
+                continue;
+            };
+            match output.request(on, level, now) {
+                Ok(_) => {
+                    info!(output = %output.config.name, on, "output set (merged commands)");
+                    output.off_at = match (on, output.config.auto_off) {
+                        (true, Some(after)) => Some(now + after),
+                        _ => None,
+                    };
+                }
+                Err(error) => warn!(output = %output.config.name, %error, "cannot set output; it keeps its state"),
+            }
+            hub.set(&output.config.name, output.value());
+            if output.config.initial == Initial::Restore {
+                applied.push((output.config.name.clone(), output.on));
+            }
+        }
+        for (name, on) in applied {
+            self.remember(&name, on);
+        }
+    }
+
     fn remember(&mut self, name: &str, on: bool) {
         if self.remembered.outputs.get(name) == Some(&on) {
             return;
@@ -232,10 +323,12 @@ impl Outputs {
         self.state_file.save(&self.remembered);
     }
 
-    /// Every output to its safe state. The state file keeps the commanded
-    /// states, so `restore` brings back what was on before the stop.
+    /// Every output to its safe state, at once (a pending state is
+    /// dropped). The state file keeps the commanded states, so `restore`
+    /// brings back what was on before the stop.
     fn go_safe(&mut self, hub: &Hub) {
         for output in &mut self.outputs {
+            output.pending = None;
             let on = output.config.safe_state == OnOff::On;
             if let Err(error) = output.drive(on, output.config.level) {
                 warn!(output = %output.config.name, %error, "cannot set output to its safe state");
@@ -266,6 +359,7 @@ mod tests {
             initial: Initial::Off,
             safe_state: OnOff::Off,
             auto_off: None,
+            min_switch_interval: Duration::ZERO,
             kind: OutputKind::Switch,
         }
     }
@@ -359,6 +453,48 @@ mod tests {
             writes,
             "an unknown output changes nothing"
         );
+        running.stop().await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn commands_faster_than_the_switch_interval_should_be_merged_into_the_last_state() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut relay = output("relay", 5);
+        relay.min_switch_interval = Duration::from_secs(1);
+        let running = start(vec![relay, output("free", 6)], &dir.path().join("s.json"));
+        running.send("relay", Action::On).await;
+        assert_eq!(running.sim.output(5), Some(true), "the first switch is at once");
+        let before = running.sim.output_writes(5);
+        // 5,000 TOGGLEs in 3 s, then an OFF: the relay switches at most
+        // once a second, and ends in the last state commanded.
+        let target = running.targets.iter().find(|(id, ..)| id == "relay").expect("relay").3;
+        let started = Instant::now();
+        for n in 0..5_000 {
+            let toggle = Command {
+                target,
+                action: Action::Toggle,
+                origin: Origin::Mqtt,
+            };
+            running.commands.send(toggle).await.expect("outputs task runs");
+            if n % 5 == 4 {
+                tokio::time::sleep(Duration::from_millis(3)).await;
+            }
+        }
+        running.send("relay", Action::Off).await;
+        running.send("free", Action::On).await;
+        let seconds = started.elapsed().as_secs();
+        assert_eq!(seconds, 3);
+        let switches = running.sim.output_writes(5) - before;
+        assert!((1..=3).contains(&switches), "{switches} switches in 3 s");
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert_eq!(running.sim.output(5), Some(false));
+        assert_eq!(running.state("relay"), Some(Value::Bool(false)));
+        assert!(running.sim.output_writes(5) - before <= 4);
+        // An output without an interval follows every command.
+        for _ in 0..10 {
+            running.send("free", Action::Toggle).await;
+        }
+        assert_eq!(running.sim.output_writes(6), 1 + 1 + 10);
         running.stop().await;
     }
 

@@ -741,3 +741,21 @@ fn an_automation_mode_should_default_to_single_and_take_max_only_when_queued_or_
         assert!(message.contains(needle), "{message}");
     }
 }
+
+#[test]
+fn min_switch_interval_should_default_to_zero_and_be_at_most_ten_minutes() {
+    let output = |extra: &str| format!("[[outputs]]\nname = \"relay\"\npin = 27\n{extra}");
+    let interval = |extra: &str| parse(&output(extra)).expect("valid").outputs[0].min_switch_interval;
+    assert_eq!(interval(""), std::time::Duration::ZERO);
+    assert_eq!(
+        interval("min_switch_interval_ms = 1000\n"),
+        std::time::Duration::from_secs(1)
+    );
+    let message = error_of(&output("min_switch_interval_ms = 600001\n"));
+    assert!(
+        message.contains("key `outputs[0].min_switch_interval_ms`: must be at most 600000"),
+        "{message}"
+    );
+    let message = error_of(&output("min_switch_interval_ms = -1\n"));
+    assert!(message.contains("outputs[0].min_switch_interval_ms"), "{message}");
+}

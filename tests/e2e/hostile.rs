@@ -301,3 +301,56 @@ async fn the_web_server_should_not_trust_any_page() {
         "the rest is counted"
     );
 }
+
+/// Reproduction 10, the relay's half: 5,000 TOGGLEs in 3 s switched a
+/// relay 5,000 times. With `min_switch_interval_ms = 1000` it switches at
+/// most once a second, and ends in the state commanded last.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_flood_of_toggles_should_not_wear_out_a_relay() {
+    let broker = Broker::start_with(free_port(), "allow_anonymous true\nmax_queued_messages 10000\n");
+    let outputs = SIM.replace(
+        "pin = 27\n",
+        "pin = 27\nmin_switch_interval_ms = 1000\n\n[[outputs]]\nname = \"lamp\"\npin = 22\n",
+    );
+    let agent = Agent::start(&test_config("toggles", broker.port, &outputs)).await;
+    let observer = Observer::connect(broker.port, "majortom/toggles/+/state").await;
+    observer
+        .wait_for_message("majortom/toggles/relay/state", Duration::from_secs(10), |m| {
+            m.payload == "OFF"
+        })
+        .await;
+    let writes = || {
+        agent.get_json("/api/sim/pins")["outputs"]["relay"]["writes"]
+            .as_u64()
+            .expect("writes")
+    };
+    let before = writes();
+    let started = Instant::now();
+    for n in 0..5_000 {
+        observer.publish("majortom/toggles/relay/set", "TOGGLE", false).await;
+        if n % 50 == 49 {
+            tokio::time::sleep(Duration::from_millis(30)).await;
+        }
+    }
+    observer.publish("majortom/toggles/relay/set", "ON", false).await;
+    // The lamp's echo comes after every command to the relay was applied
+    // or merged (one client's messages arrive in order; one task owns both).
+    observer.publish("majortom/toggles/lamp/set", "ON", false).await;
+    observer
+        .wait_for_message("majortom/toggles/lamp/state", Duration::from_secs(60), |m| {
+            m.payload == "ON"
+        })
+        .await;
+    let seconds = started.elapsed().as_secs_f64();
+    let switches = writes() - before;
+    println!("reproduction 10: 5,000 TOGGLEs in {seconds:.1} s switched the relay {switches} times");
+    assert!(
+        switches as f64 <= seconds + 1.0,
+        "{switches} switches in {seconds:.1} s"
+    );
+    // The merged commands end in the last one: ON.
+    wait_for("the relay to end ON", Duration::from_secs(3), || {
+        (agent.get_json("/api/sim/pins")["outputs"]["relay"]["high"] == true).then_some(())
+    })
+    .await;
+}
