@@ -425,3 +425,76 @@ fn installed_unit_should_pass_systemd_analyze_verify_and_security_at_most_2() {
     println!("systemd-analyze security: overall exposure level for majortom.service: {score}");
     assert!(score <= 2.0, "exposure {score} > 2.0:\n{report}");
 }
+
+/// Every file below `dir` with its contents (a link: where it points).
+fn tree(dir: &Path) -> std::collections::BTreeMap<PathBuf, Vec<u8>> {
+    let mut files = std::collections::BTreeMap::new();
+    let mut dirs = vec![dir.to_owned()];
+    while let Some(next) = dirs.pop() {
+        for entry in fs::read_dir(&next).expect("list").flatten() {
+            let path = entry.path();
+            let kind = entry.file_type().expect("stat");
+            if kind.is_dir() {
+                dirs.push(path.clone());
+                files.insert(path, Vec::new());
+            } else if kind.is_symlink() {
+                let target = fs::read_link(&path).expect("read link");
+                files.insert(path, target.into_os_string().into_encoded_bytes());
+            } else {
+                files.insert(path.clone(), fs::read(&path).expect("read"));
+            }
+        }
+    }
+    files
+}
+
+/// Reproduction 8 of issue 15: `install --root DIR` followed symbolic links
+/// out of DIR, and `uninstall --purge` then deleted files outside it. Now a
+/// link below the root is refused, naming it, before anything changes.
+#[test]
+fn install_and_uninstall_should_never_leave_the_root_through_a_symlink() {
+    let root = Root::new();
+    let outside = tempfile::tempdir().expect("tempdir");
+    for (path, contents) in [
+        ("etc/majortom/majortom.toml", "# someone else's config\n"),
+        ("etc/passwd", "root:x:0:0::/root:/bin/sh\n"),
+        ("var/lib/majortom/outputs.json", "{\"outputs\": {}}\n"),
+    ] {
+        let path = outside.path().join(path);
+        fs::create_dir_all(path.parent().expect("dir")).expect("mkdir");
+        fs::write(&path, contents).expect("write");
+    }
+    for top in ["etc", "var"] {
+        std::os::unix::fs::symlink(outside.path().join(top), root.path(top)).expect("link");
+    }
+    let before = tree(outside.path());
+    let install = root.run(&built(), "install", &["--no-start"]);
+    let uninstall = root.run(&built(), "uninstall", &["--purge"]);
+    let after = tree(outside.path());
+    let touched = before
+        .keys()
+        .chain(after.keys())
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .filter(|path| before.get(*path) != after.get(*path))
+        .count();
+    println!("reproduction 8: install and uninstall --purge touched {touched} files outside the root");
+    assert_eq!(touched, 0, "before {before:#?}\nafter {after:#?}");
+    for (command, output) in [("install", install), ("uninstall", uninstall)] {
+        assert!(!output.status.success(), "{command} went through the links");
+        let stderr = text(&output.stderr);
+        assert!(
+            stderr.contains(&format!(
+                "{} is a symbolic link, which could lead out of --root",
+                root.dir.path().canonicalize().expect("resolve").join("etc").display()
+            )),
+            "{command}: {stderr}"
+        );
+    }
+    // Without the links, the same root installs.
+    for top in ["etc", "var"] {
+        fs::remove_file(root.path(top)).expect("unlink");
+    }
+    root.install(&built());
+    root.run_ok(&built(), "uninstall", &["--purge"]);
+}
