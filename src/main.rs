@@ -5,6 +5,7 @@
 //! a message on stderr and a non-zero exit code.
 
 use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::process::ExitCode;
 
@@ -104,20 +105,37 @@ fn load_config(cli_path: Option<&Path>) -> Result<Config, config::ConfigError> {
     Config::load(path.as_deref(), &Context::system())
 }
 
+/// `init`: the default config with a new random web token, so the
+/// dashboard's controls work at once and are never open; the token is
+/// shown once, with where it is kept.
 fn init(output: Option<&Path>) -> ExitCode {
+    let token = match config::random_token() {
+        Ok(token) => token,
+        Err(error) => {
+            eprintln!("error: cannot make a random web token: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let text = config::fresh_config(&token);
     let Some(path) = output else {
-        print!("{}", config::DEFAULT_CONFIG_TOML);
+        print!("{text}");
+        eprintln!("web.token in this config is a new random token: the dashboard's controls and the API ask for it");
         return ExitCode::SUCCESS;
     };
-    // `create_new` refuses to overwrite, atomically.
+    // `create_new` refuses to overwrite, atomically; 0600, as it holds the
+    // token.
     let written = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
+        .mode(0o600)
         .open(path)
-        .and_then(|mut file| file.write_all(config::DEFAULT_CONFIG_TOML.as_bytes()));
+        .and_then(|mut file| file.write_all(text.as_bytes()));
     match written {
         Ok(()) => {
-            eprintln!("wrote {}", path.display());
+            eprintln!(
+                "wrote {} (mode 0600); its web.token, which the dashboard's controls and the API ask for, is {token}",
+                path.display()
+            );
             ExitCode::SUCCESS
         }
         Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => {

@@ -33,7 +33,7 @@ mod tests;
 pub use automations::{AutomationConfig, ButtonsConfig, Change, Condition, Mode, Step, Trigger};
 pub use error::{ConfigError, Location};
 pub use mqtt::{ClientAuth, MqttConfig, TlsConfig, SYSTEM_CA_FILE};
-pub use secrets::{Credentials, Secret};
+pub use secrets::{random_token, Credentials, Secret};
 
 pub use commands::{unit_name, CommandConfig, CommandKind, Concurrency, Program, RunSettings, StatusCheck};
 use error::key_path_at;

@@ -27,6 +27,28 @@ impl fmt::Debug for Credentials {
     }
 }
 
+/// A new web token: 128 bits from the kernel's random source, in hex (so
+/// it needs no escaping in TOML or a header).
+pub fn random_token() -> std::io::Result<String> {
+    let mut bytes = [0u8; 16];
+    let mut filled = 0;
+    while filled < bytes.len() {
+        let rest = &mut bytes[filled..];
+        // SAFETY: getrandom writes at most `rest.len()` bytes into `rest`.
+        let got = unsafe { libc::getrandom(rest.as_mut_ptr().cast(), rest.len(), 0) };
+        match usize::try_from(got) {
+            Ok(got) => filled += got,
+            Err(_) => {
+                let error = std::io::Error::last_os_error();
+                if error.kind() != std::io::ErrorKind::Interrupted {
+                    return Err(error);
+                }
+            }
+        }
+    }
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
 /// A secret that never shows in `Debug` output.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret(String);

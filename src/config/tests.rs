@@ -703,6 +703,16 @@ fn allowed_hosts_should_hold_the_host_names_and_what_the_config_adds() {
 }
 
 #[test]
+fn random_tokens_should_be_32_hex_digits_and_differ() {
+    let (a, b) = (random_token().expect("token"), random_token().expect("token"));
+    assert_ne!(a, b);
+    for token in [a, b] {
+        assert_eq!(token.len(), 32, "{token}");
+        assert!(token.bytes().all(|c| c.is_ascii_hexdigit()), "{token}");
+    }
+}
+
+#[test]
 fn a_fresh_config_should_carry_its_token() {
     let text = fresh_config("0123456789abcdef0123456789abcdef");
     assert_ne!(text, DEFAULT_CONFIG_TOML);

@@ -23,7 +23,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitStatus;
 
 use crate::atomic_file::{self, Contents};
-use crate::config::DEFAULT_CONFIG_TOML;
+use crate::config::{fresh_config, random_token};
 
 mod layout;
 mod systemd;
@@ -97,6 +97,8 @@ pub enum InstallError {
     NoPrevious { path: PathBuf },
     #[error("there is no installed binary {}: install one first with `sudo ./majortom install`", path.display())]
     NotInstalled { path: PathBuf },
+    #[error("cannot make a random web token for the new config: {source}")]
+    Token { source: io::Error },
     #[error(
         "{} is a symbolic link, which could lead out of --root {}: nothing was changed; \
          replace the link with the directory or file it stands for",
@@ -457,12 +459,11 @@ fn install_config(layout: &Layout, out: &mut dyn Write) -> Result<(), InstallErr
             .and_then(|text| group_id(&text, SERVICE_GROUP)),
         _ => None,
     };
-    write_atomic(
-        &path,
-        Contents::Bytes(DEFAULT_CONFIG_TOML.as_bytes()),
-        CONFIG_MODE,
-        group,
-    )?;
+    // A fresh config gets its own web token, so the dashboard's controls
+    // work at once and are never open.
+    let token = random_token().map_err(|source| InstallError::Token { source })?;
+    let text = fresh_config(&token);
+    write_atomic(&path, Contents::Bytes(text.as_bytes()), CONFIG_MODE, group)?;
     match group {
         Some(_) => {
             let _ = writeln!(
@@ -473,6 +474,11 @@ fn install_config(layout: &Layout, out: &mut dyn Write) -> Result<(), InstallErr
         }
         None => say_wrote(out, &path, CONFIG_MODE),
     }
+    let _ = writeln!(
+        out,
+        "web token: {token} (the dashboard's controls and the API ask for it; it is kept as web.token in {})",
+        path.display()
+    );
     Ok(())
 }
 

@@ -145,9 +145,25 @@ fn install_should_place_every_file_with_its_mode_create_the_user_and_enable_the_
         "nothing to keep on a first install"
     );
 
+    // The config is what `init` prints, each with its own new web token,
+    // which install prints once, saying where it is kept.
     let init = run(&built(), &["init"]);
     assert!(init.status.success());
-    assert_eq!(root.read("/etc/majortom/majortom.toml"), init.stdout);
+    let installed = text(&root.read("/etc/majortom/majortom.toml"));
+    let token = token_of(&installed);
+    assert_ne!(token, token_of(&text(&init.stdout)), "each fresh config has its own");
+    assert_eq!(
+        installed.replace(&token, "T"),
+        text(&init.stdout).replace(&token_of(&text(&init.stdout)), "T")
+    );
+    assert!(
+        stdout.contains(&format!(
+            "web token: {token} (the dashboard's controls and the API ask for it; it is kept as web.token in {})",
+            root.path("/etc/majortom/majortom.toml").display()
+        )),
+        "{stdout}"
+    );
+    assert_eq!(stdout.matches(&token).count(), 1, "printed once: {stdout}");
     assert_eq!(root.mode("/etc/majortom/majortom.toml"), 0o640);
     assert_eq!(root.mode("/etc/majortom"), 0o755);
 
@@ -424,6 +440,20 @@ fn installed_unit_should_pass_systemd_analyze_verify_and_security_at_most_2() {
         .unwrap_or_else(|| panic!("no overall exposure level in: {report}"));
     println!("systemd-analyze security: overall exposure level for majortom.service: {score}");
     assert!(score <= 2.0, "exposure {score} > 2.0:\n{report}");
+}
+
+/// The `web.token` a fresh config holds: 32 hex digits.
+fn token_of(config: &str) -> String {
+    let token = config
+        .lines()
+        .find_map(|l| l.strip_prefix("token = \""))
+        .and_then(|rest| rest.strip_suffix('"'))
+        .unwrap_or_else(|| panic!("no token line in\n{config}"));
+    assert!(
+        token.len() == 32 && token.bytes().all(|c| c.is_ascii_hexdigit()),
+        "{token}"
+    );
+    token.to_owned()
 }
 
 /// Every file below `dir` with its contents (a link: where it points).
