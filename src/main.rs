@@ -185,19 +185,21 @@ fn run(config: Config, ready_file: Option<std::path::PathBuf>) -> anyhow::Result
     logging::flush();
     match outcome {
         Outcome::Stopped => Ok(()),
-        Outcome::Restart => restart(),
+        Outcome::Restart { kept_outputs } => restart(&kept_outputs),
         Outcome::Reboot(command) => reboot(&command),
     }
 }
 
 /// Replaces this process with a fresh copy of the same binary and
-/// arguments (same pid, so systemd keeps tracking it).
-fn restart() -> anyhow::Result<()> {
+/// arguments (same pid, so systemd keeps tracking it), handing over the
+/// outputs' states so that they stay as they are.
+fn restart(kept_outputs: &str) -> anyhow::Result<()> {
     use std::os::unix::process::CommandExt;
     let exe = std::env::current_exe().context("cannot find the running binary to restart it")?;
     tracing::info!(exe = %exe.display(), "restarting");
     let error = std::process::Command::new(&exe)
         .args(std::env::args_os().skip(1))
+        .env(majortom::outputs::KEPT_ENV, kept_outputs)
         .exec();
     Err(error).with_context(|| format!("cannot restart {}", exe.display()))
 }

@@ -11,6 +11,8 @@
 //! to, so Home Assistant never shows a guess: ON/OFF for a pin, the level in
 //! percent (0 = off) for a PWM output.
 
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use tokio::time::Instant;
@@ -103,17 +105,55 @@ impl Output {
     }
 }
 
+/// The environment variable that hands the outputs' states to the process
+/// the Restart button starts (`relay=1,fan=40`), so that it keeps them.
+pub const KEPT_ENV: &str = "MAJORTOM_KEPT_OUTPUTS";
+
+/// The hand-over for [`KEPT_ENV`]: each output's state on the hub, 1 or 0
+/// for a pin, the level for a PWM output (0 = off).
+pub fn kept_states(hub: &Hub, names: &[String]) -> String {
+    let mut kept = Vec::new();
+    for name in names {
+        let level = match hub.get(name).and_then(|e| e.value) {
+            Some(Value::Bool(on)) => u8::from(on),
+            Some(Value::Number(level)) => level.clamp(0.0, 100.0) as u8,
+            None => continue,
+        };
+        kept.push(format!("{name}={level}"));
+    }
+    kept.join(",")
+}
+
+/// [`kept_states`] read back; what does not parse is left out (it comes
+/// from the environment).
+pub fn parse_kept(text: &str) -> HashMap<String, u8> {
+    text.split(',')
+        .filter_map(|pair| {
+            let (name, level) = pair.split_once('=')?;
+            Some((name.to_owned(), level.parse().ok()?))
+        })
+        .collect()
+}
+
 /// Every output, claimed and at its initial state.
 pub struct Outputs {
     outputs: Vec<Output>,
     state_file: StateFile,
     remembered: OutputStates,
+    /// Set by the Restart button: the stop leaves every output as it is.
+    keep: Arc<AtomicBool>,
 }
 
 impl Outputs {
     /// Claims every output pin and drives it at once to its initial state
-    /// (`restore` reads the state file; off when it has nothing).
-    pub fn claim(gpio: &dyn Gpio, configs: Vec<OutputConfig>, state_file: StateFile) -> Result<Outputs, HalError> {
+    /// (`restore` reads the state file; off when it has nothing), or to
+    /// the state `kept` hands over from before a restart.
+    pub fn claim(
+        gpio: &dyn Gpio,
+        configs: Vec<OutputConfig>,
+        state_file: StateFile,
+        kept: &HashMap<String, u8>,
+    ) -> Result<Outputs, HalError> {
         let restores = configs.iter().any(|c| c.initial == Initial::Restore);
         let remembered = if restores {
             state_file.load()
@@ -122,12 +162,18 @@ impl Outputs {
         };
         let mut outputs = Vec::with_capacity(configs.len());
         for config in configs {
-            let on = match config.initial {
-                Initial::Off => false,
-                Initial::On => true,
-                Initial::Restore => remembered.outputs.get(&config.name).copied().unwrap_or(false),
+            let pwm = matches!(config.drive, Drive::Pwm(_));
+            let (on, level) = match (kept.get(&config.name), config.initial) {
+                (Some(0), _) => (false, config.level),
+                (Some(level), _) if pwm => (true, (*level).min(100)),
+                (Some(_), _) => (true, config.level),
+                (None, Initial::Off) => (false, config.level),
+                (None, Initial::On) => (true, config.level),
+                (None, Initial::Restore) => (
+                    remembered.outputs.get(&config.name).copied().unwrap_or(false),
+                    config.level,
+                ),
             };
-            let level = config.level;
             let driver = match &config.drive {
                 Drive::Gpio(pin) => Driver::Pin(gpio.output(pin, on != config.inverted)?),
                 Drive::Pwm(channel) => Driver::Pwm(gpio.pwm(*channel)?),
@@ -146,11 +192,21 @@ impl Outputs {
             }
             outputs.push(output);
         }
+        if !kept.is_empty() {
+            info!("outputs kept as they were before the restart");
+        }
         Ok(Outputs {
             outputs,
             state_file,
             remembered,
+            keep: Arc::new(AtomicBool::new(false)),
         })
+    }
+
+    /// Set it before the stop to leave every output as it is (the Restart
+    /// button) instead of in its safe state.
+    pub fn keeper(&self) -> Arc<AtomicBool> {
+        self.keep.clone()
     }
 
     pub fn entities(&self) -> Vec<EntitySpec> {
@@ -327,6 +383,10 @@ impl Outputs {
     /// dropped). The state file keeps the commanded states, so `restore`
     /// brings back what was on before the stop.
     fn go_safe(&mut self, hub: &Hub) {
+        if self.keep.load(Ordering::SeqCst) {
+            info!("restarting: every output is left as it is");
+            return;
+        }
         for output in &mut self.outputs {
             output.pending = None;
             let on = output.config.safe_state == OnOff::On;
@@ -380,7 +440,7 @@ mod tests {
         let hub = Hub::new(4);
         let (state_file, writer) = StateFile::new(state_file.to_owned());
         let writer = tokio::spawn(writer.run());
-        let outputs = Outputs::claim(&gpio, configs, state_file).expect("claim");
+        let outputs = Outputs::claim(&gpio, configs, state_file, &HashMap::new()).expect("claim");
         for spec in outputs.entities() {
             hub.register(spec);
         }

@@ -451,3 +451,69 @@ async fn each_mode_should_bound_an_automations_runs_as_it_says() {
         agent.stop().await;
     }
 }
+
+/// The Restart button leaves every output as it is: no safe state on the
+/// way down, no initial state on the way up (issue 15). Main switched the
+/// relay off twice (its safe state, then its initial state).
+#[tokio::test(flavor = "multi_thread")]
+async fn the_restart_button_should_leave_the_outputs_as_they_are() {
+    let broker = Broker::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let extra = format!(
+        "[system]\nenabled = false\n\n[gpio]\nbackend = \"sim\"\nstate_file = \"{}\"\n\n[[outputs]]\nname = \"relay\"\npin = 27\n\n[[outputs]]\nname = \"lamp\"\npin = 22\ninitial = \"on\"\nsafe_state = \"on\"\n",
+        dir.path().join("outputs.json").display(),
+    );
+    let agent = Agent::start(&test_config("keep", broker.port, &extra)).await;
+    let observer = Observer::connect(broker.port, "majortom/keep/#").await;
+    for (output, set) in [("relay", "ON"), ("lamp", "OFF")] {
+        observer
+            .publish(&format!("majortom/keep/{output}/set"), set, false)
+            .await;
+        observer
+            .wait_for_message(&format!("majortom/keep/{output}/state"), Duration::from_secs(5), |m| {
+                m.payload == set && !m.retain
+            })
+            .await;
+    }
+    observer.clear();
+    observer.publish("majortom/keep/restart/set", "PRESS", false).await;
+    observer
+        .wait_for_message("majortom/keep/status", Duration::from_secs(10), |m| {
+            m.payload == "offline"
+        })
+        .await;
+    observer
+        .wait_for_message("majortom/keep/status", Duration::from_secs(10), |m| {
+            m.payload == "online"
+        })
+        .await;
+    // The new process publishes every state once it is online.
+    let states = |messages: &[crate::support::Message]| {
+        let online = messages
+            .iter()
+            .position(|m| m.topic == "majortom/keep/status" && m.payload == "online")
+            .expect("online");
+        let state = |output: &str| {
+            messages[online..]
+                .iter()
+                .find(|m| m.topic == format!("majortom/keep/{output}/state"))
+                .map(|m| m.payload.clone())
+        };
+        state("relay").zip(state("lamp"))
+    };
+    let after = wait_for("both states from the new process", Duration::from_secs(10), || {
+        states(&observer.messages())
+    })
+    .await;
+    assert_eq!(after, ("ON".to_owned(), "OFF".to_owned()), "kept as they were");
+    let messages = observer.messages();
+    let switched: Vec<_> = messages
+        .iter()
+        .filter(|m| {
+            (m.topic == "majortom/keep/relay/state" && m.payload != "ON")
+                || (m.topic == "majortom/keep/lamp/state" && m.payload != "OFF")
+        })
+        .collect();
+    assert!(switched.is_empty(), "outputs switched on the way: {switched:?}");
+    assert!(agent.log().contains("outputs kept as they were before the restart"));
+}
