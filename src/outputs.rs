@@ -516,6 +516,17 @@ mod tests {
         running.stop().await;
     }
 
+    #[test]
+    fn kept_states_should_be_read_back_leaving_out_what_does_not_parse() {
+        let kept = parse_kept("relay=1,fan=40,lamp=0,broken,big=300,=2");
+        let expected: HashMap<String, u8> = [("relay", 1), ("fan", 40), ("lamp", 0), ("", 2)]
+            .into_iter()
+            .map(|(name, level)| (name.to_owned(), level))
+            .collect();
+        assert_eq!(kept, expected);
+        assert!(parse_kept("").is_empty());
+    }
+
     #[tokio::test(start_paused = true)]
     async fn commands_faster_than_the_switch_interval_should_be_merged_into_the_last_state() {
         let dir = tempfile::tempdir().expect("tempdir");
