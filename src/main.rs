@@ -174,8 +174,12 @@ fn init_logging() {
 
 fn run(config: Config, ready_file: Option<std::path::PathBuf>) -> anyhow::Result<()> {
     // One thread is plenty for this workload and keeps memory small.
+    // Blocking work (sensor reads, state files, commands) queues beyond
+    // 16 threads, well inside the unit's TasksMax=64: tokio's default of
+    // 512 would panic when systemd refuses a thread.
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
+        .max_blocking_threads(16)
         .build()
         .context("cannot start the async runtime")?;
     let outcome = runtime.block_on(majortom::app::run(config, ready_file, shutdown_signal()))?;
