@@ -11,6 +11,7 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -30,7 +31,7 @@ use crate::hal::sim::{SimControl, SimGpio};
 use crate::hal::Gpio;
 use crate::hub::{EntitySpec, Group, Hub, DEFAULT_HISTORY_LEN};
 use crate::node::{dashboard_url, lan_address, NodeInfo};
-use crate::outputs::Outputs;
+use crate::outputs::{self, Outputs};
 use crate::sim_panel::SimPins;
 use crate::sources::inputs::Input;
 use crate::sources::sensors::setup as sensor_setup;
@@ -59,6 +60,10 @@ pub struct Agent {
     /// Presses of the agent's own buttons (restart, reboot).
     buttons: CommandReceiver,
     reboot_command: Option<Vec<String>>,
+    /// The outputs' entity ids, for the Restart button's hand-over.
+    output_names: Vec<String>,
+    /// Set before a restart's stop: the outputs stay as they are.
+    keep_outputs: Option<Arc<AtomicBool>>,
 }
 
 /// How a run ended.
@@ -67,8 +72,9 @@ pub enum Outcome {
     /// A stop signal: exit.
     Stopped,
     /// The Restart button: start again from scratch (the caller re-executes
-    /// the binary).
-    Restart,
+    /// the binary, with `kept_outputs` in `outputs::KEPT_ENV`, so that
+    /// the outputs stay as they are: no safe state, no initial state).
+    Restart { kept_outputs: String },
     /// The Reboot button: run this command.
     Reboot(Vec<String>),
 }
@@ -147,7 +153,10 @@ pub async fn run(
             Some(press) = agent.buttons.recv() => match press.target {
                 Target::Button(Button::Restart) => {
                     info!(origin = ?press.origin, "restart requested");
-                    break Outcome::Restart;
+                    if let Some(keep) = &agent.keep_outputs {
+                        keep.store(true, Ordering::SeqCst);
+                    }
+                    break Outcome::Restart { kept_outputs: String::new() };
                 }
                 Target::Button(Button::Reboot) => match agent.reboot_command.clone() {
                     Some(command) => {
@@ -170,7 +179,15 @@ pub async fn run(
         }
     };
     notify(sd_notify::NotifyState::Stopping);
+    let (hub, output_names) = (agent.hub.clone(), std::mem::take(&mut agent.output_names));
     agent.stop().await;
+    // Read after the stop: the outputs' last states, which they keep.
+    let outcome = match outcome {
+        Outcome::Restart { .. } => Outcome::Restart {
+            kept_outputs: outputs::kept_states(&hub, &output_names),
+        },
+        other => other,
+    };
     match unready {
         Some(error) => Err(anyhow::anyhow!("cannot write the --ready-file: {error}")),
         None => Ok(outcome),
@@ -227,6 +244,9 @@ pub async fn start(config: Config) -> anyhow::Result<Agent> {
 /// moves with paused time).
 pub async fn start_with_clock(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Agent> {
     info!(config = %config.origin, node = %config.node.id, version = env!("CARGO_PKG_VERSION"), "starting majortom");
+    for warning in &config.warnings {
+        warn!("{warning}");
+    }
     let hub = Hub::new(DEFAULT_HISTORY_LEN);
 
     let system = config
@@ -257,7 +277,11 @@ pub async fn start_with_clock(config: Config, clock: Arc<dyn Clock>) -> anyhow::
         }
         if !config.outputs.is_empty() {
             let (state_file, writer) = StateFile::new(config.gpio.state_file.clone());
-            let claimed = Outputs::claim(gpio.as_ref(), config.outputs.clone(), state_file)
+            // What the process before a restart handed over, if this is one.
+            let kept = std::env::var(outputs::KEPT_ENV)
+                .map(|text| outputs::parse_kept(&text))
+                .unwrap_or_default();
+            let claimed = Outputs::claim(gpio.as_ref(), config.outputs.clone(), state_file, &kept)
                 .context("cannot set up the outputs")?;
             state_writers.push(writer);
             for spec in claimed.entities() {
@@ -307,10 +331,14 @@ pub async fn start_with_clock(config: Config, clock: Arc<dyn Clock>) -> anyhow::
         buttons: None,
     };
     let (to_outputs, outputs_receiver) = command::channel();
+    let mut output_names = Vec::new();
+    let mut keep_outputs = None;
     if let Some(outputs) = outputs {
         for (id, component, dimmable, target) in outputs.targets() {
+            output_names.push(id.clone());
             targets.add(id, component, dimmable, target);
         }
+        keep_outputs = Some(outputs.keeper());
         routes.outputs = Some(to_outputs.clone());
         producers.spawn(outputs.run(hub.clone(), outputs_receiver, producers.cancel.clone()));
     }
@@ -394,7 +422,9 @@ pub async fn start_with_clock(config: Config, clock: Arc<dyn Clock>) -> anyhow::
             }) as Arc<dyn web::SimPanel>
         });
         let token = config.web.as_ref().and_then(|w| w.token.clone());
-        let state = web::AppState::new(hub.clone(), status.clone(), sim_panel, Some(commands.clone()), token);
+        let hosts = config.web.as_ref().map(|w| w.allowed_hosts.clone()).unwrap_or_default();
+        let state = web::AppState::new(hub.clone(), status.clone(), sim_panel, Some(commands.clone()), token)
+            .with_allowed_hosts(hosts);
         sinks.spawn(web::serve(listener, state, sinks.cancel.clone()));
     }
     Ok(Agent {
@@ -406,6 +436,8 @@ pub async fn start_with_clock(config: Config, clock: Arc<dyn Clock>) -> anyhow::
         sim,
         buttons,
         reboot_command: config.buttons.reboot.clone(),
+        output_names,
+        keep_outputs,
     })
 }
 

@@ -7,21 +7,23 @@
 //! Each automation is also a `switch` entity (`automation_<name>`) that
 //! Home Assistant or the dashboard can turn off; the choice survives a
 //! restart (its own state file). An automation's actions run as a task of
-//! their own, so a long `delay_s` never holds up other triggers.
+//! their own, so a long `delay_s` never holds up other triggers; its `mode`
+//! says what a trigger does while a run is still going (dropped, restart,
+//! queued or side by side, at most `max`), so its runs are bounded.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use tokio::sync::{broadcast, mpsc};
-use tokio::task::JoinSet;
+use tokio::task::{AbortHandle, Id, JoinSet};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::command::{Action, AutomationId, Command, CommandReceiver, CommandSender, Origin, Publish, Target, Targets};
-use crate::config::{AutomationConfig, Change, Condition, Step, Trigger};
+use crate::config::{AutomationConfig, Change, Condition, Mode, Step, Trigger};
 use crate::deadline::sleep_until;
 use crate::hub::{EntitySpec, Group, Hub, HubEvent, Value};
 use crate::state_file::StateFile;
@@ -151,6 +153,17 @@ struct Automation {
     next_at: Option<Instant>,
     /// When a daily trigger last fired.
     fired_at: Option<Instant>,
+    /// Its runs still going.
+    running: Vec<AbortHandle>,
+    /// Runs waiting their turn (`mode = "queued"`): `actions_below` or not.
+    queued: VecDeque<bool>,
+}
+
+/// Every run of every automation: the tasks, and whose each is.
+#[derive(Default)]
+struct Runs {
+    tasks: JoinSet<()>,
+    owners: HashMap<Id, usize>,
 }
 
 /// Every automation, ready to run.
@@ -194,6 +207,8 @@ impl Automations {
                 band: None,
                 next_at: None,
                 fired_at: None,
+                running: Vec::new(),
+                queued: VecDeque::new(),
                 config,
             })
             .collect();
@@ -293,7 +308,7 @@ impl Automations {
                 });
             }
         }
-        let mut runs = JoinSet::new();
+        let mut runs = Runs::default();
         loop {
             let next_timer = self.list.iter().filter_map(|a| a.next_at).min();
             tokio::select! {
@@ -311,10 +326,16 @@ impl Automations {
                     Err(broadcast::error::RecvError::Closed) => break,
                 },
                 () = sleep_until(next_timer), if next_timer.is_some() => self.timers(&mut runs),
-                Some(_) = runs.join_next(), if !runs.is_empty() => {}
+                Some(ended) = runs.tasks.join_next_with_id(), if !runs.tasks.is_empty() => {
+                    let id = match ended {
+                        Ok((id, ())) => id,
+                        Err(error) => error.id(),
+                    };
+                    self.ended(id, &mut runs);
+                }
             }
         }
-        runs.abort_all();
+        runs.tasks.abort_all();
         debug!("automations stopped");
     }
 
@@ -342,7 +363,7 @@ impl Automations {
         self.state_file.save_as(&self.remembered);
     }
 
-    fn event(&mut self, event: &HubEvent, runs: &mut JoinSet<()>) {
+    fn event(&mut self, event: &HubEvent, runs: &mut Runs) {
         let mut fire = Vec::new();
         for (index, automation) in self.list.iter_mut().enumerate() {
             match (&automation.config.trigger, event) {
@@ -383,7 +404,7 @@ impl Automations {
         }
     }
 
-    fn timers(&mut self, runs: &mut JoinSet<()>) {
+    fn timers(&mut self, runs: &mut Runs) {
         let now = Instant::now();
         let any_daily = self
             .list
@@ -419,9 +440,9 @@ impl Automations {
     }
 
     /// Runs an automation's actions (or its `actions_below`), when it is
-    /// enabled and its conditions hold.
-    fn fire(&mut self, index: usize, below: bool, runs: &mut JoinSet<()>) {
-        let automation = &self.list[index];
+    /// enabled and its conditions hold, as its mode says.
+    fn fire(&mut self, index: usize, below: bool, runs: &mut Runs) {
+        let automation = &mut self.list[index];
         let name = &automation.config.name;
         if !automation.enabled {
             debug!(automation = %name, "triggered but turned off");
@@ -432,17 +453,68 @@ impl Automations {
             return;
         }
         let steps = if below {
-            automation.actions_below.clone()
+            &automation.actions_below
         } else {
-            automation.actions.clone()
+            &automation.actions
         };
         if steps.is_empty() {
             return;
         }
+        let busy = automation.running.len() + automation.queued.len();
+        match automation.config.mode {
+            Mode::Single if busy > 0 => {
+                debug!(automation = %name, "triggered while running; dropped (mode single)");
+                return;
+            }
+            Mode::Restart => {
+                for run in automation.running.drain(..) {
+                    run.abort();
+                }
+            }
+            Mode::Queued { max } | Mode::Parallel { max } if busy >= max as usize => {
+                let mode = automation.config.mode.name();
+                warn!(automation = %name, mode, max, "triggered while at its most runs; dropped");
+                return;
+            }
+            Mode::Queued { .. } if busy > 0 => {
+                automation.queued.push_back(below);
+                return;
+            }
+            _ => {}
+        }
+        self.start(index, below, runs);
+    }
+
+    fn start(&mut self, index: usize, below: bool, runs: &mut Runs) {
+        let automation = &mut self.list[index];
+        let name = &automation.config.name;
+        let steps = if below {
+            automation.actions_below.clone()
+        } else {
+            automation.actions.clone()
+        };
         info!(automation = %name, "automation runs");
         self.hub
             .set_attribute(&automation.entity, "last_run", rfc3339(SystemTime::now()));
-        runs.spawn(perform(name.clone(), steps, self.outputs.clone(), self.publish.clone()));
+        let run = runs
+            .tasks
+            .spawn(perform(name.clone(), steps, self.outputs.clone(), self.publish.clone()));
+        runs.owners.insert(run.id(), index);
+        automation.running.push(run);
+    }
+
+    /// A run ended (or was aborted): the next queued one starts.
+    fn ended(&mut self, id: Id, runs: &mut Runs) {
+        let Some(index) = runs.owners.remove(&id) else {
+            return;
+        };
+        let automation = &mut self.list[index];
+        automation.running.retain(|run| run.id() != id);
+        if automation.running.is_empty() {
+            if let Some(below) = automation.queued.pop_front() {
+                self.start(index, below, runs);
+            }
+        }
     }
 }
 

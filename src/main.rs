@@ -5,6 +5,7 @@
 //! a message on stderr and a non-zero exit code.
 
 use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::process::ExitCode;
 
@@ -49,6 +50,9 @@ fn main() -> ExitCode {
         Command::Check { config } => match load_config(config.as_deref()) {
             Ok(config) => {
                 print!("{}", cli::describe(&config));
+                for warning in &config.warnings {
+                    eprintln!("warning: {warning}");
+                }
                 ExitCode::SUCCESS
             }
             Err(error) => {
@@ -101,20 +105,37 @@ fn load_config(cli_path: Option<&Path>) -> Result<Config, config::ConfigError> {
     Config::load(path.as_deref(), &Context::system())
 }
 
+/// `init`: the default config with a new random web token, so the
+/// dashboard's controls work at once and are never open; the token is
+/// shown once, with where it is kept.
 fn init(output: Option<&Path>) -> ExitCode {
+    let token = match config::random_token() {
+        Ok(token) => token,
+        Err(error) => {
+            eprintln!("error: cannot make a random web token: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let text = config::fresh_config(&token);
     let Some(path) = output else {
-        print!("{}", config::DEFAULT_CONFIG_TOML);
+        print!("{text}");
+        eprintln!("web.token in this config is a new random token: the dashboard's controls and the API ask for it");
         return ExitCode::SUCCESS;
     };
-    // `create_new` refuses to overwrite, atomically.
+    // `create_new` refuses to overwrite, atomically; 0600, as it holds the
+    // token.
     let written = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
+        .mode(0o600)
         .open(path)
-        .and_then(|mut file| file.write_all(config::DEFAULT_CONFIG_TOML.as_bytes()));
+        .and_then(|mut file| file.write_all(text.as_bytes()));
     match written {
         Ok(()) => {
-            eprintln!("wrote {}", path.display());
+            eprintln!(
+                "wrote {} (mode 0600); its web.token, which the dashboard's controls and the API ask for, is {token}",
+                path.display()
+            );
             ExitCode::SUCCESS
         }
         Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => {
@@ -153,28 +174,36 @@ fn init_logging() {
 
 fn run(config: Config, ready_file: Option<std::path::PathBuf>) -> anyhow::Result<()> {
     // One thread is plenty for this workload and keeps memory small.
+    // Blocking work (sensor reads, state files, commands) queues beyond
+    // 16 threads, well inside the unit's TasksMax=64: tokio's default of
+    // 512 would panic when systemd refuses a thread.
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
+        .max_blocking_threads(16)
         .build()
         .context("cannot start the async runtime")?;
     let outcome = runtime.block_on(majortom::app::run(config, ready_file, shutdown_signal()))?;
     // Blocking threads (a 1-wire read in flight) may not hold up the exec.
     runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    // What the log's rate limit held back is said before the exit or exec.
+    logging::flush();
     match outcome {
         Outcome::Stopped => Ok(()),
-        Outcome::Restart => restart(),
+        Outcome::Restart { kept_outputs } => restart(&kept_outputs),
         Outcome::Reboot(command) => reboot(&command),
     }
 }
 
 /// Replaces this process with a fresh copy of the same binary and
-/// arguments (same pid, so systemd keeps tracking it).
-fn restart() -> anyhow::Result<()> {
+/// arguments (same pid, so systemd keeps tracking it), handing over the
+/// outputs' states so that they stay as they are.
+fn restart(kept_outputs: &str) -> anyhow::Result<()> {
     use std::os::unix::process::CommandExt;
     let exe = std::env::current_exe().context("cannot find the running binary to restart it")?;
     tracing::info!(exe = %exe.display(), "restarting");
     let error = std::process::Command::new(&exe)
         .args(std::env::args_os().skip(1))
+        .env(majortom::outputs::KEPT_ENV, kept_outputs)
         .exec();
     Err(error).with_context(|| format!("cannot restart {}", exe.display()))
 }

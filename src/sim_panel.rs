@@ -79,3 +79,70 @@ fn list(sim: &SimPins) -> Response {
         .collect();
     Json(json!({ "outputs": outputs })).into_response()
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use axum::body::Body;
+    use axum::http::Request;
+    use tokio::sync::mpsc;
+    use tower::ServiceExt;
+
+    use super::*;
+    use crate::hal::sim::SimGpio;
+    use crate::hal::Gpio;
+    use crate::vocab::Pull;
+
+    /// A router with the sim panel over one input, and `token` if any;
+    /// the edges its pin reports.
+    fn panel_app(
+        token: Option<&str>,
+    ) -> (
+        axum::Router,
+        mpsc::Receiver<crate::hal::Edge>,
+        Box<dyn crate::hal::InputPin>,
+    ) {
+        let gpio = SimGpio::new();
+        let (edges, received) = mpsc::channel(8);
+        let settings = crate::hal::InputSettings {
+            pull: Pull::Up,
+            active_low: false,
+        };
+        let pin = gpio.input(&crate::vocab::Pin::Bcm(17), settings, edges).expect("claim");
+        let panel = Arc::new(SimPins {
+            control: gpio.control(),
+            inputs: vec![("door".into(), 17)],
+            outputs: Vec::new(),
+        }) as Arc<dyn SimPanel>;
+        let mut state = crate::fixtures::web_state_with_one_sensor();
+        state.sim_panel = Some(panel);
+        state.token = token.map(|t| Arc::new(crate::config::Secret::new(t.into())));
+        (crate::web::router(state), received, pin)
+    }
+
+    async fn flip(app: &axum::Router, authorization: Option<&str>) -> StatusCode {
+        let mut request = Request::put("/api/sim/inputs/door").header("content-type", "application/json");
+        if let Some(value) = authorization {
+            request = request.header("authorization", value);
+        }
+        let request = request.body(Body::from(r#"{"high": false}"#)).expect("request");
+        app.clone().oneshot(request).await.expect("infallible").status()
+    }
+
+    /// Reproduction 4 of issue 15: with a token set, anyone on the LAN
+    /// flipped simulated inputs (and fired the automations on them).
+    #[tokio::test]
+    async fn flipping_a_simulated_input_should_need_the_token_whenever_one_is_set() {
+        let (app, mut edges, _pin) = panel_app(Some("s3cret-token"));
+        assert_eq!(flip(&app, None).await, StatusCode::UNAUTHORIZED);
+        assert_eq!(flip(&app, Some("Bearer wrong")).await, StatusCode::UNAUTHORIZED);
+        assert!(edges.try_recv().is_err(), "no edge without the token");
+        assert_eq!(flip(&app, Some("Bearer s3cret-token")).await, StatusCode::OK);
+        assert!(edges.try_recv().is_ok(), "the token flips it");
+        // Without a token configured, the panel stays open (a laptop demo).
+        let (app, mut edges, _pin) = panel_app(None);
+        assert_eq!(flip(&app, None).await, StatusCode::OK);
+        assert!(edges.try_recv().is_ok());
+    }
+}

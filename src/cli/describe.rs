@@ -52,6 +52,11 @@ pub fn describe(config: &Config) -> String {
     match &config.web {
         Some(web) => {
             let _ = writeln!(out, "web: dashboard and API on http://{}/", web.listen);
+            let access = match web.token {
+                Some(_) => "web: changes need the token (web.token)",
+                None => "web: read-only (no web.token: nothing can be changed over HTTP)",
+            };
+            let _ = writeln!(out, "{access}");
         }
         None => {
             let _ = writeln!(out, "web: disabled");

@@ -30,7 +30,40 @@ pub struct AutomationConfig {
     /// Only for a threshold with both `above` and `below`: run when the
     /// value falls below `below`.
     pub actions_below: Vec<Step>,
+    /// What a trigger does while a run is still going (a delay, a pulse).
+    pub mode: Mode,
 }
+
+/// What a trigger does while the automation's actions still run, as in
+/// Home Assistant (`mode`, and `max` for the last two).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// The trigger is dropped (the default).
+    Single,
+    /// The running actions are stopped and start again.
+    Restart,
+    /// The run waits for the ones before it; at most `max` running or
+    /// waiting, more are dropped.
+    Queued { max: u32 },
+    /// Runs side by side, at most `max` at once; more are dropped.
+    Parallel { max: u32 },
+}
+
+impl Mode {
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Single => "single",
+            Mode::Restart => "restart",
+            Mode::Queued { .. } => "queued",
+            Mode::Parallel { .. } => "parallel",
+        }
+    }
+}
+
+/// Home Assistant's default `max`.
+const DEFAULT_MAX_RUNS: u32 = 10;
+/// More runs of one automation than this at once is a mistake, not a plan.
+const MAX_RUNS: u32 = 1000;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Change {
@@ -141,6 +174,8 @@ pub(super) struct RawAutomation {
     actions: Spanned<Vec<Spanned<RawStep>>>,
     #[serde(default)]
     actions_below: Option<Spanned<Vec<Spanned<RawStep>>>>,
+    mode: Option<Spanned<String>>,
+    max: Option<Spanned<u32>>,
 }
 
 fn default_true() -> bool {
@@ -302,7 +337,9 @@ impl Validator<'_> {
                     self.steps(steps, &format!("{key}.actions_below"), known)?
                 }
             };
+            let mode = self.mode(raw.mode.as_ref(), raw.max.as_ref(), &key)?;
             automations.push(AutomationConfig {
+                mode,
                 label: raw.label.unwrap_or_else(|| name.replace('_', " ")),
                 name,
                 enabled: raw.enabled,
@@ -313,6 +350,37 @@ impl Validator<'_> {
             });
         }
         Ok(automations)
+    }
+
+    fn mode(&self, mode: Option<&Spanned<String>>, max: Option<&Spanned<u32>>, key: &str) -> Result<Mode, ConfigError> {
+        let runs = match max {
+            Some(max) if !(1..=MAX_RUNS).contains(max.get_ref()) => {
+                return Err(self.error(max, &format!("{key}.max"), format!("must be 1 to {MAX_RUNS}")));
+            }
+            Some(max) => *max.get_ref(),
+            None => DEFAULT_MAX_RUNS,
+        };
+        let mode = match mode {
+            None => Mode::Single,
+            Some(spanned) => match spanned.get_ref().as_str() {
+                "single" => Mode::Single,
+                "restart" => Mode::Restart,
+                "queued" => Mode::Queued { max: runs },
+                "parallel" => Mode::Parallel { max: runs },
+                other => {
+                    let message = format!("`{other}`: use single, restart, queued or parallel");
+                    return Err(self.error(spanned, &format!("{key}.mode"), message));
+                }
+            },
+        };
+        if let (Some(max), Mode::Single | Mode::Restart) = (max, mode) {
+            let message = format!(
+                "only a queued or parallel automation has a max (this one is {})",
+                mode.name()
+            );
+            return Err(self.error(max, &format!("{key}.max"), message));
+        }
+        Ok(mode)
     }
 
     fn trigger(&self, raw: &Spanned<RawTrigger>, key: &str, known: &Known<'_>) -> Result<Trigger, ConfigError> {

@@ -24,12 +24,16 @@ pub enum ConfigError {
     },
 }
 
-/// A position in the config text, 1-based, with the offending line.
+/// A position in the config text, 1-based, with the offending line (its
+/// secrets masked).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Location {
     pub line: usize,
     pub column: usize,
     pub text: String,
+    /// Where the caret goes under `text`, in characters from its start
+    /// (masking may have moved it from `column`).
+    pub caret: usize,
 }
 
 fn render_invalid(origin: &Origin, location: Option<&Location>, key: &str, message: &str) -> String {
@@ -39,7 +43,7 @@ fn render_invalid(origin: &Origin, location: Option<&Location>, key: &str, messa
             line = loc.line,
             column = loc.column,
             text = loc.text,
-            pad = " ".repeat(loc.column.saturating_sub(1)),
+            pad = " ".repeat(loc.caret),
         ),
         None => format!("{origin}: key `{key}`: {message}"),
     }
@@ -53,31 +57,193 @@ impl ConfigError {
         key: &str,
         message: impl Into<String>,
     ) -> Self {
+        let secrets = secret_values(source);
         ConfigError::Invalid {
             origin: origin.clone(),
-            location: span.map(|span| locate(source, span.start)),
+            location: span.map(|span| locate(source, span.start, &secrets)),
             key: key.to_owned(),
-            message: message.into(),
+            message: mask_in_message(source, &secrets, message.into()),
         }
     }
 }
 
-/// Turns a byte offset into a 1-based line and column (in characters).
-fn locate(source: &str, offset: usize) -> Location {
+/// What stands for a secret's value in an error.
+const MASK: &str = "***";
+
+/// Whether a key's values are secrets: passwords and tokens, whatever the
+/// section (a misspelt `passwd` too), but not the paths of the files
+/// holding them.
+fn is_secret_key(key: &str) -> bool {
+    let name = key
+        .rsplit('.')
+        .next()
+        .unwrap_or(key)
+        .trim_matches(['"', '\''])
+        .to_ascii_lowercase();
+    ["pass", "token", "secret"].iter().any(|s| name.contains(s)) && !name.ends_with("_file")
+}
+
+/// The byte ranges of the values of secret keys in `text`, found by a
+/// small scan that also works on text TOML cannot parse (an error's line
+/// is shown either way): strings (closed or not), bare words, and arrays or
+/// inline tables after `<secret key> =`.
+pub(super) fn secret_values(text: &str) -> Vec<std::ops::Range<usize>> {
+    let bytes = text.as_bytes();
+    let mut spans = Vec::new();
+    // The last two tokens: a key, then `=`.
+    let (mut key, mut equals): (Option<std::ops::Range<usize>>, bool) = (None, false);
+    let mut at = 0;
+    while at < bytes.len() {
+        let start = at;
+        let token_end = match bytes[at] {
+            b'#' => {
+                at = line_end(bytes, at);
+                continue;
+            }
+            b' ' | b'\t' | b'\r' => {
+                at += 1;
+                continue;
+            }
+            b'\n' | b',' | b'{' | b'}' | b'[' | b']' => {
+                let secret_value = equals && key.as_ref().is_some_and(|k| is_secret_key(&text[k.clone()]));
+                if secret_value && matches!(bytes[at], b'[' | b'{') {
+                    let end = closing(bytes, at);
+                    spans.push(start..end);
+                    at = end;
+                } else {
+                    at += 1;
+                }
+                (key, equals) = (None, false);
+                continue;
+            }
+            b'=' => {
+                equals = key.is_some();
+                at += 1;
+                continue;
+            }
+            b'"' | b'\'' => string_end(bytes, at),
+            _ => word_end(bytes, at),
+        };
+        if equals {
+            if key.as_ref().is_some_and(|k| is_secret_key(&text[k.clone()])) {
+                spans.push(start..token_end);
+            }
+            (key, equals) = (None, false);
+        } else {
+            key = Some(start..token_end);
+        }
+        at = token_end;
+    }
+    spans
+}
+
+fn line_end(bytes: &[u8], from: usize) -> usize {
+    bytes[from..]
+        .iter()
+        .position(|b| *b == b'\n')
+        .map_or(bytes.len(), |n| from + n)
+}
+
+/// The end of a string starting at `from` (one past its closing quote; an
+/// unclosed one ends with its line, or with the text when multi-line).
+fn string_end(bytes: &[u8], from: usize) -> usize {
+    let quote = bytes[from];
+    let triple = bytes.get(from..from + 3) == Some(&[quote; 3][..]);
+    let mut at = from + if triple { 3 } else { 1 };
+    while at < bytes.len() {
+        match bytes[at] {
+            b'\\' if quote == b'"' => at += 2,
+            b'\n' if !triple => return at,
+            b if b == quote && (!triple || bytes.get(at..at + 3) == Some(&[quote; 3][..])) => {
+                return at + if triple { 3 } else { 1 };
+            }
+            _ => at += 1,
+        }
+    }
+    bytes.len()
+}
+
+fn word_end(bytes: &[u8], from: usize) -> usize {
+    bytes[from..]
+        .iter()
+        .position(|b| b" \t\r\n=,[]{}#\"'".contains(b))
+        .map_or(bytes.len(), |n| from + n)
+}
+
+/// One past the bracket closing the one at `from`, skipping strings.
+fn closing(bytes: &[u8], from: usize) -> usize {
+    let mut depth = 0usize;
+    let mut at = from;
+    while at < bytes.len() {
+        match bytes[at] {
+            b'[' | b'{' => depth += 1,
+            b']' | b'}' => {
+                depth = depth.saturating_sub(1);
+                if depth == 0 {
+                    return at + 1;
+                }
+            }
+            b'"' | b'\'' => {
+                at = string_end(bytes, at);
+                continue;
+            }
+            _ => {}
+        }
+        at += 1;
+    }
+    bytes.len()
+}
+
+/// A secret's text can come back in a serde message ("invalid type:
+/// integer `1234`"): each one found is masked there too.
+fn mask_in_message(source: &str, secrets: &[std::ops::Range<usize>], mut message: String) -> String {
+    for span in secrets {
+        let value = source.get(span.clone()).unwrap_or("").trim_matches(['"', '\'']);
+        if value.len() >= 3 && message.contains(value) {
+            message = message.replace(value, MASK);
+        }
+    }
+    message
+}
+
+/// Turns a byte offset into a 1-based line and column (in characters),
+/// with the line's text, secrets masked.
+fn locate(source: &str, offset: usize, secrets: &[std::ops::Range<usize>]) -> Location {
     let offset = offset.min(source.len());
     let before = source.get(..offset).unwrap_or(source);
     let line_start = before.rfind('\n').map_or(0, |i| i + 1);
     let line = before.matches('\n').count() + 1;
     let column = before.get(line_start..).map_or(0, |s| s.chars().count()) + 1;
-    // Control characters would garble the terminal showing the error.
-    let text = source
+    let line_text = source
         .get(line_start..)
         .and_then(|rest| rest.lines().next())
-        .unwrap_or("")
-        .chars()
-        .map(|c| if c.is_control() && c != '\t' { '\u{fffd}' } else { c })
-        .collect();
-    Location { line, column, text }
+        .unwrap_or("");
+    let mut text = String::new();
+    let mut caret = None;
+    let mut masking = false;
+    for (index, c) in line_text.char_indices() {
+        let at = line_start + index;
+        if at == offset {
+            caret = Some(text.chars().count());
+        }
+        if secrets.iter().any(|s| s.contains(&at)) {
+            if !masking {
+                text.push_str(MASK);
+                masking = true;
+            }
+            continue;
+        }
+        masking = false;
+        // Control characters would garble the terminal showing the error.
+        text.push(if c.is_control() && c != '\t' { '\u{fffd}' } else { c });
+    }
+    let caret = caret.unwrap_or_else(|| text.chars().count().min(column.saturating_sub(1)));
+    Location {
+        line,
+        column,
+        text,
+        caret,
+    }
 }
 
 /// The dotted path (`inputs[1].pin`) of the key or value at `span`.

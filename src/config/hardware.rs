@@ -110,6 +110,9 @@ pub struct OutputConfig {
     pub safe_state: OnOff,
     /// Turn off again this long after turning on (door openers, pumps).
     pub auto_off: Option<Duration>,
+    /// The pin changes at most once in this long (zero: no limit); a
+    /// command that comes sooner is merged into the state applied next.
+    pub min_switch_interval: Duration,
     pub kind: OutputKind,
 }
 
@@ -264,9 +267,14 @@ pub(super) struct RawOutput {
     #[serde(default = "default_safe_state")]
     safe_state: OnOff,
     auto_off_s: Option<Spanned<f64>>,
+    /// The same type as `debounce_ms`, so it adds no deserializer code.
+    min_switch_interval_ms: Option<Spanned<u64>>,
     #[serde(default = "default_kind")]
     kind: OutputKind,
 }
+
+/// A longer `min_switch_interval_ms` would leave a relay deaf to commands.
+const MAX_SWITCH_INTERVAL_MS: u64 = 600_000;
 
 fn default_initial() -> Initial {
     Initial::Off
@@ -549,6 +557,17 @@ impl Validator<'_> {
                     Some(Duration::from_secs_f64(s))
                 }
             };
+            let min_switch_interval = match &raw.min_switch_interval_ms {
+                None => Duration::ZERO,
+                Some(ms) if *ms.get_ref() <= MAX_SWITCH_INTERVAL_MS => Duration::from_millis(*ms.get_ref()),
+                Some(ms) => {
+                    return Err(self.error(
+                        ms,
+                        &format!("{key}.min_switch_interval_ms"),
+                        format!("must be at most {MAX_SWITCH_INTERVAL_MS} (ten minutes)"),
+                    ))
+                }
+            };
             typed_outputs.push(OutputConfig {
                 label: raw.label.unwrap_or_else(|| label_from_name(&name)),
                 name,
@@ -558,6 +577,7 @@ impl Validator<'_> {
                 initial: raw.initial,
                 safe_state: raw.safe_state,
                 auto_off,
+                min_switch_interval,
                 kind: raw.kind,
             });
         }

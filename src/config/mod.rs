@@ -30,10 +30,10 @@ mod secrets;
 #[cfg(test)]
 mod tests;
 
-pub use automations::{AutomationConfig, ButtonsConfig, Change, Condition, Step, Trigger};
+pub use automations::{AutomationConfig, ButtonsConfig, Change, Condition, Mode, Step, Trigger};
 pub use error::{ConfigError, Location};
 pub use mqtt::{ClientAuth, MqttConfig, TlsConfig, SYSTEM_CA_FILE};
-pub use secrets::{Credentials, Secret};
+pub use secrets::{random_token, Credentials, Secret};
 
 pub use commands::{unit_name, CommandConfig, CommandKind, Concurrency, Program, RunSettings, StatusCheck};
 use error::key_path_at;
@@ -49,6 +49,17 @@ use crate::vocab::system::NUMERIC_ENTITY_IDS;
 
 /// The annotated default configuration printed by `majortom init`.
 pub const DEFAULT_CONFIG_TOML: &str = include_str!("default.toml");
+
+/// The line of `default.toml` a fresh config replaces with its token.
+const TOKEN_PLACEHOLDER: &str = "# token = \"<a long random string>\"\n";
+
+/// The annotated default config with `token` as its `web.token`: what
+/// `init` and `install` write, so the controls work at once and are never
+/// open. `token` is put in a TOML basic string as it is: give it in
+/// characters that need no escaping (hex).
+pub fn fresh_config(token: &str) -> String {
+    DEFAULT_CONFIG_TOML.replacen(TOKEN_PLACEHOLDER, &format!("token = \"{token}\"\n"), 1)
+}
 
 /// Where a config is looked for when `--config` and `$MAJORTOM_CONFIG` are absent.
 pub const SYSTEM_CONFIG_PATH: &str = "/etc/majortom/majortom.toml";
@@ -81,6 +92,9 @@ pub struct Config {
     pub sensors: Vec<SensorConfig>,
     pub automations: Vec<AutomationConfig>,
     pub buttons: ButtonsConfig,
+    /// What is valid but unwise (a secret file other users can read): the
+    /// agent logs each at start and `check` prints them.
+    pub warnings: Vec<String>,
     pub commands: Vec<CommandConfig>,
 }
 
@@ -120,6 +134,12 @@ pub struct WebConfig {
     /// Required (as `Authorization: Bearer …`) for every state change over
     /// HTTP; without one the HTTP side is read-only.
     pub token: Option<Secret>,
+    /// The host names a request's `Host` may name, lowercase: the host
+    /// name, `<host name>.local`, `localhost` and `web.allowed_hosts`. (The
+    /// address a client connected to is allowed besides; the web side
+    /// checks that.) Anything else is refused, so a page on another name
+    /// cannot read the API through DNS rebinding.
+    pub allowed_hosts: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -189,6 +209,7 @@ impl Config {
             text,
             origin: &origin,
             ctx,
+            warnings: std::cell::RefCell::new(Vec::new()),
         };
         v.config(raw)
     }
@@ -242,6 +263,7 @@ struct RawWeb {
     port: u16,
     token: Option<toml::Spanned<String>>,
     token_file: Option<toml::Spanned<PathBuf>>,
+    allowed_hosts: Option<toml::Spanned<Vec<String>>>,
 }
 
 impl Default for RawWeb {
@@ -252,6 +274,7 @@ impl Default for RawWeb {
             port: 8080,
             token: None,
             token_file: None,
+            allowed_hosts: None,
         }
     }
 }
@@ -289,6 +312,9 @@ struct Validator<'a> {
     text: &'a str,
     origin: &'a Origin,
     ctx: &'a Context<'a>,
+    /// What is allowed but unwise (a secret others can read), for
+    /// `Config::warnings`.
+    warnings: std::cell::RefCell<Vec<String>>,
 }
 
 impl Validator<'_> {
@@ -309,6 +335,7 @@ impl Validator<'_> {
             Some(WebConfig {
                 listen: SocketAddr::new(raw.web.bind, raw.web.port),
                 token: self.web_token(raw.web.token, raw.web.token_file)?,
+                allowed_hosts: self.allowed_hosts(raw.web.allowed_hosts)?,
             })
         } else {
             None
@@ -374,6 +401,7 @@ impl Validator<'_> {
             sensors: hardware.sensors,
             automations,
             buttons,
+            warnings: self.warnings.take(),
             commands,
         })
     }
@@ -394,6 +422,33 @@ impl Validator<'_> {
             .filter(|n| !n.trim().is_empty())
             .unwrap_or_else(|| self.ctx.hostname.to_owned());
         Ok(NodeConfig { id, name })
+    }
+}
+
+impl Validator<'_> {
+    /// `web.allowed_hosts` (names or addresses, without a port), with the
+    /// names every install answers to.
+    fn allowed_hosts(&self, raw: Option<toml::Spanned<Vec<String>>>) -> Result<Vec<String>, ConfigError> {
+        let host = self.ctx.hostname.trim().trim_end_matches('.').to_ascii_lowercase();
+        let mut hosts = vec!["localhost".to_owned(), format!("{host}.local"), host];
+        let Some(list) = raw else {
+            return Ok(hosts);
+        };
+        for name in list.get_ref() {
+            let name = name.trim().trim_end_matches('.').to_ascii_lowercase();
+            let unbracketed = name.trim_start_matches('[').trim_end_matches(']');
+            let is_name = !name.is_empty()
+                && name.len() <= 253
+                && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._".contains(&b));
+            if !is_name && unbracketed.parse::<IpAddr>().is_err() {
+                let message = format!("`{name}` is not a host name or an IP address (give no port and no scheme)");
+                return Err(self.error(&list, "web.allowed_hosts", message));
+            }
+            if !hosts.iter().any(|h| h == unbracketed) {
+                hosts.push(unbracketed.to_owned());
+            }
+        }
+        Ok(hosts)
     }
 }
 

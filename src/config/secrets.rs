@@ -1,8 +1,11 @@
 //! Secrets: the MQTT credentials and the web token, from the environment,
-//! a file or the config itself; and the checks on the files they and the
-//! TLS material come from. Secrets never show in `Debug` output.
+//! a systemd credential (`LoadCredential=`), a file or the config itself;
+//! and the checks on the files they and the TLS material come from (a
+//! secret file other users can read is a warning). Secrets never show in
+//! `Debug` output, nor in errors (`error.rs` masks them).
 
 use std::fmt;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use super::mqtt::{MQTT_MAX_STRING, TOO_LONG_FOR_MQTT};
@@ -24,6 +27,28 @@ impl fmt::Debug for Credentials {
     }
 }
 
+/// A new web token: 128 bits from the kernel's random source, in hex (so
+/// it needs no escaping in TOML or a header).
+pub fn random_token() -> std::io::Result<String> {
+    let mut bytes = [0u8; 16];
+    let mut filled = 0;
+    while filled < bytes.len() {
+        let rest = &mut bytes[filled..];
+        // SAFETY: getrandom writes at most `rest.len()` bytes into `rest`.
+        let got = unsafe { libc::getrandom(rest.as_mut_ptr().cast(), rest.len(), 0) };
+        match usize::try_from(got) {
+            Ok(got) => filled += got,
+            Err(_) => {
+                let error = std::io::Error::last_os_error();
+                if error.kind() != std::io::ErrorKind::Interrupted {
+                    return Err(error);
+                }
+            }
+        }
+    }
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
 /// A secret that never shows in `Debug` output.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret(String);
@@ -43,6 +68,10 @@ impl fmt::Debug for Secret {
         f.write_str("<redacted>")
     }
 }
+
+/// The environment variable systemd sets to the directory of the
+/// service's credentials (`LoadCredential=NAME:PATH`).
+const CREDENTIALS_DIRECTORY: &str = "CREDENTIALS_DIRECTORY";
 
 /// Secret files hold one short secret; anything bigger is the wrong file.
 const MAX_SECRET_BYTES: u64 = 4096;
@@ -87,13 +116,42 @@ impl Validator<'_> {
             std::fs::File::open(path.get_ref()).map_err(|e| format!("cannot read {}: {e}", path.get_ref().display()))
         });
         match opened {
-            Ok(_) => Ok(path.into_inner()),
+            Ok(_) => {
+                // A client certificate's private key is a secret too.
+                if key.ends_with("key_file") {
+                    self.warn_if_shared(path.get_ref(), key, 0o044);
+                }
+                Ok(path.into_inner())
+            }
             Err(message) => Err(self.error(&path, key, message)),
         }
     }
 
-    /// A secret from `$env`, else the file at `<key>_file`, else `<key>`
-    /// inline; both `<key>` and `<key>_file` set is an error.
+    /// Warns when `path`, which holds the secret of `key`, has any of the
+    /// permission bits of `others` (read by group or others).
+    fn warn_if_shared(&self, path: &Path, key: &str, others: u32) {
+        let Ok(mode) = std::fs::metadata(path).map(|m| m.permissions().mode() & 0o777) else {
+            return;
+        };
+        if mode & others == 0 {
+            return;
+        }
+        let who = if mode & others & 0o040 != 0 && mode & others & 0o004 == 0 {
+            "its group"
+        } else {
+            "other users"
+        };
+        self.warnings.borrow_mut().push(format!(
+            "`{key}`: {} is readable by {who} (mode {mode:04o}): `chmod 600` it, owned by the user majortom runs as, \
+             or hand it over with systemd's LoadCredential= (see the README's Secrets)",
+            path.display()
+        ));
+    }
+
+    /// A secret from `$env`, else the systemd credential named like the key
+    /// (`mqtt_password`, `web_token` in `$CREDENTIALS_DIRECTORY`), else the
+    /// file at `<key>_file`, else `<key>` inline; both `<key>` and
+    /// `<key>_file` set is an error.
     fn secret(
         &self,
         env: &str,
@@ -110,13 +168,33 @@ impl Validator<'_> {
         if let Some(from_env) = (self.ctx.env)(env) {
             return Ok(Some(from_env));
         }
+        // `LoadCredential=mqtt_password:…` hands over `mqtt.password`.
+        if let Some(dir) = (self.ctx.env)(CREDENTIALS_DIRECTORY).filter(|d| !d.is_empty()) {
+            let credential = Path::new(&dir).join(key.replace('.', "_"));
+            if credential.exists() {
+                return match read_secret(&credential) {
+                    Ok(secret) => Ok(Some(secret.trim_end_matches(['\r', '\n']).to_owned())),
+                    Err(message) => Err(self.error(&toml::Spanned::new(0..0, ()), key, message)),
+                };
+            }
+        }
         match (file, inline) {
             (Some(file), _) => match read_secret(file.get_ref()) {
                 // A trailing newline from `echo secret > file` is not part of it.
-                Ok(secret) => Ok(Some(secret.trim_end_matches(['\r', '\n']).to_owned())),
+                Ok(secret) => {
+                    self.warn_if_shared(file.get_ref(), &file_key, 0o044);
+                    Ok(Some(secret.trim_end_matches(['\r', '\n']).to_owned()))
+                }
                 Err(message) => Err(self.error(&file, &file_key, message)),
             },
-            (None, Some(inline)) => Ok(Some(inline.into_inner())),
+            (None, Some(inline)) => {
+                // The config is root:majortom 0640 when installed; readable
+                // by every user, it gives the secret away.
+                if let super::Origin::File(path) = self.origin {
+                    self.warn_if_shared(path, key, 0o004);
+                }
+                Ok(Some(inline.into_inner()))
+            }
             (None, None) => Ok(None),
         }
     }

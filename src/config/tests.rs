@@ -552,3 +552,220 @@ fn config_file_lookup_should_prefer_flag_then_env_then_system_path() {
     std::fs::write(&system, "").expect("write");
     assert_eq!(locate_file(None, None, &system), Some(system.clone()));
 }
+
+#[test]
+fn secrets_should_be_masked_in_every_error_that_shows_their_line() {
+    for (text, secret) in [
+        // An error elsewhere on the secret's line (an inline table).
+        (
+            "mqtt = { host = \"b\", port = \"x\", password = \"hunter2-pw\" }\n",
+            "hunter2-pw",
+        ),
+        // The secret's own value is wrong, and serde repeats it.
+        ("[mqtt]\npassword = 20240607\n", "20240607"),
+        // A syntax error: an unclosed string.
+        ("[mqtt]\npassword = \"hunter2-pw\n", "hunter2-pw"),
+        // A syntax error after the value, a token, a literal string.
+        ("[web]\ntoken = 'tok-3n-s3cret' oops\n", "tok-3n-s3cret"),
+        // A misspelt key is still a password's.
+        ("[mqtt]\npasswd = \"hunter2-pw\"\n", "hunter2-pw"),
+        ("[mqtt]\n\"password\" = [\"hunter2-pw\", 1]\nport = 0\n", "hunter2-pw"),
+        ("[web]\ntoken = \"\"\"tok-3n-s3cret\n", "tok-3n-s3cret"),
+    ] {
+        let error = error_of(text);
+        assert!(!error.contains(secret), "{text:?} → {error}");
+        let debug = format!("{:?}", parse(text).expect_err("error"));
+        assert!(!debug.contains(secret), "{debug}");
+    }
+    // The caret still points at the value in error, after a masked one.
+    let error = error_of("mqtt = { password = \"a-long-password\", port = 0 }\n");
+    let lines: Vec<&str> = error.lines().collect();
+    let (shown, caret) = (lines[1], lines[2]);
+    assert!(shown.contains("password = ***, port = 0"), "{error}");
+    assert_eq!(
+        shown.find("0 }").map(|at| at - shown.find('|').unwrap_or(0)),
+        caret.find('^').map(|at| at - caret.find('|').unwrap_or(0)),
+        "{error}"
+    );
+    // Paths of secret files and other keys are shown as they are.
+    let error = error_of("[mqtt]\npassword_file = \"/nonexistent/pw\"\n");
+    assert!(error.contains("/nonexistent/pw"), "{error}");
+}
+
+#[test]
+fn the_secret_scanner_should_find_values_of_secret_keys_only() {
+    let text = "[mqtt]\nhost = \"pass\" # token = \"c\"\npassword = \"p\\\"w\" # x\n[web]\ntoken=abc\nweb.secret = { a = \"x\" }\n";
+    let found: Vec<&str> = error::secret_values(text).into_iter().map(|r| &text[r]).collect();
+    assert_eq!(found, ["\"p\\\"w\"", "abc", "{ a = \"x\" }"]);
+}
+
+/// A context whose environment holds `vars` (owned, for paths made at run time).
+fn ctx_owned(vars: Vec<(&'static str, String)>) -> Context<'static> {
+    Context {
+        hostname: "Kitchen.Pi",
+        env: Box::leak(Box::new(move |name: &str| {
+            vars.iter().find(|(k, _)| *k == name).map(|(_, v)| v.clone())
+        })),
+    }
+}
+
+#[test]
+fn systemd_credentials_should_give_the_password_and_the_token() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("mqtt_password"), "from-credential\n").expect("write");
+    std::fs::write(dir.path().join("web_token"), "token-from-credential").expect("write");
+    let text = "[mqtt]\nusername = \"u\"\npassword = \"inline\"\n[web]\ntoken = \"inline-token\"\n";
+    let dir_env = dir.path().display().to_string();
+    let config = Config::from_toml(
+        text,
+        Origin::BuiltIn,
+        &ctx_owned(vec![("CREDENTIALS_DIRECTORY", dir_env.clone())]),
+    )
+    .expect("valid");
+    let credentials = config.mqtt.and_then(|m| m.credentials).expect("credentials");
+    assert_eq!(credentials.password.as_deref(), Some("from-credential"));
+    let token = config.web.and_then(|w| w.token).expect("token");
+    assert_eq!(token.expose(), "token-from-credential");
+    // The environment variable still wins; a credential that is absent
+    // leaves the config's own value.
+    std::fs::remove_file(dir.path().join("web_token")).expect("rm");
+    let config = Config::from_toml(
+        text,
+        Origin::BuiltIn,
+        &ctx_owned(vec![
+            ("CREDENTIALS_DIRECTORY", dir_env),
+            ("MAJORTOM_MQTT_PASSWORD", "from-env".into()),
+        ]),
+    )
+    .expect("valid");
+    let password = config.mqtt.and_then(|m| m.credentials).and_then(|c| c.password);
+    assert_eq!(password.as_deref(), Some("from-env"));
+    assert_eq!(
+        config.web.and_then(|w| w.token).expect("token").expose(),
+        "inline-token"
+    );
+}
+
+#[test]
+fn secret_files_that_others_can_read_should_be_warned_about() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let token = dir.path().join("token");
+    std::fs::write(&token, "a-long-token\n").expect("write");
+    let text = format!("[web]\ntoken_file = \"{}\"\n", token.display());
+    for (mode, warned) in [(0o600, None), (0o640, Some("its group")), (0o644, Some("other users"))] {
+        std::fs::set_permissions(&token, std::fs::Permissions::from_mode(mode)).expect("chmod");
+        let config = parse(&text).expect("valid");
+        match warned {
+            None => assert!(config.warnings.is_empty(), "{:?}", config.warnings),
+            Some(who) => {
+                assert_eq!(config.warnings.len(), 1, "{:?}", config.warnings);
+                let warning = &config.warnings[0];
+                assert!(warning.contains(&token.display().to_string()), "{warning}");
+                assert!(
+                    warning.contains(who) && warning.contains("LoadCredential="),
+                    "{warning}"
+                );
+            }
+        }
+    }
+    // A config holding the token inline may be read by its group (root:majortom
+    // 0640 when installed), not by every user.
+    let config_file = dir.path().join("majortom.toml");
+    let text = "[web]\ntoken = \"a-long-token\"\n";
+    for (mode, warnings) in [(0o640, 0), (0o644, 1)] {
+        std::fs::write(&config_file, text).expect("write");
+        std::fs::set_permissions(&config_file, std::fs::Permissions::from_mode(mode)).expect("chmod");
+        let config = Config::load(Some(&config_file), &ctx_with(&[])).expect("valid");
+        assert_eq!(config.warnings.len(), warnings, "{:?}", config.warnings);
+    }
+}
+
+#[test]
+fn allowed_hosts_should_hold_the_host_names_and_what_the_config_adds() {
+    let web = parse("").expect("valid").web.expect("web");
+    assert_eq!(web.allowed_hosts, ["localhost", "kitchen.pi.local", "kitchen.pi"]);
+    let web = parse("[web]\nallowed_hosts = [\"Pi.Example.org.\", \"192.168.1.9\", \"[fd00::9]\"]\n")
+        .expect("valid")
+        .web
+        .expect("web");
+    assert_eq!(
+        web.allowed_hosts[3..],
+        ["pi.example.org".to_owned(), "192.168.1.9".into(), "fd00::9".into()]
+    );
+    for bad in ["http://pi", "pi:8080", "", "a b"] {
+        let message = error_of(&format!("[web]\nallowed_hosts = [\"{bad}\"]\n"));
+        assert!(
+            message.contains("key `web.allowed_hosts`") && message.contains("line 2"),
+            "{message}"
+        );
+    }
+}
+
+#[test]
+fn random_tokens_should_be_32_hex_digits_and_differ() {
+    let (a, b) = (random_token().expect("token"), random_token().expect("token"));
+    assert_ne!(a, b);
+    for token in [a, b] {
+        assert_eq!(token.len(), 32, "{token}");
+        assert!(token.bytes().all(|c| c.is_ascii_hexdigit()), "{token}");
+    }
+}
+
+#[test]
+fn a_fresh_config_should_carry_its_token() {
+    let text = fresh_config("0123456789abcdef0123456789abcdef");
+    assert_ne!(text, DEFAULT_CONFIG_TOML);
+    let config = parse(&text).expect("valid");
+    let token = config.web.and_then(|w| w.token).expect("a token");
+    assert_eq!(token.expose(), "0123456789abcdef0123456789abcdef");
+}
+
+#[test]
+fn an_automation_mode_should_default_to_single_and_take_max_only_when_queued_or_parallel() {
+    let automation = |extra: &str| {
+        format!(
+            "[[inputs]]\nname = \"door\"\npin = 17\n\n[[automations]]\nname = \"a\"\ntrigger = {{ input = \"door\" }}\nactions = [{{ delay_s = 1 }}]\n{extra}"
+        )
+    };
+    let mode = |extra: &str| parse(&automation(extra)).expect("valid").automations[0].mode;
+    assert_eq!(mode(""), Mode::Single);
+    assert_eq!(mode("mode = \"restart\"\n"), Mode::Restart);
+    assert_eq!(mode("mode = \"queued\"\n"), Mode::Queued { max: 10 });
+    assert_eq!(mode("mode = \"parallel\"\nmax = 3\n"), Mode::Parallel { max: 3 });
+    for (extra, needle) in [
+        (
+            "mode = \"all\"\n",
+            "key `automations[0].mode`: `all`: use single, restart, queued or parallel",
+        ),
+        (
+            "max = 3\n",
+            "key `automations[0].max`: only a queued or parallel automation has a max (this one is single)",
+        ),
+        (
+            "mode = \"queued\"\nmax = 0\n",
+            "key `automations[0].max`: must be 1 to 1000",
+        ),
+    ] {
+        let message = error_of(&automation(extra));
+        assert!(message.contains(needle), "{message}");
+    }
+}
+
+#[test]
+fn min_switch_interval_should_default_to_zero_and_be_at_most_ten_minutes() {
+    let output = |extra: &str| format!("[[outputs]]\nname = \"relay\"\npin = 27\n{extra}");
+    let interval = |extra: &str| parse(&output(extra)).expect("valid").outputs[0].min_switch_interval;
+    assert_eq!(interval(""), std::time::Duration::ZERO);
+    assert_eq!(
+        interval("min_switch_interval_ms = 1000\n"),
+        std::time::Duration::from_secs(1)
+    );
+    let message = error_of(&output("min_switch_interval_ms = 600001\n"));
+    assert!(
+        message.contains("key `outputs[0].min_switch_interval_ms`: must be at most 600000"),
+        "{message}"
+    );
+    let message = error_of(&output("min_switch_interval_ms = -1\n"));
+    assert!(message.contains("outputs[0].min_switch_interval_ms"), "{message}");
+}

@@ -105,6 +105,19 @@ mod tests {
     }
 
     #[test]
+    fn unit_should_bound_the_journal_memory_and_tasks() {
+        for line in [
+            "LogRateLimitIntervalSec=30s",
+            "LogRateLimitBurst=1000",
+            "MemoryHigh=64M",
+            "MemoryMax=128M",
+            "TasksMax=64",
+        ] {
+            assert!(UNIT_FILE.lines().any(|l| l == line), "no `{line}` in the unit");
+        }
+    }
+
+    #[test]
     fn unit_should_run_the_installed_binary_on_the_system_config_as_the_sysusers_user() {
         let exec = format!("ExecStart={BINARY_PATH} run --config {SYSTEM_CONFIG_PATH}\n");
         assert!(UNIT_FILE.contains(&exec), "{exec}");

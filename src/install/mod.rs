@@ -11,6 +11,9 @@
 //! Everything can be pointed at another root (`--root DIR`): systemd's tools
 //! edit such a directory offline, nothing is started, and root is not needed.
 //! That is how the tests run it, and how an SD card image can be prepared.
+//! Below such a root, no path we write, read or remove may go through a
+//! symbolic link (a link could lead out of the root, and `--purge` would
+//! then delete what is not ours): one is refused before anything changes.
 
 use std::ffi::{OsStr, OsString};
 use std::fs::{self, Permissions};
@@ -20,7 +23,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitStatus;
 
 use crate::atomic_file::{self, Contents};
-use crate::config::DEFAULT_CONFIG_TOML;
+use crate::config::{fresh_config, random_token};
 
 mod layout;
 mod systemd;
@@ -94,6 +97,15 @@ pub enum InstallError {
     NoPrevious { path: PathBuf },
     #[error("there is no installed binary {}: install one first with `sudo ./majortom install`", path.display())]
     NotInstalled { path: PathBuf },
+    #[error("cannot make a random web token for the new config: {source}")]
+    Token { source: io::Error },
+    #[error(
+        "{} is a symbolic link, which could lead out of --root {}: nothing was changed; \
+         replace the link with the directory or file it stands for",
+        path.display(),
+        root.display()
+    )]
+    SymlinkInRoot { path: PathBuf, root: PathBuf },
 }
 
 impl InstallError {
@@ -149,6 +161,17 @@ pub fn install(options: &Options, out: &mut dyn Write) -> Result<(), InstallErro
     check_privileges("install", effective_uid(), options)?;
     let root = resolve_root(options.root.as_deref())?;
     let layout = Layout::new(&root);
+    refuse_symlinks(
+        &root,
+        &[
+            layout.binary(),
+            layout.previous_binary(),
+            layout.sysusers(),
+            layout.unit(),
+            layout.config(),
+            layout.group_file(),
+        ],
+    )?;
     // Both tools are found before anything changes, so that a machine
     // without systemd is left as it was.
     let sysusers = require_tool("systemd-sysusers", "install")?;
@@ -210,6 +233,17 @@ pub fn uninstall(options: &Options, out: &mut dyn Write) -> Result<(), InstallEr
     check_privileges("uninstall", effective_uid(), options)?;
     let root = resolve_root(options.root.as_deref())?;
     let layout = Layout::new(&root);
+    refuse_symlinks(
+        &root,
+        &[
+            layout.unit(),
+            layout.sysusers(),
+            layout.binary(),
+            layout.previous_binary(),
+            layout.config_dir(),
+            layout.state_dir(),
+        ],
+    )?;
     let systemctl = require_tool("systemctl", "uninstall")?;
     let _ = writeln!(out, "uninstalling majortom from {}", root.display());
 
@@ -287,6 +321,7 @@ pub fn rollback(options: &Options, out: &mut dyn Write) -> Result<(), InstallErr
     check_privileges("rollback", effective_uid(), options)?;
     let root = resolve_root(options.root.as_deref())?;
     let layout = Layout::new(&root);
+    refuse_symlinks(&root, &[layout.binary(), layout.previous_binary()])?;
     let systemctl = match options.touches_live_service() {
         true => Some(require_tool("systemctl", "rollback")?),
         false => None,
@@ -350,6 +385,34 @@ fn resolve_root(root: Option<&Path>) -> Result<PathBuf, InstallError> {
     Ok(resolved)
 }
 
+/// Below a `--root` (not `/`), refuses a path any part of which below the
+/// root, itself included, is a symbolic link: we would follow it out of the
+/// root. The root's own path may hold links (it is resolved first). A part
+/// that does not exist yet ends the walk: nothing below it exists either.
+fn refuse_symlinks(root: &Path, paths: &[PathBuf]) -> Result<(), InstallError> {
+    if root == Path::new("/") {
+        return Ok(());
+    }
+    for path in paths {
+        let below = path.strip_prefix(root).unwrap_or(path);
+        let mut walked = root.to_path_buf();
+        for part in below.components() {
+            walked.push(part);
+            match fs::symlink_metadata(&walked) {
+                Ok(meta) if meta.file_type().is_symlink() => {
+                    return Err(InstallError::SymlinkInRoot {
+                        path: walked,
+                        root: root.to_owned(),
+                    })
+                }
+                Ok(_) => {}
+                Err(_) => break,
+            }
+        }
+    }
+    Ok(())
+}
+
 fn install_binary(exe: &Path, layout: &Layout, out: &mut dyn Write) -> Result<(), InstallError> {
     let target = layout.binary();
     // `sudo majortom install` run from the installed binary itself would
@@ -396,12 +459,11 @@ fn install_config(layout: &Layout, out: &mut dyn Write) -> Result<(), InstallErr
             .and_then(|text| group_id(&text, SERVICE_GROUP)),
         _ => None,
     };
-    write_atomic(
-        &path,
-        Contents::Bytes(DEFAULT_CONFIG_TOML.as_bytes()),
-        CONFIG_MODE,
-        group,
-    )?;
+    // A fresh config gets its own web token, so the dashboard's controls
+    // work at once and are never open.
+    let token = random_token().map_err(|source| InstallError::Token { source })?;
+    let text = fresh_config(&token);
+    write_atomic(&path, Contents::Bytes(text.as_bytes()), CONFIG_MODE, group)?;
     match group {
         Some(_) => {
             let _ = writeln!(
@@ -412,6 +474,11 @@ fn install_config(layout: &Layout, out: &mut dyn Write) -> Result<(), InstallErr
         }
         None => say_wrote(out, &path, CONFIG_MODE),
     }
+    let _ = writeln!(
+        out,
+        "web token: {token} (the dashboard's controls and the API ask for it; it is kept as web.token in {})",
+        path.display()
+    );
     Ok(())
 }
 
@@ -537,6 +604,33 @@ mod tests {
         let mode = fs::metadata(&path).expect("stat").permissions().mode() & 0o7777;
         assert_eq!(mode, 0o644);
         assert_eq!(fs::read_dir(path.parent().expect("dir")).expect("list").count(), 1);
+    }
+
+    #[test]
+    fn a_symlink_anywhere_below_the_root_should_be_refused_naming_it() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let outside = tempfile::tempdir().expect("tempdir");
+        let root = root.path().canonicalize().expect("resolve");
+        let layout = Layout::new(&root);
+        let paths = [layout.config(), layout.state_dir(), layout.binary()];
+        assert!(refuse_symlinks(&root, &paths).is_ok(), "nothing there yet");
+        fs::create_dir_all(root.join("var/lib")).expect("mkdir");
+        std::os::unix::fs::symlink(outside.path(), layout.state_dir()).expect("link");
+        let error = refuse_symlinks(&root, &paths).expect_err("a linked state directory");
+        assert!(
+            error.to_string().starts_with(&format!(
+                "{} is a symbolic link, which could lead out of --root {}",
+                layout.state_dir().display(),
+                root.display()
+            )),
+            "{error}"
+        );
+        std::os::unix::fs::symlink(outside.path(), root.join("etc")).expect("link");
+        let error = refuse_symlinks(&root, &[layout.config()]).expect_err("a linked /etc");
+        assert!(error
+            .to_string()
+            .starts_with(&format!("{} is", root.join("etc").display())));
+        assert!(refuse_symlinks(Path::new("/"), &[PathBuf::from("/etc/majortom")]).is_ok());
     }
 
     #[test]

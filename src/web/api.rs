@@ -14,7 +14,8 @@ use serde_json::json;
 use crate::command::{Action, Origin};
 use crate::hub::HubEvent;
 use crate::vocab::Component;
-use crate::web::auth::refusal;
+use crate::web::auth::{refusal, Need};
+use crate::web::clients::ClientIp;
 use crate::web::errors::error;
 use crate::web::views::{health_view, history_points, EntityView, NodeView, StateView};
 use crate::web::AppState;
@@ -94,10 +95,11 @@ struct OutputRequest {
 pub async fn set_output(
     State(state): State<AppState>,
     Path(name): Path<String>,
+    client: Option<axum::Extension<ClientIp>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if let Some(refused) = refusal(&state, &headers) {
+    if let Some(refused) = refusal(&state, &headers, client.map(|c| c.0 .0), Need::Token) {
         return refused;
     }
     let Some((commands, component)) = state

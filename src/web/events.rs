@@ -21,6 +21,7 @@ use tokio::sync::broadcast;
 use tokio::time::{Interval, MissedTickBehavior};
 
 use crate::hub::HubEvent;
+use crate::web::clients::{ClientIp, Slot};
 use crate::web::errors::error;
 use crate::web::views::{health_view, history_points, EntityView};
 use crate::web::AppState;
@@ -28,6 +29,9 @@ use crate::web::AppState;
 /// More open streams than this are refused: each holds a little memory and a
 /// socket, and a Pi Zero has few of both.
 pub const MAX_CLIENTS: usize = 32;
+/// Open streams one client address may hold (a browser with a few tabs),
+/// so that one client cannot take them all.
+pub const MAX_CLIENTS_PER_IP: usize = 8;
 const HEALTH_EVERY: Duration = Duration::from_secs(5);
 
 /// Counts open streams; the count drops when a stream is dropped.
@@ -54,9 +58,23 @@ struct Feed {
     snapshot_due: bool,
     health: Interval,
     _slot: ClientSlot,
+    /// The client's place (none without a known address).
+    _client_slot: Option<Slot>,
 }
 
-pub async fn events(State(state): State<AppState>) -> Response {
+pub async fn events(State(state): State<AppState>, client: Option<axum::Extension<ClientIp>>) -> Response {
+    let client_slot = match client {
+        Some(client) => match state.sse_per_client.take(client.0 .0) {
+            Some(slot) => Some(slot),
+            None => {
+                return error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "too many open dashboards from this address; close one and retry",
+                )
+            }
+        },
+        None => None,
+    };
     let Some(slot) = ClientSlot::take(&state.sse_clients) else {
         return error(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -72,6 +90,7 @@ pub async fn events(State(state): State<AppState>) -> Response {
         snapshot_due: true,
         health,
         _slot: slot,
+        _client_slot: client_slot,
     };
     Sse::new(stream(feed)).keep_alive(KeepAlive::default()).into_response()
 }

@@ -3,22 +3,25 @@
 //!
 //! Reads the hub and the agent status and sends [`Command`]s to their
 //! targets; never touches hardware or MQTT. State changes need the token
-//! (`auth.rs`). The simulated backend's panel (`crate::sim_panel`) is
-//! routed when there is one, through the [`SimPanel`] trait: it needs no
-//! token (no hardware behind it), and this module does not know what is
-//! behind it.
+//! (`auth.rs`, which also throttles wrong tokens per client). The simulated
+//! backend's panel (`crate::sim_panel`) is routed when there is one,
+//! through the [`SimPanel`] trait: flipping its inputs needs the token
+//! whenever one is set (automations run on them), and this module does not
+//! know what is behind it.
 //! Handlers are in `api.rs`, the JSON they show in `views.rs`. Every error
-//! under `/api/` is JSON (`errors.rs`). The server
-//! loop (`server.rs`) times out slow clients and caps connections; it stops
-//! accepting on cancellation, and every event stream ends then too, so the
-//! stop never hangs on an open dashboard. No CORS headers are sent: another
-//! origin's page can neither read the API nor send it the token.
+//! under `/api/` is JSON (`errors.rs`). The server loop (`server.rs`) times
+//! out slow clients, caps connections (per client too, `clients.rs`),
+//! checks the `Host` and adds the security headers; it stops accepting on
+//! cancellation, and every event stream ends then too, so the stop never
+//! hangs on an open dashboard. No CORS headers are sent: another origin's
+//! page can neither read the API nor send it the token.
 //!
 //! [`Command`]: crate::command::Command
 
 pub mod api;
 mod assets;
 mod auth;
+pub mod clients;
 pub mod errors;
 mod events;
 mod metrics;
@@ -32,7 +35,7 @@ use std::sync::Arc;
 use axum::body::Bytes;
 use axum::extract::DefaultBodyLimit;
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use axum::routing::{get, post, put, MethodRouter};
 use axum::Router;
@@ -45,7 +48,9 @@ use crate::config::Secret;
 use crate::hub::Hub;
 use crate::status::AgentStatus;
 
-pub use server::Limits;
+pub use server::{Limits, MAX_CONNECTIONS, MAX_CONNECTIONS_PER_IP};
+
+use clients::{AllowedHosts, ClientIp, PerIp, TokenFailures};
 
 /// Request bodies are tiny JSON objects; anything bigger is refused.
 const MAX_BODY_BYTES: usize = 4096;
@@ -66,6 +71,12 @@ pub struct AppState {
     pub shutdown: CancellationToken,
     /// Open event streams, capped (`events::MAX_CLIENTS`) and exported.
     pub sse_clients: Arc<AtomicUsize>,
+    /// Open event streams per client (`events::MAX_CLIENTS_PER_IP`).
+    pub sse_per_client: Arc<PerIp>,
+    /// Wrong tokens per client (`auth.rs`); a std mutex held only to count.
+    pub token_failures: Arc<std::sync::Mutex<TokenFailures>>,
+    /// The names a request's `Host` may give (`server.rs`).
+    pub allowed_hosts: Arc<AllowedHosts>,
     /// The last `/api/state` body and the hub version it shows.
     pub state_cache: Arc<std::sync::Mutex<Option<(u64, axum::body::Bytes)>>>,
 }
@@ -86,8 +97,18 @@ impl AppState {
             token: token.map(Arc::new),
             shutdown: CancellationToken::new(),
             sse_clients: Arc::new(AtomicUsize::new(0)),
+            sse_per_client: PerIp::new(events::MAX_CLIENTS_PER_IP),
+            token_failures: Arc::new(std::sync::Mutex::new(TokenFailures::default())),
+            allowed_hosts: Arc::new(AllowedHosts::default()),
             state_cache: Arc::new(std::sync::Mutex::new(None)),
         }
+    }
+
+    /// The names a request's `Host` may give (`config::WebConfig::allowed_hosts`);
+    /// without this only `localhost` and the address connected to.
+    pub fn with_allowed_hosts(mut self, hosts: Vec<String>) -> AppState {
+        self.allowed_hosts = Arc::new(AllowedHosts::new(hosts));
+        self
     }
 }
 
@@ -100,7 +121,18 @@ pub trait SimPanel: Send + Sync {
     fn pins(&self) -> Response;
 }
 
-async fn sim_input(State(state): State<AppState>, Path(name): Path<String>, body: Bytes) -> Response {
+/// Flipping a simulated input fires automations (their MQTT messages are
+/// real), so it needs the token whenever one is set.
+async fn sim_input(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    client: Option<axum::Extension<ClientIp>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if let Some(refused) = auth::refusal(&state, &headers, client.map(|c| c.0 .0), auth::Need::TokenIfSet) {
+        return refused;
+    }
     match &state.sim_panel {
         Some(panel) => panel.set_input(&name, &body),
         None => errors::error(StatusCode::NOT_FOUND, "the GPIO backend is not simulated"),
@@ -191,8 +223,9 @@ pub async fn serve_with(listener: TcpListener, state: AppState, limits: Limits, 
         cancel.cancelled().await;
         streams.cancel();
     };
+    let hosts = state.allowed_hosts.clone();
     tokio::join!(
-        server::run(listener, router(state), limits, cancel.clone()),
+        server::run(listener, router(state), hosts, limits, cancel.clone()),
         end_streams
     );
 }

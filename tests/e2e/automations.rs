@@ -389,3 +389,140 @@ fn the_readme_should_show_exactly_the_tested_examples() {
         );
     }
 }
+
+/// A door input, a relay, and one automation that toggles the relay and
+/// then waits `delay_s`, with `mode` (TOML lines) as given.
+fn door_and_relay(mode: &str, delay_s: u32) -> String {
+    format!(
+        "[[inputs]]\nname = \"door\"\npin = 17\ndebounce_ms = 0\n\n[[outputs]]\nname = \"relay\"\npin = 27\n\n[[automations]]\nname = \"door_toggles_relay\"\ntrigger = {{ input = \"door\" }}\nactions = [{{ output = \"relay\", set = \"toggle\" }}, {{ delay_s = {delay_s} }}]\n{mode}"
+    )
+}
+
+fn live_tasks() -> usize {
+    tokio::runtime::Handle::current().metrics().num_alive_tasks()
+}
+
+/// Reproduction 7: 300 input flips left 300 live tasks (each run of an
+/// automation with a delay was a task of its own, without a bound). The
+/// default mode is single: a trigger while a run goes on is dropped.
+#[tokio::test(start_paused = true)]
+async fn three_hundred_flips_should_not_leave_three_hundred_runs() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = offline_config(&door_and_relay("", 60), dir.path(), "[system]\nenabled = false\n");
+    let agent = majortom::app::start(config).await.expect("starts");
+    let sim = agent.sim.clone().expect("sim");
+    pass(0.1).await;
+    let idle = live_tasks();
+    for flip in 0..300 {
+        sim.set_input(17, flip % 2 == 1).expect("claimed");
+        pass(0.01).await;
+    }
+    let piled_up = live_tasks().saturating_sub(idle);
+    println!("reproduction 7: 300 input flips left {piled_up} live tasks");
+    assert!(piled_up <= 1, "{piled_up} runs piled up");
+    assert_eq!(sim.output_writes(27), 1 + 1, "the initial state, then one run's toggle");
+    // Once the run is over, nothing of it is left.
+    pass(61.0).await;
+    assert!(live_tasks() <= idle, "{} live tasks, {idle} when idle", live_tasks());
+    agent.stop().await;
+}
+
+/// Five triggers a second apart on an automation that toggles the relay
+/// and waits 10 s: how many runs each mode starts, and how many are live
+/// at once.
+#[tokio::test(start_paused = true)]
+async fn each_mode_should_bound_an_automations_runs_as_it_says() {
+    for (mode, toggles, most_live) in [
+        ("", 1, 1),
+        ("mode = \"single\"\n", 1, 1),
+        ("mode = \"restart\"\n", 5, 1),
+        ("mode = \"queued\"\nmax = 3\n", 3, 1),
+        ("mode = \"parallel\"\nmax = 2\n", 2, 2),
+        ("mode = \"parallel\"\n", 5, 5),
+    ] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = offline_config(&door_and_relay(mode, 10), dir.path(), "[system]\nenabled = false\n");
+        let agent = majortom::app::start(config).await.expect("starts");
+        let sim = agent.sim.clone().expect("sim");
+        pass(0.1).await;
+        let idle = live_tasks();
+        let writes = sim.output_writes(27);
+        let mut live = 0;
+        for flip in 0..5 {
+            sim.set_input(17, flip % 2 == 1).expect("claimed");
+            pass(1.0).await;
+            live = live.max(live_tasks().saturating_sub(idle));
+        }
+        // Queued runs follow each other: all of them are over in 30 s.
+        pass(40.0).await;
+        assert_eq!(sim.output_writes(27) - writes, toggles, "{mode:?}");
+        assert_eq!(live, most_live, "{mode:?}");
+        agent.stop().await;
+    }
+}
+
+/// The Restart button leaves every output as it is: no safe state on the
+/// way down, no initial state on the way up (issue 15). Main switched the
+/// relay off twice (its safe state, then its initial state).
+#[tokio::test(flavor = "multi_thread")]
+async fn the_restart_button_should_leave_the_outputs_as_they_are() {
+    let broker = Broker::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let extra = format!(
+        "[system]\nenabled = false\n\n[gpio]\nbackend = \"sim\"\nstate_file = \"{}\"\n\n[[outputs]]\nname = \"relay\"\npin = 27\n\n[[outputs]]\nname = \"lamp\"\npin = 22\ninitial = \"on\"\nsafe_state = \"on\"\n",
+        dir.path().join("outputs.json").display(),
+    );
+    let agent = Agent::start(&test_config("keep", broker.port, &extra)).await;
+    let observer = Observer::connect(broker.port, "majortom/keep/#").await;
+    for (output, set) in [("relay", "ON"), ("lamp", "OFF")] {
+        observer
+            .publish(&format!("majortom/keep/{output}/set"), set, false)
+            .await;
+        observer
+            .wait_for_message(&format!("majortom/keep/{output}/state"), Duration::from_secs(5), |m| {
+                m.payload == set && !m.retain
+            })
+            .await;
+    }
+    observer.clear();
+    observer.publish("majortom/keep/restart/set", "PRESS", false).await;
+    observer
+        .wait_for_message("majortom/keep/status", Duration::from_secs(10), |m| {
+            m.payload == "offline"
+        })
+        .await;
+    observer
+        .wait_for_message("majortom/keep/status", Duration::from_secs(10), |m| {
+            m.payload == "online"
+        })
+        .await;
+    // The new process publishes every state once it is online.
+    let states = |messages: &[crate::support::Message]| {
+        let online = messages
+            .iter()
+            .position(|m| m.topic == "majortom/keep/status" && m.payload == "online")
+            .expect("online");
+        let state = |output: &str| {
+            messages[online..]
+                .iter()
+                .find(|m| m.topic == format!("majortom/keep/{output}/state"))
+                .map(|m| m.payload.clone())
+        };
+        state("relay").zip(state("lamp"))
+    };
+    let after = wait_for("both states from the new process", Duration::from_secs(10), || {
+        states(&observer.messages())
+    })
+    .await;
+    assert_eq!(after, ("ON".to_owned(), "OFF".to_owned()), "kept as they were");
+    let messages = observer.messages();
+    let switched: Vec<_> = messages
+        .iter()
+        .filter(|m| {
+            (m.topic == "majortom/keep/relay/state" && m.payload != "ON")
+                || (m.topic == "majortom/keep/lamp/state" && m.payload != "OFF")
+        })
+        .collect();
+    assert!(switched.is_empty(), "outputs switched on the way: {switched:?}");
+    assert!(agent.log().contains("outputs kept as they were before the restart"));
+}

@@ -47,6 +47,19 @@ fn check_should_accept_what_init_prints_and_describe_it() {
         stdout.contains("cpu_usage") && stdout.contains("config is valid"),
         "{stdout}"
     );
+    // The printed config has a new random token (the controls are never
+    // open), said once on stderr without repeating it.
+    assert!(stdout.contains("web: changes need the token"), "{stdout}");
+    assert!(stderr(&init).contains("web.token in this config is a new random token"));
+    let token_line = String::from_utf8_lossy(&init.stdout)
+        .lines()
+        .find(|l| l.starts_with("token = \""))
+        .map(str::to_owned)
+        .expect("a token line");
+    assert!(
+        !String::from_utf8_lossy(&majortom(&["init"]).stdout).contains(&token_line),
+        "each init its own token"
+    );
 }
 
 #[test]
@@ -54,7 +67,22 @@ fn init_output_should_refuse_to_overwrite_an_existing_file() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("majortom.toml");
     let path_str = path.to_str().expect("utf-8");
-    assert!(majortom(&["init", "--output", path_str]).status.success());
+    let first = majortom(&["init", "--output", path_str]);
+    assert!(first.status.success());
+    // Written 0600 (it holds the token), which is said once, with the file.
+    let written = std::fs::read_to_string(&path).expect("read");
+    let token = written
+        .lines()
+        .find_map(|l| l.strip_prefix("token = \""))
+        .and_then(|rest| rest.strip_suffix('"'))
+        .expect("a token");
+    assert_eq!(
+        stderr(&first).trim_end(),
+        format!("wrote {path_str} (mode 0600); its web.token, which the dashboard's controls and the API ask for, is {token}")
+    );
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&path).expect("stat").permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
     std::fs::write(&path, "# mine\n").expect("write");
     let second = majortom(&["init", "--output", path_str]);
     assert!(!second.status.success());
@@ -148,6 +176,30 @@ async fn run_with_a_wrong_type_should_exit_non_zero_naming_file_line_and_key() {
         ],
     )
     .await;
+}
+
+/// Reproduction 6 of issue 15: a config error echoed its whole line into
+/// the journal, the password on it included.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_config_error_should_never_show_a_password_or_token() {
+    let secret = "hunter2-correct-horse";
+    for config in [
+        format!("mqtt = {{ port = MQTT_PORT, keepalive_s = 1, password = \"{secret}\" }}\n"),
+        format!("[mqtt]\nport = MQTT_PORT\npassword = \"{secret}\" = \"the broker's\"\n"),
+        format!("[mqtt]\nport = MQTT_PORT\npassword = \"{secret}\n"),
+        format!("[mqtt]\nport = MQTT_PORT\n[web]\ntoken = \"{secret}\" x\n"),
+    ] {
+        assert_run_rejects(&config, &["majortom.toml: line ", "***"]).await;
+        let mut agent = Agent::spawn(&config.replace("MQTT_PORT", "1883"), &[]);
+        agent.wait_exit(Duration::from_secs(10)).await.expect("exits");
+        assert!(!agent.log().contains(secret), "{}", agent.log());
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("majortom.toml");
+        std::fs::write(&path, config.replace("MQTT_PORT", "1883")).expect("write");
+        let check = majortom(&["check", "--config", path.to_str().expect("utf-8")]);
+        assert_eq!(check.status.code(), Some(2));
+        assert!(!stderr(&check).contains(secret), "{}", stderr(&check));
+    }
 }
 
 /// `doctor` against a real broker on a machine with no GPIO chip: all is

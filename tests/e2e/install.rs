@@ -145,9 +145,25 @@ fn install_should_place_every_file_with_its_mode_create_the_user_and_enable_the_
         "nothing to keep on a first install"
     );
 
+    // The config is what `init` prints, each with its own new web token,
+    // which install prints once, saying where it is kept.
     let init = run(&built(), &["init"]);
     assert!(init.status.success());
-    assert_eq!(root.read("/etc/majortom/majortom.toml"), init.stdout);
+    let installed = text(&root.read("/etc/majortom/majortom.toml"));
+    let token = token_of(&installed);
+    assert_ne!(token, token_of(&text(&init.stdout)), "each fresh config has its own");
+    assert_eq!(
+        installed.replace(&token, "T"),
+        text(&init.stdout).replace(&token_of(&text(&init.stdout)), "T")
+    );
+    assert!(
+        stdout.contains(&format!(
+            "web token: {token} (the dashboard's controls and the API ask for it; it is kept as web.token in {})",
+            root.path("/etc/majortom/majortom.toml").display()
+        )),
+        "{stdout}"
+    );
+    assert_eq!(stdout.matches(&token).count(), 1, "printed once: {stdout}");
     assert_eq!(root.mode("/etc/majortom/majortom.toml"), 0o640);
     assert_eq!(root.mode("/etc/majortom"), 0o755);
 
@@ -501,4 +517,91 @@ fn installed_unit_should_pass_systemd_analyze_verify_and_security_at_most_2() {
         .unwrap_or_else(|| panic!("no overall exposure level in: {report}"));
     println!("systemd-analyze security: overall exposure level for majortom.service: {score}");
     assert!(score <= 2.0, "exposure {score} > 2.0:\n{report}");
+}
+
+/// The `web.token` a fresh config holds: 32 hex digits.
+fn token_of(config: &str) -> String {
+    let token = config
+        .lines()
+        .find_map(|l| l.strip_prefix("token = \""))
+        .and_then(|rest| rest.strip_suffix('"'))
+        .unwrap_or_else(|| panic!("no token line in\n{config}"));
+    assert!(
+        token.len() == 32 && token.bytes().all(|c| c.is_ascii_hexdigit()),
+        "{token}"
+    );
+    token.to_owned()
+}
+
+/// Every file below `dir` with its contents (a link: where it points).
+fn tree(dir: &Path) -> std::collections::BTreeMap<PathBuf, Vec<u8>> {
+    let mut files = std::collections::BTreeMap::new();
+    let mut dirs = vec![dir.to_owned()];
+    while let Some(next) = dirs.pop() {
+        for entry in fs::read_dir(&next).expect("list").flatten() {
+            let path = entry.path();
+            let kind = entry.file_type().expect("stat");
+            if kind.is_dir() {
+                dirs.push(path.clone());
+                files.insert(path, Vec::new());
+            } else if kind.is_symlink() {
+                let target = fs::read_link(&path).expect("read link");
+                files.insert(path, target.into_os_string().into_encoded_bytes());
+            } else {
+                files.insert(path.clone(), fs::read(&path).expect("read"));
+            }
+        }
+    }
+    files
+}
+
+/// Reproduction 8 of issue 15: `install --root DIR` followed symbolic links
+/// out of DIR, and `uninstall --purge` then deleted files outside it. Now a
+/// link below the root is refused, naming it, before anything changes.
+#[test]
+fn install_and_uninstall_should_never_leave_the_root_through_a_symlink() {
+    let root = Root::new();
+    let outside = tempfile::tempdir().expect("tempdir");
+    for (path, contents) in [
+        ("etc/majortom/majortom.toml", "# someone else's config\n"),
+        ("etc/passwd", "root:x:0:0::/root:/bin/sh\n"),
+        ("var/lib/majortom/outputs.json", "{\"outputs\": {}}\n"),
+    ] {
+        let path = outside.path().join(path);
+        fs::create_dir_all(path.parent().expect("dir")).expect("mkdir");
+        fs::write(&path, contents).expect("write");
+    }
+    for top in ["etc", "var"] {
+        std::os::unix::fs::symlink(outside.path().join(top), root.path(top)).expect("link");
+    }
+    let before = tree(outside.path());
+    let install = root.run(&built(), "install", &["--no-start"]);
+    let uninstall = root.run(&built(), "uninstall", &["--purge"]);
+    let after = tree(outside.path());
+    let touched = before
+        .keys()
+        .chain(after.keys())
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .filter(|path| before.get(*path) != after.get(*path))
+        .count();
+    println!("reproduction 8: install and uninstall --purge touched {touched} files outside the root");
+    assert_eq!(touched, 0, "before {before:#?}\nafter {after:#?}");
+    for (command, output) in [("install", install), ("uninstall", uninstall)] {
+        assert!(!output.status.success(), "{command} went through the links");
+        let stderr = text(&output.stderr);
+        assert!(
+            stderr.contains(&format!(
+                "{} is a symbolic link, which could lead out of --root",
+                root.dir.path().canonicalize().expect("resolve").join("etc").display()
+            )),
+            "{command}: {stderr}"
+        );
+    }
+    // Without the links, the same root installs.
+    for top in ["etc", "var"] {
+        fs::remove_file(root.path(top)).expect("unlink");
+    }
+    root.install(&built());
+    root.run_ok(&built(), "uninstall", &["--purge"]);
 }

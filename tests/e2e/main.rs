@@ -10,7 +10,9 @@
 //! - `gpio`: inputs, outputs and sensors on the simulated backend: edges,
 //!   commands, pulses, safe states, restore, discovery of every kind.
 //! - `automations`: the README's examples with the broker away, in paused
-//!   time; automation switches and device buttons over MQTT.
+//!   time; automation modes (300 flips no longer leave 300 runs);
+//!   automation switches and device buttons over MQTT; Restart keeps the
+//!   outputs as they are.
 //! - `faults`: 20 broker restarts, a silent partition, commands queued
 //!   while reconnecting, failing GPIO pins, kill -9 during state writes.
 //! - `tls`: TLS with the right and a wrong CA, client certificates, a
@@ -18,6 +20,10 @@
 //! - `notify`: systemd readiness, watchdog pings and stopping (sd_notify).
 //! - `web`: /metrics through promtool, HTTP without MQTT, stopping with open
 //!   event streams.
+//! - `hostile`: issue 15's reproductions from the LAN and the broker: a
+//!   dashboard lock-out, a forged and flooded log, sim inputs without the
+//!   token, DNS rebinding, 5,000 TOGGLEs on a relay with a switch interval
+//!   (install's symlinks are in `install`, 300 flips in `automations`).
 //! - `arm`: the static ARM builds under qemu-user (ignored by plain `cargo
 //!   test`; `scripts/test.sh` builds them and runs these too).
 //! - `dist`: the release archives from `cross/dist.sh` (ignored likewise):
@@ -42,6 +48,7 @@ mod dist;
 mod emulated_pi;
 mod faults;
 mod gpio;
+mod hostile;
 mod install;
 mod lifecycle;
 mod notify;
