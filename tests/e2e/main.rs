@@ -24,6 +24,10 @@
 //!   checksums, entries, contents, and the x86_64 one unpacked and installed.
 //! - `install`: `install`, `uninstall`, `rollback` into a temporary root,
 //!   and the installed unit through `systemd-analyze verify` and `security`.
+//! - `update`: `majortom update` into a temporary root with a stand-in for
+//!   systemctl: a good binary, one rolled back, refusals (checksum,
+//!   architecture, plain HTTP), a release archive over HTTPS with
+//!   `SHA256SUMS`.
 //! - `browser`: the dashboard and the API page in a real headless Chromium
 //!   (chromedriver, `support/webdriver.rs`): cards, live updates, controls
 //!   with the token, read-only, an agent restart, screenshots.
@@ -44,4 +48,5 @@ mod notify;
 mod reconnect;
 mod sysfs;
 mod tls;
+mod update;
 mod web;
