@@ -198,11 +198,39 @@ fn follow(url: &Url, location: &str, insecure: bool) -> Result<Url, HttpError> {
     Ok(next)
 }
 
-/// A connection, plain or TLS.
-trait Stream: Read + Write {}
-impl<T: Read + Write> Stream for T {}
+/// A connection, plain or TLS. An enum, not a `dyn Read + Write`: a trait
+/// object would compile every default `Read` method for both kinds.
+enum Stream {
+    Plain(TcpStream),
+    Tls(Box<StreamOwned<ClientConnection, TcpStream>>),
+}
 
-fn connect(url: &Url, fetch: &Fetch<'_>, tls: &mut Option<Arc<ClientConfig>>) -> Result<Box<dyn Stream>, HttpError> {
+impl Read for Stream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Stream::Plain(tcp) => tcp.read(buf),
+            Stream::Tls(tls) => tls.read(buf),
+        }
+    }
+}
+
+impl Write for Stream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Stream::Plain(tcp) => tcp.write(buf),
+            Stream::Tls(tls) => tls.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Stream::Plain(tcp) => tcp.flush(),
+            Stream::Tls(tls) => tls.flush(),
+        }
+    }
+}
+
+fn connect(url: &Url, fetch: &Fetch<'_>, tls: &mut Option<Arc<ClientConfig>>) -> Result<Stream, HttpError> {
     let host = &url.host;
     let addrs = (host.as_str(), url.port)
         .to_socket_addrs()
@@ -230,7 +258,7 @@ fn connect(url: &Url, fetch: &Fetch<'_>, tls: &mut Option<Arc<ClientConfig>>) ->
     tcp.set_read_timeout(Some(io_timeout)).map_err(connect_error)?;
     tcp.set_write_timeout(Some(io_timeout)).map_err(connect_error)?;
     if !url.https {
-        return Ok(Box::new(tcp));
+        return Ok(Stream::Plain(tcp));
     }
     let config = match tls {
         Some(config) => config.clone(),
@@ -241,7 +269,7 @@ fn connect(url: &Url, fetch: &Fetch<'_>, tls: &mut Option<Arc<ClientConfig>>) ->
         host: host.clone(),
         source,
     })?;
-    Ok(Box::new(StreamOwned::new(connection, tcp)))
+    Ok(Stream::Tls(Box::new(StreamOwned::new(connection, tcp))))
 }
 
 fn client_config(ca_file: &Path) -> Result<Arc<ClientConfig>, HttpError> {
@@ -275,17 +303,13 @@ enum Answer {
     Redirect(String),
 }
 
-/// One request and its answer on a fresh connection.
-fn exchange(mut stream: Box<dyn Stream>, url: &Url, limit: usize) -> Result<Answer, HttpError> {
-    let io_error = |source: io::Error| match source.get_ref().and_then(|e| e.downcast_ref::<rustls::Error>()) {
-        Some(tls) => HttpError::Tls {
-            host: url.host.clone(),
-            source: tls.clone(),
-        },
-        None => HttpError::Io {
-            host: url.host.clone(),
-            source,
-        },
+/// One request and its answer on a fresh connection. A TLS failure comes
+/// as an I/O error whose message is rustls's ("invalid peer certificate:
+/// UnknownIssuer").
+fn exchange(mut stream: Stream, url: &Url, limit: usize) -> Result<Answer, HttpError> {
+    let io_error = |source: io::Error| HttpError::Io {
+        host: url.host.clone(),
+        source,
     };
     let request = format!(
         "GET {} HTTP/1.1\r\nHost: {}\r\nUser-Agent: majortom/{}\r\nAccept: */*\r\nConnection: close\r\n\r\n",
@@ -323,53 +347,78 @@ fn exchange(mut stream: Box<dyn Stream>, url: &Url, limit: usize) -> Result<Answ
     let chunked = head
         .header("transfer-encoding")
         .is_some_and(|te| te.to_ascii_lowercase().contains("chunked"));
-    let body = if chunked {
-        read_chunked(&mut reader, limit)
-            .map_err(io_error)?
-            .ok_or_else(too_large)?
+    let mut body = Vec::new();
+    if chunked {
+        if !read_chunked(&mut reader, &mut body, limit).map_err(io_error)? {
+            return Err(too_large());
+        }
     } else if let Some(length) = head.header("content-length") {
         let length: usize = length.parse().map_err(|_| malformed("bad Content-Length"))?;
         if length > limit {
             return Err(too_large());
         }
-        let mut body = Vec::with_capacity(length);
-        reader
-            .by_ref()
-            .take(length as u64)
-            .read_to_end(&mut body)
-            .map_err(io_error)?;
-        if body.len() != length {
+        if append(&mut reader, &mut body, length).map_err(io_error)? != length {
             return Err(malformed("body shorter than its Content-Length"));
         }
-        body
     } else {
         // Until the server closes: over TLS, rustls reports a close without
         // close_notify as an error, so a cut-off body cannot pass for whole.
-        let mut body = Vec::new();
-        reader
-            .by_ref()
-            .take(limit as u64 + 1)
-            .read_to_end(&mut body)
-            .map_err(io_error)?;
-        if body.len() > limit {
+        if append(&mut reader, &mut body, limit + 1).map_err(io_error)? > limit {
             return Err(too_large());
         }
-        body
-    };
+    }
     Ok(Answer::Body(body))
+}
+
+/// Appends up to `count` bytes to `out`, fewer if the stream ends first;
+/// how many. The one read loop of this client (each `Read` adapter would
+/// compile its own).
+fn append<R: Read>(reader: &mut BufReader<R>, out: &mut Vec<u8>, count: usize) -> io::Result<usize> {
+    let mut appended = 0;
+    while appended < count {
+        let available = reader.fill_buf()?;
+        if available.is_empty() {
+            break;
+        }
+        let take = available.len().min(count - appended);
+        out.extend_from_slice(&available[..take]);
+        reader.consume(take);
+        appended += take;
+    }
+    Ok(appended)
+}
+
+/// Appends one line (through its `\n`) to `out`, at most `max` bytes;
+/// false when the stream ended or the line is longer.
+fn read_line<R: Read>(reader: &mut BufReader<R>, out: &mut Vec<u8>, max: usize) -> io::Result<bool> {
+    let start = out.len();
+    loop {
+        let available = reader.fill_buf()?;
+        if available.is_empty() {
+            return Ok(false);
+        }
+        let (take, done) = match available.iter().position(|b| *b == b'\n') {
+            Some(at) => (at + 1, true),
+            None => (available.len(), false),
+        };
+        out.extend_from_slice(&available[..take]);
+        reader.consume(take);
+        if out.len() - start > max {
+            return Ok(false);
+        }
+        if done {
+            return Ok(true);
+        }
+    }
 }
 
 /// The bytes up to the blank line that ends the head; `None` when the
 /// connection ends first or the head is too big.
-fn read_head(reader: &mut impl BufRead) -> io::Result<Option<Vec<u8>>> {
+fn read_head<R: Read>(reader: &mut BufReader<R>) -> io::Result<Option<Vec<u8>>> {
     let mut head = Vec::new();
     loop {
         let before = head.len();
-        let read = reader
-            .by_ref()
-            .take(MAX_HEAD_BYTES as u64)
-            .read_until(b'\n', &mut head)?;
-        if read == 0 || head.len() > MAX_HEAD_BYTES {
+        if !read_line(reader, &mut head, MAX_HEAD_BYTES - before)? {
             return Ok(None);
         }
         let line = &head[before..];
@@ -379,13 +428,15 @@ fn read_head(reader: &mut impl BufRead) -> io::Result<Option<Vec<u8>>> {
     }
 }
 
-/// A chunked body; `None` when it grows past `limit`.
-fn read_chunked(reader: &mut impl BufRead, limit: usize) -> io::Result<Option<Vec<u8>>> {
+/// A chunked body, appended to `body`; false when it grows past `limit`.
+fn read_chunked<R: Read>(reader: &mut BufReader<R>, body: &mut Vec<u8>, limit: usize) -> io::Result<bool> {
     let malformed = |what: &str| io::Error::new(io::ErrorKind::InvalidData, format!("bad chunked body: {what}"));
-    let mut body = Vec::new();
+    let mut line = Vec::new();
     loop {
-        let mut line = Vec::new();
-        reader.by_ref().take(1024).read_until(b'\n', &mut line)?;
+        line.clear();
+        if !read_line(reader, &mut line, 1024)? {
+            return Err(malformed("size line"));
+        }
         let text = std::str::from_utf8(&line).map_err(|_| malformed("size line"))?;
         let size = text.split(';').next().unwrap_or("").trim();
         let size = usize::from_str_radix(size, 16).map_err(|_| malformed("size line"))?;
@@ -393,24 +444,17 @@ fn read_chunked(reader: &mut impl BufRead, limit: usize) -> io::Result<Option<Ve
             // Trailers, up to the blank line.
             loop {
                 line.clear();
-                let read = reader.by_ref().take(1024).read_until(b'\n', &mut line)?;
-                if read == 0 || line == b"\r\n" || line == b"\n" {
-                    return Ok(Some(body));
+                if !read_line(reader, &mut line, 1024)? || line == b"\r\n" || line == b"\n" {
+                    return Ok(true);
                 }
             }
         }
         if body.len().saturating_add(size) > limit {
-            return Ok(None);
+            return Ok(false);
         }
-        let before = body.len();
-        reader.by_ref().take(size as u64).read_to_end(&mut body)?;
-        if body.len() - before != size {
-            return Err(malformed("cut off"));
-        }
-        let mut end = [0u8; 2];
-        reader.read_exact(&mut end)?;
-        if end != *b"\r\n" {
-            return Err(malformed("no CRLF after a chunk"));
+        line.clear();
+        if append(reader, body, size)? != size || append(reader, &mut line, 2)? != 2 || line != b"\r\n" {
+            return Err(malformed("cut off, or no CRLF after a chunk"));
         }
     }
 }

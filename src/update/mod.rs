@@ -222,14 +222,10 @@ fn acquire(
                 path: path.clone(),
                 source,
             };
-            let file = fs::File::open(path).map_err(read_error)?;
-            let mut bytes = Vec::new();
-            file.take(limit as u64 + 1)
-                .read_to_end(&mut bytes)
-                .map_err(read_error)?;
-            if bytes.len() > limit {
+            if fs::metadata(path).map_err(read_error)?.len() > limit as u64 {
                 return Err(UpdateError::TooLarge { path: path.clone() });
             }
+            let bytes = fs::read(path).map_err(read_error)?;
             let name = path
                 .file_name()
                 .map_or_else(String::new, |n| n.to_string_lossy().into_owned());

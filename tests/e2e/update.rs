@@ -585,7 +585,10 @@ fn a_release_archive_over_https_should_be_checked_against_sha256sums_and_install
     );
     assert!(!untrusted.status.success());
     let stderr = text(&untrusted.stderr);
-    assert!(stderr.contains("TLS with 127.0.0.1 failed"), "{stderr}");
+    assert!(
+        stderr.contains("the download from 127.0.0.1 failed: invalid peer certificate"),
+        "{stderr}"
+    );
     assert_eq!(service.binary(), fs::read(binary()).expect("read built"));
 
     let output = service.update_with(
