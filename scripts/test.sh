@@ -39,6 +39,14 @@ apt_install openssl openssl
 # The browser tests drive Debian's headless Chromium through chromedriver.
 apt_install chromium chromium
 apt_install chromium-driver chromedriver
+# The emulated Raspberry Pi (tests/e2e/emulated_pi.rs): QEMU's raspi3b
+# machine, and cpio for its initramfs.
+apt_install qemu-system-arm qemu-system-aarch64
+apt_install cpio cpio
+
+say "emulated Pi: Debian's arm64 kernel and busybox (scripts/emulated-pi.sh)"
+MAJORTOM_EMULATED_PI=$(scripts/emulated-pi.sh) || die "could not fetch the emulated Pi's kernel and busybox"
+export MAJORTOM_EMULATED_PI
 
 python3 -c 'import venv, ensurepip' 2>/dev/null || apt_get_install python3-venv
 

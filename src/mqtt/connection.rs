@@ -29,6 +29,9 @@ pub enum ConnectionEvent {
     Connected,
     /// The connection broke; the driver is backing off.
     Disconnected,
+    /// An attempt failed before any connection, in words a user can act on
+    /// (`explain`); the driver backs off and tries again. For `doctor`.
+    Failed(String),
     /// A message on a subscribed topic.
     Message {
         topic: String,
@@ -118,6 +121,8 @@ pub async fn drive(
                 if was_connected {
                     status.set_mqtt_connected(false);
                     let _ = events.send(ConnectionEvent::Disconnected).await;
+                } else {
+                    let _ = events.try_send(ConnectionEvent::Failed(explanation));
                 }
                 tokio::time::sleep(delay).await;
                 continue;

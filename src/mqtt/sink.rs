@@ -42,15 +42,27 @@ pub struct Prepared {
 /// Builds the connection options (Last Will, credentials, TLS) and topics.
 pub fn prepare(config: &MqttConfig, node_id: &str) -> Result<Prepared, TlsError> {
     let topics = Topics::new(&config.base_topic, &config.discovery_prefix, node_id);
-    let mut options = MqttOptions::new(&config.client_id, &config.host, config.port);
-    options.set_keep_alive(config.keepalive);
+    let mut options = options(config, &config.client_id)?;
     // A persistent session: the broker keeps our subscriptions and queues
     // QoS 1 commands sent while we are reconnecting (discovery asks Home
     // Assistant for QoS 1), and delivers them once we are back. Everything
     // we publish is republished on connect anyway.
     options.set_clean_session(false);
-    options.set_max_packet_size(64 * 1024, 64 * 1024);
     options.set_last_will(LastWill::new(topics.status(), UNAVAILABLE, QoS::AtLeastOnce, true));
+    Ok(Prepared {
+        options,
+        topics,
+        broker: format!("{}:{}", config.host, config.port),
+    })
+}
+
+/// Broker, credentials and TLS as the config says, under `client_id`, with
+/// a clean session and no Last Will (`prepare` adds the agent's; `doctor`
+/// connects with these as they are).
+pub fn options(config: &MqttConfig, client_id: &str) -> Result<MqttOptions, TlsError> {
+    let mut options = MqttOptions::new(client_id, &config.host, config.port);
+    options.set_keep_alive(config.keepalive);
+    options.set_max_packet_size(64 * 1024, 64 * 1024);
     if let Some(credentials) = &config.credentials {
         options.set_credentials(&credentials.username, credentials.password.as_deref().unwrap_or(""));
     }
@@ -58,11 +70,7 @@ pub fn prepare(config: &MqttConfig, node_id: &str) -> Result<Prepared, TlsError>
         let client_config = tls::client_config(tls)?;
         options.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(client_config)));
     }
-    Ok(Prepared {
-        options,
-        topics,
-        broker: format!("{}:{}", config.host, config.port),
-    })
+    Ok(options)
 }
 
 /// Runs the sink until `cancel` fires, then publishes `offline` and
@@ -107,6 +115,8 @@ pub async fn run(
                 Some(ConnectionEvent::Connected) => SinkEvent::Connected,
                 Some(ConnectionEvent::Disconnected) => SinkEvent::Disconnected,
                 Some(ConnectionEvent::Message { topic, payload, retain }) => SinkEvent::Message { topic, payload, retain },
+                // The driver has logged it; `doctor` is who listens for it.
+                Some(ConnectionEvent::Failed(_)) => continue,
                 None => break,
             },
             change = changes.recv() => match change {

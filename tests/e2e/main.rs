@@ -22,6 +22,9 @@
 //!   test`; `scripts/test.sh` builds them and runs these too).
 //! - `dist`: the release archives from `cross/dist.sh` (ignored likewise):
 //!   checksums, entries, contents, and the x86_64 one unpacked and installed.
+//! - `emulated_pi`: the aarch64 build on QEMU's Raspberry Pi 3 with
+//!   Debian's arm64 kernel: the GPIO character device for real (outputs
+//!   seen by the kernel, busy lines, `doctor`). Ignored like `arm`.
 //! - `install`: `install`, `uninstall`, `rollback` into a temporary root,
 //!   and the installed unit through `systemd-analyze verify` and `security`.
 //! - `update`: `majortom update` into a temporary root with a stand-in for
@@ -40,6 +43,7 @@ mod browser;
 mod cli;
 mod discovery;
 mod dist;
+mod emulated_pi;
 mod faults;
 mod gpio;
 mod install;
