@@ -90,7 +90,9 @@ pub struct UsageError(String);
 pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, UsageError> {
     let mut args = args.into_iter().peekable();
     let subcommand = match args.peek().and_then(|a| a.to_str()) {
-        Some(name @ ("run" | "check" | "init" | "doctor" | "install" | "uninstall" | "rollback" | "update" | "help")) => {
+        Some(
+            name @ ("run" | "check" | "init" | "doctor" | "install" | "uninstall" | "rollback" | "update" | "help"),
+        ) => {
             let name = name.to_owned();
             args.next();
             name

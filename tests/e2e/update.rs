@@ -298,6 +298,45 @@ fn update_to_a_binary_that_exits_at_once_should_roll_back_by_itself_and_say_why(
     assert!(elapsed < Duration::from_secs(20), "{elapsed:?}");
 }
 
+#[test]
+fn update_to_a_binary_that_never_reports_ready_should_roll_back_when_the_timeout_ends() {
+    let service = Installed::running();
+    let dir = tempfile::tempdir().expect("tempdir");
+    // A real executable for this machine that starts and hangs: it never
+    // writes the ready file, so "systemd" keeps it `activating (start)`.
+    let source = dir.path().join("hang.c");
+    fs::write(&source, "#include <unistd.h>\nint main(void) { for (;;) pause(); }\n").expect("write hang.c");
+    let hanging = dir.path().join("majortom-hangs");
+    let cc = run(Command::new(find_program("cc", "gcc", &[]))
+        .arg("-o")
+        .arg(&hanging)
+        .arg(&source));
+    assert!(cc.status.success(), "cc: {}", text(&cc.stderr));
+
+    let started = Instant::now();
+    let output = service.update(&[&path_str(&hanging), "--timeout", "2"]);
+    let elapsed = started.elapsed();
+    let (stdout, stderr) = (text(&output.stdout), text(&output.stderr));
+    assert!(!output.status.success(), "the update must fail:\n{stdout}");
+    println!(
+        "update to a binary that hangs, rolled back after --timeout 2: {:.2} s end to end",
+        elapsed.as_secs_f64()
+    );
+    assert!(
+        stderr.contains("rolled back: it did not report READY within 2 s: activating (start)"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("The previous binary (majortom 0.1.0) runs again"),
+        "{stderr}"
+    );
+    // The whole --timeout was given before giving up.
+    assert!(elapsed >= Duration::from_secs(2), "{elapsed:?}");
+    assert_eq!(service.binary(), fs::read(binary()).expect("read built"));
+    assert_eq!(service.previous(), Some(fs::read(&hanging).expect("read hanging")));
+    assert!(service.healthy(), "the old binary serves again");
+}
+
 /// `update` with `args` must fail, saying `words`, and leave the service
 /// as it was: same binary, no `.prev`, no restart, the same process.
 fn assert_refused(service: &Installed, args: &[&str], words: &[&str]) {
@@ -344,10 +383,22 @@ fn a_wrong_checksum_should_be_refused_before_anything_changes() {
         &["has no line for `majortom-newer`"],
     );
     // The right one passes.
+    // The right one passes; with --no-start the running process is left
+    // alone (systemctl is not asked for anything) and runs the old build.
     let right = sha256_hex(&fs::read(&newer).expect("read"));
+    let (pid, calls) = (service.pid(), service.calls());
     let output = service.update(&[&path_str(&newer), "--sha256", &right, "--no-start"]);
+    let stdout = text(&output.stdout);
     assert!(output.status.success(), "{}", text(&output.stderr));
-    assert!(text(&output.stdout).contains("SHA-256 matches --sha256"));
+    assert!(stdout.contains("SHA-256 matches --sha256"), "{stdout}");
+    assert!(stdout.contains("installed, not restarted (--no-start)"), "{stdout}");
+    assert_eq!(service.binary(), fs::read(&newer).expect("read newer"));
+    assert_eq!(
+        (service.pid(), service.calls()),
+        (pid, calls),
+        "the service was touched"
+    );
+    assert!(service.healthy());
 }
 
 #[test]
