@@ -679,3 +679,26 @@ fn the_release_archive_check_should_refuse_a_damaged_download() {
     fs::write(&damaged, &archive).expect("write");
     assert_refused(&service, &[&path_str(&damaged)], &["the archive is damaged"]);
 }
+
+#[test]
+fn update_before_install_should_say_to_install_first_and_write_nothing() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let output = run(Command::new(binary()).args([
+        "update",
+        binary(),
+        &format!("--root={}", path_str(root.path())),
+        "--no-start",
+    ]));
+    let stderr = text(&output.stderr);
+    assert!(!output.status.success(), "{}", text(&output.stdout));
+    assert!(
+        stderr.contains("there is no installed binary")
+            && stderr.contains("install one first with `sudo ./majortom install`"),
+        "{stderr}"
+    );
+    assert_eq!(
+        fs::read_dir(root.path()).expect("read root").count(),
+        0,
+        "update wrote into the root"
+    );
+}
