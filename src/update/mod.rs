@@ -48,6 +48,9 @@ const POLL_EVERY: Duration = Duration::from_millis(200);
 const HEALTH_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 /// The CA file HTTPS servers are checked against, instead of the system's.
 pub const ENV_CA_FILE: &str = "SSL_CERT_FILE";
+/// Under `--root`, a stand-in for `systemctl` to restart and watch the
+/// service through (the e2e tests'); without it nothing is started.
+pub const ENV_ROOT_SYSTEMCTL: &str = "MAJORTOM_ROOT_SYSTEMCTL";
 
 /// Where the new binary comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -142,13 +145,17 @@ pub fn update(options: &Options, out: &mut dyn Write) -> Result<(), UpdateError>
     install::check_privileges("update", install::effective_uid(), &options.install)?;
     let root = install::resolve_root(options.install.root.as_deref())?;
     let layout = Layout::new(&root);
-    let service = match options.install.no_start {
-        true => None,
-        false => Some(Service {
-            systemctl: install::require_tool("systemctl", "update")?,
-            root_args: install::root_args(&options.install, &root),
-        }),
+    // Under `--root` nothing is started, as for `install` (systemd cannot
+    // restart a unit of an SD card image), unless a stand-in is named.
+    let systemctl = match (options.install.no_start, &options.install.root) {
+        (true, _) => None,
+        (false, Some(_)) => std::env::var_os(ENV_ROOT_SYSTEMCTL).map(PathBuf::from),
+        (false, None) => Some(install::require_tool("systemctl", "update")?),
     };
+    let service = systemctl.map(|systemctl| Service {
+        systemctl,
+        root_args: install::root_args(&options.install, &root),
+    });
     if fs::symlink_metadata(layout.binary()).is_err() {
         return Err(InstallError::NotInstalled { path: layout.binary() }.into());
     }
@@ -175,9 +182,13 @@ pub fn update(options: &Options, out: &mut dyn Write) -> Result<(), UpdateError>
 
     install::replace_binary(&layout, Contents::Bytes(&binary), out)?;
     let Some(service) = service else {
+        let why = match options.install.no_start {
+            true => "--no-start",
+            false => "nothing is started under --root",
+        };
         let _ = writeln!(
             out,
-            "done: installed, not restarted (--no-start); `systemctl restart majortom` starts it"
+            "done: installed, not restarted ({why}); `systemctl restart majortom` starts it"
         );
         return Ok(());
     };

@@ -1,5 +1,6 @@
 //! `majortom update`, run for real into a temporary root, with a stand-in
-//! for systemd (`support/fake-systemctl.sh`, first on PATH) that runs the
+//! for systemd (`support/fake-systemctl.sh`, named by
+//! `MAJORTOM_ROOT_SYSTEMCTL`: under `--root` nothing else is started) that runs the
 //! installed binary as the unit would and answers `systemctl show` as
 //! systemd does for a `Type=notify` unit. A good binary stays; one that
 //! exits at once is rolled back by itself; a wrong checksum, another
@@ -27,7 +28,9 @@ use crate::support::{binary, find_program, free_port, http_get};
 /// the stand-in, with a config whose dashboard is on a free port.
 struct Installed {
     root: TempDir,
-    /// The stand-in, as `systemctl`, first on PATH for `update`.
+    /// The stand-in, as `systemctl`: named to `update` by
+    /// `MAJORTOM_ROOT_SYSTEMCTL`, and first on PATH (where `update --root`
+    /// must not pick it up by itself).
     fake_bin: TempDir,
     port: u16,
 }
@@ -101,6 +104,7 @@ impl Installed {
             .args(args)
             .arg(self.root_arg())
             .env("PATH", self.path_var())
+            .env("MAJORTOM_ROOT_SYSTEMCTL", self.fake_bin.path().join("systemctl"))
             .env_remove("SSL_CERT_FILE");
         for (name, value) in envs {
             command.env(name, value);
@@ -700,5 +704,31 @@ fn update_before_install_should_say_to_install_first_and_write_nothing() {
         fs::read_dir(root.path()).expect("read root").count(),
         0,
         "update wrote into the root"
+    );
+}
+
+#[test]
+fn update_into_a_root_should_start_nothing_unless_a_stand_in_is_named() {
+    // An SD card image: systemd cannot restart its unit, so `update --root`
+    // installs and stops there, as `install --root` does.
+    let service = Installed::running();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let newer = newer_binary(dir.path());
+    let (pid, calls) = (service.pid(), service.calls());
+    let output = run(Command::new(binary())
+        .args(["update", &path_str(&newer), &service.root_arg()])
+        .env("PATH", service.path_var())
+        .env_remove("MAJORTOM_ROOT_SYSTEMCTL"));
+    let stdout = text(&output.stdout);
+    assert!(output.status.success(), "{stdout}\n{}", text(&output.stderr));
+    assert!(
+        stdout.contains("installed, not restarted (nothing is started under --root)"),
+        "{stdout}"
+    );
+    assert_eq!(service.binary(), fs::read(&newer).expect("read newer"));
+    assert_eq!(
+        (service.pid(), service.calls()),
+        (pid, calls),
+        "the service was touched"
     );
 }

@@ -1,6 +1,6 @@
 #!/bin/sh
 # A stand-in for systemctl, for `majortom update --root DIR` in the e2e
-# tests (tests/e2e/update.rs put it on PATH as `systemctl`). It runs the
+# tests (tests/e2e/update.rs names it in MAJORTOM_ROOT_SYSTEMCTL). It runs the
 # installed binary the way majortom.service would, and answers `show` the
 # way systemd does for a Type=notify unit: `activating (start)` until the
 # process reports that it runs (through --ready-file, where systemd would
