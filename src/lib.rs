@@ -9,7 +9,9 @@
 //! # Layout
 //! - [`cli`]: command line, `check` and `init`; [`doctor`]: `majortom doctor`.
 //! - [`install`]: `install`, `uninstall`, `rollback` as a systemd service;
-//!   [`atomic_file`] replaces files whole (install, state files).
+//!   [`atomic_file`] replaces files whole (install, state files);
+//!   [`update`]: a new binary fetched, checked, installed, watched and
+//!   rolled back when it does not become healthy.
 //! - [`config`]: TOML → validated [`config::Config`], errors with file, line and key.
 //! - [`app`]: wires hub, sources and sinks; owns the cancellation token.
 //! - [`hub`]: entities, their latest values and a short history; the only
@@ -60,5 +62,6 @@ pub mod sources;
 pub mod state_file;
 pub mod status;
 pub mod time;
+pub mod update;
 pub mod vocab;
 pub mod web;

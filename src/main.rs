@@ -15,6 +15,7 @@ use majortom::cli::{self, Command};
 use majortom::config::{self, Config, Context, SYSTEM_CONFIG_PATH};
 use majortom::install;
 use majortom::logging::{self, Filter};
+use majortom::update;
 
 /// Exit code for a bad command line or config (nothing was started).
 const EXIT_USAGE: u8 = 2;
@@ -40,6 +41,7 @@ fn main() -> ExitCode {
         Command::Install(options) => finish(install::install(&options, &mut std::io::stdout())),
         Command::Uninstall(options) => finish(install::uninstall(&options, &mut std::io::stdout())),
         Command::Rollback(options) => finish(install::rollback(&options, &mut std::io::stdout())),
+        Command::Update(options) => finish(update::update(&options, &mut std::io::stdout())),
         Command::Doctor { config, json } => match load_config(config.as_deref()) {
             Ok(config) => doctor(&config, json),
             Err(error) => {
@@ -149,9 +151,9 @@ fn init(output: Option<&Path>) -> ExitCode {
     }
 }
 
-/// The end of `install`, `uninstall` or `rollback`: the error, if any, on
-/// stderr (the steps already done were printed on stdout).
-fn finish(result: Result<(), install::InstallError>) -> ExitCode {
+/// The end of `install`, `uninstall`, `rollback` or `update`: the error,
+/// if any, on stderr (the steps already done were printed on stdout).
+fn finish<E: std::fmt::Display>(result: Result<(), E>) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {

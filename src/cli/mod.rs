@@ -7,6 +7,7 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 
 use crate::install;
+use crate::update::{self, checksum::Sha256, Expected, Source};
 
 mod describe;
 
@@ -36,6 +37,15 @@ Usage:
         /etc/majortom stays unless --purge, the user `majortom` stays
   majortom rollback [--root DIR] [--no-start]
         swap in the previous binary (majortom.prev) and restart; again to undo
+  majortom update FILE|URL [--sha256 HEX | --sums FILE|URL] [--timeout S]
+                  [--insecure] [--root DIR] [--no-start]
+        install a new binary (or its release archive .tar.gz) from a file or
+        an https:// URL: refused for another architecture or a wrong
+        checksum (--sums: the SHA256SUMS line for its file name); then
+        restart, and roll back by itself unless the new process reports
+        READY and a healthy /api/health within S seconds (default 60).
+        --insecure allows http:// URLs. HTTPS trusts
+        /etc/ssl/certs/ca-certificates.crt, or $SSL_CERT_FILE
   majortom --version                 print the version
 
   --root DIR    work on a directory (an SD card image, a test) instead of /:
@@ -67,6 +77,7 @@ pub enum Command {
     Install(install::Options),
     Uninstall(install::Options),
     Rollback(install::Options),
+    Update(update::Options),
     Version,
     Help,
 }
@@ -79,7 +90,9 @@ pub struct UsageError(String);
 pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, UsageError> {
     let mut args = args.into_iter().peekable();
     let subcommand = match args.peek().and_then(|a| a.to_str()) {
-        Some(name @ ("run" | "check" | "init" | "doctor" | "install" | "uninstall" | "rollback" | "help")) => {
+        Some(
+            name @ ("run" | "check" | "init" | "doctor" | "install" | "uninstall" | "rollback" | "update" | "help"),
+        ) => {
             let name = name.to_owned();
             args.next();
             name
@@ -89,6 +102,7 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, UsageE
     match subcommand.as_str() {
         "help" => return Ok(Command::Help),
         "install" | "uninstall" | "rollback" => return parse_install(&subcommand, args),
+        "update" => return parse_update(args),
         _ => {}
     }
     let mut path: Option<PathBuf> = None;
@@ -161,6 +175,77 @@ fn parse_install(subcommand: &str, mut args: impl Iterator<Item = OsString>) -> 
     })
 }
 
+/// The arguments of `update`.
+fn parse_update(mut args: impl Iterator<Item = OsString>) -> Result<Command, UsageError> {
+    let mut source = None;
+    let mut expected = Expected::Nothing;
+    let mut timeout = None;
+    let mut options = update::Options {
+        source: Source::File(PathBuf::new()),
+        expected: Expected::Nothing,
+        timeout: update::DEFAULT_TIMEOUT,
+        insecure: false,
+        install: install::Options::default(),
+    };
+    let twice = |flag: &str| UsageError(format!("`{flag}` given twice"));
+    while let Some(arg) = args.next() {
+        let (flag, inline) = split_flag(arg)?;
+        match flag.as_str() {
+            "-V" | "--version" => return Ok(Command::Version),
+            "-h" | "--help" => return Ok(Command::Help),
+            "--no-start" | "--insecure" if inline.is_some() => {
+                return Err(UsageError(format!("`{flag}` takes no value")));
+            }
+            "--no-start" => options.install.no_start = true,
+            "--insecure" => options.insecure = true,
+            "--root" => {
+                let value = flag_value(&flag, inline, &mut args)?;
+                if options.install.root.replace(value).is_some() {
+                    return Err(twice(&flag));
+                }
+            }
+            "--sha256" | "--sums" => {
+                if expected != Expected::Nothing {
+                    return Err(UsageError("give one of `--sha256` and `--sums`, once".to_owned()));
+                }
+                let value = flag_text(&flag, inline, &mut args)?;
+                expected = match flag.as_str() {
+                    "--sums" => Expected::Sums(Source::from_arg(&value)),
+                    _ => Expected::Sha256(Sha256::parse(value.trim()).ok_or_else(|| {
+                        UsageError(format!("`--sha256 {value}`: a SHA-256 is 64 hexadecimal digits"))
+                    })?),
+                };
+            }
+            "--timeout" => {
+                let value = flag_text(&flag, inline, &mut args)?;
+                let seconds = value
+                    .parse::<f64>()
+                    .ok()
+                    .filter(|s| (0.1..=3600.0).contains(s))
+                    .ok_or_else(|| UsageError(format!("`--timeout {value}`: give seconds, from 0.1 to 3600")))?;
+                if timeout.replace(std::time::Duration::from_secs_f64(seconds)).is_some() {
+                    return Err(twice(&flag));
+                }
+            }
+            other if other.starts_with('-') => {
+                return Err(UsageError(format!(
+                    "unexpected argument `{other}` for `majortom update`"
+                )))
+            }
+            _ => {
+                if source.replace(Source::from_arg(&flag)).is_some() {
+                    return Err(UsageError("`majortom update` takes one file or URL".to_owned()));
+                }
+            }
+        }
+    }
+    options.source =
+        source.ok_or_else(|| UsageError("`majortom update` needs the new binary: a file or a URL".to_owned()))?;
+    options.expected = expected;
+    options.timeout = timeout.unwrap_or(update::DEFAULT_TIMEOUT);
+    Ok(Command::Update(options))
+}
+
 /// `--flag=value` → (`--flag`, `Some(value)`); anything else → (arg, `None`).
 fn split_flag(arg: OsString) -> Result<(String, Option<String>), UsageError> {
     let arg = arg
@@ -170,6 +255,25 @@ fn split_flag(arg: OsString) -> Result<(String, Option<String>), UsageError> {
         Some((flag, value)) if flag.starts_with("--") => (flag.to_owned(), Some(value.to_owned())),
         _ => (arg, None),
     })
+}
+
+/// The text after a flag: inline (`--flag=value`) or the next argument.
+fn flag_text(
+    flag: &str,
+    inline: Option<String>,
+    args: &mut impl Iterator<Item = OsString>,
+) -> Result<String, UsageError> {
+    let value = match inline {
+        Some(value) => value,
+        None => args
+            .next()
+            .and_then(|v| v.into_string().ok())
+            .ok_or_else(|| UsageError(format!("`{flag}` needs a value")))?,
+    };
+    if value.is_empty() {
+        return Err(UsageError(format!("`{flag}` needs a value")));
+    }
+    Ok(value)
 }
 
 /// The path after a flag: inline (`--flag=value`) or the next argument.
@@ -320,6 +424,76 @@ mod tests {
         let error = parse_str(&["install", "--purge"]).expect_err("purge on install");
         assert!(error.to_string().contains("`--purge`"), "{error}");
         assert!(parse_str(&["rollback", "--purge"]).is_err());
+    }
+
+    fn update_options(source: Source) -> update::Options {
+        update::Options {
+            source,
+            expected: Expected::Nothing,
+            timeout: update::DEFAULT_TIMEOUT,
+            insecure: false,
+            install: install::Options::default(),
+        }
+    }
+
+    #[test]
+    fn update_should_take_a_file_or_url_a_checksum_a_timeout_and_the_install_options() {
+        assert_eq!(
+            parse_str(&["update", "./majortom"]),
+            Ok(Command::Update(update_options(Source::File("./majortom".into()))))
+        );
+        let hex = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
+        let url = "https://example.com/v1/majortom-1-x.tar.gz";
+        assert_eq!(
+            parse_str(&[
+                "update",
+                url,
+                "--sha256",
+                hex,
+                "--timeout=2.5",
+                "--root",
+                "/img",
+                "--no-start",
+                "--insecure"
+            ]),
+            Ok(Command::Update(update::Options {
+                expected: Expected::Sha256(Sha256::parse(hex).expect("hex")),
+                timeout: std::time::Duration::from_millis(2500),
+                insecure: true,
+                install: install::Options {
+                    root: Some("/img".into()),
+                    no_start: true,
+                    purge: false,
+                },
+                ..update_options(Source::Url(url.into()))
+            }))
+        );
+        assert_eq!(
+            parse_str(&["update", url, "--sums", "https://example.com/v1/SHA256SUMS"]),
+            Ok(Command::Update(update::Options {
+                expected: Expected::Sums(Source::Url("https://example.com/v1/SHA256SUMS".into())),
+                ..update_options(Source::Url(url.into()))
+            }))
+        );
+    }
+
+    #[test]
+    fn update_should_refuse_no_source_two_checksums_bad_hex_and_bad_timeouts() {
+        let hex = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
+        for args in [
+            &["update"][..],
+            &["update", "a", "b"],
+            &["update", "a", "--sha256", hex, "--sums", "s"],
+            &["update", "a", "--sha256", "abc"],
+            &["update", "a", "--timeout", "0"],
+            &["update", "a", "--timeout", "soon"],
+            &["update", "a", "--purge"],
+            &["update", "a", "--insecure=yes"],
+        ] {
+            assert!(parse_str(args).is_err(), "{args:?}");
+        }
+        let error = parse_str(&["update", "a", "--sha256", "abc"]).expect_err("bad hex");
+        assert!(error.to_string().contains("64 hexadecimal digits"), "{error}");
     }
 
     #[test]

@@ -33,7 +33,7 @@ pub use layout::{
     UNIT_FILE, UNIT_NAME, UNIT_PATH,
 };
 pub use systemd::find_tool;
-use systemd::{require_tool, root_args, run_tool};
+pub(crate) use systemd::{require_tool, root_args, run_tool};
 
 const BINARY_MODE: u32 = 0o755;
 const CONFIG_MODE: u32 = 0o640;
@@ -361,12 +361,12 @@ fn why_not_live(options: &Options) -> &'static str {
 }
 
 /// The effective user id of this process.
-fn effective_uid() -> u32 {
+pub(crate) fn effective_uid() -> u32 {
     // SAFETY: geteuid has no preconditions, touches no memory and cannot fail.
     unsafe { libc::geteuid() }
 }
 
-fn resolve_root(root: Option<&Path>) -> Result<PathBuf, InstallError> {
+pub(crate) fn resolve_root(root: Option<&Path>) -> Result<PathBuf, InstallError> {
     let Some(dir) = root else {
         return Ok(PathBuf::from("/"));
     };
@@ -421,6 +421,13 @@ fn install_binary(exe: &Path, layout: &Layout, out: &mut dyn Write) -> Result<()
         let _ = writeln!(out, "{}: is the running binary; left as it is", target.display());
         return Ok(());
     }
+    replace_binary(layout, Contents::CopyOf(exe), out)
+}
+
+/// Puts `contents` in place as the installed binary, keeping the replaced
+/// one as `majortom.prev` (`install`, and `majortom update`).
+pub(crate) fn replace_binary(layout: &Layout, contents: Contents<'_>, out: &mut dyn Write) -> Result<(), InstallError> {
+    let target = layout.binary();
     if fs::symlink_metadata(&target).is_ok() {
         let previous = layout.previous_binary();
         write_atomic(&previous, Contents::CopyOf(&target), BINARY_MODE, None)?;
@@ -431,7 +438,7 @@ fn install_binary(exe: &Path, layout: &Layout, out: &mut dyn Write) -> Result<()
             previous.display()
         );
     }
-    write_atomic(&target, Contents::CopyOf(exe), BINARY_MODE, None)?;
+    write_atomic(&target, contents, BINARY_MODE, None)?;
     say_wrote(out, &target, BINARY_MODE);
     Ok(())
 }
@@ -506,7 +513,7 @@ fn write_atomic(path: &Path, contents: Contents<'_>, mode: u32, group: Option<u3
 }
 
 /// Best effort: the swap is done; only its durability is at stake.
-fn sync_dir(path: &Path) {
+pub(crate) fn sync_dir(path: &Path) {
     let _ = atomic_file::sync_dir(path);
 }
 

@@ -26,7 +26,7 @@ pub fn find_tool(name: &str, path_var: Option<&OsStr>) -> Option<PathBuf> {
         })
 }
 
-pub(super) fn root_args(options: &Options, root: &Path) -> Vec<OsString> {
+pub(crate) fn root_args(options: &Options, root: &Path) -> Vec<OsString> {
     match options.root {
         Some(_) => {
             let mut arg = OsString::from("--root=");
@@ -37,13 +37,13 @@ pub(super) fn root_args(options: &Options, root: &Path) -> Vec<OsString> {
     }
 }
 
-pub(super) fn require_tool(tool: &'static str, command: &'static str) -> Result<PathBuf, InstallError> {
+pub(crate) fn require_tool(tool: &'static str, command: &'static str) -> Result<PathBuf, InstallError> {
     find_tool(tool, std::env::var_os("PATH").as_deref()).ok_or(InstallError::ToolMissing { tool, command })
 }
 
 /// Runs a tool with its output passed through to the user, after printing
 /// the command line.
-pub(super) fn run_tool(out: &mut dyn Write, tool: &Path, args: &[OsString]) -> Result<(), InstallError> {
+pub(crate) fn run_tool(out: &mut dyn Write, tool: &Path, args: &[OsString]) -> Result<(), InstallError> {
     let command_line = CommandLine(tool, args).to_string();
     let _ = writeln!(out, "$ {command_line}");
     // The tool writes to the same terminal: our lines must come first.

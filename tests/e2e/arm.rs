@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
-use crate::support::{find_program, retained, test_config, wait_retained, Agent, Broker};
+use crate::support::{binary, find_program, retained, test_config, wait_retained, Agent, Broker};
 
 struct Target {
     triple: &'static str,
@@ -160,4 +160,91 @@ async fn the_pi_zero_build_should_publish_discovery_and_states_under_qemu() {
     assert_eq!(state("under_voltage"), "ON");
     assert!(state("memory_used").parse::<f64>().is_ok());
     assert_eq!(agent.get_json("/api/health")["model"], "Raspberry Pi 4 Model B Rev 1.4");
+}
+
+/// `majortom update` as a Pi Zero runs it: the armv6 build on the arm1176
+/// CPU (`uname -m` is `armv6l` under qemu), into a `--root` with
+/// `--no-start`. The ARMv7 build, which would die on its first ARMv7
+/// instruction there, and an x86_64 build are refused, each naming the
+/// build to take; the armv6 build is taken.
+#[test]
+#[ignore = "needs cross/build.sh; run by scripts/test.sh"]
+fn update_on_the_pi_zero_should_take_the_armv6_build_and_refuse_armv7_and_x86_64() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let root_arg = format!("--root={}", root.path().display());
+    let install = Command::new(binary())
+        .args(["install", "--no-start", &root_arg])
+        .env_remove("MAJORTOM_CONFIG")
+        .output()
+        .expect("run install");
+    assert!(
+        install.status.success(),
+        "install: {}",
+        String::from_utf8_lossy(&install.stderr)
+    );
+    let installed = root.path().join("usr/local/bin/majortom");
+    let original = std::fs::read(&installed).expect("read the installed binary");
+    let update = |new: &std::path::Path| {
+        let output = emulated(&ARMV6, ARMV6.cpu)
+            .args([
+                "update".as_ref(),
+                new.as_os_str(),
+                root_arg.as_ref(),
+                "--no-start".as_ref(),
+            ])
+            .env_remove("MAJORTOM_CONFIG")
+            .output()
+            .expect("run qemu");
+        let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
+        (output.status.success(), text(&output.stdout), text(&output.stderr))
+    };
+
+    let (ok, _, stderr) = update(&binary_for(&ARMV7));
+    assert!(!ok, "the armv7 build was taken on a Pi Zero");
+    assert!(
+        stderr.contains(
+            "it is built for ARMv7, but this CPU is ARMv6 (a Pi Zero or 1) (`uname -m`: armv6l): \
+             take the arm-unknown-linux-musleabihf build"
+        ),
+        "{stderr}"
+    );
+    // A stripped x86_64 build (the debug build is over update's size cap).
+    let dir = tempfile::tempdir().expect("tempdir");
+    let x86_64 = dir.path().join("majortom-x86_64");
+    let strip = Command::new(find_program("strip", "binutils", &[]))
+        .arg("-o")
+        .arg(&x86_64)
+        .arg(binary())
+        .output()
+        .expect("run strip");
+    assert!(
+        strip.status.success(),
+        "strip: {}",
+        String::from_utf8_lossy(&strip.stderr)
+    );
+    let (ok, _, stderr) = update(&x86_64);
+    assert!(!ok, "the x86_64 build was taken on a Pi Zero");
+    assert!(
+        stderr.contains(
+            "it is built for x86_64, but this system runs 32-bit ARM binaries: take the arm-unknown-linux-musleabihf build"
+        ),
+        "{stderr}"
+    );
+    assert_eq!(
+        std::fs::read(&installed).expect("read"),
+        original,
+        "a refused build was installed"
+    );
+
+    let (ok, stdout, stderr) = update(&binary_for(&ARMV6));
+    assert!(ok, "{stdout}\n{stderr}");
+    assert!(stdout.contains("built for this machine (armv6l)"), "{stdout}");
+    assert_eq!(
+        std::fs::read(&installed).expect("read"),
+        std::fs::read(binary_for(&ARMV6)).expect("read the armv6 build")
+    );
+    assert_eq!(
+        std::fs::read(root.path().join("usr/local/bin/majortom.prev")).expect("read .prev"),
+        original
+    );
 }

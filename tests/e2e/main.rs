@@ -33,6 +33,10 @@
 //!   seen by the kernel, busy lines, `doctor`). Ignored like `arm`.
 //! - `install`: `install`, `uninstall`, `rollback` into a temporary root,
 //!   and the installed unit through `systemd-analyze verify` and `security`.
+//! - `update`: `majortom update` into a temporary root with a stand-in for
+//!   systemctl: a good binary, one rolled back, refusals (checksum,
+//!   architecture, plain HTTP), a release archive over HTTPS with
+//!   `SHA256SUMS`.
 //! - `browser`: the dashboard and the API page in a real headless Chromium
 //!   (chromedriver, `support/webdriver.rs`): cards, live updates, controls
 //!   with the token, read-only, an agent restart, screenshots.
@@ -55,4 +59,5 @@ mod notify;
 mod reconnect;
 mod sysfs;
 mod tls;
+mod update;
 mod web;
