@@ -22,6 +22,7 @@ use tracing::{error, info, warn};
 
 use crate::automations::{self, Automations, Clock, LocalClock};
 use crate::command::{CommandReceiver, Commands, Routes, Target, Targets};
+use crate::commands::CommandSet;
 use crate::config::{Config, Drive};
 use crate::hal::cdev::CdevGpio;
 use crate::hal::rpi::RppalGpio;
@@ -305,7 +306,26 @@ pub async fn start_with_clock(config: Config, clock: Arc<dyn Clock>) -> anyhow::
         outputs: None,
         automations: None,
         buttons: None,
+        commands: None,
     };
+    // `[[commands]]`: a runner task each, and one task that takes routed
+    // requests to them and mirrors their states into the hub.
+    let mut command_set = CommandSet::new(&config.commands, &|name| std::env::var_os(name));
+    let command_handles = command_set.handles();
+    if !command_set.is_empty() {
+        for spec in command_set.entities() {
+            hub.register(spec);
+        }
+        for (id, component, target) in command_set.targets() {
+            targets.add(id, component, false, target);
+        }
+        for runner in command_set.take_runners() {
+            producers.spawn(runner.run(producers.cancel.clone()));
+        }
+        let (to_commands, commands_receiver) = command::channel();
+        routes.commands = Some(to_commands);
+        producers.spawn(command_set.run(hub.clone(), commands_receiver, producers.cancel.clone()));
+    }
     let (to_outputs, outputs_receiver) = command::channel();
     if let Some(outputs) = outputs {
         for (id, component, dimmable, target) in outputs.targets() {
@@ -394,7 +414,8 @@ pub async fn start_with_clock(config: Config, clock: Arc<dyn Clock>) -> anyhow::
             }) as Arc<dyn web::SimPanel>
         });
         let token = config.web.as_ref().and_then(|w| w.token.clone());
-        let state = web::AppState::new(hub.clone(), status.clone(), sim_panel, Some(commands.clone()), token);
+        let mut state = web::AppState::new(hub.clone(), status.clone(), sim_panel, Some(commands.clone()), token);
+        state.command_handles = command_handles;
         sinks.spawn(web::serve(listener, state, sinks.cancel.clone()));
     }
     Ok(Agent {
