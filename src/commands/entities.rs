@@ -185,3 +185,107 @@ async fn mirror(mut state: watch::Receiver<CommandState>, id: String, hub: Arc<H
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::command::{Command, Origin};
+    use crate::config::{Concurrency, Program, RunSettings};
+
+    fn switch(name: &str) -> CommandConfig {
+        CommandConfig {
+            name: name.into(),
+            label: "Heater".into(),
+            kind: CommandKind::Switch {
+                on: Program::Argv(vec!["true".into()]),
+                off: Program::Argv(vec!["false".into()]),
+            },
+            status: None,
+            run: RunSettings {
+                timeout: Duration::from_secs(5),
+                env: vec![],
+                working_dir: "/".into(),
+            },
+            concurrency: Concurrency::Refuse,
+            unit: None,
+        }
+    }
+
+    fn env(name: &str) -> Option<OsString> {
+        (name == "PATH").then(|| std::env::var_os("PATH")).flatten()
+    }
+
+    #[test]
+    fn entity_actions_should_map_to_command_actions() {
+        let (handle, _runner) = start(&switch("x"), &env);
+        let mut state = handle.state();
+        assert_eq!(translate(command::Action::On, &state), Some(Action::On));
+        assert_eq!(translate(command::Action::Press, &state), Some(Action::Once));
+        assert_eq!(translate(command::Action::Toggle, &state), Some(Action::On));
+        state.status = Status::On;
+        assert_eq!(translate(command::Action::Toggle, &state), Some(Action::Off));
+        assert_eq!(translate(command::Action::Level(50), &state), None);
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_routed_command_should_run_and_its_state_should_reach_the_hub() {
+        let mut set = CommandSet::new(&[switch("heater")], &env);
+        let hub = Hub::new(8);
+        for spec in set.entities() {
+            assert_eq!((spec.component, spec.group), (Component::Switch, Group::Commands));
+            hub.register(spec);
+        }
+        let targets: Vec<_> = set.targets().collect();
+        assert_eq!(
+            targets,
+            [("heater".to_owned(), Component::Switch, Target::Command(CommandId(0)))]
+        );
+        let cancel = CancellationToken::new();
+        let runners: Vec<_> = set
+            .take_runners()
+            .into_iter()
+            .map(|runner| tokio::spawn(runner.run(cancel.clone())))
+            .collect();
+        let (sender, receiver) = command::channel();
+        let task = tokio::spawn(set.run(hub.clone(), receiver, cancel.clone()));
+        let mut changes = hub.subscribe();
+        let send = |action| Command {
+            target: Target::Command(CommandId(0)),
+            action,
+            origin: Origin::Mqtt,
+        };
+        sender.send(send(command::Action::On)).await.expect("send");
+        // Without `status`, a switch follows its last successful run.
+        loop {
+            if let crate::hub::HubEvent::Updated(spec, Value::Bool(true)) = changes.recv().await.expect("event") {
+                assert_eq!(spec.id, "heater");
+                break;
+            }
+        }
+        let entity = hub.get("heater").expect("entity");
+        assert!(entity.available);
+        // `off` fails (`false`): the state stays on, the run is recorded.
+        sender.send(send(command::Action::Off)).await.expect("send");
+        loop {
+            if let crate::hub::HubEvent::Attributes(_) = changes.recv().await.expect("event") {
+                let entity = hub.get("heater").expect("entity");
+                let last = entity
+                    .attributes
+                    .iter()
+                    .find(|(k, _)| *k == "last_run")
+                    .map(|(_, v)| v.clone());
+                if last.as_deref() == Some("off: exit code 1") {
+                    break;
+                }
+            }
+        }
+        assert_eq!(hub.get("heater").and_then(|e| e.value), Some(Value::Bool(true)));
+        cancel.cancel();
+        task.await.expect("ends");
+        for runner in runners {
+            runner.await.expect("ends");
+        }
+    }
+}
