@@ -340,7 +340,8 @@ pub async fn start_with_clock(config: Config, clock: Arc<dyn Clock>) -> anyhow::
         config.automations.clone(),
         hub.clone(),
         &targets,
-        (!config.outputs.is_empty()).then(|| to_outputs.clone()),
+        // Through the router: steps drive outputs and run commands.
+        (!config.outputs.is_empty() || !config.commands.is_empty()).then(|| commands.clone()),
         config.mqtt.is_some().then(|| publish.clone()),
         clock,
         state_file,

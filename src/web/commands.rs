@@ -57,7 +57,7 @@ pub async fn run(State(state): State<AppState>, Path(name): Path<String>, header
         Err(e) => return error(StatusCode::BAD_REQUEST, &format!("{expected}: {e}")),
     };
     let Some(action) = Action::parse(&request.action) else {
-        return error(StatusCode::UNPROCESSABLE_ENTITY, &format!("{expected}"));
+        return error(StatusCode::UNPROCESSABLE_ENTITY, expected);
     };
     match handle.request(action) {
         Ok(accepted) => {

@@ -1,7 +1,8 @@
 //! `[[commands]]` through the whole agent, with real processes and a real
 //! broker: a switch turned on over MQTT runs its program and its state
 //! follows the file that program wrote; a button; a runaway program killed
-//! with its children at `timeout_s`; payloads full of shell metacharacters
+//! with its children at `timeout_s`; an automation triggered by a
+//! command's status that runs another; payloads full of shell metacharacters
 //! that never reach a shell; the HTTP API.
 
 use std::path::Path;
@@ -45,6 +46,15 @@ name = "echoer"
 shell = true
 on = "echo on >> {dir}/echoer.log"
 off = "echo off >> {dir}/echoer.log"
+
+[[commands]]
+name = "notify"
+once = ["sh", "-c", "echo heater on >> {dir}/notify.log"]
+
+[[automations]]
+name = "tell_when_warm"
+trigger = {{ command = "heater", to = "on" }}
+actions = [{{ command = "notify", action = "once" }}]
 
 [[sensors]]
 kind = "command"
@@ -135,6 +145,15 @@ async fn a_switch_turned_on_over_mqtt_should_run_its_command_and_follow_its_stat
         .wait_for_message(state, Duration::from_secs(10), |m| m.payload == "ON")
         .await;
     assert!(rig.dir.path().join("heater.on").exists(), "`on` ran");
+    // The automation watching the heater's status ran `notify`.
+    let notified = |lines: usize| {
+        let path = rig.dir.path().join("notify.log");
+        move || {
+            let text = std::fs::read_to_string(&path).unwrap_or_default();
+            (text.lines().count() == lines).then_some(())
+        }
+    };
+    wait_for("the automation to run notify", Duration::from_secs(10), notified(1)).await;
     // The state follows the file, whoever removes it.
     std::fs::remove_file(rig.dir.path().join("heater.on")).expect("remove");
     observer.clear();
@@ -152,6 +171,13 @@ async fn a_switch_turned_on_over_mqtt_should_run_its_command_and_follow_its_stat
         .wait_for_message(state, Duration::from_secs(10), |m| m.payload == "OFF")
         .await;
     assert!(!rig.dir.path().join("heater.on").exists(), "`off` ran");
+    // Turned on twice: notified twice (not when it turned off).
+    wait_for(
+        "the automation to run notify again",
+        Duration::from_secs(10),
+        notified(2),
+    )
+    .await;
 
     // A button pressed over MQTT runs `once`; its output is in the API.
     observer.publish("majortom/cmd1/backup/set", "PRESS", false).await;
@@ -250,7 +276,7 @@ async fn payloads_full_of_shell_metacharacters_should_never_reach_a_shell() {
         .iter()
         .filter_map(|c| c["name"].as_str())
         .collect();
-    assert_eq!(names, ["heater", "backup", "runaway", "echoer"]);
+    assert_eq!(names, ["heater", "backup", "runaway", "echoer", "notify"]);
     // Writing needs the token.
     let (status, _) = crate::support::http_request(
         rig.agent.web.expect("web"),
