@@ -287,3 +287,29 @@ async fn payloads_full_of_shell_metacharacters_should_never_reach_a_shell() {
     );
     assert_eq!(status, 401);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn stopping_the_agent_should_kill_a_running_command_and_its_children() {
+    let mut rig = start("cmd4").await;
+    let (status, body) = rig.post("runaway", "once");
+    assert_eq!(status, 202, "{body}");
+    let child: i32 = wait_for("the runaway's child pid", Duration::from_secs(10), || {
+        std::fs::read_to_string(rig.dir.path().join("child.pid"))
+            .ok()
+            .and_then(|text| text.trim().parse().ok())
+    })
+    .await;
+    rig.agent.signal(libc::SIGTERM);
+    let exit = rig
+        .agent
+        .wait_exit(Duration::from_secs(5))
+        .await
+        .expect("the agent stops");
+    assert!(exit.success(), "{exit}: {}", rig.agent.log());
+    wait_for("the child to be gone", Duration::from_secs(5), || {
+        let stat = std::fs::read_to_string(format!("/proc/{child}/stat")).unwrap_or_default();
+        let state = stat.rsplit_once(") ").map(|(_, rest)| rest.chars().next());
+        matches!(state, None | Some(Some('Z' | 'X'))).then_some(())
+    })
+    .await;
+}
