@@ -48,6 +48,12 @@ on = "echo on >> {dir}/echoer.log"
 off = "echo off >> {dir}/echoer.log"
 
 [[commands]]
+name = "flaky"
+on = ["true"]
+off = ["true"]
+status = ["sh", "-c", "echo maybe; exit 3"]
+
+[[commands]]
 name = "notify"
 once = ["sh", "-c", "echo heater on >> {dir}/notify.log"]
 
@@ -132,6 +138,27 @@ async fn a_switch_turned_on_over_mqtt_should_run_its_command_and_follow_its_stat
     assert_eq!(config("switch", "heater")["name"], "Heater");
     assert_eq!(config("button", "backup")["command_topic"], "majortom/cmd1/backup/set");
     config("button", "runaway");
+    // Both belong to the node's device and have their own availability,
+    // which follows the status check.
+    let heater = config("switch", "heater");
+    assert_eq!(
+        heater["device"]["identifiers"],
+        config("sensor", "level")["device"]["identifiers"]
+    );
+    let availability = heater["availability"].to_string();
+    assert!(
+        availability.contains("majortom/cmd1/heater/availability"),
+        "{availability}"
+    );
+    assert_eq!(
+        wait_retained(port, "majortom/cmd1/heater/availability", Duration::from_secs(10)).await,
+        "online"
+    );
+    assert_eq!(
+        wait_retained(port, "majortom/cmd1/flaky/availability", Duration::from_secs(10)).await,
+        "offline",
+        "a status that says neither on nor off"
+    );
     config("switch", "echoer");
     config("sensor", "answer");
     config("sensor", "level");
@@ -276,7 +303,7 @@ async fn payloads_full_of_shell_metacharacters_should_never_reach_a_shell() {
         .iter()
         .filter_map(|c| c["name"].as_str())
         .collect();
-    assert_eq!(names, ["heater", "backup", "runaway", "echoer", "notify"]);
+    assert_eq!(names, ["heater", "backup", "runaway", "echoer", "flaky", "notify"]);
     // Writing needs the token.
     let (status, _) = crate::support::http_request(
         rig.agent.web.expect("web"),
