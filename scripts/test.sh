@@ -36,6 +36,8 @@ apt_install qemu-user-static qemu-arm-static qemu-aarch64-static
 apt_install binutils readelf
 apt_install prometheus promtool
 apt_install openssl openssl
+# The install tests evaluate the polkit rule `install` writes in node.
+apt_install nodejs node
 # The browser tests drive Debian's headless Chromium through chromedriver.
 apt_install chromium chromium
 apt_install chromium-driver chromedriver

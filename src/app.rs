@@ -23,6 +23,7 @@ use tracing::{error, info, warn};
 
 use crate::automations::{self, Automations, Clock, LocalClock};
 use crate::command::{CommandReceiver, Commands, Routes, Target, Targets};
+use crate::commands::CommandSet;
 use crate::config::{Config, Drive};
 use crate::hal::cdev::CdevGpio;
 use crate::hal::rpi::RppalGpio;
@@ -329,7 +330,26 @@ pub async fn start_with_clock(config: Config, clock: Arc<dyn Clock>) -> anyhow::
         outputs: None,
         automations: None,
         buttons: None,
+        commands: None,
     };
+    // `[[commands]]`: a runner task each, and one task that takes routed
+    // requests to them and mirrors their states into the hub.
+    let mut command_set = CommandSet::new(&config.commands, &|name| std::env::var_os(name));
+    let command_handles = command_set.handles();
+    if !command_set.is_empty() {
+        for spec in command_set.entities() {
+            hub.register(spec);
+        }
+        for (id, component, target) in command_set.targets() {
+            targets.add(id, component, false, target);
+        }
+        for runner in command_set.take_runners() {
+            producers.spawn(runner.run(producers.cancel.clone()));
+        }
+        let (to_commands, commands_receiver) = command::channel();
+        routes.commands = Some(to_commands);
+        producers.spawn(command_set.run(hub.clone(), commands_receiver, producers.cancel.clone()));
+    }
     let (to_outputs, outputs_receiver) = command::channel();
     let mut output_names = Vec::new();
     let mut keep_outputs = None;
@@ -348,7 +368,8 @@ pub async fn start_with_clock(config: Config, clock: Arc<dyn Clock>) -> anyhow::
         config.automations.clone(),
         hub.clone(),
         &targets,
-        (!config.outputs.is_empty()).then(|| to_outputs.clone()),
+        // Through the router: steps drive outputs and run commands.
+        (!config.outputs.is_empty() || !config.commands.is_empty()).then(|| commands.clone()),
         config.mqtt.is_some().then(|| publish.clone()),
         clock,
         state_file,
@@ -423,8 +444,9 @@ pub async fn start_with_clock(config: Config, clock: Arc<dyn Clock>) -> anyhow::
         });
         let token = config.web.as_ref().and_then(|w| w.token.clone());
         let hosts = config.web.as_ref().map(|w| w.allowed_hosts.clone()).unwrap_or_default();
-        let state = web::AppState::new(hub.clone(), status.clone(), sim_panel, Some(commands.clone()), token)
+        let mut state = web::AppState::new(hub.clone(), status.clone(), sim_panel, Some(commands.clone()), token)
             .with_allowed_hosts(hosts);
+        state.command_handles = command_handles;
         sinks.spawn(web::serve(listener, state, sinks.cancel.clone()));
     }
     Ok(Agent {

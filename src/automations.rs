@@ -134,6 +134,13 @@ fn resolve(name: &str, steps: &[Step], targets: &Targets) -> Vec<Do> {
                 payload: payload.clone(),
                 retain: *retain,
             })),
+            Step::Command { command, action } => match targets.resolve(command) {
+                Some((target @ Target::Command(_), _)) => Some(Do::Set(target, *action)),
+                _ => {
+                    warn!(automation = %name, command, "leaving out a step for a command that does not exist");
+                    None
+                }
+            },
             Step::Delay(duration) => Some(Do::Delay(*duration)),
         })
         .collect()
@@ -185,7 +192,8 @@ pub fn state_file_beside(outputs_state_file: &std::path::Path) -> PathBuf {
 }
 
 impl Automations {
-    /// `targets` resolves the outputs the actions name.
+    /// `targets` resolves the outputs and commands the actions name;
+    /// `outputs` is where their commands go (the router).
     pub fn new(
         configs: Vec<AutomationConfig>,
         hub: Arc<Hub>,
@@ -301,7 +309,7 @@ impl Automations {
                 _ => None,
             };
             // Input triggers fire on changes, not on the state at start.
-            if let Trigger::Input { input, .. } = &automation.config.trigger {
+            if let Trigger::Input { input, .. } | Trigger::Command { command: input, .. } = &automation.config.trigger {
                 automation.last_input = self.hub.get(input).and_then(|e| match e.value {
                     Some(Value::Bool(on)) => Some(on),
                     _ => None,
@@ -367,7 +375,10 @@ impl Automations {
         let mut fire = Vec::new();
         for (index, automation) in self.list.iter_mut().enumerate() {
             match (&automation.config.trigger, event) {
-                (Trigger::Input { input, to }, HubEvent::Updated(spec, Value::Bool(on))) if spec.id == *input => {
+                (
+                    Trigger::Input { input, to } | Trigger::Command { command: input, to },
+                    HubEvent::Updated(spec, Value::Bool(on)),
+                ) if spec.id == *input => {
                     let previous = automation.last_input.replace(*on);
                     let changed = previous.is_some_and(|p| p != *on);
                     let wanted = match to {

@@ -23,6 +23,10 @@ pub struct OutputId(pub usize);
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct AutomationId(pub usize);
 
+/// A configured `[[commands]]` entry, by its place among them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct CommandId(pub usize);
+
 /// What a command is for. A new kind of target (a shell command, a PWM
 /// output) is a new variant here and an arm in [`route`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -30,6 +34,8 @@ pub enum Target {
     Output(OutputId),
     Automation(AutomationId),
     Button(Button),
+    /// A `[[commands]]` switch or button (`crate::commands`).
+    Command(CommandId),
 }
 
 /// Where a command came from, for the log.
@@ -150,6 +156,7 @@ pub struct Routes {
     pub outputs: Option<CommandSender>,
     pub automations: Option<CommandSender>,
     pub buttons: Option<CommandSender>,
+    pub commands: Option<CommandSender>,
 }
 
 /// Forwards each command to the task that owns its target, by the
@@ -173,6 +180,7 @@ pub async fn route(mut commands: CommandReceiver, routes: Routes, cancel: tokio_
             Target::Output(_) => &routes.outputs,
             Target::Automation(_) => &routes.automations,
             Target::Button(_) => &routes.buttons,
+            Target::Command(_) => &routes.commands,
         };
         match owner {
             Some(owner) => {
@@ -230,6 +238,7 @@ mod tests {
             outputs: Some(outputs),
             automations: Some(automations),
             buttons: None,
+            commands: None,
         };
         let cancel = tokio_util::sync::CancellationToken::new();
         let task = tokio::spawn(route(receiver, routes, cancel.clone()));
@@ -267,6 +276,7 @@ mod tests {
             outputs: None,
             automations: None,
             buttons: None,
+            commands: None,
         };
         let task = tokio::spawn(route(receiver, routes, cancel.clone()));
         // A minute of paused time (it passes once the router waits): that

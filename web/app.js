@@ -161,6 +161,12 @@ function dashboard() {
       parts.control = b;
     }
     if (parts.control) parts.foot.append(parts.control);
+    if (e.group === "commands") {
+      // The last run's output, fetched when a run ends.
+      parts.output = el("details", "output");
+      parts.output.append(el("summary", "", "last output"), el("pre"));
+      card.append(parts.output);
+    }
     return { card, parts };
   }
 
@@ -189,11 +195,29 @@ function dashboard() {
       }
       drawSpark(parts.spark, entry.history);
     }
+    if (e.group === "commands") renderCommand(entry);
     if (parts.control && parts.control.classList.contains("toggle")) {
       // A PWM output's state is its level in percent: on above 0.
       parts.control.setAttribute("aria-pressed", String(e.state === "ON" || Number(e.state) > 0));
     }
     renderStatus(entry, Date.now());
+  }
+
+  // A command: a spinner while it runs, its last output once it ended.
+  function renderCommand(entry) {
+    const { data: e, parts } = entry;
+    const attributes = e.attributes || {};
+    if (parts.control) parts.control.classList.toggle("running", !!attributes.running);
+    const lastRun = attributes.last_run || "";
+    if (lastRun && lastRun !== entry.shownRun) {
+      entry.shownRun = lastRun;
+      fetch(`/api/commands/${encodeURIComponent(e.id)}`).then((res) => res.json()).then((command) => {
+        const run = command.last_run;
+        if (!run) return;
+        parts.output.firstChild.textContent = `last output: ${run.ended}, ${run.duration_ms} ms`;
+        parts.output.lastChild.textContent = run.stdout + run.stderr;
+      }).catch(() => {});
+    }
   }
 
   // What changes with the clock alone: age, staleness, a passing error.
@@ -214,7 +238,10 @@ function dashboard() {
     } else {
       entry.error = null;
       const lastRun = e.attributes && e.attributes.last_run ? Date.parse(e.attributes.last_run) : NaN;
-      if (e.group === "automations") {
+      if (e.group === "commands") {
+        const attributes = e.attributes || {};
+        parts.age.textContent = attributes.running ? "running…" : attributes.last_run || "not run yet";
+      } else if (e.group === "automations") {
         // An automation's switch says whether it is on; when it last ran
         // is what its owner wants to know.
         parts.age.textContent = isNaN(lastRun) ? "not run yet" : `ran ${ago(now - lastRun)}`;
@@ -361,11 +388,19 @@ function dashboard() {
     }
   }
 
+  // A command refuses a second run while one runs (409): say so on its card.
+  function command(id, action) {
+    write(id, "POST", `/api/commands/${encodeURIComponent(id)}`, { action });
+  }
+
   function toggle(id) {
+    const e = entities.get(id)?.data;
+    if (e && e.group === "commands") return command(id, e.state === "ON" ? "off" : "on");
     write(id, "POST", `/api/outputs/${encodeURIComponent(id)}`, { state: "TOGGLE" });
   }
 
   function press(id) {
+    if (entities.get(id)?.data.group === "commands") return command(id, "once");
     write(id, "POST", `/api/outputs/${encodeURIComponent(id)}`, { state: "PRESS" });
   }
 

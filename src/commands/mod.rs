@@ -8,6 +8,9 @@
 //! - `controller.rs`: one command at run time: [`start`] gives the
 //!   [`CommandHandle`] that sinks hold (requests in, [`CommandState`] out)
 //!   and the [`CommandRunner`] task (one run at a time, status checks).
+//! - `entities.rs`: the commands as hub entities (switches, buttons) and
+//!   the [`CommandSet`] task that takes routed requests to them and
+//!   mirrors their states into the hub.
 //! - `process.rs`: one run of one program: cleared environment, its own
 //!   process group, capped output, timeout, the group killed, no zombie.
 //! - `status.rs`: what a `status` program's result means.
@@ -19,9 +22,11 @@
 //! command line, an environment or a working directory.
 
 pub mod controller;
+pub mod entities;
 pub mod polkit;
 pub mod process;
 pub mod status;
 
 pub use controller::{start, Accepted, Action, CommandHandle, CommandRunner, CommandState, LastRun, Refused, Running};
+pub use entities::CommandSet;
 pub use status::Status;

@@ -79,6 +79,12 @@ pub enum Trigger {
         input: String,
         to: Change,
     },
+    /// A `[[commands]]` switch's status changes (its `status` program or
+    /// its last successful run).
+    Command {
+        command: String,
+        to: Change,
+    },
     /// A press event of an input with `events = true`.
     Press {
         input: String,
@@ -105,6 +111,18 @@ impl std::fmt::Display for Trigger {
             Trigger::Input { input, to: Change::On } => write!(f, "`{input}` turns on"),
             Trigger::Input { input, to: Change::Off } => write!(f, "`{input}` turns off"),
             Trigger::Input { input, to: Change::Any } => write!(f, "`{input}` changes"),
+            Trigger::Command {
+                command,
+                to: Change::On,
+            } => write!(f, "command `{command}` turns on"),
+            Trigger::Command {
+                command,
+                to: Change::Off,
+            } => write!(f, "command `{command}` turns off"),
+            Trigger::Command {
+                command,
+                to: Change::Any,
+            } => write!(f, "command `{command}` changes"),
             Trigger::Press { input, press } => write!(f, "a {} press of `{input}`", press.as_str()),
             Trigger::Threshold { entity, above, below } => match (above, below) {
                 (Some(above), Some(below)) => write!(f, "`{entity}` rises above {above} (again below {below})"),
@@ -148,6 +166,12 @@ pub enum Step {
         payload: String,
         retain: bool,
     },
+    /// Runs a `[[commands]]` entry: ON or OFF for a switch, PRESS (`once`)
+    /// for a button.
+    Command {
+        command: String,
+        action: Action,
+    },
     Delay(Duration),
 }
 
@@ -186,6 +210,7 @@ fn default_true() -> bool {
 #[serde(deny_unknown_fields)]
 struct RawTrigger {
     input: Option<String>,
+    command: Option<String>,
     to: Option<String>,
     press: Option<String>,
     kind: Option<String>,
@@ -215,6 +240,8 @@ struct RawStep {
     payload: Option<String>,
     retain: Option<bool>,
     delay_s: Option<f64>,
+    command: Option<String>,
+    action: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -240,13 +267,22 @@ pub(super) struct Known<'a> {
     pub inputs: &'a [InputConfig],
     pub outputs: &'a [OutputConfig],
     pub sensors: &'a [SensorConfig],
+    pub commands: &'a [super::CommandConfig],
 }
 
 impl Known<'_> {
     fn is_on_off(&self, id: &str) -> bool {
         self.inputs.iter().any(|i| i.name == id)
             || self.outputs.iter().any(|o| o.name == id)
+            || self.command_switch(id).is_some()
             || FLAG_ENTITY_IDS.contains(&id)
+    }
+
+    /// The `[[commands]]` switch (on/off, not a once-button) named `id`.
+    fn command_switch(&self, id: &str) -> Option<&super::CommandConfig> {
+        self.commands
+            .iter()
+            .find(|c| c.name == id && matches!(c.kind, super::CommandKind::Switch { .. }))
     }
 
     fn is_numeric(&self, id: &str) -> bool {
@@ -388,6 +424,7 @@ impl Validator<'_> {
         let err = |message: String| self.error(raw, key, message);
         let kinds = [
             t.input.is_some(),
+            t.command.is_some(),
             t.press.is_some(),
             t.entity.is_some(),
             t.interval_s.is_some(),
@@ -395,22 +432,33 @@ impl Validator<'_> {
         ];
         if kinds.iter().filter(|k| **k).count() != 1 {
             return Err(err(
-                "needs exactly one of `input` (with `to`), `press` (with `kind`), `entity` (with `above`/`below`), `interval_s`, `at`".into(),
+                "needs exactly one of `input` or `command` (with `to`), `press` (with `kind`), `entity` (with `above`/`below`), `interval_s`, `at`".into(),
             ));
         }
+        let to = || match t.to.as_deref() {
+            Some("on") => Ok(Change::On),
+            Some("off") => Ok(Change::Off),
+            Some("change") | None => Ok(Change::Any),
+            Some(other) => Err(err(format!("`to = \"{other}\"`: use on, off or change"))),
+        };
         if let Some(input) = &t.input {
             if !known.inputs.iter().any(|i| i.name == *input) {
                 return Err(err(format!("`{input}` is not an input in [[inputs]]")));
             }
-            let to = match t.to.as_deref() {
-                Some("on") => Change::On,
-                Some("off") => Change::Off,
-                Some("change") | None => Change::Any,
-                Some(other) => return Err(err(format!("`to = \"{other}\"`: use on, off or change"))),
-            };
             return Ok(Trigger::Input {
                 input: input.clone(),
-                to,
+                to: to()?,
+            });
+        }
+        if let Some(command) = &t.command {
+            if known.command_switch(command).is_none() {
+                return Err(err(format!(
+                    "`{command}` is not a switch in [[commands]] (one with `on` and `off`, or `unit`)"
+                )));
+            }
+            return Ok(Trigger::Command {
+                command: command.clone(),
+                to: to()?,
             });
         }
         if let Some(input) = &t.press {
@@ -519,11 +567,45 @@ impl Validator<'_> {
     fn step(&self, raw: &Spanned<RawStep>, key: &str, known: &Known<'_>) -> Result<Step, ConfigError> {
         let s = raw.get_ref();
         let err = |message: String| self.error(raw, key, message);
-        let kinds = [s.output.is_some(), s.publish.is_some(), s.delay_s.is_some()];
+        let kinds = [
+            s.output.is_some(),
+            s.publish.is_some(),
+            s.delay_s.is_some(),
+            s.command.is_some(),
+        ];
         if kinds.iter().filter(|k| **k).count() != 1 {
             return Err(err(
-                "needs exactly one of `output` (with `set` or `pulse_s`), `publish`, `delay_s`".into(),
+                "needs exactly one of `output` (with `set` or `pulse_s`), `command` (with `action`), `publish`, `delay_s`"
+                    .into(),
             ));
+        }
+        if s.action.is_some() && s.command.is_none() {
+            return Err(err("`action` goes with `command`".into()));
+        }
+        if let Some(name) = &s.command {
+            let Some(command) = known.commands.iter().find(|c| c.name == *name) else {
+                return Err(err(format!("`{name}` is not a command in [[commands]]")));
+            };
+            let is_switch = matches!(command.kind, super::CommandKind::Switch { .. });
+            let action = match (s.action.as_deref(), is_switch) {
+                (Some("on"), true) => Action::On,
+                (Some("off"), true) => Action::Off,
+                (Some("once"), false) => Action::Press,
+                (other, true) => {
+                    return Err(err(format!(
+                        "`action = {other:?}`: command `{name}` is a switch: use \"on\" or \"off\""
+                    )))
+                }
+                (other, false) => {
+                    return Err(err(format!(
+                        "`action = {other:?}`: command `{name}` is a button: use \"once\""
+                    )))
+                }
+            };
+            return Ok(Step::Command {
+                command: name.clone(),
+                action,
+            });
         }
         if let Some(output) = &s.output {
             let Some(target) = known.outputs.iter().find(|o| o.name == *output) else {

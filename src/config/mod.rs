@@ -371,11 +371,6 @@ impl Validator<'_> {
         };
         let reserved: Vec<&str> = crate::vocab::reserved_ids().collect();
         let hardware = self.hardware(raw.gpio, raw.inputs, raw.outputs, raw.sensors, &reserved)?;
-        let known = automations::Known {
-            inputs: &hardware.inputs,
-            outputs: &hardware.outputs,
-            sensors: &hardware.sensors,
-        };
         let mut names: std::collections::HashMap<String, String> = hardware
             .inputs
             .iter()
@@ -384,9 +379,16 @@ impl Validator<'_> {
             .chain(hardware.sensors.iter().map(|s| &s.name))
             .map(|name| (name.clone(), "another entity".to_owned()))
             .collect();
+        // Before the automations, which may run commands and watch them.
+        let commands = self.commands(raw.commands, &reserved, &mut names)?;
+        let known = automations::Known {
+            inputs: &hardware.inputs,
+            outputs: &hardware.outputs,
+            sensors: &hardware.sensors,
+            commands: &commands,
+        };
         let automations = self.automations(raw.automations, &known, &mut names)?;
         let buttons = self.buttons(raw.buttons)?;
-        let commands = self.commands(raw.commands, &reserved, &mut names)?;
         Ok(Config {
             origin: self.origin.clone(),
             node,

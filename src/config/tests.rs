@@ -769,3 +769,58 @@ fn min_switch_interval_should_default_to_zero_and_be_at_most_ten_minutes() {
     let message = error_of(&output("min_switch_interval_ms = -1\n"));
     assert!(message.contains("outputs[0].min_switch_interval_ms"), "{message}");
 }
+
+#[test]
+fn automations_should_run_commands_and_watch_a_command_switch() {
+    let base = "[[commands]]\nname = \"kodi\"\nunit = \"kodi.service\"\n\n[[commands]]\nname = \"backup\"\nonce = [\"backup\"]\n\n";
+    let config = parse(&format!(
+        "{base}[[automations]]\nname = \"a\"\ntrigger = {{ command = \"kodi\", to = \"off\" }}\nconditions = [{{ entity = \"kodi\", state = \"off\" }}]\nactions = [{{ command = \"backup\", action = \"once\" }}, {{ command = \"kodi\", action = \"on\" }}]\n"
+    ))
+    .expect("valid");
+    let automation = &config.automations[0];
+    assert_eq!(
+        automation.trigger,
+        Trigger::Command {
+            command: "kodi".into(),
+            to: Change::Off
+        }
+    );
+    assert_eq!(
+        automation.actions,
+        [
+            Step::Command {
+                command: "backup".into(),
+                action: crate::vocab::Action::Press
+            },
+            Step::Command {
+                command: "kodi".into(),
+                action: crate::vocab::Action::On
+            }
+        ]
+    );
+    for (automation, message) in [
+        (
+            "trigger = { command = \"backup\" }\nactions = [{ delay_s = 1 }]",
+            "`backup` is not a switch in [[commands]]",
+        ),
+        (
+            "trigger = { interval_s = 5 }\nactions = [{ command = \"backup\", action = \"on\" }]",
+            "command `backup` is a button: use \"once\"",
+        ),
+        (
+            "trigger = { interval_s = 5 }\nactions = [{ command = \"kodi\", action = \"once\" }]",
+            "command `kodi` is a switch: use \"on\" or \"off\"",
+        ),
+        (
+            "trigger = { interval_s = 5 }\nactions = [{ command = \"nope\", action = \"on\" }]",
+            "`nope` is not a command in [[commands]]",
+        ),
+        (
+            "trigger = { interval_s = 5 }\nactions = [{ delay_s = 1, action = \"on\" }]",
+            "`action` goes with `command`",
+        ),
+    ] {
+        let error = error_of(&format!("{base}[[automations]]\nname = \"a\"\n{automation}\n"));
+        assert!(error.contains(message), "{automation}: {error}");
+    }
+}

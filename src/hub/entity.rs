@@ -15,6 +15,7 @@ pub enum Group {
     Outputs,
     Sensors,
     Automations,
+    Commands,
 }
 
 /// Home Assistant's `state_class`.

@@ -55,6 +55,11 @@ impl Layout {
         self.path(SYSUSERS_PATH)
     }
 
+    /// The polkit rule for `unit = …` commands.
+    pub fn polkit_rule(&self) -> PathBuf {
+        self.path(crate::commands::polkit::RULE_PATH)
+    }
+
     pub fn config_dir(&self) -> PathBuf {
         self.path(CONFIG_DIR)
     }

@@ -23,7 +23,9 @@ use std::path::{Path, PathBuf};
 use std::process::ExitStatus;
 
 use crate::atomic_file::{self, Contents};
+use crate::commands::polkit;
 use crate::config::{fresh_config, random_token};
+use crate::config::{Config, Context};
 
 mod layout;
 mod systemd;
@@ -198,6 +200,7 @@ pub fn install(options: &Options, out: &mut dyn Write) -> Result<(), InstallErro
     run_tool(out, &sysusers, &args)?;
 
     install_config(&layout, out)?;
+    install_polkit_rule(&layout, out)?;
 
     write_atomic(
         &layout.unit(),
@@ -261,6 +264,7 @@ pub fn uninstall(options: &Options, out: &mut dyn Write) -> Result<(), InstallEr
     for path in [
         layout.unit(),
         layout.sysusers(),
+        layout.polkit_rule(),
         layout.binary(),
         layout.previous_binary(),
     ] {
@@ -486,6 +490,51 @@ fn install_config(layout: &Layout, out: &mut dyn Write) -> Result<(), InstallErr
         "web token: {token} (the dashboard's controls and the API ask for it; it is kept as web.token in {})",
         path.display()
     );
+    Ok(())
+}
+
+/// The polkit rule for the config's `unit = …` commands
+/// (`commands::polkit`): written when a command names a unit, removed when
+/// none does. A config that does not load leaves the rule as it was (the
+/// service would not start with it either).
+fn install_polkit_rule(layout: &Layout, out: &mut dyn Write) -> Result<(), InstallError> {
+    let path = layout.polkit_rule();
+    let config = match Config::load(Some(&layout.config()), &Context::system()) {
+        Ok(config) => config,
+        Err(error) => {
+            let _ = writeln!(
+                out,
+                "warning: left {} as it was: the config does not load: {error}",
+                path.display()
+            );
+            return Ok(());
+        }
+    };
+    let units: Vec<&str> = config.commands.iter().filter_map(|c| c.unit.as_deref()).collect();
+    match polkit::rule(SERVICE_GROUP, &units) {
+        Some(rule) => {
+            write_atomic(&path, Contents::Bytes(rule.as_bytes()), SYSTEM_FILE_MODE, None)?;
+            let _ = writeln!(
+                out,
+                "wrote {} (mode 0644): majortom may start and stop {}",
+                path.display(),
+                units.join(", ")
+            );
+        }
+        None => match fs::remove_file(&path) {
+            Ok(()) => {
+                let _ = writeln!(out, "removed {}: no command names a unit", path.display());
+            }
+            Err(error) if error.kind() == io::ErrorKind::NotFound => {}
+            Err(source) => {
+                return Err(InstallError::Io {
+                    action: "remove",
+                    path,
+                    source,
+                })
+            }
+        },
+    }
     Ok(())
 }
 

@@ -22,6 +22,7 @@ pub mod api;
 mod assets;
 mod auth;
 pub mod clients;
+mod commands;
 pub mod errors;
 mod events;
 mod metrics;
@@ -44,6 +45,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::info;
 
 use crate::command::Commands;
+use crate::commands::CommandHandle;
 use crate::config::Secret;
 use crate::hub::Hub;
 use crate::status::AgentStatus;
@@ -65,6 +67,9 @@ pub struct AppState {
     pub sim_panel: Option<Arc<dyn SimPanel>>,
     /// Where `POST /api/outputs/…` sends commands; `None` without outputs.
     pub commands: Option<Commands>,
+    /// The `[[commands]]`, for `/api/commands` (their state and last
+    /// output); requests to them go through `commands` like any other.
+    pub command_handles: Arc<[CommandHandle]>,
     /// `None`: the HTTP side is read-only.
     pub token: Option<Arc<Secret>>,
     /// Fires when the server stops; ends every event stream.
@@ -94,6 +99,7 @@ impl AppState {
             status,
             sim_panel,
             commands,
+            command_handles: Arc::new([]),
             token: token.map(Arc::new),
             shutdown: CancellationToken::new(),
             sse_clients: Arc::new(AtomicUsize::new(0)),
@@ -170,6 +176,9 @@ fn routes(sim_panel: bool) -> Routes {
         .route("/api/entities/{id}", get(api::entity))
         .route("/api/history/{id}", get(api::history))
         .route("/api/outputs/{name}", post(api::set_output))
+        .route("/api/commands", get(commands::list))
+        .route("/api/commands/{name}", get(commands::get_one))
+        .route("/api/commands/{name}", post(commands::run))
         .route("/api/events", get(events::events))
         .route("/metrics", get(metrics::metrics));
     if sim_panel {

@@ -129,13 +129,33 @@ mod tests {
             targets: Arc::new(targets),
             sender,
         };
-        let state = AppState::new(
+        let mut state = AppState::new(
             hub,
             Arc::new(status),
             Some(panel),
             Some(commands),
             Some(Secret::new(TOKEN.into())),
         );
+        // A command whose runner never runs: a request is queued, and
+        // nothing is executed.
+        let command = crate::config::CommandConfig {
+            name: "relay".into(),
+            label: "Relay".into(),
+            kind: crate::config::CommandKind::Switch {
+                on: crate::config::Program::Argv(vec!["true".into()]),
+                off: crate::config::Program::Argv(vec!["true".into()]),
+            },
+            status: None,
+            run: crate::config::RunSettings {
+                timeout: std::time::Duration::from_secs(1),
+                env: vec![],
+                working_dir: "/".into(),
+            },
+            concurrency: crate::config::Concurrency::Refuse,
+            unit: None,
+        };
+        let (handle, _runner) = crate::commands::start(&command, &|_| None);
+        state.command_handles = Arc::new([handle]);
         (router(state), gpio)
     }
 
@@ -151,6 +171,7 @@ mod tests {
         };
         let uri = path.replace("{id}", id).replace("{name}", name);
         let body = match method {
+            "POST" if path.starts_with("/api/commands/") => r#"{"action": "on"}"#,
             "POST" => r#"{"state": "ON"}"#,
             "PUT" => r#"{"high": true}"#,
             _ => "",

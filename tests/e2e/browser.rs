@@ -105,6 +105,11 @@ name = "outside"
 address = 0x76
 interval_s = 1
 
+[[commands]]
+name = "hello"
+label = "Say hello"
+once = ["sh", "-c", "sleep 0.5; echo hello from the card"]
+
 [[automations]]
 name = "doorbell"
 trigger = {{ press = "button", kind = "single" }}
@@ -479,6 +484,38 @@ async fn outputs_and_sim_inputs_should_switch_from_the_page_once_unlocked() {
     );
     assert!(!browser.is_enabled(&toggle).await);
     assert_eq!(rig.agent.get_json("/api/sim/pins")["outputs"]["relay"]["high"], false);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_command_card_should_run_it_show_it_running_and_show_its_output() {
+    let _one = ONE_BROWSER.lock().await;
+    let rig = Rig::start("cmdcard", false, UNLOCKED).await;
+    let browser = open_dashboard(&rig).await;
+    assert!(
+        visible(&browser, "section[data-group=\"commands\"]").await,
+        "a Commands section"
+    );
+    browser.click(&browser.get("#unlock").await).await;
+    browser.send_keys(&browser.get("#token").await, TEST_TOKEN).await;
+    browser.click(&browser.get("#token-save").await).await;
+    let run = browser.get("[data-entity=\"hello\"] button.press").await;
+    assert!(browser.is_enabled(&run).await, "unlocked");
+    browser.click(&run).await;
+    // The program sleeps half a second: the card shows it running.
+    wait_for_async("the card to show the run", Duration::from_secs(5), async || {
+        let class = browser.attribute(&run, "class").await.unwrap_or_default();
+        class.contains("running").then_some(())
+    })
+    .await;
+    let script =
+        "const p = document.querySelector('[data-entity=\"hello\"] details.output pre'); return p && p.textContent;";
+    wait_for_async("the last output on the card", Duration::from_secs(5), async || {
+        (browser.execute(script, json!([])).await.as_str() == Some("hello from the card\n")).then_some(())
+    })
+    .await;
+    let class = browser.attribute(&run, "class").await.unwrap_or_default();
+    assert!(!class.contains("running"), "the spinner stops with the run: {class}");
+    assert_eq!(rig.agent.get_json("/api/commands/hello")["last_run"]["exit_code"], 0);
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -605,3 +605,77 @@ fn install_and_uninstall_should_never_leave_the_root_through_a_symlink() {
     root.install(&built());
     root.run_ok(&built(), "uninstall", &["--purge"]);
 }
+
+/// What the polkit rule at `rule` answers for `user` asking to `verb`
+/// `unit`, evaluated in node with polkit's API faked around it:
+/// "YES" or "NOT_HANDLED".
+fn polkit_answer(rule: &Path, user: &str, action: &str, verb: &str, unit: &str) -> String {
+    let node = find_program("node", "nodejs", &["/usr/bin/nodejs"]);
+    let script = format!(
+        r#"const fs = require("fs");
+var rules = [];
+var polkit = {{ Result: {{ YES: "YES", NOT_HANDLED: "NOT_HANDLED" }}, addRule: function (f) {{ rules.push(f); }} }};
+eval(fs.readFileSync({rule:?}, "utf8"));
+var details = {{ verb: {verb:?}, unit: {unit:?} }};
+var action = {{ id: {action:?}, lookup: function (key) {{ return details[key]; }} }};
+process.stdout.write(rules.map(function (f) {{ return f(action, {{ user: {user:?} }}); }}).join(","));
+"#,
+        rule = rule.display().to_string(),
+    );
+    let output = Command::new(node).arg("-e").arg(script).output().expect("run node");
+    assert!(output.status.success(), "node: {}", text(&output.stderr));
+    text(&output.stdout)
+}
+
+#[test]
+fn install_should_write_the_polkit_rule_for_unit_commands_and_uninstall_should_remove_it() {
+    const RULE: &str = "/etc/polkit-1/rules.d/50-majortom.rules";
+    let root = Root::new();
+    fs::create_dir_all(root.path("/etc/majortom")).expect("mkdir");
+    let with_units = "[mqtt]\nenabled = false\n\n[[commands]]\nname = \"kodi\"\nunit = \"kodi.service\"\n\n\
+                      [[commands]]\nname = \"vpn\"\nunit = \"wg-quick@wg0\"\n\n[[commands]]\nname = \"backup\"\nonce = [\"true\"]\n";
+    fs::write(root.path("/etc/majortom/majortom.toml"), with_units).expect("write");
+    let stdout = root.install(&built());
+    assert!(
+        stdout.contains("may start and stop kodi.service, wg-quick@wg0.service"),
+        "{stdout}"
+    );
+    assert_eq!(root.mode(RULE), 0o644);
+    let rule = root.path(RULE);
+    let manage = "org.freedesktop.systemd1.manage-units";
+    for (user, action, verb, unit, answer) in [
+        ("majortom", manage, "start", "kodi.service", "YES"),
+        ("majortom", manage, "stop", "kodi.service", "YES"),
+        ("majortom", manage, "start", "wg-quick@wg0.service", "YES"),
+        // Nothing else: another verb, another unit, another user, another action.
+        ("majortom", manage, "restart", "kodi.service", "NOT_HANDLED"),
+        ("majortom", manage, "start", "ssh.service", "NOT_HANDLED"),
+        ("majortom", manage, "start", "kodi", "NOT_HANDLED"),
+        ("pi", manage, "start", "kodi.service", "NOT_HANDLED"),
+        (
+            "majortom",
+            "org.freedesktop.login1.reboot",
+            "start",
+            "kodi.service",
+            "NOT_HANDLED",
+        ),
+    ] {
+        assert_eq!(
+            polkit_answer(&rule, user, action, verb, unit),
+            answer,
+            "{user} {action} {verb} {unit}"
+        );
+    }
+
+    // No unit any more: the next install removes the rule.
+    fs::write(root.path("/etc/majortom/majortom.toml"), "[mqtt]\nenabled = false\n").expect("write");
+    let stdout = root.install(&built());
+    assert!(!root.exists(RULE), "{stdout}");
+    assert!(stdout.contains("no command names a unit"), "{stdout}");
+
+    fs::write(root.path("/etc/majortom/majortom.toml"), with_units).expect("write");
+    root.install(&built());
+    assert!(root.exists(RULE));
+    let stdout = root.run_ok(&built(), "uninstall", &[]);
+    assert!(!root.exists(RULE), "uninstall removes the rule: {stdout}");
+}

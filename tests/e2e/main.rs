@@ -2,6 +2,9 @@
 //! a free loopback port, and against systemd's own tools. One test binary; the modules, in reading order:
 //!
 //! - `cli`: `init`, `check`, bad configs (exit codes and messages).
+//! - `commands`: `[[commands]]` with real processes: a switch over MQTT,
+//!   its state from a status file, a button, a runaway killed at its
+//!   timeout, shell metacharacters in payloads, the HTTP API.
 //! - `discovery`: Home Assistant discovery configs, states, stale configs,
 //!   the Home Assistant birth message.
 //! - `lifecycle`: availability, SIGTERM and SIGKILL.
@@ -47,6 +50,7 @@ mod arm;
 mod automations;
 mod browser;
 mod cli;
+mod commands;
 mod discovery;
 mod dist;
 mod emulated_pi;
