@@ -26,6 +26,8 @@ enum Filter {
         size: usize,
         kind: WindowKind,
         values: VecDeque<f64>,
+        /// Scratch space for the median, kept so a sample allocates nothing.
+        sorted: Vec<f64>,
     },
     Delta {
         threshold: f64,
@@ -128,12 +130,17 @@ impl Chain {
                         value = value.min(*max);
                     }
                 }
-                Filter::Window { size, kind, values } => {
+                Filter::Window {
+                    size,
+                    kind,
+                    values,
+                    sorted,
+                } => {
                     if values.len() == *size {
                         values.pop_front();
                     }
                     values.push_back(value);
-                    value = aggregate(values, *kind);
+                    value = aggregate(values, *kind, sorted);
                 }
                 Filter::Delta { .. } | Filter::Throttle { .. } | Filter::Heartbeat { .. } => self.seen.push(value),
             }
@@ -201,12 +208,14 @@ impl Chain {
     }
 }
 
-fn aggregate(values: &VecDeque<f64>, kind: WindowKind) -> f64 {
+fn aggregate(values: &VecDeque<f64>, kind: WindowKind, sorted: &mut Vec<f64>) -> f64 {
     match kind {
         WindowKind::Average => values.iter().sum::<f64>() / values.len().max(1) as f64,
         WindowKind::Median => {
-            let mut sorted: Vec<f64> = values.iter().copied().collect();
-            sorted.sort_by(f64::total_cmp);
+            sorted.clear();
+            sorted.extend(values.iter().copied());
+            // Unstable: a stable sort takes a buffer for longer windows.
+            sorted.sort_unstable_by(f64::total_cmp);
             let mid = sorted.len() / 2;
             if sorted.is_empty() {
                 f64::NAN
@@ -229,6 +238,7 @@ fn build(spec: &FilterSpec) -> Result<Filter, FilterError> {
             size,
             kind,
             values: VecDeque::with_capacity(size),
+            sorted: Vec::with_capacity(size),
         },
         Checked::Delta { threshold, percent } => Filter::Delta {
             threshold,

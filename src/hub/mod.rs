@@ -159,6 +159,9 @@ impl Hub {
                     if entry.history.len() == self.history_len {
                         entry.history.pop_front();
                     }
+                    // The whole ring at once: later sets then allocate
+                    // nothing (tests/alloc_per_cycle.rs).
+                    entry.history.reserve_exact(self.history_len - entry.history.len());
                     entry.history.push_back(Sample { at, value: n });
                 }
             }

@@ -5,5 +5,6 @@
 //! cancelled. Sources never call sinks.
 
 pub mod inputs;
+mod kernel_file;
 pub mod sensors;
 pub mod system;

@@ -9,12 +9,18 @@
 //! keeps logs to one line per failure. Parsing lives in `procfs.rs` (the
 //! `/proc` files) and `pi.rs` (board files); registering the entities on the
 //! hub is the caller's job.
+//!
+//! A round allocates nothing once the source has warmed up: the files stay
+//! open and are read with `pread` into one buffer (`KernelFile`), the
+//! parsers borrow that text, the values go into a vector kept between
+//! rounds, and the disk's path is a C string made once.
+//! `tests/alloc_per_cycle.rs` counts allocations to hold this.
 
 mod pi;
 mod procfs;
 
 use std::collections::HashMap;
-use std::ffi::CString;
+use std::ffi::{CStr, CString};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -26,6 +32,7 @@ use tracing::{debug, info, warn};
 
 use crate::filters::{Chain, FilterSpec};
 use crate::hub::{EntitySpec, Group, Hub, Value};
+use crate::sources::kernel_file::KernelFile;
 use procfs::ParseError;
 
 pub use pi::board_model;
@@ -72,11 +79,31 @@ impl Read {
     }
 }
 
+/// What a read reads.
+#[derive(Debug)]
+enum Target {
+    /// A file, kept open between rounds.
+    File(KernelFile),
+    /// The filesystem holding this path (`statvfs`), with the path as the C
+    /// string the call takes, made once. `None` when the path has a NUL
+    /// byte, which no `statvfs` can take.
+    Filesystem(PathBuf, Option<CString>),
+}
+
+impl Target {
+    fn path(&self) -> &Path {
+        match self {
+            Target::File(file) => file.path(),
+            Target::Filesystem(path, _) => path,
+        }
+    }
+}
+
 /// A read that was available at probe time.
 #[derive(Debug)]
 struct Probe {
     read: Read,
-    path: PathBuf,
+    target: Target,
     /// Whether the last attempt failed, so that a failure is logged when it
     /// starts and when it ends rather than every interval.
     failing: bool,
@@ -106,6 +133,10 @@ pub struct SystemSource {
     previous: Previous,
     /// Filters for some entities, by id (`system.filters`).
     filters: HashMap<String, Chain>,
+    /// The text of the file being parsed; every file is read into it.
+    buffer: Vec<u8>,
+    /// One round's values, kept so that a round does not allocate.
+    values: Vec<(&'static str, Value)>,
 }
 
 impl SystemSource {
@@ -130,9 +161,17 @@ impl SystemSource {
                 let path = path?;
                 // Disk is a syscall on the root itself, which always exists
                 // for the agent; the rest are files that may not.
-                (read == Read::Disk || path.exists()).then_some(Probe {
+                let target = if read == Read::Disk {
+                    let c_path = CString::new(path.as_os_str().as_bytes()).ok();
+                    Target::Filesystem(path, c_path)
+                } else if path.exists() {
+                    Target::File(KernelFile::new(path))
+                } else {
+                    return None;
+                };
+                Some(Probe {
                     read,
-                    path,
+                    target,
                     failing: false,
                 })
             })
@@ -144,6 +183,8 @@ impl SystemSource {
             probes,
             previous: Previous::default(),
             filters: HashMap::new(),
+            buffer: Vec::new(),
+            values: Vec::new(),
         }
     }
 
@@ -245,21 +286,35 @@ impl SystemSource {
 
     /// Reads every probed value once at time `now`. Rates (cpu_usage,
     /// network_rx, network_tx) need a previous sample, so the first call
-    /// does not include them.
-    pub fn sample(&mut self, now: Instant) -> Vec<(&'static str, Value)> {
-        let mut values = Vec::new();
+    /// does not include them. (The task uses `round`; this is for tests.)
+    #[cfg(test)]
+    fn sample(&mut self, now: Instant) -> Vec<(&'static str, Value)> {
+        self.sample_into_values(now);
+        self.values.clone()
+    }
+
+    /// `sample` into `self.values`, which keeps its capacity between rounds.
+    fn sample_into_values(&mut self, now: Instant) {
+        self.values.clear();
         for probe in &mut self.probes {
-            let result = read(probe.read, &probe.path, now, &mut self.previous, &mut values);
+            let result = read(
+                probe.read,
+                &mut probe.target,
+                &mut self.buffer,
+                now,
+                &mut self.previous,
+                &mut self.values,
+            );
             match result {
                 Ok(()) if probe.failing => {
                     probe.failing = false;
-                    info!(read = probe.read.name(), path = %probe.path.display(), "system read recovered");
+                    info!(read = probe.read.name(), path = %probe.target.path().display(), "system read recovered");
                 }
                 Err(error) if !probe.failing => {
                     probe.failing = true;
                     warn!(
                         read = probe.read.name(),
-                        path = %probe.path.display(),
+                        path = %probe.target.path().display(),
                         %error,
                         "system read failed; its entities get no value until it recovers"
                     );
@@ -267,7 +322,23 @@ impl SystemSource {
                 Ok(()) | Err(_) => {}
             }
         }
-        values
+    }
+
+    /// One round at `now`: reads every value, filters it and sets it on the
+    /// hub. After the first rounds (the values vector, the read buffer and
+    /// the hub's history rings grown) it allocates nothing.
+    pub fn round(&mut self, now: tokio::time::Instant, hub: &Hub) {
+        self.sample_into_values(now.into_std());
+        for (id, value) in &self.values {
+            let value = match (value.clone(), self.filters.get_mut(*id)) {
+                (Value::Number(n), Some(chain)) => match chain.apply(n, now) {
+                    Some(filtered) => Value::Number(filtered),
+                    None => continue,
+                },
+                (value, _) => value,
+            };
+            hub.set(id, value);
+        }
     }
 
     /// Registers nothing (the caller registers `entities()` on the hub
@@ -283,40 +354,37 @@ impl SystemSource {
                 // Cancellation first, so a stop is never delayed by a round.
                 biased;
                 () = cancel.cancelled() => break,
-                tick = ticker.tick() => {
-                    for (id, value) in self.sample(tick.into_std()) {
-                        let value = match (value, self.filters.get_mut(id)) {
-                            (Value::Number(n), Some(chain)) => match chain.apply(n, tick) {
-                                Some(filtered) => Value::Number(filtered),
-                                None => continue,
-                            },
-                            (value, _) => value,
-                        };
-                        hub.set(id, value);
-                    }
-                }
+                tick = ticker.tick() => self.round(tick, &hub),
             }
         }
         debug!("system source stopped");
     }
 }
 
-fn read_text(path: &Path) -> Result<String, ReadError> {
-    Ok(std::fs::read_to_string(path)?)
-}
-
-/// Performs one read and appends the values it yields.
+/// Performs one read and appends the values it yields. A file's text is
+/// read into `buffer` and parsed where it lies.
 fn read(
     read: Read,
-    path: &Path,
+    target: &mut Target,
+    buffer: &mut Vec<u8>,
     now: Instant,
     previous: &mut Previous,
     values: &mut Vec<(&'static str, Value)>,
 ) -> Result<(), ReadError> {
     let mut push = |id: &'static str, value: f64| values.push((id, Value::Number(value)));
+    let text = match target {
+        Target::File(file) => file.read(buffer)?,
+        Target::Filesystem(_, Some(c_path)) => {
+            push("disk_used", disk_used_percent(c_path)?);
+            return Ok(());
+        }
+        Target::Filesystem(..) => {
+            return Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, "path contains a NUL byte").into())
+        }
+    };
     match read {
         Read::Stat => {
-            let current = procfs::parse_stat(&read_text(path)?)?;
+            let current = procfs::parse_stat(text)?;
             let usage = previous
                 .cpu
                 .replace(current)
@@ -326,20 +394,21 @@ fn read(
             }
         }
         Read::LoadAvg => {
-            let load = procfs::parse_loadavg(&read_text(path)?)?;
+            let load = procfs::parse_loadavg(text)?;
             push("load_1m", load.one);
             push("load_5m", load.five);
             push("load_15m", load.fifteen);
         }
         Read::MemInfo => {
-            let memory = procfs::parse_meminfo(&read_text(path)?)?;
+            let memory = procfs::parse_meminfo(text)?;
             push("memory_used", memory.used_percent);
             push("swap_used", memory.swap_used_percent);
         }
-        Read::Disk => push("disk_used", disk_used_percent(path)?),
-        Read::Uptime => push("uptime", procfs::parse_uptime(&read_text(path)?)?),
+        // Answered above, without a file.
+        Read::Disk => {}
+        Read::Uptime => push("uptime", procfs::parse_uptime(text)?),
         Read::NetDev => {
-            let current = procfs::parse_net_dev(&read_text(path)?)?;
+            let current = procfs::parse_net_dev(text)?;
             if let Some((at, before)) = previous.net.replace((now, current)) {
                 // A `now` earlier than the last one (a caller's mistake) gives
                 // no elapsed time and so no rate, rather than a panic.
@@ -352,20 +421,18 @@ fn read(
                 }
             }
         }
-        Read::Temperature => push("cpu_temperature", pi::parse_millidegrees(&read_text(path)?)?),
-        Read::Frequency => push("cpu_frequency", pi::parse_khz(&read_text(path)?)?),
+        Read::Temperature => push("cpu_temperature", pi::parse_millidegrees(text)?),
+        Read::Frequency => push("cpu_frequency", pi::parse_khz(text)?),
         Read::Throttled => {
-            let throttled = pi::parse_throttled(&read_text(path)?)?;
+            let throttled = pi::parse_throttled(text)?;
             values.extend(throttled.flags().into_iter().map(|(id, on)| (id, Value::Bool(on))));
         }
     }
     Ok(())
 }
 
-/// The share of the filesystem holding `path` that is used, as `df` shows it.
-fn disk_used_percent(path: &Path) -> Result<f64, ReadError> {
-    let c_path = CString::new(path.as_os_str().as_bytes())
-        .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidInput, "path contains a NUL byte"))?;
+/// The share of the filesystem holding `c_path` that is used, as `df` shows it.
+fn disk_used_percent(c_path: &CStr) -> Result<f64, ReadError> {
     let mut stats = std::mem::MaybeUninit::<libc::statvfs>::uninit();
     // SAFETY: `c_path` is a NUL-terminated string that outlives the call and
     // `stats` points to writable memory sized for a `statvfs`, which is all
@@ -625,7 +692,7 @@ mod tests {
         assert_eq!(disk_used_from(1000, 400, 350), 600.0 / 950.0 * 100.0);
         assert_eq!(disk_used_from(1000, 50, 0), 100.0);
         assert_eq!(disk_used_from(0, 0, 0), 0.0);
-        assert!(disk_used_percent(Path::new("/definitely/not/here")).is_err());
+        assert!(disk_used_percent(c"/definitely/not/here").is_err());
     }
 
     #[test]
