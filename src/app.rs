@@ -22,7 +22,7 @@ use tracing::{error, info, warn};
 
 use crate::automations::{self, Automations, Clock, LocalClock};
 use crate::command::{CommandReceiver, Commands, Routes, Target, Targets};
-use crate::config::{Backend, Config};
+use crate::config::{Backend, Config, NodeIdOrigin};
 use crate::hal::rpi::{is_raspberry_pi, RppalGpio};
 use crate::hal::sim::{SimControl, SimGpio};
 use crate::hal::Gpio;
@@ -220,6 +220,11 @@ pub async fn start(config: Config) -> anyhow::Result<Agent> {
 /// moves with paused time).
 pub async fn start_with_clock(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Agent> {
     info!(config = %config.origin, node = %config.node.id, version = env!("CARGO_PKG_VERSION"), "starting majortom");
+    match (&config.node.id_origin, config.node.id_origin.describe(&config.node.id)) {
+        (NodeIdOrigin::FactoryDefault { .. }, Some(why)) => warn!("{why}"),
+        (_, Some(why)) => info!("{why}"),
+        (_, None) => {}
+    }
     let hub = Hub::new(DEFAULT_HISTORY_LEN);
 
     let system = config
@@ -265,7 +270,10 @@ pub async fn start_with_clock(config: Config, clock: Arc<dyn Clock>) -> anyhow::
     }
 
     let mqtt = match &config.mqtt {
-        Some(mqtt) => Some(mqtt::prepare(mqtt, &config.node.id).context("cannot set up MQTT")?),
+        Some(mqtt) => {
+            let contact = mqtt::ContactFile::beside(&config.gpio.state_file, &config.root);
+            Some(mqtt::prepare(mqtt, &config.node.id, contact).context("cannot set up MQTT")?)
+        }
         None => None,
     };
 

@@ -10,13 +10,17 @@
 //! configuration.
 
 pub mod backoff;
+pub mod client;
 pub mod command;
 pub mod connection;
+pub mod contact;
 pub mod discovery;
+pub mod link;
 pub mod outbox;
 pub mod sink;
 pub mod state;
 pub mod tls;
 pub mod topics;
 
+pub use contact::ContactFile;
 pub use sink::{prepare, run, Prepared};
