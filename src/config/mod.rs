@@ -44,7 +44,7 @@ use mqtt::RawMqtt;
 
 pub use hardware::{
     Backend, GpioConfig, Initial, InputConfig, OnOff, OutputConfig, OutputKind, PressTiming, SensorConfig,
-    SensorSource, AUTOMATIONS_STATE_FILE_NAME,
+    SensorSource, AUTOMATIONS_STATE_FILE_NAME, MQTT_STATE_FILE_NAME,
 };
 
 use crate::vocab::filter::FilterSpec;

@@ -336,8 +336,13 @@ fn failure5(error: &v5::ConnectionError, settings: &Settings) -> Failure {
         }
         E::MqttState(S::ConnectionAborted | S::Io(_)) => (Cause::ClosedByBroker, error.to_string()),
         // Before a CONNACK, an answer MQTT 5 cannot read is a 3.1.1
-        // broker's refusal (its CONNACK has no properties).
+        // broker's refusal (its CONNACK has no properties); some 3.1.1
+        // brokers (amqtt) wait for a CONNECT they can read and never answer.
         E::MqttState(S::Deserialization(_)) | E::NotConnAck(_) => (Cause::Mqtt5Refused, error.to_string()),
+        E::Timeout(_) => (
+            Cause::Mqtt5Refused,
+            "no answer to our MQTT 5 CONNECT within 5 s".to_owned(),
+        ),
         E::ConnectionRefused(Code5::NotAuthorized | Code5::BadUserNamePassword) => (Cause::Other, not_authorised()),
         E::ConnectionRefused(Code5::UnsupportedProtocolVersion) => (
             Cause::Mqtt5Refused,

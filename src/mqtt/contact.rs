@@ -15,8 +15,8 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-/// The file's name, beside `gpio.state_file`.
-pub const FILE_NAME: &str = "mqtt.json";
+use crate::config::MQTT_STATE_FILE_NAME;
+
 
 /// Where the record is kept, and where this boot's id is read.
 #[derive(Debug, Clone)]
@@ -38,7 +38,7 @@ impl ContactFile {
     /// system root.
     pub fn beside(state_file: &Path, root: &Path) -> ContactFile {
         ContactFile {
-            path: state_file.with_file_name(FILE_NAME),
+            path: state_file.with_file_name(MQTT_STATE_FILE_NAME),
             boot_id: root.join("proc/sys/kernel/random/boot_id"),
         }
     }
