@@ -133,7 +133,7 @@ pub async fn drive(
                     protocol = retry.protocol;
                     (client, eventloop) = settings.open(protocol);
                 }
-                eventloop.set_clean_start(retry.clean_start);
+                eventloop.set_clean_start(retry.clean_start || !settings.persistent());
                 tokio::time::sleep(retry.delay).await;
                 continue;
             }
