@@ -58,14 +58,12 @@ pub struct Settings {
 }
 
 impl Settings {
-    /// `tls` is the rustls configuration built from `[mqtt.tls]`, if any.
-    pub fn new(
-        config: &MqttConfig,
-        client_id: &str,
-        tls: Option<Arc<rustls::ClientConfig>>,
-        will_topic: String,
-        will_payload: &'static str,
-    ) -> Settings {
+    /// The broker, credentials and TLS (`tls`, built from `[mqtt.tls]`) as
+    /// the config says, under `client_id`, with a clean session that ends
+    /// with the connection and no Last Will: a one-off check (`doctor`),
+    /// which must not disturb a running agent. The agent adds
+    /// [`Settings::persistent`].
+    pub fn new(config: &MqttConfig, client_id: &str, tls: Option<Arc<rustls::ClientConfig>>) -> Settings {
         Settings {
             client_id: client_id.to_owned(),
             host: config.host.clone(),
@@ -79,10 +77,20 @@ impl Settings {
                 Some(tls) => Transport::tls_with_config(TlsConfiguration::Rustls(tls)),
                 None => Transport::tcp(),
             },
-            will: Some((will_topic, will_payload)),
-            persistent: true,
+            will: None,
+            persistent: false,
             session_expiry: config.command_max_age,
             broker: format!("{}:{}", config.host, config.port),
+        }
+    }
+
+    /// The agent's settings: a persistent session and a Last Will
+    /// (`will_payload`, retained on `will_topic`).
+    pub fn persistent(self, will_topic: String, will_payload: &'static str) -> Settings {
+        Settings {
+            will: Some((will_topic, will_payload)),
+            persistent: true,
+            ..self
         }
     }
 
@@ -91,24 +99,12 @@ impl Settings {
     }
 
     /// Whether connections resume the broker's session.
-    pub fn persistent(&self) -> bool {
+    pub fn is_persistent(&self) -> bool {
         self.persistent
     }
 
-    /// The same broker under another client id, for a one-off check
-    /// (`doctor`): no Last Will (it would say this node went offline) and a
-    /// clean session that ends with the connection.
-    pub fn probe(&self, client_id: &str) -> Settings {
-        Settings {
-            client_id: client_id.to_owned(),
-            will: None,
-            persistent: false,
-            ..self.clone()
-        }
-    }
-
     /// A client and its event loop speaking `protocol`, with a persistent
-    /// session (unless a `probe`): the broker keeps our subscriptions and
+    /// session (unless a one-off check): the broker keeps our subscriptions and
     /// queues QoS 1 commands sent while we reconnect (discovery asks Home
     /// Assistant for QoS 1). Everything we publish is republished on
     /// connect anyway.
@@ -453,7 +449,7 @@ mod tests {
             protocol: Protocol::V5,
             command_max_age: Duration::from_secs(30),
         };
-        Settings::new(&config, "majortom-pi", None, "majortom/pi/status".into(), "offline")
+        Settings::new(&config, "majortom-pi", None).persistent("majortom/pi/status".into(), "offline")
     }
 
     #[test]

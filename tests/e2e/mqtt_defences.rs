@@ -446,6 +446,26 @@ async fn a_broker_that_refuses_mqtt5_should_get_3_1_1_and_the_log_should_say_so_
         "{log}"
     );
     assert!(log.contains("protocol=\"3.1.1\""), "{log}");
+
+    // `doctor` connects the way the agent does, fallback included.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("doctor.toml");
+    std::fs::write(&config, relay_config("old", broker.port, "", "")).expect("write config");
+    let output = tokio::task::spawn_blocking(move || {
+        Command::new(binary())
+            .args(["doctor", "--config"])
+            .arg(&config)
+            .output()
+            .expect("run doctor")
+    })
+    .await
+    .expect("join");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        stdout.contains(&format!("ok    broker: 127.0.0.1:{}: CONNACK in", broker.port))
+            && stdout.contains("ms (MQTT 3.1.1)"),
+        "{stdout}"
+    );
 }
 
 // ---- a node id made unique on a factory-default host name ------------------------
