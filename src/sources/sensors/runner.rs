@@ -519,17 +519,33 @@ mod tests {
         h.stop().await;
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn it_should_read_at_once_and_not_again_before_the_interval() {
         let (s, rounds, reads) = sensor("t", &[Quantity::Temperature]);
-        let started = Instant::now();
+        let started = tokio::time::Instant::now();
         let h = start(s, rounds, reads);
         h.round(vec![(Quantity::Temperature, Ok(20.0))]).await;
-        let first = h.reads.try_recv().expect("one read");
-        assert!(first.duration_since(started) < Duration::from_secs(5));
-        // The interval is 10 minutes: nothing more in the next 300 ms.
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        h.reads.try_recv().expect("one read");
+        assert_eq!(started.elapsed(), Duration::ZERO, "read at once");
+        // The next round's answer is ready, so a read never blocks (which
+        // would hold paused time still). The interval is 10 minutes:
+        // nothing in the first 9:59 of paused time (it passes once the
+        // runner waits)...
+        h.rounds
+            .send(vec![(Quantity::Temperature, Ok(21.0))])
+            .expect("runner alive");
+        tokio::time::sleep(Duration::from_secs(599)).await;
         assert!(h.reads.try_recv().is_err(), "read again before the interval");
+        assert_eq!(h.value("t"), Some(20.0));
+        // ...and the second round at 10:00.
+        let mut events = h.hub.subscribe();
+        tokio::time::timeout(Duration::from_secs(2), events.recv())
+            .await
+            .expect("the second round at the interval")
+            .expect("hub alive");
+        h.reads.try_recv().expect("the second read");
+        assert_eq!(h.value("t"), Some(21.0));
+        assert_eq!(started.elapsed(), Duration::from_secs(600));
         h.stop().await;
     }
 
