@@ -41,6 +41,9 @@ apt_install nodejs node
 # The browser tests drive Debian's headless Chromium through chromedriver.
 apt_install chromium chromium
 apt_install chromium-driver chromedriver
+# The node-id tests run the agent under a factory host name in a UTS
+# namespace of its own (`unshare --uts`, as root).
+apt_install util-linux unshare
 # The emulated Raspberry Pi (tests/e2e/emulated_pi.rs): QEMU's raspi3b
 # machine, and cpio for its initramfs.
 apt_install qemu-system-arm qemu-system-aarch64
@@ -72,6 +75,21 @@ if "$TOOLS_VENV/bin/check-jsonschema" --builtin-schema vendor.github-workflows "
     die "check-jsonschema accepted a broken workflow: the check above proves nothing"
 fi
 rm -f "$broken"
+
+say "amqtt, an MQTT 3.1.1-only broker (PyPI)"
+# The agent speaks MQTT 5 and falls back to 3.1.1 when a broker refuses 5;
+# mosquitto takes 5, so the fallback is tested against amqtt, installed
+# into a virtualenv of its own. The e2e tests find it through
+# $MAJORTOM_AMQTT and fail (never skip) without it.
+AMQTT_VERSION=0.12.1
+AMQTT_VENV=${MAJORTOM_AMQTT_VENV:-$HOME/.cache/majortom/amqtt-venv}
+if ! "$AMQTT_VENV/bin/python" -c "import importlib.metadata as m, sys; sys.exit(m.version('amqtt') != '$AMQTT_VERSION')" 2>/dev/null; then
+    python3 -m venv "$AMQTT_VENV" || die "python3 -m venv $AMQTT_VENV failed"
+    "$AMQTT_VENV/bin/pip" install -q --disable-pip-version-check "amqtt==$AMQTT_VERSION" \
+        || die "pip could not install amqtt $AMQTT_VERSION: the fallback to MQTT 3.1.1 cannot be tested"
+fi
+export MAJORTOM_AMQTT="$AMQTT_VENV/bin/amqtt"
+[ -x "$MAJORTOM_AMQTT" ] || die "amqtt $AMQTT_VERSION installed, but $MAJORTOM_AMQTT is missing"
 
 say "cross/build.sh's choice of Rust, on stand-ins (scripts/cross_rust_test.sh)"
 scripts/cross_rust_test.sh

@@ -24,7 +24,7 @@ use tracing::{error, info, warn};
 use crate::automations::{self, Automations, Clock, LocalClock};
 use crate::command::{CommandReceiver, Commands, Routes, Target, Targets};
 use crate::commands::CommandSet;
-use crate::config::{Config, Drive};
+use crate::config::{Config, Drive, NodeIdOrigin};
 use crate::hal::cdev::CdevGpio;
 use crate::hal::rpi::RppalGpio;
 use crate::hal::select::{self, Choice};
@@ -248,6 +248,11 @@ pub async fn start_with_clock(config: Config, clock: Arc<dyn Clock>) -> anyhow::
     for warning in &config.warnings {
         warn!("{warning}");
     }
+    match (&config.node.id_origin, config.node.id_origin.describe(&config.node.id)) {
+        (NodeIdOrigin::FactoryDefault { .. }, Some(why)) => warn!("{why}"),
+        (_, Some(why)) => info!("{why}"),
+        (_, None) => {}
+    }
     let hub = Hub::new(DEFAULT_HISTORY_LEN);
 
     let system = config
@@ -297,7 +302,10 @@ pub async fn start_with_clock(config: Config, clock: Arc<dyn Clock>) -> anyhow::
     }
 
     let mqtt = match &config.mqtt {
-        Some(mqtt) => Some(mqtt::prepare(mqtt, &config.node.id).context("cannot set up MQTT")?),
+        Some(mqtt) => {
+            let contact = mqtt::ContactFile::beside(&config.gpio.state_file, &config.root);
+            Some(mqtt::prepare(mqtt, &config.node.id, contact).context("cannot set up MQTT")?)
+        }
         None => None,
     };
 

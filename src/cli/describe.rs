@@ -3,7 +3,7 @@
 
 use std::fmt::Write as _;
 
-use crate::config::{Config, ENV_MQTT_PASSWORD};
+use crate::config::{Config, Protocol, ENV_MQTT_PASSWORD};
 use crate::sources::system::SystemSource;
 use crate::vocab::Button;
 
@@ -13,6 +13,9 @@ pub fn describe(config: &Config) -> String {
     let node = &config.node;
     let _ = writeln!(out, "config: {}", config.origin);
     let _ = writeln!(out, "node: id `{}`, name \"{}\"", node.id, node.name);
+    if let Some(why) = node.id_origin.describe(&node.id) {
+        let _ = writeln!(out, "  {why}");
+    }
     match &config.mqtt {
         Some(mqtt) => {
             let base = format!("{}/{}", mqtt.base_topic, node.id);
@@ -23,6 +26,15 @@ pub fn describe(config: &Config) -> String {
                 mqtt.port,
                 mqtt.client_id,
                 mqtt.keepalive.as_secs()
+            );
+            let protocol = match mqtt.protocol {
+                Protocol::V5 => "MQTT 5 (3.1.1 if the broker refuses 5)",
+                Protocol::V311 => "MQTT 3.1.1",
+            };
+            let _ = writeln!(
+                out,
+                "  protocol: {protocol}; commands older than {} s are refused",
+                mqtt.command_max_age.as_secs()
             );
             match &mqtt.credentials {
                 Some(c) => {

@@ -359,6 +359,9 @@ pub(super) struct Hardware {
 
 /// The name of the automations' state file, beside `gpio.state_file`.
 pub const AUTOMATIONS_STATE_FILE_NAME: &str = "automations.json";
+/// The name of the MQTT sink's record of its last contact with the broker,
+/// beside `gpio.state_file`.
+pub const MQTT_STATE_FILE_NAME: &str = "mqtt.json";
 
 /// The state file's default: systemd's `$STATE_DIRECTORY` when it runs us
 /// with `StateDirectory=`, else the same place by hand.
@@ -402,15 +405,19 @@ impl Validator<'_> {
         sensors: Vec<RawSensor>,
         reserved: &[&str],
     ) -> Result<Hardware, ConfigError> {
-        // The automations' switches are saved beside this file
-        // (crate::automations::state_file_beside): one file for both would
-        // have each overwrite the other.
+        // The automations' switches (crate::automations::state_file_beside)
+        // and the MQTT sink's last contact (crate::mqtt::contact) are saved
+        // beside this file: one file for two would have each overwrite the
+        // other.
         if let Some(file) = &gpio.state_file {
-            if file.get_ref().file_name() == Some(std::ffi::OsStr::new(AUTOMATIONS_STATE_FILE_NAME)) {
-                let message = format!(
-                    "must not be named `{AUTOMATIONS_STATE_FILE_NAME}`: the automations' on/off state is saved under that name beside it"
-                );
-                return Err(self.error(file, "gpio.state_file", message));
+            for (name, what) in [
+                (AUTOMATIONS_STATE_FILE_NAME, "the automations' on/off state"),
+                (MQTT_STATE_FILE_NAME, "when MQTT was last connected"),
+            ] {
+                if file.get_ref().file_name() == Some(std::ffi::OsStr::new(name)) {
+                    let message = format!("must not be named `{name}`: {what} is saved under that name beside it");
+                    return Err(self.error(file, "gpio.state_file", message));
+                }
             }
         }
         if let Some(chip) = &gpio.chip {

@@ -4,14 +4,17 @@
 //! Two stages: `Raw*` structs mirror the TOML (unknown keys are errors), and
 //! [`Config::from_toml`] turns them into the typed configuration that the rest
 //! of the program uses. Every error names the file, line, column and key.
-//! This module reads the config file and secret files, nothing else, and
-//! imports nothing of ours but the vocabulary.
+//! This module reads the config file, secret files and, for the default
+//! node id of a factory-default host name, the board serial or machine id
+//! under `system.root` (`identity.rs`); nothing else. It imports nothing
+//! of ours but the vocabulary.
 //!
 //! Here: the whole `Config`, `[node]`, `[web]`, `[system]` and the
 //! `Validator` that walks them. Beside it: `error.rs` (errors and their
-//! locations), `mqtt.rs` (`[mqtt]`, `[mqtt.tls]`), `secrets.rs` (passwords,
-//! the token, secret files), `hardware.rs` (`[gpio]`, inputs, outputs,
-//! sensors), `automations.rs` (`[[automations]]`, `[buttons]`).
+//! locations), `identity.rs` (the default node id), `mqtt.rs` (`[mqtt]`,
+//! `[mqtt.tls]`), `secrets.rs` (passwords, the token, secret files),
+//! `hardware.rs` (`[gpio]`, inputs, outputs, sensors), `automations.rs`
+//! (`[[automations]]`, `[buttons]`).
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -25,6 +28,7 @@ mod commands;
 mod de;
 mod error;
 mod hardware;
+mod identity;
 mod mqtt;
 mod secrets;
 #[cfg(test)]
@@ -32,7 +36,8 @@ mod tests;
 
 pub use automations::{AutomationConfig, ButtonsConfig, Change, Condition, Mode, Step, Trigger};
 pub use error::{ConfigError, Location};
-pub use mqtt::{ClientAuth, MqttConfig, TlsConfig, SYSTEM_CA_FILE};
+pub use identity::{NodeIdOrigin, SuffixSource, FACTORY_HOSTNAMES};
+pub use mqtt::{ClientAuth, MqttConfig, Protocol, TlsConfig, SYSTEM_CA_FILE};
 pub use secrets::{random_token, Credentials, Secret};
 
 pub use commands::{unit_name, CommandConfig, CommandKind, Concurrency, Program, RunSettings, StatusCheck};
@@ -41,7 +46,7 @@ use mqtt::RawMqtt;
 
 pub use hardware::{
     Backend, Drive, GpioConfig, Initial, InputConfig, OnOff, OutputConfig, OutputKind, PressTiming, SensorConfig,
-    SensorSource, AUTOMATIONS_STATE_FILE_NAME,
+    SensorSource, AUTOMATIONS_STATE_FILE_NAME, MQTT_STATE_FILE_NAME,
 };
 
 use crate::vocab::filter::FilterSpec;
@@ -126,6 +131,8 @@ pub struct NodeConfig {
     pub id: String,
     /// Shown in Home Assistant and on the dashboard.
     pub name: String,
+    /// Where the id came from (a factory-default host name gets a suffix).
+    pub id_origin: NodeIdOrigin,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -325,7 +332,7 @@ impl Validator<'_> {
     }
 
     fn config(&self, raw: RawConfig) -> Result<Config, ConfigError> {
-        let node = self.node(raw.node)?;
+        let node = self.node(raw.node, &raw.system.root)?;
         let mqtt = if raw.mqtt.enabled {
             Some(self.mqtt(raw.mqtt, &node)?)
         } else {
@@ -408,22 +415,48 @@ impl Validator<'_> {
         })
     }
 
-    fn node(&self, raw: RawNode) -> Result<NodeConfig, ConfigError> {
-        let id = match raw.id {
+    /// `root` is where the board serial and machine id are read, for the
+    /// suffix a factory-default host name gets.
+    fn node(&self, raw: RawNode, root: &Path) -> Result<NodeConfig, ConfigError> {
+        let hostname = self.ctx.hostname;
+        let (id, id_origin) = match raw.id {
             Some(id) => {
                 let value = id.get_ref();
                 if let Err(why) = check_node_id(value) {
                     return Err(self.error(&id, "node.id", why));
                 }
-                value.clone()
+                (value.clone(), NodeIdOrigin::Configured)
             }
-            None => sanitise_node_id(self.ctx.hostname),
+            None if identity::is_factory_hostname(hostname) => match identity::machine_suffix(root) {
+                Some((suffix, source)) => {
+                    let mut id = sanitise_node_id(hostname);
+                    // Room for `-` and the suffix within the 64 characters.
+                    id.truncate(64 - 1 - suffix.len());
+                    (
+                        format!("{id}-{suffix}"),
+                        NodeIdOrigin::Suffixed {
+                            hostname: hostname.to_owned(),
+                            source,
+                        },
+                    )
+                }
+                None => (
+                    sanitise_node_id(hostname),
+                    NodeIdOrigin::FactoryDefault {
+                        hostname: hostname.to_owned(),
+                    },
+                ),
+            },
+            None => (sanitise_node_id(hostname), NodeIdOrigin::HostName),
         };
-        let name = raw
-            .name
-            .filter(|n| !n.trim().is_empty())
-            .unwrap_or_else(|| self.ctx.hostname.to_owned());
-        Ok(NodeConfig { id, name })
+        let name = match raw.name.filter(|n| !n.trim().is_empty()) {
+            Some(name) => name,
+            // Two `raspberrypi` devices in Home Assistant would be hard to
+            // tell apart: the suffixed id names them.
+            None if matches!(id_origin, NodeIdOrigin::Suffixed { .. }) => id.clone(),
+            None => hostname.to_owned(),
+        };
+        Ok(NodeConfig { id, name, id_origin })
     }
 }
 

@@ -21,6 +21,30 @@ pub struct MqttConfig {
     pub credentials: Option<Credentials>,
     /// `None` for plain TCP.
     pub tls: Option<TlsConfig>,
+    /// The protocol tried first; with MQTT 5, a broker that refuses it
+    /// gets 3.1.1.
+    pub protocol: Protocol,
+    /// Commands older than this are refused: the broker keeps our session
+    /// (and what is queued in it) this long after we go (MQTT 5), and
+    /// commands it kept while we were away longer are dropped.
+    pub command_max_age: Duration,
+}
+
+/// The MQTT protocol version to speak (`mqtt.protocol`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    V5,
+    V311,
+}
+
+impl Protocol {
+    /// As the config writes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::V5 => "5",
+            Protocol::V311 => "3.1.1",
+        }
+    }
 }
 
 /// TLS to the broker. The files are checked for readability here and parsed
@@ -52,6 +76,11 @@ pub const SYSTEM_CA_FILE: &str = "/etc/ssl/certs/ca-certificates.crt";
 pub(super) const MQTT_MAX_STRING: usize = 65_535;
 pub(super) const TOO_LONG_FOR_MQTT: &str = "must be at most 65535 bytes, MQTT's limit for a string";
 
+/// The longest `mqtt.command_max_age_s`: a day. It is also the session
+/// expiry the broker is asked for, so it bounds what a broker keeps for a
+/// Pi that never comes back.
+const MAX_COMMAND_AGE_S: u64 = 86_400;
+
 /// Topics are a prefix, the node id and an entity id (64 bytes each at
 /// most) and a few fixed levels; with prefixes of at most this, every topic
 /// fits MQTT's limit with room to spare.
@@ -72,6 +101,8 @@ pub(super) struct RawMqtt {
     password: Option<toml::Spanned<String>>,
     password_file: Option<toml::Spanned<PathBuf>>,
     tls: Option<RawTls>,
+    protocol: toml::Spanned<String>,
+    command_max_age_s: toml::Spanned<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -97,6 +128,8 @@ impl Default for RawMqtt {
             password: None,
             password_file: None,
             tls: None,
+            protocol: unspanned("5".to_owned()),
+            command_max_age_s: unspanned(30),
         }
     }
 }
@@ -133,6 +166,19 @@ impl Validator<'_> {
                 return Err(self.error(value, key, why));
             }
         }
+        let protocol = match raw.protocol.get_ref().as_str() {
+            "5" => Protocol::V5,
+            "3.1.1" => Protocol::V311,
+            _ => return Err(self.error(&raw.protocol, "mqtt.protocol", "must be \"5\" or \"3.1.1\"")),
+        };
+        let max_age = *raw.command_max_age_s.get_ref();
+        if !(1..=MAX_COMMAND_AGE_S).contains(&max_age) {
+            return Err(self.error(
+                &raw.command_max_age_s,
+                "mqtt.command_max_age_s",
+                "must be between 1 and 86400 seconds",
+            ));
+        }
         let credentials = self.credentials(raw.username, raw.password, raw.password_file)?;
         let tls = raw.tls.map(|tls| self.tls(tls)).transpose()?;
         let default_port = if tls.is_some() { 8883 } else { 1883 };
@@ -145,6 +191,8 @@ impl Validator<'_> {
             discovery_prefix: raw.discovery_prefix.into_inner(),
             base_topic: raw.base_topic.into_inner(),
             credentials,
+            protocol,
+            command_max_age: Duration::from_secs(max_age),
         })
     }
 

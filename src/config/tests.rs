@@ -36,6 +36,8 @@ fn empty_config_should_give_the_documented_defaults() {
     assert_eq!(mqtt.discovery_prefix, "homeassistant");
     assert_eq!(mqtt.base_topic, "majortom");
     assert_eq!(mqtt.credentials, None);
+    assert_eq!(mqtt.protocol, Protocol::V5);
+    assert_eq!(mqtt.command_max_age, Duration::from_secs(30));
     assert_eq!(
         config.web.expect("web on").listen,
         "0.0.0.0:8080".parse().expect("addr")
@@ -121,6 +123,80 @@ fn out_of_range_values_should_name_the_key_and_line() {
     assert!(
         message.starts_with("test.toml: line 2, column 15: key `mqtt.keepalive_s`"),
         "{message}"
+    );
+}
+
+#[test]
+fn the_mqtt_protocol_and_the_command_age_should_be_checked() {
+    let config = parse("[mqtt]\nprotocol = \"3.1.1\"\ncommand_max_age_s = 5\n").expect("valid");
+    let mqtt = config.mqtt.expect("mqtt");
+    assert_eq!(
+        (mqtt.protocol, mqtt.command_max_age),
+        (Protocol::V311, Duration::from_secs(5))
+    );
+    let message = error_of("[mqtt]\nprotocol = \"3\"\n");
+    assert_eq!(
+        message.lines().next(),
+        Some("test.toml: line 2, column 12: key `mqtt.protocol`: must be \"5\" or \"3.1.1\"")
+    );
+    let message = error_of("[mqtt]\ncommand_max_age_s = 0\n");
+    assert!(
+        message.starts_with("test.toml: line 2, column 21: key `mqtt.command_max_age_s`: must be between 1 and 86400"),
+        "{message}"
+    );
+}
+
+/// `text` with `[system] root` set to `root`, parsed on a host called
+/// `hostname`.
+fn parse_on(hostname: &'static str, root: &Path, text: &str) -> Config {
+    let ctx = Context {
+        hostname,
+        env: &|_| None,
+    };
+    let text = format!("{text}\n[system]\nroot = \"{}\"\n", root.display());
+    Config::from_toml(&text, Origin::BuiltIn, &ctx).expect("valid")
+}
+
+#[test]
+fn a_factory_hostname_should_get_a_suffix_from_the_board_serial() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path();
+    std::fs::create_dir_all(root.join("proc/device-tree")).expect("mkdir");
+    std::fs::create_dir_all(root.join("etc")).expect("mkdir");
+    std::fs::write(root.join("proc/device-tree/serial-number"), "10000000a1b2c3d4\0").expect("write");
+    std::fs::write(root.join("etc/machine-id"), "0123456789abcdef0123456789abcdef\n").expect("write");
+
+    let config = parse_on("raspberrypi", root, "");
+    assert_eq!(config.node.id, "raspberrypi-b2c3d4");
+    assert_eq!(config.node.name, "raspberrypi-b2c3d4");
+    assert_eq!(config.mqtt.expect("mqtt").client_id, "majortom-raspberrypi-b2c3d4");
+    assert_eq!(
+        config.node.id_origin,
+        NodeIdOrigin::Suffixed {
+            hostname: "raspberrypi".into(),
+            source: SuffixSource::DeviceTreeSerial
+        }
+    );
+    // Without a serial (a PC, a board without one), the machine id.
+    std::fs::remove_file(root.join("proc/device-tree/serial-number")).expect("rm");
+    assert_eq!(parse_on("ubuntu", root, "").node.id, "ubuntu-abcdef");
+    // Without either, the bare name, and a warning says why.
+    std::fs::remove_file(root.join("etc/machine-id")).expect("rm");
+    let config = parse_on("raspberrypi", root, "");
+    assert_eq!(config.node.id, "raspberrypi");
+    let why = config.node.id_origin.describe(&config.node.id).expect("a warning");
+    assert!(why.contains("set node.id"), "{why}");
+    // An ordinary host name, or an id in the config, is kept as it is.
+    std::fs::write(root.join("etc/machine-id"), "0123456789abcdef0123456789abcdef\n").expect("write");
+    let config = parse_on("kitchen-pi", root, "");
+    assert_eq!(
+        (config.node.id.as_str(), config.node.id_origin),
+        ("kitchen-pi", NodeIdOrigin::HostName)
+    );
+    let config = parse_on("raspberrypi", root, "[node]\nid = \"garage\"\n");
+    assert_eq!(
+        (config.node.id.as_str(), config.node.id_origin),
+        ("garage", NodeIdOrigin::Configured)
     );
 }
 

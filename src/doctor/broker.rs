@@ -11,7 +11,6 @@ use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rumqttc::{AsyncClient, QoS};
 use tokio::sync::mpsc;
 
 use super::Report;
@@ -51,8 +50,8 @@ pub(super) fn check(config: &MqttConfig, node_id: &str, status: Arc<AgentStatus>
         return;
     }
     let client_id = format!("majortom-doctor-{node_id}-{}", std::process::id());
-    let options = match crate::mqtt::sink::options(config, &client_id) {
-        Ok(options) => options,
+    let (settings, link) = match crate::mqtt::sink::probe(config, &client_id) {
+        Ok(probe) => probe,
         Err(error) => {
             report.problem(
                 "broker",
@@ -76,15 +75,23 @@ pub(super) fn check(config: &MqttConfig, node_id: &str, status: Arc<AgentStatus>
     let tls = if config.tls.is_some() { "TLS, " } else { "" };
     let prefix = config.discovery_prefix.clone();
     runtime.block_on(async move {
-        let (client, eventloop) = AsyncClient::new(options, 10);
         let (events_tx, mut events) = mpsc::channel(16);
         let started = Instant::now();
-        let driver = tokio::spawn(drive(eventloop, events_tx, status, broker.clone()));
-        match tokio::time::timeout(STEP_TIMEOUT, events.recv()).await {
-            Ok(Some(ConnectionEvent::Connected)) => report.ok(
-                "broker",
-                format!("{broker}: {tls}CONNACK in {} ms", started.elapsed().as_millis()),
-            ),
+        let driver = tokio::spawn(drive(settings, link, events_tx, status));
+        // Twice the step: a broker that does not answer MQTT 5 gets 3.1.1
+        // after one step, as the agent does.
+        let client = match tokio::time::timeout(2 * STEP_TIMEOUT, events.recv()).await {
+            Ok(Some(ConnectionEvent::Connected { client, .. })) => {
+                report.ok(
+                    "broker",
+                    format!(
+                        "{broker}: {tls}CONNACK in {} ms (MQTT {})",
+                        started.elapsed().as_millis(),
+                        client.protocol().as_str()
+                    ),
+                );
+                client
+            }
             Ok(Some(ConnectionEvent::Failed(reason))) => {
                 let fix = if reason.contains("TLS") {
                     "check [mqtt.tls]: the CA that signed the broker's certificate, server_name, and the clock (no certificate is valid in 1970)"
@@ -98,15 +105,19 @@ pub(super) fn check(config: &MqttConfig, node_id: &str, status: Arc<AgentStatus>
                 return;
             }
             _ => {
-                report.problem("broker", format!("{broker}: no CONNACK within {STEP_TIMEOUT:?}"), "check the broker's log");
+                report.problem(
+                    "broker",
+                    format!("{broker}: no CONNACK within {:?}", 2 * STEP_TIMEOUT),
+                    "check the broker's log",
+                );
                 driver.abort();
                 return;
             }
-        }
+        };
         // Home Assistant publishes `online` on `<prefix>/status` when it
         // starts; only a retained one can be seen now.
         let topic = format!("{prefix}/status");
-        let _ = client.try_subscribe(topic.clone(), QoS::AtMostOnce);
+        let _ = client.try_subscribe(&topic);
         let deadline = tokio::time::Instant::now() + BIRTH_WAIT;
         let mut seen = None;
         while let Ok(Some(event)) = tokio::time::timeout_at(deadline, events.recv()).await {
@@ -129,7 +140,10 @@ pub(super) fn check(config: &MqttConfig, node_id: &str, status: Arc<AgentStatus>
                 format!("no retained birth message on {topic}: Home Assistant sends one, not retained by default, when it starts (the agent republishes then); another discovery prefix? set mqtt.discovery_prefix"),
             ),
         }
-        let _ = client.try_disconnect();
-        let _ = tokio::time::timeout(Duration::from_millis(500), driver).await;
+        let _ = tokio::time::timeout(Duration::from_millis(500), async {
+            let _ = client.disconnect().await;
+            let _ = driver.await;
+        })
+        .await;
     });
 }

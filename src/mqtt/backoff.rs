@@ -36,8 +36,7 @@ impl Backoff {
     /// The delay before the next attempt: `initial × 2^n` capped at `max`,
     /// then "equal jitter": somewhere between half of it and all of it.
     pub fn next_delay(&mut self) -> Duration {
-        let factor = 1u32.checked_shl(self.attempt.min(16)).unwrap_or(u32::MAX);
-        let ceiling = self.initial.saturating_mul(factor).min(self.max);
+        let ceiling = self.ceiling();
         self.attempt = self.attempt.saturating_add(1);
         let half = ceiling / 2;
         let jitter_nanos = u64::try_from(half.as_nanos()).unwrap_or(u64::MAX);
@@ -49,9 +48,21 @@ impl Backoff {
         half + Duration::from_nanos(jitter)
     }
 
-    /// Called after a successful connection.
+    /// Called once a connection has proved steady.
     pub fn reset(&mut self) {
         self.attempt = 0;
+    }
+
+    /// A new cap for the delays to come (a clash between two clients waits
+    /// longer than a broker that is away).
+    pub fn set_max(&mut self, max: Duration) {
+        self.max = max;
+    }
+
+    /// The cap of the next delay (its jitter takes it down to half).
+    pub fn ceiling(&self) -> Duration {
+        let factor = 1u32.checked_shl(self.attempt.min(16)).unwrap_or(u32::MAX);
+        self.initial.saturating_mul(factor).min(self.max)
     }
 
     /// xorshift64: plenty for jitter, and no dependency.

@@ -1,36 +1,35 @@
-//! Drives rumqttc's event loop: connects, reconnects with backoff, and turns
-//! what happens on the wire into [`ConnectionEvent`]s for the sink.
+//! Drives rumqttc's event loop: connects, reconnects as the [`Link`]
+//! decides (backoff, the protocol, a clean session), and turns what happens
+//! on the wire into [`ConnectionEvent`]s for the sink (or for `doctor`).
 //!
-//! It runs as its own task because `EventLoop::poll` is not safe to cancel
-//! in the middle of a write; the sink stops it by sending a DISCONNECT (or by
-//! aborting it while it is only waiting to reconnect).
+//! It runs as its own task because polling an event loop is not safe to
+//! cancel in the middle of a write; the sink stops it by sending a
+//! DISCONNECT (or by aborting it while it is only waiting to reconnect).
+//! The protocols' differences are in `client.rs`, the decisions in
+//! `link.rs`; here is the loop and the log.
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use rumqttc::{ConnectReturnCode, ConnectionError, Event, EventLoop, Outgoing, Packet};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
-use tracing::{debug, info, warn};
+use tracing::{debug, error, info, warn};
 
-use crate::mqtt::backoff::Backoff;
+use crate::mqtt::client::{taken_over, Client, Failure, Polled, Settings};
+use crate::mqtt::link::{Cause, Link, Notice, Retry};
 use crate::status::AgentStatus;
-
-/// First and largest delay between connection attempts.
-pub const BACKOFF_INITIAL: Duration = Duration::from_millis(500);
-pub const BACKOFF_MAX: Duration = Duration::from_secs(30);
 
 /// What the sink needs to know about the connection.
 #[derive(Debug)]
 pub enum ConnectionEvent {
-    /// CONNACK received. The broker may have kept our session
-    /// (`clean_session = false`), but everything is (re)published and
-    /// (re)subscribed anyway: a restarted broker may have lost it.
-    Connected,
+    /// CONNACK received, through `client` (a new one when the protocol
+    /// changed). The broker may have kept our session (`session_present`),
+    /// but everything is (re)published and (re)subscribed anyway: a
+    /// restarted broker may have lost it.
+    Connected { client: Client, session_present: bool },
     /// The connection broke; the driver is backing off.
     Disconnected,
-    /// An attempt failed before any connection, in words a user can act on
-    /// (`explain`); the driver backs off and tries again. For `doctor`.
+    /// An attempt failed before any connection, in words a user can act
+    /// on; the driver backs off and tries again.
     Failed(String),
     /// A message on a subscribed topic.
     Message {
@@ -41,22 +40,24 @@ pub enum ConnectionEvent {
     },
 }
 
-/// Polls the event loop until a DISCONNECT has gone out (or the sink aborts
+/// Connects and polls until a DISCONNECT has gone out (or the sink aborts
 /// it). Events that come after the sink stopped listening are dropped, but
 /// the polling goes on: the safe output states and `offline` queued at stop
 /// are still to be written.
 pub async fn drive(
-    mut eventloop: EventLoop,
+    settings: Settings,
+    mut link: Link,
     events: mpsc::Sender<ConnectionEvent>,
     status: Arc<AgentStatus>,
-    broker: String,
 ) {
-    let mut backoff = Backoff::new(BACKOFF_INITIAL, BACKOFF_MAX);
+    let broker = settings.broker.clone();
+    let mut protocol = link.protocol();
+    let (mut client, mut eventloop) = settings.open(protocol);
     // rumqttc pings every keepalive and so hears from a live broker at
     // least that often; silence for 1.5 keepalives means a dead path (a
     // Wi-Fi drop leaves the socket open), noticed sooner than rumqttc's own
     // check, which waits for a second unanswered ping.
-    let silence_limit = eventloop.mqtt_options.keep_alive().mul_f32(1.5);
+    let silence_limit = settings.keepalive().mul_f32(1.5);
     let mut last_heard = Instant::now();
     let mut connected = false;
     // Failures since the last successful connection; only the first is a
@@ -64,67 +65,77 @@ pub async fn drive(
     let mut failures: u32 = 0;
     loop {
         let polled = if connected {
-            match tokio::time::timeout_at(last_heard + silence_limit, eventloop.poll()).await {
+            match tokio::time::timeout_at(last_heard + silence_limit, eventloop.poll(&settings)).await {
                 Ok(polled) => polled,
                 Err(_) => {
                     // Dropping the network resets rumqttc's state whole, so
                     // abandoning the poll above cannot leave half a packet.
-                    eventloop.clean();
-                    Err(ConnectionError::Io(std::io::Error::new(
-                        std::io::ErrorKind::TimedOut,
-                        format!("nothing heard from the broker for {silence_limit:?}"),
-                    )))
+                    eventloop.drop_connection();
+                    Err(Failure {
+                        cause: Cause::Other,
+                        explanation: format!("nothing heard from the broker for {silence_limit:?}"),
+                    })
                 }
             }
         } else {
-            eventloop.poll().await
+            eventloop.poll(&settings).await
         };
-        if let Ok(Event::Incoming(_)) = &polled {
+        if let Ok(Polled::Connected { .. } | Polled::Message { .. } | Polled::Heard) = &polled {
             last_heard = Instant::now();
         }
         let event = match polled {
-            Ok(Event::Incoming(Packet::ConnAck(_))) => {
-                info!(%broker, "connected to MQTT broker");
+            Ok(Polled::Connected { session_present }) => {
+                if link.connected(Instant::now()) == Some(Notice::FellBack) {
+                    info!(
+                        %broker,
+                        "the broker refused MQTT 5; speaking MQTT 3.1.1 until majortom restarts \
+                         (set mqtt.protocol = \"3.1.1\" to skip trying 5)"
+                    );
+                }
+                info!(%broker, protocol = protocol.as_str(), session_present, "connected to MQTT broker");
                 connected = true;
                 failures = 0;
-                backoff.reset();
                 status.set_mqtt_connected(true);
-                ConnectionEvent::Connected
+                ConnectionEvent::Connected {
+                    client: client.clone(),
+                    session_present,
+                }
             }
-            Ok(Event::Incoming(Packet::Publish(publish))) => ConnectionEvent::Message {
-                topic: publish.topic,
-                payload: publish.payload.to_vec(),
-                retain: publish.retain,
-            },
-            Ok(Event::Outgoing(Outgoing::Publish(_))) => {
+            Ok(Polled::Message { topic, payload, retain }) => ConnectionEvent::Message { topic, payload, retain },
+            Ok(Polled::Published) => {
                 status.count_published();
                 continue;
             }
-            Ok(Event::Outgoing(Outgoing::Disconnect)) => {
+            Ok(Polled::Disconnected) => {
                 debug!("disconnect sent");
                 status.set_mqtt_connected(false);
                 return;
             }
-            Ok(_) => continue,
-            Err(error) => {
-                let delay = backoff.next_delay();
-                let explanation = explain(&error, &broker);
-                if connected {
-                    warn!(%broker, error = %explanation, "lost connection to MQTT broker; reconnecting");
-                } else if failures == 0 {
-                    warn!(%broker, error = %explanation, "cannot connect to MQTT broker; retrying in the background");
-                } else {
-                    debug!(%broker, error = %explanation, retry_in = ?delay, "MQTT connection attempt failed");
-                }
-                failures = failures.saturating_add(1);
+            Ok(Polled::Heard | Polled::Sent) => continue,
+            Err(failure) => {
                 let was_connected = std::mem::replace(&mut connected, false);
+                let retry = if was_connected {
+                    link.lost(Instant::now(), failure.cause)
+                } else {
+                    link.failed(failure.cause)
+                };
+                report(&failure, &retry, was_connected, failures, &settings);
+                if retry.notice != Some(Notice::TryingV311) {
+                    failures = failures.saturating_add(1);
+                }
                 if was_connected {
                     status.set_mqtt_connected(false);
                     let _ = events.send(ConnectionEvent::Disconnected).await;
-                } else {
-                    let _ = events.try_send(ConnectionEvent::Failed(explanation));
+                } else if retry.notice != Some(Notice::TryingV311) {
+                    // MQTT 5 refused is not the end: 3.1.1 is tried at once.
+                    let _ = events.try_send(ConnectionEvent::Failed(failure.explanation));
                 }
-                tokio::time::sleep(delay).await;
+                if retry.protocol != protocol {
+                    protocol = retry.protocol;
+                    (client, eventloop) = settings.open(protocol);
+                }
+                eventloop.set_clean_start(retry.clean_start || !settings.is_persistent());
+                tokio::time::sleep(retry.delay).await;
                 continue;
             }
         };
@@ -132,41 +143,37 @@ pub async fn drive(
     }
 }
 
-/// A connection error in words a user can act on.
-pub fn explain(error: &ConnectionError, broker: &str) -> String {
-    match error {
-        ConnectionError::ConnectionRefused(ConnectReturnCode::NotAuthorized | ConnectReturnCode::BadUserNamePassword) => {
-            "the broker refused the connection: not authorised (check mqtt.username and the password)".to_owned()
+/// Logs a failure the way a user needs it: a clash as an error naming the
+/// client id, the first failure of a series as a warning, the rest quietly.
+fn report(failure: &Failure, retry: &Retry, was_connected: bool, failures: u32, settings: &Settings) {
+    let broker = &settings.broker;
+    let error = &failure.explanation;
+    let retry_in = retry.delay;
+    match retry.notice {
+        Some(Notice::Clash) if failure.cause == Cause::TakenOver => {
+            error!(%broker, ?retry_in, "{error}");
         }
-                ConnectionError::ConnectionRefused(code) => format!("the broker refused the connection: {code:?}"),
-        ConnectionError::Tls(tls) => format!(
-            "TLS handshake failed: {tls} (check that mqtt.tls.ca_file holds the CA that signed the broker's certificate, \
-             and that the certificate names mqtt.host, or set mqtt.tls.server_name)"
+        Some(Notice::Clash) => error!(
+            %broker,
+            ?retry_in,
+            "the broker keeps closing our connection right after accepting it: probably {}",
+            taken_over(&settings.client_id)
         ),
-        ConnectionError::Io(io) if broker.split(':').next().is_some_and(|h| h.ends_with(".local")) => format!(
-            "{io}; note that `.local` (mDNS) names are not resolved by this static build: use the broker's IP address or a DNS name"
+        Some(Notice::TooLarge) => warn!(
+            %broker,
+            %error,
+            ?retry_in,
+            "lost connection to MQTT broker; the next connection starts a clean session"
         ),
-        other => other.to_string(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn refused_credentials_should_be_explained_as_not_authorised() {
-        let message = explain(
-            &ConnectionError::ConnectionRefused(ConnectReturnCode::NotAuthorized),
-            "b:1883",
-        );
-        assert!(message.contains("not authorised"), "{message}");
-    }
-
-    #[test]
-    fn unresolvable_local_names_should_mention_mdns() {
-        let io = std::io::Error::other("failed to lookup address information");
-        let message = explain(&ConnectionError::Io(io), "broker.local:1883");
-        assert!(message.contains("mDNS"), "{message}");
+        Some(Notice::TryingV311) => debug!(%broker, %error, "MQTT 5 not taken; trying MQTT 3.1.1"),
+        Some(Notice::FellBack) | None if was_connected => {
+            warn!(%broker, %error, "lost connection to MQTT broker; reconnecting");
+        }
+        Some(Notice::FellBack) | None if failures == 0 => {
+            warn!(%broker, %error, "cannot connect to MQTT broker; retrying in the background");
+        }
+        Some(Notice::FellBack) | None => {
+            debug!(%broker, %error, ?retry_in, "MQTT connection attempt failed");
+        }
     }
 }

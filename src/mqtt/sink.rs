@@ -7,25 +7,26 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use rumqttc::{AsyncClient, LastWill, MqttOptions, QoS, TlsConfiguration, Transport};
 use tokio::sync::{broadcast, mpsc};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::command::{Commands, Publish};
-use crate::config::MqttConfig;
+use crate::config::{MqttConfig, Protocol};
 use crate::hub::Hub;
+use crate::mqtt::backoff::Backoff;
+use crate::mqtt::client::{Client, Settings};
 use crate::mqtt::connection::{drive, ConnectionEvent};
+use crate::mqtt::contact::ContactFile;
+use crate::mqtt::link::{Link, BACKOFF_INITIAL, BACKOFF_MAX};
 use crate::mqtt::outbox::Outbox;
 use crate::mqtt::state::{SinkAction, SinkEvent, SinkState, UNAVAILABLE};
 use crate::mqtt::tls::{self, TlsError};
 use crate::mqtt::topics::Topics;
+use crate::state_file::write_off_thread;
 use crate::status::AgentStatus;
 
-/// Requests rumqttc buffers between the sink and the connection task; more
-/// wait in the outbox.
-const REQUEST_CHANNEL_CAPACITY: usize = 64;
 /// How long a stop may spend getting `offline` and DISCONNECT out.
 const STOP_GRACE: Duration = Duration::from_millis(1000);
 /// How soon to retry a flush that found rumqttc's channel full.
@@ -34,43 +35,45 @@ const FLUSH_RETRY: Duration = Duration::from_millis(20);
 /// Everything the sink needs that can fail, built before the agent starts so
 /// that bad TLS material is a start-up error.
 pub struct Prepared {
-    options: MqttOptions,
+    settings: Settings,
     topics: Topics,
-    broker: String,
+    protocol: Protocol,
+    command_max_age: Duration,
+    contact: ContactFile,
+    /// When the last run last had the broker (its record), if known.
+    last_contact: Option<Instant>,
 }
 
-/// Builds the connection options (Last Will, credentials, TLS) and topics.
-pub fn prepare(config: &MqttConfig, node_id: &str) -> Result<Prepared, TlsError> {
+/// The broker, credentials and TLS as the config says, under `client_id`,
+/// with a clean session and no Last Will: `doctor`'s connection, made
+/// the way the agent's is (the same protocol and fallback through
+/// [`link`](Link)).
+pub fn probe(config: &MqttConfig, client_id: &str) -> Result<(Settings, Link), TlsError> {
+    let tls = config.tls.as_ref().map(tls::client_config).transpose()?;
+    Ok((
+        Settings::new(config, client_id, tls),
+        Link::new(
+            config.protocol,
+            config.keepalive,
+            Backoff::new(BACKOFF_INITIAL, BACKOFF_MAX),
+        ),
+    ))
+}
+
+/// Builds the connection settings (Last Will, credentials, TLS) and topics,
+/// and reads when the last run last had the broker (`contact`).
+pub fn prepare(config: &MqttConfig, node_id: &str, contact: ContactFile) -> Result<Prepared, TlsError> {
     let topics = Topics::new(&config.base_topic, &config.discovery_prefix, node_id);
-    let mut options = options(config, &config.client_id)?;
-    // A persistent session: the broker keeps our subscriptions and queues
-    // QoS 1 commands sent while we are reconnecting (discovery asks Home
-    // Assistant for QoS 1), and delivers them once we are back. Everything
-    // we publish is republished on connect anyway.
-    options.set_clean_session(false);
-    options.set_last_will(LastWill::new(topics.status(), UNAVAILABLE, QoS::AtLeastOnce, true));
+    let tls = config.tls.as_ref().map(tls::client_config).transpose()?;
+    let settings = Settings::new(config, &config.client_id, tls).persistent(topics.status(), UNAVAILABLE);
     Ok(Prepared {
-        options,
+        settings,
         topics,
-        broker: format!("{}:{}", config.host, config.port),
+        protocol: config.protocol,
+        command_max_age: config.command_max_age,
+        last_contact: contact.load(),
+        contact,
     })
-}
-
-/// Broker, credentials and TLS as the config says, under `client_id`, with
-/// a clean session and no Last Will (`prepare` adds the agent's; `doctor`
-/// connects with these as they are).
-pub fn options(config: &MqttConfig, client_id: &str) -> Result<MqttOptions, TlsError> {
-    let mut options = MqttOptions::new(client_id, &config.host, config.port);
-    options.set_keep_alive(config.keepalive);
-    options.set_max_packet_size(64 * 1024, 64 * 1024);
-    if let Some(credentials) = &config.credentials {
-        options.set_credentials(&credentials.username, credentials.password.as_deref().unwrap_or(""));
-    }
-    if let Some(tls) = &config.tls {
-        let client_config = tls::client_config(tls)?;
-        options.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(client_config)));
-    }
-    Ok(options)
 }
 
 /// Runs the sink until `cancel` fires, then publishes `offline` and
@@ -84,14 +87,25 @@ pub async fn run(
     cancel: CancellationToken,
 ) {
     let Prepared {
-        options,
+        settings,
         topics,
-        broker,
+        protocol,
+        command_max_age,
+        contact,
+        last_contact,
     } = prepared;
-    let (client, eventloop) = AsyncClient::new(options, REQUEST_CHANNEL_CAPACITY);
+    let link = Link::new(
+        protocol,
+        settings.keepalive(),
+        Backoff::new(BACKOFF_INITIAL, BACKOFF_MAX),
+    );
     let (events_tx, mut events) = mpsc::channel(16);
-    let mut driver = tokio::spawn(drive(eventloop, events_tx, status.clone(), broker));
-    let mut state = SinkState::new(topics, status.node.clone(), hub.clone(), commands.targets.clone());
+    let mut driver = tokio::spawn(drive(settings, link, events_tx, status.clone()));
+    let mut state = SinkState::new(topics, status.node.clone(), hub.clone(), commands.targets.clone())
+        .with_command_max_age(command_max_age, last_contact);
+    // The client of the current connection (a new one if the protocol
+    // changed); `None` before the first.
+    let mut client: Option<Client> = None;
     let mut changes = hub.subscribe();
     // The state machine's actions, one event at a time; the buffer is kept.
     let mut actions = Vec::new();
@@ -104,19 +118,22 @@ pub async fn run(
                 // outputs' safe states) goes out before `offline`.
                 while let Ok(change) = changes.try_recv() {
                     state.handle(SinkEvent::Hub(change), Instant::now(), &mut actions);
-                    perform(&mut actions, &client, &commands);
+                    perform(&mut actions, client.as_ref(), &commands);
                 }
                 if state.is_connected() {
-                    flush(&mut state.outbox, &client);
+                    flush(&mut state.outbox, client.as_ref());
                 }
                 break;
             }
             event = events.recv() => match event {
-                Some(ConnectionEvent::Connected) => SinkEvent::Connected,
+                Some(ConnectionEvent::Connected { client: current, session_present }) => {
+                    client = Some(current);
+                    SinkEvent::Connected { session_present }
+                }
                 Some(ConnectionEvent::Disconnected) => SinkEvent::Disconnected,
-                Some(ConnectionEvent::Message { topic, payload, retain }) => SinkEvent::Message { topic, payload, retain },
-                // The driver has logged it; `doctor` is who listens for it.
+                // The connection task has logged it.
                 Some(ConnectionEvent::Failed(_)) => continue,
+                Some(ConnectionEvent::Message { topic, payload, retain }) => SinkEvent::Message { topic, payload, retain },
                 None => break,
             },
             change = changes.recv() => match change {
@@ -126,22 +143,35 @@ pub async fn run(
             },
             Some(publish) = publishes.recv() => SinkEvent::Publish(publish),
             _ = tokio::time::sleep(FLUSH_RETRY), if retry_flush => {
-                flush(&mut state.outbox, &client);
+                flush(&mut state.outbox, client.as_ref());
                 continue;
             }
         };
         state.handle(event, Instant::now(), &mut actions);
-        perform(&mut actions, &client, &commands);
+        perform(&mut actions, client.as_ref(), &commands);
         if state.is_connected() {
-            flush(&mut state.outbox, &client);
+            flush(&mut state.outbox, client.as_ref());
         }
     }
 
-    if let Some((topic, payload)) = state.goodbye() {
+    // Remember when we last had the broker, for the next start's check of
+    // the commands queued meanwhile (written while `offline` goes out).
+    let remember = async {
+        let Some(record) = state.last_contact(Instant::now()).and_then(|at| contact.record(at)) else {
+            return;
+        };
+        if let Err(error) = write_off_thread(contact.path().to_owned(), Arc::new(record)).await {
+            debug!(%error, "cannot remember when the broker was last connected");
+        }
+    };
+    let goodbye = async {
+        let (Some((topic, payload)), Some(client)) = (state.goodbye(), client.as_ref()) else {
+            return;
+        };
         let goodbye = async {
             // `publish().await` waits for room in the channel, which the
             // connection task keeps draining.
-            let _ = client.publish(topic, QoS::AtLeastOnce, true, payload).await;
+            let _ = client.publish(&topic, payload.into(), true).await;
             let _ = client.disconnect().await;
             let _ = (&mut driver).await;
         };
@@ -150,22 +180,23 @@ pub async fn run(
         } else {
             info!("published offline and disconnected from MQTT broker");
         }
-    }
+    };
+    tokio::join!(remember, goodbye);
     driver.abort();
 }
 
 /// Carries out what the state machine decided, emptying `actions`.
-fn perform(actions: &mut Vec<SinkAction>, client: &AsyncClient, commands: &Commands) {
+fn perform(actions: &mut Vec<SinkAction>, client: Option<&Client>, commands: &Commands) {
     for action in actions.drain(..) {
         match action {
             SinkAction::Subscribe(filter) => {
-                if let Err(error) = client.try_subscribe(filter.clone(), QoS::AtLeastOnce) {
+                if let Some(Err(error)) = client.map(|c| c.try_subscribe(&filter)) {
                     warn!(%filter, %error, "could not subscribe");
                 }
             }
             SinkAction::Publish { topic, payload, retain } => {
-                if let Err(error) = client.try_publish(&topic, QoS::AtLeastOnce, retain, payload) {
-                    warn!(%topic, %error, "dropping a message: the MQTT client is not keeping up");
+                if let Some(Err(error)) = client.map(|c| c.try_publish(&topic, payload, retain)) {
+                    warn!(%topic, %error, "dropping a message");
                 }
             }
             SinkAction::Command(command) => {
@@ -179,9 +210,12 @@ fn perform(actions: &mut Vec<SinkAction>, client: &AsyncClient, commands: &Comma
 
 /// Hands retained messages to rumqttc until its channel is full; the rest
 /// wait in the outbox (only their latest payload) for the next flush.
-fn flush(outbox: &mut Outbox, client: &AsyncClient) {
+fn flush(outbox: &mut Outbox, client: Option<&Client>) {
+    let Some(client) = client else {
+        return;
+    };
     while let Some((topic, payload)) = outbox.front() {
-        match client.try_publish(topic, QoS::AtLeastOnce, true, payload.to_vec()) {
+        match client.try_publish(topic, payload.to_vec(), true) {
             Ok(()) => outbox.pop(),
             // Full (or the connection task is gone): try again later.
             Err(_) => return,
@@ -195,14 +229,15 @@ mod tests {
 
     #[tokio::test]
     async fn flushing_should_stop_when_the_client_channel_is_full_and_keep_the_rest() {
-        let options = MqttOptions::new("t", "127.0.0.1", 1);
+        let options = rumqttc::MqttOptions::new("t", "127.0.0.1", 1);
         // The event loop is never polled, so the channel fills up.
-        let (client, _eventloop) = AsyncClient::new(options, 2);
+        let (client, _eventloop) = rumqttc::AsyncClient::new(options, 2);
+        let client = Client::V311(client);
         let mut outbox = Outbox::default();
         for n in 0..5 {
             outbox.put(format!("t/{n}"), b"x".to_vec());
         }
-        flush(&mut outbox, &client);
+        flush(&mut outbox, Some(&client));
         assert_eq!(outbox.len(), 3, "two fit in the channel, three wait");
         assert_eq!(outbox.front().map(|(topic, _)| topic), Some("t/2"));
     }

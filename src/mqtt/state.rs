@@ -13,12 +13,26 @@
 //! exist; after falling behind the hub, resync from a snapshot; turn `/set`
 //! messages into commands. While disconnected nothing is queued: the hub
 //! keeps the latest values, and they all go out on reconnect.
+//!
+//! Stale commands: after an outage longer than `mqtt.command_max_age_s`
+//! (or of unknown length: the agent did not stop cleanly, or the machine
+//! restarted), commands the broker kept for us in our session are dropped,
+//! with one log line. They arrive right after CONNACK; to know where they
+//! end, the sink sends itself a fence (a message on its own `fence` topic)
+//! after subscribing: what comes before the fence was queued while we were
+//! away. MQTT 5 brokers also forget our session after that long (its expiry
+//! is the same age) and drop a command whose sender set a Message Expiry
+//! Interval that ran out; this rule holds for 3.1.1 too.
+//!
+//! Messages over [`MAX_MESSAGE_BYTES`] are dropped: an MQTT 5 broker is told
+//! never to send them; under 3.1.1 they are read and ignored.
 
 use std::collections::HashSet;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::time::Instant;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::command::{Command, Publish, Targets};
 use crate::hub::{EntitySpec, Hub, HubEvent};
@@ -32,11 +46,21 @@ use crate::vocab::Press;
 pub const AVAILABLE: &str = "online";
 pub const UNAVAILABLE: &str = "offline";
 
+/// The largest message the sink takes (and sends), 64 KiB: commands, Home
+/// Assistant's status and discovery configs are far smaller. MQTT 5 brokers
+/// are told so (Maximum Packet Size) and drop larger messages for us.
+pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
+
+/// How long after CONNACK our fence may take to come back; a broker that
+/// refuses it (an ACL) must not keep the window open for live commands.
+const FENCE_TIMEOUT: Duration = Duration::from_secs(3);
+
 /// What happened, as the sink sees it.
 #[derive(Debug, Clone)]
 pub enum SinkEvent {
-    /// The broker accepted the connection (CONNACK).
-    Connected,
+    /// The broker accepted the connection (CONNACK); `session_present`: it
+    /// kept our session, and may deliver what it queued meanwhile.
+    Connected { session_present: bool },
     /// The connection broke; the driver is reconnecting.
     Disconnected,
     /// A message on a subscribed topic.
@@ -79,6 +103,27 @@ pub struct SinkState {
     pub outbox: Outbox,
     refresh: Refresh,
     connected: bool,
+    /// Commands older than this are refused.
+    max_age: Duration,
+    /// When we last had the broker: the last disconnect, or (at start) the
+    /// last clean stop's record; `None` when unknown.
+    last_contact: Option<Instant>,
+    /// While commands from our stored session may still arrive, after an
+    /// outage longer than `max_age`.
+    replay: Option<Replay>,
+    /// Fences sent so far, for a new payload each time.
+    fences: u32,
+}
+
+/// The window in which the broker delivers what it queued while we were
+/// away: from CONNACK until our fence comes back.
+struct Replay {
+    fence: String,
+    /// The window closes now at the latest.
+    until: Instant,
+    /// How long we were away; `None` when unknown.
+    away: Option<Duration>,
+    dropped: u32,
 }
 
 impl SinkState {
@@ -91,6 +136,28 @@ impl SinkState {
             outbox: Outbox::default(),
             refresh: Refresh::default(),
             connected: false,
+            max_age: Duration::from_secs(30),
+            last_contact: None,
+            replay: None,
+            fences: 0,
+        }
+    }
+
+    /// Commands are refused when older than `max_age`; `last_contact` is
+    /// when the previous run last had the broker (its record), if known.
+    pub fn with_command_max_age(mut self, max_age: Duration, last_contact: Option<Instant>) -> SinkState {
+        self.max_age = max_age;
+        self.last_contact = last_contact;
+        self
+    }
+
+    /// When we last had the broker, as of `now`: for the record a clean
+    /// stop leaves.
+    pub fn last_contact(&self, now: Instant) -> Option<Instant> {
+        if self.connected {
+            Some(now)
+        } else {
+            self.last_contact
         }
     }
 
@@ -108,7 +175,7 @@ impl SinkState {
     /// event allocates nothing for its actions.
     pub fn handle(&mut self, event: SinkEvent, now: Instant, actions: &mut Vec<SinkAction>) {
         match event {
-            SinkEvent::Connected => {
+            SinkEvent::Connected { session_present } => {
                 self.connected = true;
                 self.outbox.clear();
                 let filters = [
@@ -117,15 +184,22 @@ impl SinkState {
                     self.topics.command_filter(),
                 ];
                 actions.extend(filters.into_iter().map(SinkAction::Subscribe));
+                self.replay = None;
+                let away = self.last_contact.map(|at| now.saturating_duration_since(at));
+                if session_present && away.is_none_or(|away| away > self.max_age) {
+                    self.open_replay(now, away, actions);
+                }
                 self.outbox.put(self.topics.status(), AVAILABLE.into());
                 self.enqueue_everything();
             }
             SinkEvent::Disconnected => {
                 self.connected = false;
+                self.last_contact = Some(now);
+                self.replay = None;
                 // Everything is republished from the hub on reconnect.
                 self.outbox.clear();
             }
-            SinkEvent::Message { topic, payload, retain } => self.on_message(&topic, &payload, retain, actions),
+            SinkEvent::Message { topic, payload, retain } => self.on_message(&topic, &payload, retain, now, actions),
             SinkEvent::Hub(event) => self.on_hub_event(event, now, actions),
             SinkEvent::HubLagged(missed) => {
                 warn!(missed, "MQTT sink fell behind the hub; republishing all states");
@@ -147,8 +221,76 @@ impl SinkState {
         }
     }
 
-    fn on_message(&mut self, topic: &str, payload: &[u8], retain: bool, actions: &mut Vec<SinkAction>) {
+    /// Subscribes to the fence and sends it: the broker delivers it after
+    /// everything it queued for us.
+    fn open_replay(&mut self, now: Instant, away: Option<Duration>, actions: &mut Vec<SinkAction>) {
+        self.fences = self.fences.wrapping_add(1);
+        let fence = format!("{}-{}", std::process::id(), self.fences);
+        let topic = self.topics.fence();
+        actions.push(SinkAction::Subscribe(topic.clone()));
+        actions.push(SinkAction::Publish {
+            topic,
+            payload: fence.clone().into_bytes(),
+            retain: false,
+        });
+        self.replay = Some(Replay {
+            fence,
+            until: now + FENCE_TIMEOUT,
+            away,
+            dropped: 0,
+        });
+    }
+
+    /// True (and logged, once per window) when a command is one the broker
+    /// kept for us while we were away too long.
+    fn stale(&mut self, now: Instant) -> bool {
+        let max_age = self.max_age.as_secs();
+        let Some(replay) = self.replay.as_mut().filter(|replay| now < replay.until) else {
+            return false;
+        };
+        if replay.dropped == 0 {
+            match replay.away {
+                Some(away) => warn!(
+                    away_s = away.as_secs(),
+                    "ignoring commands the broker kept for us while majortom was away longer than \
+                     mqtt.command_max_age_s ({max_age} s)"
+                ),
+                None => warn!(
+                    "ignoring commands the broker kept for us while majortom was stopped: how long is unknown \
+                     (it did not stop cleanly, or the machine restarted), so they may be older than \
+                     mqtt.command_max_age_s ({max_age} s)"
+                ),
+            }
+        }
+        replay.dropped += 1;
+        true
+    }
+
+    fn on_message(&mut self, topic: &str, payload: &[u8], retain: bool, now: Instant, actions: &mut Vec<SinkAction>) {
+        if payload.len() > MAX_MESSAGE_BYTES {
+            warn!(%topic, bytes = payload.len(), "ignoring a message over {MAX_MESSAGE_BYTES} bytes");
+            return;
+        }
+        if topic == self.topics.fence() {
+            if self
+                .replay
+                .as_ref()
+                .is_some_and(|replay| replay.fence.as_bytes() == payload)
+            {
+                if let Some(replay) = self.replay.take().filter(|replay| replay.dropped > 0) {
+                    info!(
+                        dropped = replay.dropped,
+                        "the commands kept while majortom was away are behind us"
+                    );
+                }
+            }
+            return;
+        }
         if let Some(entity) = self.topics.command_target(topic) {
+            if !retain && self.stale(now) {
+                debug!(%topic, "ignoring a stale command");
+                return;
+            }
             match parse_command(&self.targets, entity, payload, retain) {
                 Ok(command) => actions.push(SinkAction::Command(command)),
                 Err(rejection) => {
@@ -273,6 +415,7 @@ mod tests {
     use crate::vocab::Component;
 
     const STATUS: &str = "mt/pi/status";
+    const CONNECTED: SinkEvent = SinkEvent::Connected { session_present: false };
 
     fn state() -> SinkState {
         let hub = Hub::new(4);
@@ -328,7 +471,7 @@ mod tests {
     #[test]
     fn connecting_should_subscribe_and_queue_availability_discovery_and_states() {
         let mut state = state();
-        let (actions, queued) = feed(&mut state, vec![SinkEvent::Connected]);
+        let (actions, queued) = feed(&mut state, vec![CONNECTED]);
         let subscribed = ["ha/status", "ha/+/pi/+/config", "mt/pi/+/set"].map(|f| SinkAction::Subscribe(f.into()));
         assert_eq!(actions, subscribed);
         assert_eq!(queued, everything());
@@ -338,7 +481,7 @@ mod tests {
 
     #[test]
     fn the_decisions_should_follow_the_table() {
-        let connected = || vec![SinkEvent::Connected];
+        let connected = || vec![CONNECTED];
         let then = |mut events: Vec<SinkEvent>, more: SinkEvent| {
             events.push(more);
             events
@@ -346,7 +489,7 @@ mod tests {
         let empty_outbox = |events: Vec<SinkEvent>| {
             let mut events = events;
             events.insert(1, SinkEvent::Disconnected);
-            events.insert(2, SinkEvent::Connected);
+            events.insert(2, CONNECTED);
             events
         };
         let relay_on = SinkAction::Command(Command {
@@ -470,7 +613,7 @@ mod tests {
         for event in table {
             let mut state = state();
             let what = format!("{event:?}");
-            let (actions, queued) = feed(&mut state, vec![SinkEvent::Connected, SinkEvent::Disconnected, event]);
+            let (actions, queued) = feed(&mut state, vec![CONNECTED, SinkEvent::Disconnected, event]);
             assert!(
                 actions.is_empty() && queued.is_empty(),
                 "{what}: {actions:?} {queued:?}"
@@ -482,7 +625,7 @@ mod tests {
     #[test]
     fn updates_should_queue_their_state_and_replace_an_older_one() {
         let mut state = state();
-        feed(&mut state, vec![SinkEvent::Connected]);
+        feed(&mut state, vec![CONNECTED]);
         while state.outbox.front().is_some() {
             state.outbox.pop();
         }
@@ -499,5 +642,153 @@ mod tests {
         assert_eq!(queued, ["mt/pi/relay/state", "mt/pi/temp/availability"]);
         assert_eq!(state.outbox.get("mt/pi/relay/state"), Some(&b"OFF"[..]));
         assert_eq!(state.outbox.get("mt/pi/temp/availability"), Some(&b"offline"[..]));
+    }
+
+    /// What a `/set` ON for the relay turns into when it is handed on.
+    fn relay_on() -> SinkAction {
+        SinkAction::Command(Command {
+            target: Target::Output(OutputId(0)),
+            action: Action::On,
+            origin: crate::command::Origin::Mqtt,
+        })
+    }
+
+    /// Feeds `(seconds after start, event)`s to a state whose last contact
+    /// was `away` seconds before start (`None`: unknown); returns every
+    /// action, in order.
+    fn timeline(away: Option<u64>, events: Vec<(u64, SinkEvent)>) -> Vec<SinkAction> {
+        let start = Instant::now() + Duration::from_secs(1000);
+        let last_contact = away.map(|away| start - Duration::from_secs(away));
+        let mut state = state().with_command_max_age(Duration::from_secs(30), last_contact);
+        let mut all = Vec::new();
+        for (at, event) in events {
+            let mut actions = Vec::new();
+            state.handle(event, start + Duration::from_secs(at), &mut actions);
+            all.extend(
+                actions
+                    .into_iter()
+                    .filter(|a| !matches!(a, SinkAction::Subscribe(f) if f != FENCE)),
+            );
+        }
+        all
+    }
+
+    const FENCE: &str = "mt/pi/fence";
+
+    fn fence_payload(n: u32) -> String {
+        format!("{}-{n}", std::process::id())
+    }
+
+    fn fence_sent(n: u32) -> Vec<SinkAction> {
+        vec![
+            SinkAction::Subscribe(FENCE.into()),
+            SinkAction::Publish {
+                topic: FENCE.into(),
+                payload: fence_payload(n).into_bytes(),
+                retain: false,
+            },
+        ]
+    }
+
+    #[test]
+    fn commands_the_broker_kept_while_we_were_away_too_long_should_be_dropped_until_the_fence() {
+        let resumed = || SinkEvent::Connected { session_present: true };
+        let on = || message("mt/pi/relay/set", "ON", false);
+        let fence = |n| message(FENCE, &fence_payload(n), false);
+        type Row = (&'static str, Option<u64>, Vec<(u64, SinkEvent)>, Vec<SinkAction>);
+        let table: Vec<Row> = vec![
+            (
+                "away 100 s (over 30): the kept command is dropped, a live one after the fence is not",
+                Some(100),
+                vec![(0, resumed()), (0, on()), (0, fence(1)), (1, on())],
+                [fence_sent(1), vec![relay_on()]].concat(),
+            ),
+            (
+                "away 10 s: everything kept is fresh enough",
+                Some(10),
+                vec![(0, resumed()), (0, on())],
+                vec![relay_on()],
+            ),
+            (
+                "away for an unknown time (no clean stop recorded): dropped",
+                None,
+                vec![(0, resumed()), (0, on()), (0, on()), (0, fence(1)), (0, on())],
+                [fence_sent(1), vec![relay_on()]].concat(),
+            ),
+            (
+                "a new session holds nothing old",
+                None,
+                vec![(0, CONNECTED), (0, on())],
+                vec![relay_on()],
+            ),
+            (
+                "a fence that never comes back closes the window after 3 s",
+                Some(100),
+                vec![(0, resumed()), (2, on()), (3, on())],
+                [fence_sent(1), vec![relay_on()]].concat(),
+            ),
+            (
+                "someone else's fence payload closes nothing",
+                Some(100),
+                vec![(0, resumed()), (0, message(FENCE, "1-1", false)), (0, on())],
+                fence_sent(1),
+            ),
+            (
+                "an outage while running counts from the disconnect",
+                Some(0),
+                vec![
+                    (0, CONNECTED),
+                    (10, SinkEvent::Disconnected),
+                    (50, resumed()),
+                    (50, on()),
+                    (50, fence(1)),
+                    (51, SinkEvent::Disconnected),
+                    (60, resumed()),
+                    (60, on()),
+                ],
+                [fence_sent(1), vec![relay_on()]].concat(),
+            ),
+        ];
+        for (what, away, events, expected) in table {
+            assert_eq!(timeline(away, events), expected, "{what}");
+        }
+    }
+
+    #[test]
+    fn the_last_contact_should_be_now_while_connected_and_the_disconnect_after() {
+        let start = Instant::now();
+        let mut state = state().with_command_max_age(Duration::from_secs(30), None);
+        assert_eq!(state.last_contact(start), None);
+        let mut actions = Vec::new();
+        state.handle(CONNECTED, start, &mut actions);
+        let later = start + Duration::from_secs(5);
+        assert_eq!(state.last_contact(later), Some(later));
+        state.handle(SinkEvent::Disconnected, later, &mut actions);
+        assert_eq!(state.last_contact(later + Duration::from_secs(60)), Some(later));
+    }
+
+    #[test]
+    fn a_message_over_64_kib_should_be_ignored_whatever_its_topic() {
+        let mut payload = vec![b' '; MAX_MESSAGE_BYTES];
+        payload[..2].copy_from_slice(b"ON");
+        let fits = SinkEvent::Message {
+            topic: "mt/pi/relay/set".into(),
+            payload: b"ON".to_vec(),
+            retain: false,
+        };
+        payload.push(b' ');
+        let oversized = |topic: &str| SinkEvent::Message {
+            topic: topic.into(),
+            payload: payload.clone(),
+            retain: true,
+        };
+        let (actions, queued) = feed(
+            &mut state(),
+            vec![CONNECTED, oversized("ha/sensor/pi/gone/config"), oversized("ha/status")],
+        );
+        assert!(actions.is_empty());
+        assert_eq!(queued, everything(), "no clearing, no republishing");
+        let (actions, _) = feed(&mut state(), vec![CONNECTED, oversized("mt/pi/relay/set"), fits]);
+        assert_eq!(actions, vec![relay_on()], "only the one that fits");
     }
 }

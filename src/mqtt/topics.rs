@@ -3,6 +3,9 @@
 //! - `<base>/<node>/status`: availability, `online`/`offline`, retained;
 //! - `<base>/<node>/<entity>/state`: the entity's state, retained;
 //! - `<base>/<node>/<entity>/set`: commands to an entity;
+//! - `<base>/<node>/fence`: a marker the agent sends itself after it
+//!   reconnects to a stored session (what comes before it was queued while
+//!   it was away);
 //! - `<prefix>/<component>/<node>/<entity>/config`: Home Assistant discovery.
 //!
 //! Pure string building; no I/O.
@@ -24,6 +27,12 @@ impl Topics {
             discovery_prefix: discovery_prefix.to_owned(),
             node_id: node_id.to_owned(),
         }
+    }
+
+    /// The fence the sink sends itself after reconnecting to a stored
+    /// session (`state.rs`): `<base>/<node>/fence`, not retained.
+    pub fn fence(&self) -> String {
+        format!("{}/fence", self.node_base)
     }
 
     pub fn status(&self) -> String {

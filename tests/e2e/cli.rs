@@ -224,7 +224,8 @@ fn doctor_should_exit_0_when_all_is_well_and_1_with_a_fix_when_not() {
     let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
     assert!(output.status.success(), "{stdout}{}", stderr(&output));
     assert!(
-        stdout.contains(&format!("ok    broker: 127.0.0.1:{}: CONNACK in", broker.port)),
+        stdout.contains(&format!("ok    broker: 127.0.0.1:{}: CONNACK in", broker.port))
+            && stdout.contains("ms (MQTT 5)"),
         "{stdout}"
     );
     assert!(stdout.contains("gpio backend: sim: no GPIO chip"), "{stdout}");

@@ -18,6 +18,11 @@
 //!   outputs as they are.
 //! - `faults`: 20 broker restarts, a silent partition, commands queued
 //!   while reconnecting, failing GPIO pins, kill -9 during state writes.
+//! - `mqtt_defences`: two agents with one client id (the clash named, a
+//!   growing backoff), 100 KB messages retained or queued on subscribed
+//!   topics, commands gone stale while the agent was stopped, a broker
+//!   that refuses MQTT 5 (amqtt), a unique node id on a factory host name;
+//!   under MQTT 5 and 3.1.1.
 //! - `tls`: TLS with the right and a wrong CA, client certificates, a
 //!   server name override, wrong and right passwords.
 //! - `notify`: systemd readiness, watchdog pings and stopping (sd_notify).
@@ -59,6 +64,7 @@ mod gpio;
 mod hostile;
 mod install;
 mod lifecycle;
+mod mqtt_defences;
 mod notify;
 mod reconnect;
 mod sysfs;

@@ -689,7 +689,7 @@ fn update_before_install_should_say_to_install_first_and_write_nothing() {
     let root = tempfile::tempdir().expect("tempdir");
     let output = run(Command::new(binary()).args([
         "update",
-        binary(),
+        &binary(),
         &format!("--root={}", path_str(root.path())),
         "--no-start",
     ]));

@@ -219,8 +219,10 @@ pub fn test_config(node: &str, mqtt_port: u16, extra: &str) -> String {
 /// The `web.token` of `test_config`; `Agent::send` sends it.
 pub const TEST_TOKEN: &str = "e2e-test-token";
 
-pub fn binary() -> &'static str {
-    env!("CARGO_BIN_EXE_majortom")
+/// The binary under test: this build's, or `$MAJORTOM_E2E_BINARY` (another
+/// build, to show a test fails without the fix it tests).
+pub fn binary() -> String {
+    std::env::var("MAJORTOM_E2E_BINARY").unwrap_or_else(|_| env!("CARGO_BIN_EXE_majortom").to_owned())
 }
 
 impl Agent {
