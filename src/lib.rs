@@ -24,6 +24,7 @@
 //!   [`filters`] shape numeric values before the hub.
 //! - [`outputs`]: applies commands to relays and LEDs; safe state on stop;
 //!   [`state_file`] remembers `restore` outputs.
+//! - [`fleet`]: every agent on the broker, from their `status` and `info`.
 //! - [`node`], [`status`]: who the agent is and how it is doing.
 //! - [`logging`]: the small stderr logger behind `tracing`.
 //! - [`vocab`]: the shared words (entity ids, components, quantities,
@@ -37,6 +38,7 @@ pub mod command;
 pub mod config;
 pub mod deadline;
 pub mod filters;
+pub mod fleet;
 #[cfg(test)]
 mod fixtures;
 pub mod hal;
