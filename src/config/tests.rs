@@ -628,3 +628,23 @@ fn config_file_lookup_should_prefer_flag_then_env_then_system_path() {
     std::fs::write(&system, "").expect("write");
     assert_eq!(locate_file(None, None, &system), Some(system.clone()));
 }
+
+#[test]
+fn fleet_should_be_on_with_mqtt_and_off_without_it() {
+    let config = parse("").expect("valid");
+    assert_eq!(
+        config.fleet,
+        Some(FleetConfig {
+            info_interval: Duration::from_secs(60)
+        })
+    );
+    let config = parse("[fleet]\ninfo_interval_s = 5\n").expect("valid");
+    assert_eq!(config.fleet.map(|f| f.info_interval), Some(Duration::from_secs(5)));
+    assert_eq!(parse("[fleet]\nenabled = false\n").expect("valid").fleet, None);
+    assert_eq!(parse("[mqtt]\nenabled = false\n").expect("valid").fleet, None);
+    let message = error_of("[fleet]\ninfo_interval_s = 0\n");
+    assert!(
+        message.contains("line 2") && message.contains("fleet.info_interval_s") && message.contains("between 1 and 86400"),
+        "{message}"
+    );
+}
