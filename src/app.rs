@@ -23,6 +23,8 @@ use tracing::{error, info, warn};
 use crate::automations::{self, Automations, Clock, LocalClock};
 use crate::command::{CommandReceiver, Commands, Routes, Target, Targets};
 use crate::config::{Backend, Config, NodeIdOrigin};
+use crate::fleet::publisher::{Identity, Publisher};
+use crate::fleet::{Fleet, FleetLink};
 use crate::hal::rpi::{is_raspberry_pi, RppalGpio};
 use crate::hal::sim::{SimControl, SimGpio};
 use crate::hal::Gpio;
@@ -296,6 +298,22 @@ pub async fn start_with_clock(config: Config, clock: Arc<dyn Clock>) -> anyhow::
 
     let mut producers = Stage::new();
     let mut sinks = Stage::new();
+    // The fleet: our `info` goes out through the MQTT sink, which fills the
+    // table the web side and the automations read.
+    let fleet = match (&config.fleet, &mqtt) {
+        (Some(fleet_config), Some(_)) => {
+            let fleet = Fleet::new(&config.node.id);
+            let identity = Identity {
+                name: status.node.name.clone(),
+                model: status.node.model.clone(),
+                url: status.node.configuration_url.clone(),
+            };
+            let (publisher, info) = Publisher::new(hub.clone(), identity, fleet_config.info_interval);
+            sinks.spawn(publisher.run(sinks.cancel.clone()));
+            Some((fleet, info))
+        }
+        _ => None,
+    };
     // Commands from the edges go through a router to whoever owns the
     // target: the outputs, the automations, or the agent's own buttons.
     // Each owner tells its targets; the edges resolve entity ids with them.
@@ -369,6 +387,10 @@ pub async fn start_with_clock(config: Config, clock: Arc<dyn Clock>) -> anyhow::
             status.clone(),
             commands.clone(),
             publishes,
+            fleet.as_ref().map(|(fleet, info)| FleetLink {
+                fleet: fleet.clone(),
+                info: info.clone(),
+            }),
             sinks.cancel.clone(),
         ));
     } else {
