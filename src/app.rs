@@ -405,7 +405,8 @@ pub async fn start_with_clock(config: Config, clock: Arc<dyn Clock>) -> anyhow::
             }) as Arc<dyn web::SimPanel>
         });
         let token = config.web.as_ref().and_then(|w| w.token.clone());
-        let state = web::AppState::new(hub.clone(), status.clone(), sim_panel, Some(commands.clone()), token);
+        let state = web::AppState::new(hub.clone(), status.clone(), sim_panel, Some(commands.clone()), token)
+            .with_fleet(fleet.as_ref().map(|(fleet, _)| fleet.clone()));
         sinks.spawn(web::serve(listener, state, sinks.cancel.clone()));
     }
     Ok(Agent {

@@ -42,6 +42,7 @@ use tracing::info;
 
 use crate::command::Commands;
 use crate::config::Secret;
+use crate::fleet::Fleet;
 use crate::hub::Hub;
 use crate::status::AgentStatus;
 
@@ -68,6 +69,8 @@ pub struct AppState {
     pub sse_clients: Arc<AtomicUsize>,
     /// The last `/api/state` body and the hub version it shows.
     pub state_cache: Arc<std::sync::Mutex<Option<(u64, axum::body::Bytes)>>>,
+    /// The other agents on the broker; `None` when the fleet is off.
+    pub fleet: Option<Arc<Fleet>>,
 }
 
 impl AppState {
@@ -87,7 +90,14 @@ impl AppState {
             shutdown: CancellationToken::new(),
             sse_clients: Arc::new(AtomicUsize::new(0)),
             state_cache: Arc::new(std::sync::Mutex::new(None)),
+            fleet: None,
         }
+    }
+
+    /// Shows the fleet (`/api/fleet`, events, metrics).
+    pub fn with_fleet(mut self, fleet: Option<Arc<Fleet>>) -> AppState {
+        self.fleet = fleet;
+        self
     }
 }
 
@@ -128,6 +138,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/history/{id}", get(api::history))
         .route("/api/outputs/{name}", post(api::set_output))
         .route("/api/events", get(events::events))
+        .route("/api/fleet", get(api::fleet))
         .route("/metrics", get(metrics::metrics));
     if state.sim_panel.is_some() {
         router = router

@@ -124,3 +124,23 @@ pub(super) struct StateView<'a> {
     pub node: NodeView<'a>,
     pub entities: Vec<EntityView>,
 }
+
+/// The fleet as `/api/fleet` and the `fleet` event show it: `enabled`, our
+/// node id, every node, and every alert as `{node, alert}`.
+pub fn fleet_view(state: &AppState) -> serde_json::Value {
+    let nodes = state.fleet.as_ref().map(|f| f.nodes()).unwrap_or_default();
+    let alerts: Vec<serde_json::Value> = nodes
+        .iter()
+        .flat_map(|node| {
+            node.alerts
+                .iter()
+                .map(|alert| serde_json::json!({ "node": node.id, "alert": alert }))
+        })
+        .collect();
+    serde_json::json!({
+        "enabled": state.fleet.is_some(),
+        "node": state.status.node.id,
+        "nodes": nodes,
+        "alerts": alerts,
+    })
+}
