@@ -342,7 +342,8 @@ pub async fn start_with_clock(config: Config, clock: Arc<dyn Clock>) -> anyhow::
         config.mqtt.is_some().then(|| publish.clone()),
         clock,
         state_file,
-    );
+    )
+    .with_fleet(fleet.as_ref().map(|(fleet, _)| fleet.subscribe()));
     if !automations.is_empty() {
         state_writers.push(writer);
         let (to_automations, automations_receiver) = command::channel();

@@ -23,6 +23,7 @@ use tracing::{debug, info, warn};
 use crate::command::{Action, AutomationId, Command, CommandReceiver, CommandSender, Origin, Publish, Target, Targets};
 use crate::config::{AutomationConfig, Change, Condition, Step, Trigger};
 use crate::deadline::sleep_until;
+use crate::fleet::Change as FleetChange;
 use crate::hub::{EntitySpec, Group, Hub, HubEvent, Value};
 use crate::state_file::StateFile;
 use crate::time::rfc3339;
@@ -152,6 +153,8 @@ pub struct Automations {
     clock: Arc<dyn Clock>,
     state_file: StateFile,
     remembered: Remembered,
+    /// The fleet's changes, for `node` triggers; `None` without the fleet.
+    fleet: Option<broadcast::Receiver<FleetChange>>,
 }
 
 /// The file next to the outputs' state file.
@@ -193,7 +196,14 @@ impl Automations {
             clock,
             state_file,
             remembered,
+            fleet: None,
         }
+    }
+
+    /// Watches the fleet for `node` triggers.
+    pub fn with_fleet(mut self, changes: Option<broadcast::Receiver<FleetChange>>) -> Automations {
+        self.fleet = changes;
+        self
     }
 
     pub fn is_empty(&self) -> bool {
@@ -259,6 +269,7 @@ impl Automations {
             }
         }
         let mut runs = JoinSet::new();
+        let mut fleet = self.fleet.take();
         loop {
             let next_timer = self.list.iter().filter_map(|a| a.next_at).min();
             tokio::select! {
@@ -276,6 +287,14 @@ impl Automations {
                     Err(broadcast::error::RecvError::Closed) => break,
                 },
                 () = sleep_until(next_timer), if next_timer.is_some() => self.timers(&mut runs),
+                change = next_fleet(fleet.as_mut()) => match change {
+                    Ok(FleetChange::Status { node, online }) => self.node_status(&node.id, online, &mut runs),
+                    Ok(_) => {}
+                    Err(broadcast::error::RecvError::Lagged(missed)) => {
+                        warn!(missed, "automations fell behind the fleet; some node triggers may have been missed");
+                    }
+                    Err(broadcast::error::RecvError::Closed) => fleet = None,
+                },
                 Some(_) = runs.join_next(), if !runs.is_empty() => {}
             }
         }
@@ -348,6 +367,24 @@ impl Automations {
         }
     }
 
+    /// A node of the fleet went online or offline.
+    fn node_status(&mut self, id: &str, now_online: bool, runs: &mut JoinSet<()>) {
+        let fire: Vec<usize> = self
+            .list
+            .iter()
+            .enumerate()
+            .filter(|(_, a)| {
+                matches!(&a.config.trigger, Trigger::Node { node, online }
+                    if *online == now_online && (node == "*" || node == id))
+            })
+            .map(|(index, _)| index)
+            .collect();
+        for index in fire {
+            info!(node = id, online = now_online, "a node of the fleet triggers an automation");
+            self.fire(index, false, runs);
+        }
+    }
+
     fn timers(&mut self, runs: &mut JoinSet<()>) {
         let now = Instant::now();
         let mut due = Vec::new();
@@ -402,6 +439,16 @@ impl Automations {
         self.hub
             .set_attribute(&automation.entity, "last_run", rfc3339(SystemTime::now()));
         runs.spawn(perform(name.clone(), steps, self.outputs.clone(), self.publish.clone()));
+    }
+}
+
+/// The next fleet change; pending forever without the fleet.
+async fn next_fleet(
+    fleet: Option<&mut broadcast::Receiver<FleetChange>>,
+) -> Result<FleetChange, broadcast::error::RecvError> {
+    match fleet {
+        Some(fleet) => fleet.recv().await,
+        None => std::future::pending().await,
     }
 }
 
@@ -493,6 +540,59 @@ async fn perform(name: String, steps: Vec<Do>, outputs: Option<CommandSender>, p
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_node_trigger_should_fire_on_that_node_going_offline_live_only() {
+        let fleet = crate::fleet::Fleet::new("me");
+        let config = AutomationConfig {
+            name: "garage_down".into(),
+            label: "Garage down".into(),
+            enabled: true,
+            trigger: Trigger::Node {
+                node: "garage".into(),
+                online: false,
+            },
+            conditions: Vec::new(),
+            actions: vec![Step::Publish {
+                topic: "alerts/garage".into(),
+                payload: "down".into(),
+                retain: false,
+            }],
+            actions_below: Vec::new(),
+        };
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (state_file, _writer) = StateFile::new(dir.path().join("automations.json"));
+        let (publish, mut published) = mpsc::channel(8);
+        let automations = Automations::new(
+            vec![config],
+            Hub::new(4),
+            &Targets::new(),
+            None,
+            Some(publish),
+            Arc::new(LocalClock),
+            state_file,
+        )
+        .with_fleet(Some(fleet.subscribe()));
+        let (_commands, receiver) = crate::command::channel();
+        let cancel = CancellationToken::new();
+        let task = tokio::spawn(automations.run(receiver, cancel.clone()));
+        use crate::fleet::Kind::Status;
+        // Already offline when we subscribed (retained), another node, the
+        // wrong way: none fires.
+        fleet.observe(Status, "garage", b"offline", true);
+        fleet.observe(Status, "shed", b"online", false);
+        fleet.observe(Status, "shed", b"offline", false);
+        fleet.observe(Status, "garage", b"online", false);
+        fleet.observe(Status, "garage", b"offline", false);
+        let message = tokio::time::timeout(Duration::from_secs(5), published.recv())
+            .await
+            .expect("fired")
+            .expect("a message");
+        assert_eq!((message.topic.as_str(), message.payload.as_str()), ("alerts/garage", "down"));
+        cancel.cancel();
+        task.await.expect("stops");
+        assert!(published.try_recv().is_err(), "fired once");
+    }
 
     #[test]
     fn a_band_should_fire_on_entering_each_side_and_not_flap_in_between() {

@@ -59,6 +59,12 @@ pub enum Trigger {
         below: Option<f64>,
     },
     Interval(Duration),
+    /// A node of the fleet goes online or offline (a live status change
+    /// seen on the broker); `node` is a node id or `*` for any.
+    Node {
+        node: String,
+        online: bool,
+    },
     /// Local time of day, `HH:MM`, in minutes after midnight.
     Daily {
         minute_of_day: u32,
@@ -80,6 +86,14 @@ impl std::fmt::Display for Trigger {
                 (None, None) => write!(f, "`{entity}` crosses no threshold"),
             },
             Trigger::Interval(every) => write!(f, "every {} s", every.as_secs_f64()),
+            Trigger::Node { node, online } => {
+                let status = if *online { "online" } else { "offline" };
+                if node == "*" {
+                    write!(f, "any node of the fleet goes {status}")
+                } else {
+                    write!(f, "node `{node}` goes {status}")
+                }
+            }
             Trigger::Daily { minute_of_day } => {
                 write!(f, "daily at {:02}:{:02}", minute_of_day / 60, minute_of_day % 60)
             }
@@ -159,6 +173,8 @@ struct RawTrigger {
     below: Option<f64>,
     interval_s: Option<f64>,
     at: Option<String>,
+    node: Option<String>,
+    status: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -205,6 +221,8 @@ pub(super) struct Known<'a> {
     pub inputs: &'a [InputConfig],
     pub outputs: &'a [OutputConfig],
     pub sensors: &'a [SensorConfig],
+    /// The fleet is on (node triggers need it).
+    pub fleet: bool,
 }
 
 impl Known<'_> {
@@ -324,11 +342,33 @@ impl Validator<'_> {
             t.entity.is_some(),
             t.interval_s.is_some(),
             t.at.is_some(),
+            t.node.is_some(),
         ];
         if kinds.iter().filter(|k| **k).count() != 1 {
             return Err(err(
-                "needs exactly one of `input` (with `to`), `press` (with `kind`), `entity` (with `above`/`below`), `interval_s`, `at`".into(),
+                "needs exactly one of `input` (with `to`), `press` (with `kind`), `entity` (with `above`/`below`), `interval_s`, `at`, `node` (with `status`)".into(),
             ));
+        }
+        if let Some(node) = &t.node {
+            if !known.fleet {
+                return Err(err("a `node` trigger needs the fleet: turn on [mqtt] and [fleet]".into()));
+            }
+            let valid = node == "*"
+                || ((1..=64).contains(&node.len())
+                    && node.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-'));
+            if !valid {
+                return Err(err(format!("`node = \"{node}\"`: a node id ([a-z0-9_-]) or \"*\" for any")));
+            }
+            let online = match t.status.as_deref() {
+                Some("online") => true,
+                Some("offline") => false,
+                Some(other) => return Err(err(format!("`status = \"{other}\"`: use online or offline"))),
+                None => return Err(err("a `node` trigger needs `status = \"online\"` or `\"offline\"`".into())),
+            };
+            return Ok(Trigger::Node {
+                node: node.clone(),
+                online,
+            });
         }
         if let Some(input) = &t.input {
             if !known.inputs.iter().any(|i| i.name == *input) {

@@ -392,6 +392,7 @@ impl Validator<'_> {
             inputs: &hardware.inputs,
             outputs: &hardware.outputs,
             sensors: &hardware.sensors,
+            fleet: fleet.is_some(),
         };
         let mut names: std::collections::HashMap<String, String> = hardware
             .inputs

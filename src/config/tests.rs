@@ -648,3 +648,28 @@ fn fleet_should_be_on_with_mqtt_and_off_without_it() {
         "{message}"
     );
 }
+
+#[test]
+fn node_triggers_should_need_the_fleet_a_node_id_and_a_status() {
+    let automation = |trigger: &str| {
+        format!("[[automations]]\nname = \"a\"\ntrigger = {trigger}\nactions = [{{ publish = \"x\", payload = \"y\" }}]\n")
+    };
+    let config = parse(&automation(r#"{ node = "garage", status = "offline" }"#)).expect("valid");
+    assert_eq!(
+        config.automations[0].trigger,
+        Trigger::Node {
+            node: "garage".into(),
+            online: false
+        }
+    );
+    assert_eq!(config.automations[0].trigger.to_string(), "node `garage` goes offline");
+    assert!(parse(&automation(r#"{ node = "*", status = "online" }"#)).is_ok());
+    let message = error_of(&automation(r#"{ node = "Garage", status = "offline" }"#));
+    assert!(message.contains("a node id ([a-z0-9_-])"), "{message}");
+    let message = error_of(&automation(r#"{ node = "garage", status = "gone" }"#));
+    assert!(message.contains("use online or offline"), "{message}");
+    let message = error_of(&automation(r#"{ node = "garage" }"#));
+    assert!(message.contains("needs `status"), "{message}");
+    let message = error_of(&format!("[fleet]\nenabled = false\n{}", automation(r#"{ node = "garage", status = "offline" }"#)));
+    assert!(message.contains("needs the fleet") && message.contains("automations[0].trigger"), "{message}");
+}
