@@ -1,5 +1,6 @@
-//! Sim input edge → MQTT message at a subscriber, over 1000 edges, on its
-//! own (`cargo bench --bench footprint` measures it too, among the rest).
+//! Sim input edge → MQTT message at a subscriber, over 1000 edges, with the
+//! default debounce (50 ms; edges 60 ms apart), on its own (`cargo bench
+//! --bench footprint` measures it too, with debounce 0, among the rest).
 //!
 //! Runs the release binary on the simulated GPIO backend against a real
 //! mosquitto on loopback; see `footprint/edge.rs` for the method.
@@ -20,6 +21,8 @@ use std::time::Duration;
 use support::{test_config, wait_retained, Agent, Broker};
 
 const EDGES: usize = 1000;
+/// More than the default debounce window (50 ms).
+const SPACING: Duration = Duration::from_millis(60);
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
@@ -27,12 +30,21 @@ async fn main() {
     let config = test_config(
         "bench",
         broker.port,
-        "[system]\nenabled = false\n\n[gpio]\nbackend = \"sim\"\n\n[[inputs]]\nname = \"door\"\npin = 17\npull = \"down\"\ndebounce_ms = 0\n",
+        "[system]\nenabled = false\n\n[gpio]\nbackend = \"sim\"\n\n[[inputs]]\nname = \"door\"\npin = 17\npull = \"down\"\n",
     );
     let agent = Agent::start(&config).await;
     wait_retained(broker.port, "majortom/bench/door/state", Duration::from_secs(10)).await;
 
-    let result = edge::measure(agent.web.expect("web address"), broker.port, "bench", "door", EDGES).await;
+    let result = edge::measure(
+        agent.web.expect("web address"),
+        broker.port,
+        "bench",
+        "door",
+        EDGES,
+        SPACING,
+        "PUT /api/sim/inputs (sim backend, default debounce 50 ms, edges 60 ms apart) to a loopback mosquitto subscriber; includes the HTTP request",
+    )
+    .await;
     println!(
         "edge → MQTT over {EDGES} edges: p50 {} µs, p99 {} µs, max {} µs",
         result.p50_us, result.p99_us, result.max_us

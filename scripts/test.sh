@@ -42,6 +42,14 @@ apt_install chromium-driver chromedriver
 # The node-id tests run the agent under a factory host name in a UTS
 # namespace of its own (`unshare --uts`, as root).
 apt_install util-linux unshare
+# The emulated Raspberry Pi (tests/e2e/emulated_pi.rs): QEMU's raspi3b
+# machine, and cpio for its initramfs.
+apt_install qemu-system-arm qemu-system-aarch64
+apt_install cpio cpio
+
+say "emulated Pi: Debian's arm64 kernel and busybox (scripts/emulated-pi.sh)"
+MAJORTOM_EMULATED_PI=$(scripts/emulated-pi.sh) || die "could not fetch the emulated Pi's kernel and busybox"
+export MAJORTOM_EMULATED_PI
 
 python3 -c 'import venv, ensurepip' 2>/dev/null || apt_get_install python3-venv
 

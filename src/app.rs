@@ -22,10 +22,12 @@ use tracing::{error, info, warn};
 
 use crate::automations::{self, Automations, Clock, LocalClock};
 use crate::command::{CommandReceiver, Commands, Routes, Target, Targets};
-use crate::config::{Backend, Config, NodeIdOrigin};
+use crate::config::{Config, Drive, NodeIdOrigin};
 use crate::fleet::publisher::{Identity, Publisher};
 use crate::fleet::{Fleet, FleetLink};
-use crate::hal::rpi::{is_raspberry_pi, RppalGpio};
+use crate::hal::cdev::CdevGpio;
+use crate::hal::rpi::RppalGpio;
+use crate::hal::select::{self, Choice};
 use crate::hal::sim::{SimControl, SimGpio};
 use crate::hal::Gpio;
 use crate::hub::{EntitySpec, Group, Hub, DEFAULT_HISTORY_LEN};
@@ -184,31 +186,36 @@ fn notify(state: sd_notify::NotifyState<'_>) {
     }
 }
 
-/// The GPIO backend the config asks for, and the simulation's control
-/// handle when that is what runs.
-fn open_gpio(config: &Config) -> anyhow::Result<(Arc<dyn Gpio>, Option<SimControl>)> {
-    let simulated = || {
-        let gpio = SimGpio::new();
-        let control = gpio.control();
-        (Arc::new(gpio) as Arc<dyn Gpio>, Some(control))
-    };
-    match config.gpio.backend {
-        Backend::Sim => {
-            info!("using the simulated GPIO backend (gpio.backend = \"sim\")");
-            Ok(simulated())
+/// The GPIO backend the config asks for (see `hal::select`), why it was
+/// chosen, and the simulation's control handle when that is what runs.
+fn open_gpio(config: &Config) -> anyhow::Result<(Arc<dyn Gpio>, Option<SimControl>, String)> {
+    let mut probe = select::probe(&config.root);
+    let decision = select::decide(config.gpio.backend, config.gpio.chip.as_deref(), &probe)?;
+    let reason = decision.reason;
+    match decision.choice {
+        Choice::Sim => {
+            if config.gpio.backend == crate::config::Backend::Sim {
+                info!(%reason, "using the simulated GPIO backend");
+            } else {
+                warn!(%reason, "using the simulated GPIO backend (set gpio.backend = \"sim\" to silence this)");
+            }
+            let gpio = SimGpio::new();
+            let control = gpio.control();
+            Ok((Arc::new(gpio), Some(control), reason))
         }
-        Backend::Rppal => {
-            let gpio = RppalGpio::new().context("cannot open the Raspberry Pi's GPIO (gpio.backend = \"rppal\")")?;
-            Ok((Arc::new(gpio), None))
+        Choice::Rppal => {
+            let gpio = RppalGpio::new(&config.root)
+                .context("cannot open the Raspberry Pi's GPIO (gpio.backend = \"rppal\")")?;
+            info!(%reason, "using the rppal GPIO backend");
+            Ok((Arc::new(gpio), None, reason))
         }
-        Backend::Auto if is_raspberry_pi(&config.root) => {
-            let gpio =
-                RppalGpio::new().context("cannot open the Raspberry Pi's GPIO (gpio.backend = \"auto\" on a Pi)")?;
-            Ok((Arc::new(gpio), None))
-        }
-        Backend::Auto => {
-            warn!("this is not a Raspberry Pi: using the simulated GPIO backend (set gpio.backend to silence this)");
-            Ok(simulated())
+        Choice::Cdev(index) => {
+            let chip = match probe.chips.swap_remove(index).opened {
+                Ok(chip) => chip,
+                Err(failure) => anyhow::bail!("cannot open the GPIO chip: {}", failure.cause()),
+            };
+            info!(%reason, "using the GPIO character device");
+            Ok((Arc::new(CdevGpio::new(chip, &config.root)), None, reason))
         }
     }
 }
@@ -239,11 +246,11 @@ pub async fn start_with_clock(config: Config, clock: Arc<dyn Clock>) -> anyhow::
 
     // Hardware: claimed now, so a busy pin or a missing sensor stops the
     // start; outputs go to their initial state at once.
-    let (gpio, sim) = if config.uses_gpio() {
-        let (gpio, sim) = open_gpio(&config)?;
-        (Some(gpio), sim)
+    let (gpio, sim, gpio_reason) = if config.uses_gpio() {
+        let (gpio, sim, reason) = open_gpio(&config)?;
+        (Some(gpio), sim, Some(reason))
     } else {
-        (None, None)
+        (None, None, None)
     };
     let mut inputs = Vec::new();
     let mut outputs = None;
@@ -251,7 +258,7 @@ pub async fn start_with_clock(config: Config, clock: Arc<dyn Clock>) -> anyhow::
     if let Some(gpio) = &gpio {
         for input in &config.inputs {
             let claimed = Input::claim(gpio.as_ref(), input.clone())
-                .with_context(|| format!("cannot set up input `{}` on GPIO {}", input.name, input.pin))?;
+                .with_context(|| format!("cannot set up input `{}` on {}", input.name, input.pin))?;
             hub.register(claimed.entity());
             inputs.push(claimed);
         }
@@ -294,7 +301,8 @@ pub async fn start_with_clock(config: Config, clock: Arc<dyn Clock>) -> anyhow::
     let dashboard = web_addr.and_then(|addr| lan_address(addr.ip()).map(|host| dashboard_url(&host, addr.port())));
     let node = NodeInfo::detect(&config, board_model(&config.root), dashboard);
     let broker = config.mqtt.as_ref().map(|m| format!("{}:{}", m.host, m.port));
-    let status = Arc::new(AgentStatus::new(node, broker, gpio.as_ref().map(|g| g.backend())));
+    let gpio_status = gpio.as_ref().zip(gpio_reason).map(|(g, reason)| (g.backend(), reason));
+    let status = Arc::new(AgentStatus::new(node, broker, gpio_status));
 
     let mut producers = Stage::new();
     let mut sinks = Stage::new();
@@ -326,8 +334,8 @@ pub async fn start_with_clock(config: Config, clock: Arc<dyn Clock>) -> anyhow::
     };
     let (to_outputs, outputs_receiver) = command::channel();
     if let Some(outputs) = outputs {
-        for (id, component, target) in outputs.targets() {
-            targets.add(id, component, target);
+        for (id, component, dimmable, target) in outputs.targets() {
+            targets.add(id, component, dimmable, target);
         }
         routes.outputs = Some(to_outputs.clone());
         producers.spawn(outputs.run(hub.clone(), outputs_receiver, producers.cancel.clone()));
@@ -351,14 +359,14 @@ pub async fn start_with_clock(config: Config, clock: Arc<dyn Clock>) -> anyhow::
             hub.register(spec);
         }
         for (id, component, target) in automations.targets() {
-            targets.add(id, component, target);
+            targets.add(id, component, false, target);
         }
         routes.automations = Some(to_automations);
         producers.spawn(automations.run(automations_receiver, producers.cancel.clone()));
     }
     let (to_buttons, buttons) = command::channel();
     for (button, spec) in button_entities(&config) {
-        targets.add(button.id(), Component::Button, Target::Button(button));
+        targets.add(button.id(), Component::Button, false, Target::Button(button));
         hub.register(spec);
     }
     routes.buttons = Some(to_buttons);
@@ -401,8 +409,19 @@ pub async fn start_with_clock(config: Config, clock: Arc<dyn Clock>) -> anyhow::
         let sim_panel = sim.clone().map(|control| {
             Arc::new(SimPins {
                 control,
-                inputs: config.inputs.iter().map(|i| (i.name.clone(), i.pin)).collect(),
-                outputs: config.outputs.iter().map(|o| (o.name.clone(), o.pin)).collect(),
+                inputs: config
+                    .inputs
+                    .iter()
+                    .filter_map(|i| Some((i.name.clone(), i.pin.bcm()?)))
+                    .collect(),
+                outputs: config
+                    .outputs
+                    .iter()
+                    .filter_map(|o| match &o.drive {
+                        Drive::Gpio(pin) => Some((o.name.clone(), pin.bcm()?)),
+                        Drive::Pwm(_) => None,
+                    })
+                    .collect(),
             }) as Arc<dyn web::SimPanel>
         });
         let token = config.web.as_ref().and_then(|w| w.token.clone());

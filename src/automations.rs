@@ -33,12 +33,22 @@ use crate::vocab::{automation_id, Component};
 pub trait Clock: Send + Sync {
     /// Seconds since local midnight.
     fn seconds_of_day(&self) -> f64;
+
+    /// False while the wall clock has not been set (a Pi at 1970 before
+    /// NTP): daily triggers wait for it.
+    fn is_set(&self) -> bool {
+        true
+    }
 }
 
 /// The system's clock and time zone (`/etc/localtime`, `$TZ`).
 pub struct LocalClock;
 
 impl Clock for LocalClock {
+    fn is_set(&self) -> bool {
+        crate::time::clock_is_set(SystemTime::now())
+    }
+
     fn seconds_of_day(&self) -> f64 {
         let now = SystemTime::now()
             .duration_since(SystemTime::UNIX_EPOCH)
@@ -155,6 +165,8 @@ pub struct Automations {
     remembered: Remembered,
     /// The fleet's changes, for `node` triggers; `None` without the fleet.
     fleet: Option<broadcast::Receiver<FleetChange>>,
+    /// Said once: daily triggers wait for the clock to be set.
+    told_clock_unset: bool,
 }
 
 /// The file next to the outputs' state file.
@@ -197,6 +209,7 @@ impl Automations {
             state_file,
             remembered,
             fleet: None,
+            told_clock_unset: false,
         }
     }
 
@@ -204,6 +217,22 @@ impl Automations {
     pub fn with_fleet(mut self, changes: Option<broadcast::Receiver<FleetChange>>) -> Automations {
         self.fleet = changes;
         self
+    }
+
+    /// Whether daily triggers may look at the clock; says once why not.
+    fn clock_ready(&mut self) -> bool {
+        if self.clock.is_set() {
+            if self.told_clock_unset {
+                info!("the clock is set now; daily automations run");
+                self.told_clock_unset = false;
+            }
+            return true;
+        }
+        if !self.told_clock_unset {
+            warn!(now = %crate::time::rfc3339(SystemTime::now()), "the clock is not set (no RTC, NTP not done yet): daily automations wait until it is");
+            self.told_clock_unset = true;
+        }
+        false
     }
 
     pub fn is_empty(&self) -> bool {
@@ -244,11 +273,17 @@ impl Automations {
     pub async fn run(mut self, mut commands: CommandReceiver, cancel: CancellationToken) {
         let mut changes = self.hub.subscribe();
         let now = Instant::now();
+        let has_daily = self
+            .list
+            .iter()
+            .any(|a| matches!(a.config.trigger, Trigger::Daily { .. }));
+        let clock_ready = !has_daily || self.clock_ready();
         for index in 0..self.list.len() {
             let automation = &mut self.list[index];
             self.hub.set(&automation.entity, Value::Bool(automation.enabled));
             automation.next_at = match automation.config.trigger {
                 Trigger::Interval(every) => Some(now + every),
+                Trigger::Daily { .. } if !clock_ready => Some(now + DAILY_RECHECK),
                 Trigger::Daily { minute_of_day } => {
                     let (reached, wait) = daily(self.clock.seconds_of_day(), minute_of_day, None);
                     // Starting at its time, maybe just after it ran before a
@@ -315,7 +350,7 @@ impl Automations {
             Action::On => true,
             Action::Off => false,
             Action::Toggle => !automation.enabled,
-            Action::Press => automation.enabled,
+            Action::Press | Action::Level(_) => automation.enabled,
         };
         automation.enabled = enabled;
         info!(automation = %automation.config.name, enabled, origin = ?command.origin, "automation switched");
@@ -387,6 +422,11 @@ impl Automations {
 
     fn timers(&mut self, runs: &mut JoinSet<()>) {
         let now = Instant::now();
+        let any_daily = self
+            .list
+            .iter()
+            .any(|a| matches!(a.config.trigger, Trigger::Daily { .. }) && a.next_at.is_some_and(|at| at <= now));
+        let clock_ready = !any_daily || self.clock_ready();
         let mut due = Vec::new();
         for (index, automation) in self.list.iter_mut().enumerate() {
             if automation.next_at.is_none_or(|at| at > now) {
@@ -397,6 +437,7 @@ impl Automations {
                     automation.next_at = Some(now + every);
                     due.push(index);
                 }
+                Trigger::Daily { .. } if !clock_ready => automation.next_at = Some(now + DAILY_RECHECK),
                 Trigger::Daily { minute_of_day } => {
                     let since = automation.fired_at.map(|at| now.saturating_duration_since(at));
                     let (fire, wait) = daily(self.clock.seconds_of_day(), minute_of_day, since);

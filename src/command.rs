@@ -56,13 +56,14 @@ pub enum Refusal {
     NotAccepted(Component),
 }
 
-/// Every entity that takes commands: its id, its component and its target.
+/// Every entity that takes commands: its id, its component, whether it
+/// takes a level (a PWM output) and its target.
 /// Built once at start by the owners of the targets; the edges look ids up
 /// here and nowhere else.
 #[derive(Debug, Default)]
 pub struct Targets {
     /// Sorted by id, for `binary_search`.
-    entries: Vec<(String, Component, Target)>,
+    entries: Vec<(String, Component, bool, Target)>,
 }
 
 impl Targets {
@@ -71,25 +72,27 @@ impl Targets {
     }
 
     /// Adds (or replaces) the target of entity `id`.
-    pub fn add(&mut self, id: impl Into<String>, component: Component, target: Target) {
+    pub fn add(&mut self, id: impl Into<String>, component: Component, dimmable: bool, target: Target) {
         let id = id.into();
-        match self.entries.binary_search_by(|(e, ..)| e.as_str().cmp(&id)) {
-            Ok(at) => self.entries[at] = (id, component, target),
-            Err(at) => self.entries.insert(at, (id, component, target)),
+        let entry = (id, component, dimmable, target);
+        match self.entries.binary_search_by(|(e, ..)| e.as_str().cmp(&entry.0)) {
+            Ok(at) => self.entries[at] = entry,
+            Err(at) => self.entries.insert(at, entry),
         }
     }
 
     /// The target and component of entity `id`, if it takes commands.
     pub fn resolve(&self, id: &str) -> Option<(Target, Component)> {
         let at = self.entries.binary_search_by(|(e, ..)| e.as_str().cmp(id)).ok()?;
-        let (_, component, target) = &self.entries[at];
+        let (_, component, _, target) = &self.entries[at];
         Some((*target, *component))
     }
 
     /// `action` for entity `id` as a command, or why not.
     pub fn command(&self, id: &str, action: Action, origin: Origin) -> Result<Command, Refusal> {
-        let (target, component) = self.resolve(id).ok_or(Refusal::Unknown)?;
-        if !action.accepted_by(component) {
+        let at = self.entries.binary_search_by(|(e, ..)| e.as_str().cmp(id));
+        let (_, component, dimmable, target) = *at.map(|at| &self.entries[at]).map_err(|_| Refusal::Unknown)?;
+        if !action.accepted_by(component, dimmable) {
             return Err(Refusal::NotAccepted(component));
         }
         Ok(Command { target, action, origin })
@@ -99,7 +102,7 @@ impl Targets {
     pub fn id_of(&self, target: Target) -> Option<&str> {
         self.entries
             .iter()
-            .find(|(_, _, t)| *t == target)
+            .find(|(.., t)| *t == target)
             .map(|(id, ..)| id.as_str())
     }
 
@@ -189,9 +192,14 @@ mod tests {
     #[test]
     fn ids_should_resolve_once_into_targets_that_take_the_action() {
         let mut targets = Targets::new();
-        targets.add("relay", Component::Switch, Target::Output(OutputId(0)));
-        targets.add("automation_x", Component::Switch, Target::Automation(AutomationId(0)));
-        targets.add("restart", Component::Button, Target::Button(Button::Restart));
+        targets.add("relay", Component::Switch, false, Target::Output(OutputId(0)));
+        targets.add(
+            "automation_x",
+            Component::Switch,
+            false,
+            Target::Automation(AutomationId(0)),
+        );
+        targets.add("restart", Component::Button, false, Target::Button(Button::Restart));
         let command = targets.command("relay", Action::Toggle, Origin::Mqtt).expect("valid");
         assert_eq!(command.target, Target::Output(OutputId(0)));
         assert_eq!(

@@ -7,7 +7,7 @@
 //! ```
 //!
 //! # Layout
-//! - [`cli`]: command line, `check` and `init`.
+//! - [`cli`]: command line, `check` and `init`; [`doctor`]: `majortom doctor`.
 //! - [`install`]: `install`, `uninstall`, `rollback` as a systemd service;
 //!   [`atomic_file`] replaces files whole (install, state files).
 //! - [`config`]: TOML → validated [`config::Config`], errors with file, line and key.
@@ -15,11 +15,14 @@
 //! - [`hub`]: entities, their latest values and a short history; the only
 //!   meeting point of sources and sinks.
 //! - [`sources`]: one module per kind of thing that produces values.
-//! - [`hal`]: the hardware boundary (rppal backend and a simulated one).
+//! - [`hal`]: the hardware boundary (GPIO character device, rppal and a
+//!   simulated backend; PWM sysfs; which backend and why).
 //! - [`mqtt`]: the MQTT sink with Home Assistant discovery.
 //! - [`web`]: the HTTP API and embedded page; [`sim_panel`]: the simulated
 //!   backend's routes, merged into it only with that backend.
 //! - [`command`]: what sinks send back to the outputs.
+//! - [`commands`]: `[[commands]]`, programs run on request, and running one
+//!   process (also for command sensors).
 //! - [`automations`]: triggers, conditions and actions run on the device;
 //!   [`filters`] shape numeric values before the hub.
 //! - [`outputs`]: applies commands to relays and LEDs; safe state on stop;
@@ -29,14 +32,18 @@
 //! - [`logging`]: the small stderr logger behind `tracing`.
 //! - [`vocab`]: the shared words (entity ids, components, quantities,
 //!   actions, buttons, the pin range); imports nothing of ours.
+//! - [`pattern`], [`json_path`]: leaves that pull a number out of text (a
+//!   regex subset) and out of JSON, for file and command sensors.
 
 pub mod app;
 pub mod atomic_file;
 pub mod automations;
 pub mod cli;
 pub mod command;
+pub mod commands;
 pub mod config;
 pub mod deadline;
+pub mod doctor;
 pub mod filters;
 pub mod fleet;
 #[cfg(test)]
@@ -44,10 +51,12 @@ mod fixtures;
 pub mod hal;
 pub mod hub;
 pub mod install;
+pub mod json_path;
 pub mod logging;
 pub mod mqtt;
 pub mod node;
 pub mod outputs;
+pub mod pattern;
 pub mod sim_panel;
 pub mod sources;
 pub mod state_file;

@@ -39,6 +39,13 @@ fn main() -> ExitCode {
         Command::Install(options) => finish(install::install(&options, &mut std::io::stdout())),
         Command::Uninstall(options) => finish(install::uninstall(&options, &mut std::io::stdout())),
         Command::Rollback(options) => finish(install::rollback(&options, &mut std::io::stdout())),
+        Command::Doctor { config, json } => match load_config(config.as_deref()) {
+            Ok(config) => doctor(&config, json),
+            Err(error) => {
+                eprintln!("error: {error}");
+                ExitCode::from(EXIT_USAGE)
+            }
+        },
         Command::Check { config } => match load_config(config.as_deref()) {
             Ok(config) => {
                 print!("{}", cli::describe(&config));
@@ -66,6 +73,22 @@ fn main() -> ExitCode {
                 }
             }
         }
+    }
+}
+
+/// `majortom doctor`: 0 when all is well, 1 when something is a problem.
+fn doctor(config: &Config, json: bool) -> ExitCode {
+    let report = majortom::doctor::run(config);
+    if json {
+        println!("{}", report.json());
+    } else {
+        println!("majortom doctor ({}):", config.origin);
+        print!("{}", report.text());
+    }
+    if report.all_well() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
     }
 }
 

@@ -1,10 +1,12 @@
-//! Outputs: relays and LEDs. One task owns every output pin: it drives them
-//! to their initial state at start, applies [`Command`]s from the sinks,
-//! turns pulsed outputs off again (`auto_off_s`), remembers `restore`
-//! outputs in the state file, and leaves each in its safe state on stop.
+//! Outputs: relays, LEDs, and PWM lights and fans. One task owns every
+//! output: it drives them to their initial state at start, applies
+//! [`Command`]s from the sinks, turns pulsed outputs off again
+//! (`auto_off_s`), remembers `restore` outputs in the state file, and leaves
+//! each in its safe state on stop.
 //!
 //! The state published on the hub is always what the pin was actually set
-//! to, so Home Assistant never shows a guess.
+//! to, so Home Assistant never shows a guess: ON/OFF for a pin, the level in
+//! percent (0 = off) for a PWM output.
 
 use std::sync::Arc;
 
@@ -13,27 +15,51 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::command::{Action, Command, CommandReceiver, OutputId, Target};
-use crate::config::{Initial, OnOff, OutputConfig};
+use crate::config::{Drive, Initial, OnOff, OutputConfig};
 use crate::deadline::sleep_until;
-use crate::hal::{Gpio, HalError, OutputPin};
+use crate::hal::{Gpio, HalError, OutputPin, PwmOutput};
 use crate::hub::{EntitySpec, Hub, Value};
 use crate::state_file::{OutputStates, StateFile};
 use crate::vocab::Component;
 
+enum Driver {
+    Pin(Box<dyn OutputPin>),
+    Pwm(Box<dyn PwmOutput>),
+}
+
 struct Output {
     config: OutputConfig,
-    pin: Box<dyn OutputPin>,
+    driver: Driver,
     on: bool,
+    /// The level, in percent, a PWM output has when on (kept while off, so
+    /// ON brings it back).
+    level: u8,
     /// When a pulsed output turns itself off.
     off_at: Option<Instant>,
 }
 
 impl Output {
-    /// Drives the pin; inverted outputs are ON when low.
-    fn drive(&mut self, on: bool) -> Result<(), HalError> {
-        self.pin.set(on != self.config.inverted)?;
+    /// Drives the pin or channel; inverted outputs are ON when low.
+    fn drive(&mut self, on: bool, level: u8) -> Result<(), HalError> {
+        let inverted = self.config.inverted;
+        match &mut self.driver {
+            Driver::Pin(pin) => pin.set(on != inverted)?,
+            Driver::Pwm(pwm) => {
+                let duty = if on { f64::from(level) / 100.0 } else { 0.0 };
+                pwm.set_duty(if inverted { 1.0 - duty } else { duty })?;
+            }
+        }
         self.on = on;
+        self.level = level;
         Ok(())
+    }
+
+    /// What the hub shows: ON/OFF, or the level for a PWM output.
+    fn value(&self) -> Value {
+        match self.driver {
+            Driver::Pin(_) => Value::Bool(self.on),
+            Driver::Pwm(_) => Value::Number(if self.on { f64::from(self.level) } else { 0.0 }),
+        }
     }
 }
 
@@ -61,13 +87,22 @@ impl Outputs {
                 Initial::On => true,
                 Initial::Restore => remembered.outputs.get(&config.name).copied().unwrap_or(false),
             };
-            let pin = gpio.output(config.pin, on != config.inverted)?;
-            outputs.push(Output {
+            let level = config.level;
+            let driver = match &config.drive {
+                Drive::Gpio(pin) => Driver::Pin(gpio.output(pin, on != config.inverted)?),
+                Drive::Pwm(channel) => Driver::Pwm(gpio.pwm(*channel)?),
+            };
+            let mut output = Output {
                 config,
-                pin,
+                driver,
                 on,
+                level,
                 off_at: None,
-            });
+            };
+            if let Driver::Pwm(_) = output.driver {
+                output.drive(on, level)?;
+            }
+            outputs.push(output);
         }
         Ok(Outputs {
             outputs,
@@ -79,18 +114,25 @@ impl Outputs {
     pub fn entities(&self) -> Vec<EntitySpec> {
         self.outputs
             .iter()
-            .map(|o| EntitySpec::output(&o.config.name, &o.config.label, o.config.kind.component()))
+            .map(|o| {
+                let spec = EntitySpec::output(&o.config.name, &o.config.label, o.config.kind.component());
+                match o.driver {
+                    Driver::Pin(_) => spec,
+                    Driver::Pwm(_) => spec.dimmable(),
+                }
+            })
             .collect()
     }
 
     /// The command target of each output, by entity id.
-    pub fn targets(&self) -> Vec<(String, Component, Target)> {
+    pub fn targets(&self) -> Vec<(String, Component, bool, Target)> {
         self.outputs
             .iter()
             .enumerate()
             .map(|(index, o)| {
                 let target = Target::Output(OutputId(index));
-                (o.config.name.clone(), o.config.kind.component(), target)
+                let dimmable = matches!(o.driver, Driver::Pwm(_));
+                (o.config.name.clone(), o.config.kind.component(), dimmable, target)
             })
             .collect()
     }
@@ -103,7 +145,7 @@ impl Outputs {
             if output.on {
                 output.off_at = output.config.auto_off.map(|after| now + after);
             }
-            hub.set(&output.config.name, Value::Bool(output.on));
+            hub.set(&output.config.name, output.value());
         }
         loop {
             let next_off = self.outputs.iter().filter_map(|o| o.off_at).min();
@@ -129,16 +171,18 @@ impl Outputs {
             warn!(target = ?command.target, origin = ?command.origin, "ignoring command for an unknown output");
             return;
         };
-        let on = match command.action {
-            Action::On => true,
-            Action::Off => false,
-            Action::Toggle => !output.on,
-            Action::Press => {
-                warn!(output = %output.config.name, "ignoring PRESS for an output: use ON, OFF or TOGGLE");
+        let (on, level) = match command.action {
+            Action::On => (true, output.level),
+            Action::Off => (false, output.level),
+            Action::Toggle => (!output.on, output.level),
+            Action::Level(0) => (false, output.level),
+            Action::Level(level) if matches!(output.driver, Driver::Pwm(_)) => (true, level),
+            Action::Level(_) | Action::Press => {
+                warn!(output = %output.config.name, action = ?command.action, "ignoring a command this output does not take");
                 return;
             }
         };
-        match output.drive(on) {
+        match output.drive(on, level) {
             Ok(()) => {
                 info!(output = %output.config.name, on, origin = ?command.origin, "output set");
                 output.off_at = match (on, output.config.auto_off) {
@@ -149,7 +193,7 @@ impl Outputs {
             Err(error) => warn!(output = %output.config.name, %error, "cannot set output; it keeps its state"),
         }
         // Echo the real state, changed or not, so every consumer agrees.
-        hub.set(&output.config.name, Value::Bool(output.on));
+        hub.set(&output.config.name, output.value());
         if output.config.initial == Initial::Restore {
             let (name, on) = (output.config.name.clone(), output.on);
             self.remember(&name, on);
@@ -162,11 +206,11 @@ impl Outputs {
         for output in &mut self.outputs {
             if output.off_at.is_some_and(|at| at <= now) {
                 output.off_at = None;
-                match output.drive(false) {
+                match output.drive(false, output.level) {
                     Ok(()) => info!(output = %output.config.name, "pulse ended; output off"),
                     Err(error) => warn!(output = %output.config.name, %error, "cannot turn pulsed output off"),
                 }
-                hub.set(&output.config.name, Value::Bool(output.on));
+                hub.set(&output.config.name, output.value());
                 if output.config.initial == Initial::Restore {
                     ended.push((output.config.name.clone(), output.on));
                 }
@@ -193,10 +237,10 @@ impl Outputs {
     fn go_safe(&mut self, hub: &Hub) {
         for output in &mut self.outputs {
             let on = output.config.safe_state == OnOff::On;
-            if let Err(error) = output.drive(on) {
+            if let Err(error) = output.drive(on, output.config.level) {
                 warn!(output = %output.config.name, %error, "cannot set output to its safe state");
             }
-            hub.set(&output.config.name, Value::Bool(output.on));
+            hub.set(&output.config.name, output.value());
         }
     }
 }
@@ -216,7 +260,8 @@ mod tests {
         OutputConfig {
             name: name.into(),
             label: name.into(),
-            pin,
+            drive: Drive::Gpio(crate::hal::Pin::Bcm(pin)),
+            level: 100,
             inverted: false,
             initial: Initial::Off,
             safe_state: OnOff::Off,
@@ -227,7 +272,7 @@ mod tests {
 
     struct Running {
         sim: SimControl,
-        targets: Vec<(String, Component, Target)>,
+        targets: Vec<(String, Component, bool, Target)>,
         hub: Arc<Hub>,
         commands: crate::command::CommandSender,
         cancel: CancellationToken,
@@ -265,7 +310,7 @@ mod tests {
             let target = self.targets.iter().find(|(id, ..)| id == output).map_or(
                 // Not an output of this task: an index it never handed out.
                 Target::Output(OutputId(usize::MAX)),
-                |(_, _, target)| *target,
+                |(.., target)| *target,
             );
             let command = Command {
                 target,

@@ -31,7 +31,8 @@ pub struct StateFileError {
     source: WriteError,
 }
 
-/// Last commanded on/off per output name.
+/// Last commanded on/off per output name. (A PWM output comes back on at
+/// its configured `level`.)
 #[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub struct OutputStates {
     pub outputs: BTreeMap<String, bool>,

@@ -12,15 +12,16 @@ pub struct AgentStatus {
     pub started: Instant,
     /// `host:port` of the broker, `None` when MQTT is disabled.
     pub broker: Option<String>,
-    /// The GPIO backend in use, `None` when no pin is used.
-    pub gpio: Option<&'static str>,
+    /// The GPIO backend in use and why it was chosen, `None` when no pin
+    /// is used.
+    pub gpio: Option<(&'static str, String)>,
     mqtt_connected: AtomicBool,
     mqtt_connects: AtomicU64,
     mqtt_published: AtomicU64,
 }
 
 impl AgentStatus {
-    pub fn new(node: NodeInfo, broker: Option<String>, gpio: Option<&'static str>) -> AgentStatus {
+    pub fn new(node: NodeInfo, broker: Option<String>, gpio: Option<(&'static str, String)>) -> AgentStatus {
         AgentStatus {
             node,
             started: Instant::now(),

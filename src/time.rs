@@ -2,6 +2,17 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
+/// Before this (2025-01-01) the wall clock has not been set: a Pi has no
+/// RTC and reads 1970 (or the last shutdown, with fake-hwclock) until NTP
+/// sets it.
+pub const CLOCK_SET_AFTER: u64 = 1_735_689_600;
+
+/// True once the wall clock looks set.
+pub fn clock_is_set(now: SystemTime) -> bool {
+    now.duration_since(UNIX_EPOCH)
+        .is_ok_and(|d| d.as_secs() >= CLOCK_SET_AFTER)
+}
+
 /// `2026-11-23T12:34:56.789Z`; times before 1970 print as the epoch.
 pub fn rfc3339(at: SystemTime) -> String {
     let since_epoch = at.duration_since(UNIX_EPOCH).unwrap_or_default();

@@ -146,7 +146,7 @@ function dashboard() {
       b.dataset.button = e.id;
       b.addEventListener("click", () => press(e.id));
       parts.control = b;
-    } else if (e.component === "switch" || e.component === "light") {
+    } else if (e.component === "switch" || e.component === "light" || e.component === "fan") {
       const b = el("button", "toggle");
       b.type = "button";
       b.dataset.output = e.id;
@@ -169,7 +169,9 @@ function dashboard() {
     parts.name.textContent = e.name;
     parts.name.title = e.id;
     // A button has no state: its card is the button.
-    const text = e.component === "button" ? "" : e.state == null ? "–" : e.unit ? `${e.state} ${e.unit}` : e.state;
+    const level = (e.component === "light" || e.component === "fan") && typeof e.value === "number";
+    const unit = level ? "%" : e.unit;
+    const text = e.component === "button" ? "" : e.state == null ? "–" : unit ? `${e.state} ${unit}` : e.state;
     parts.value.textContent = text;
     parts.value.dataset.state = e.state ?? "";
     parts.value.dataset.class = e.device_class ?? "";
@@ -188,7 +190,8 @@ function dashboard() {
       drawSpark(parts.spark, entry.history);
     }
     if (parts.control && parts.control.classList.contains("toggle")) {
-      parts.control.setAttribute("aria-pressed", String(e.state === "ON"));
+      // A PWM output's state is its level in percent: on above 0.
+      parts.control.setAttribute("aria-pressed", String(e.state === "ON" || Number(e.state) > 0));
     }
     renderStatus(entry, Date.now());
   }

@@ -4,8 +4,10 @@
 //! Each edge is a `PUT /api/sim/inputs/<input>` (the simulated pin changes
 //! inside that request); the clock starts just before the request is
 //! written and stops when a separate MQTT subscriber receives the new
-//! state, so the figure includes the HTTP request too. The input should
-//! have `debounce_ms = 0`: a debounce delays every edge by design.
+//! state, so the figure includes the HTTP request too. Edges are `spacing`
+//! apart: with a debounce, at least the debounce window, as a button
+//! pressed by a hand would be (the leading edge goes out at once; a second
+//! edge inside the window is a bounce by design).
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -24,7 +26,15 @@ pub struct EdgeLatency {
 
 /// Flips `input` of the agent at `web` `edges` times, low/high alternately,
 /// and times each new state on `majortom/<node>/<input>/state`.
-pub async fn measure(web: SocketAddr, broker_port: u16, node: &str, input: &str, edges: usize) -> EdgeLatency {
+pub async fn measure(
+    web: SocketAddr,
+    broker_port: u16,
+    node: &str,
+    input: &str,
+    edges: usize,
+    spacing: Duration,
+    method: &'static str,
+) -> EdgeLatency {
     let topic = format!("majortom/{node}/{input}/state");
     let mut options = MqttOptions::new(format!("edge-bench-{}", std::process::id()), "127.0.0.1", broker_port);
     options.set_keep_alive(Duration::from_secs(30));
@@ -49,6 +59,7 @@ pub async fn measure(web: SocketAddr, broker_port: u16, node: &str, input: &str,
     let path = format!("/api/sim/inputs/{input}");
     let mut latencies = Vec::with_capacity(edges);
     for n in 0..edges {
+        tokio::time::sleep(spacing).await;
         let high = n % 2 == 0;
         let expected = if high { "ON" } else { "OFF" };
         let body = format!("{{\"high\": {high}}}");
@@ -73,6 +84,6 @@ pub async fn measure(web: SocketAddr, broker_port: u16, node: &str, input: &str,
         p50_us: pick(0.50).as_micros() as u64,
         p99_us: pick(0.99).as_micros() as u64,
         max_us: latencies[latencies.len() - 1].as_micros() as u64,
-        method: "PUT /api/sim/inputs (sim backend, debounce 0) to a loopback mosquitto subscriber; includes the HTTP request",
+        method,
     }
 }

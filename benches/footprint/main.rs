@@ -361,7 +361,16 @@ async fn main() {
     for (name, addr) in &web {
         say(&format!("edge → MQTT on {name}, {EDGES} edges"));
         let node = name.replace('-', "_");
-        let result = edge::measure(*addr, broker.port, &node, "input_0", EDGES).await;
+        let result = edge::measure(
+            *addr,
+            broker.port,
+            &node,
+            "input_0",
+            EDGES,
+            Duration::ZERO,
+            "PUT /api/sim/inputs (sim backend, debounce 0) to a loopback mosquitto subscriber; includes the HTTP request",
+        )
+        .await;
         eprintln!(
             "    p50 {} µs, p99 {} µs, max {} µs",
             result.p50_us, result.p99_us, result.max_us

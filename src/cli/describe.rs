@@ -94,7 +94,13 @@ pub fn describe(config: &Config) -> String {
 fn describe_hardware(config: &Config, out: &mut String) {
     if config.uses_gpio() {
         let backend = format!("{:?}", config.gpio.backend).to_lowercase();
-        let _ = writeln!(out, "gpio: backend {backend}");
+        let chip = config
+            .gpio
+            .chip
+            .as_ref()
+            .map(|c| format!(", chip {c}"))
+            .unwrap_or_default();
+        let _ = writeln!(out, "gpio: backend {backend}{chip}");
     }
     for input in &config.inputs {
         let mut traits = vec![format!("pull {:?}", input.pull).to_lowercase()];
@@ -108,13 +114,7 @@ fn describe_hardware(config: &Config, out: &mut String) {
         if input.presses.is_some() {
             traits.push("press events".into());
         }
-        let _ = writeln!(
-            out,
-            "  input `{}`: GPIO {}, {}",
-            input.name,
-            input.pin,
-            traits.join(", ")
-        );
+        let _ = writeln!(out, "  input `{}`: {}, {}", input.name, input.pin, traits.join(", "));
     }
     for output in &config.outputs {
         let mut traits = vec![
@@ -128,13 +128,14 @@ fn describe_hardware(config: &Config, out: &mut String) {
         if let Some(after) = output.auto_off {
             traits.push(format!("auto-off {} s", after.as_secs_f64()));
         }
-        let _ = writeln!(
-            out,
-            "  output `{}`: GPIO {}, {}",
-            output.name,
-            output.pin,
-            traits.join(", ")
-        );
+        let drive = match &output.drive {
+            crate::config::Drive::Gpio(pin) => pin.to_string(),
+            crate::config::Drive::Pwm(pwm) => format!(
+                "PWM pwmchip{} channel {} at {} Hz, on at {} %",
+                pwm.chip, pwm.channel, pwm.frequency_hz, output.level
+            ),
+        };
+        let _ = writeln!(out, "  output `{}`: {drive}, {}", output.name, traits.join(", "));
     }
     if config
         .outputs
@@ -150,6 +151,8 @@ fn describe_hardware(config: &Config, out: &mut String) {
             crate::config::SensorSource::Bme280 { bus, address } => {
                 format!("BME280 on I2C bus {bus} at 0x{address:02x}")
             }
+            crate::config::SensorSource::Command { command, .. } => format!("the output of `{command}`"),
+            crate::config::SensorSource::File { path, .. } => format!("the file {}", path.display()),
         };
         let _ = writeln!(
             out,

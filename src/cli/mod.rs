@@ -22,6 +22,10 @@ Usage:
                                      node and version (for scripts and tests)
   majortom check [--config PATH]     validate a config and print what it would do
   majortom init [--output PATH]      print an annotated default config (or write it)
+  majortom doctor [--config PATH] [--json]
+        check this machine for the config: board, GPIO backend and access,
+        pins, PWM, I2C, 1-wire, IIO, broker, clock, power; each problem
+        with its fix; exit 0 when all is well, 1 otherwise
   majortom install [--root DIR] [--no-start]
         install this binary as the systemd service `majortom` (with sudo):
         /usr/local/bin/majortom (the replaced one kept as majortom.prev),
@@ -56,6 +60,10 @@ pub enum Command {
     Init {
         output: Option<PathBuf>,
     },
+    Doctor {
+        config: Option<PathBuf>,
+        json: bool,
+    },
     Install(install::Options),
     Uninstall(install::Options),
     Rollback(install::Options),
@@ -71,7 +79,7 @@ pub struct UsageError(String);
 pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, UsageError> {
     let mut args = args.into_iter().peekable();
     let subcommand = match args.peek().and_then(|a| a.to_str()) {
-        Some(name @ ("run" | "check" | "init" | "install" | "uninstall" | "rollback" | "help")) => {
+        Some(name @ ("run" | "check" | "init" | "doctor" | "install" | "uninstall" | "rollback" | "help")) => {
             let name = name.to_owned();
             args.next();
             name
@@ -85,11 +93,16 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, UsageE
     }
     let mut path: Option<PathBuf> = None;
     let mut ready_file: Option<PathBuf> = None;
+    let mut json = false;
     while let Some(arg) = args.next() {
         let (flag, inline) = split_flag(arg)?;
         let slot = match flag.as_str() {
             "-V" | "--version" => return Ok(Command::Version),
             "-h" | "--help" => return Ok(Command::Help),
+            "--json" if subcommand == "doctor" && inline.is_none() => {
+                json = true;
+                continue;
+            }
             "-c" | "--config" if subcommand != "init" => &mut path,
             "-o" | "--output" if subcommand == "init" => &mut path,
             "--ready-file" if subcommand == "run" => &mut ready_file,
@@ -107,6 +120,7 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, UsageE
     Ok(match subcommand.as_str() {
         "check" => Command::Check { config: path },
         "init" => Command::Init { output: path },
+        "doctor" => Command::Doctor { config: path, json },
         _ => Command::Run {
             config: path,
             ready_file,
@@ -233,6 +247,25 @@ mod tests {
             })
         );
         assert!(parse_str(&["init", "--config", "a.toml"]).is_err());
+    }
+
+    #[test]
+    fn doctor_should_take_a_config_and_json() {
+        assert_eq!(
+            parse_str(&["doctor"]),
+            Ok(Command::Doctor {
+                config: None,
+                json: false
+            })
+        );
+        assert_eq!(
+            parse_str(&["doctor", "--json", "--config", "/x.toml"]),
+            Ok(Command::Doctor {
+                config: Some("/x.toml".into()),
+                json: true
+            })
+        );
+        assert!(parse_str(&["check", "--json"]).is_err());
     }
 
     #[test]

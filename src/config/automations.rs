@@ -498,14 +498,23 @@ impl Validator<'_> {
             ));
         }
         if let Some(output) = &s.output {
-            if !known.outputs.iter().any(|o| o.name == *output) {
+            let Some(target) = known.outputs.iter().find(|o| o.name == *output) else {
                 return Err(err(format!("`{output}` is not an output in [[outputs]]")));
-            }
+            };
+            let pwm = matches!(target.drive, super::Drive::Pwm(_));
             return match (&s.set, s.pulse_s) {
                 (Some(set), None) => {
                     let action = Action::parse(set.as_bytes())
                         .filter(|a| *a != Action::Press)
-                        .ok_or_else(|| err(format!("`set = \"{set}\"`: use on, off or toggle")))?;
+                        .filter(|a| pwm || !matches!(a, Action::Level(_)))
+                        .ok_or_else(|| {
+                            let levels = if pwm {
+                                ", toggle or a level \"0\" to \"100\""
+                            } else {
+                                " or toggle"
+                            };
+                            err(format!("`set = \"{set}\"`: use on, off{levels}"))
+                        })?;
                     Ok(Step::Set {
                         output: output.clone(),
                         action,

@@ -109,6 +109,21 @@ fn classify<'a, 'i>(value: &'a DeValue<'i>) -> Result<Kind<'a, 'i>, Error> {
     })
 }
 
+/// What serde's "invalid type" errors call a value.
+#[inline(never)]
+fn unexpected<'a>(kind: Kind<'a, '_>) -> Unexpected<'a> {
+    match kind {
+        Kind::Str(text) => Unexpected::Str(text),
+        Kind::I64(value) => Unexpected::Signed(value),
+        Kind::U64(value) => Unexpected::Unsigned(value),
+        Kind::F64(value) => Unexpected::Float(value),
+        Kind::Bool(value) => Unexpected::Bool(value),
+        Kind::Array(_) => Unexpected::Seq,
+        Kind::Table(_) => Unexpected::Map,
+        Kind::Datetime => Unexpected::Other("a date or time"),
+    }
+}
+
 struct Value<'a, 'i> {
     kind: Kind<'a, 'i>,
     span: Range<usize>,
@@ -162,7 +177,14 @@ impl<'de> de::Deserializer<'de> for Value<'_, '_> {
             let span = self.span.clone();
             return visitor.visit_map(serde_spanned::de::SpannedDeserializer::new(self, span));
         }
-        self.deserialize_any(visitor)
+        // Only a table makes a struct. Through `deserialize_any`, every
+        // derived struct would also get its `visit_seq` (fields by position:
+        // a second copy of all its field code) and `visit_str` & co.
+        let result = match self.kind {
+            Kind::Table(table) => visitor.visit_map(Entries::new(table)),
+            other => Err(de::Error::invalid_type(unexpected(other), &visitor)),
+        };
+        result.map_err(|error| error.at(&self.span))
     }
 
     fn deserialize_enum<V: Visitor<'de>>(
@@ -182,9 +204,27 @@ impl<'de> de::Deserializer<'de> for Value<'_, '_> {
         result.map_err(|error| error.at(&self.span))
     }
 
+    // Lists and maps, like structs, take only their own kind of value:
+    // no `visit_str` & co. per element type.
+    fn deserialize_seq<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
+        let result = match self.kind {
+            Kind::Array(items) => visitor.visit_seq(Items(items.iter())),
+            other => Err(de::Error::invalid_type(unexpected(other), &visitor)),
+        };
+        result.map_err(|error| error.at(&self.span))
+    }
+
+    fn deserialize_map<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
+        let result = match self.kind {
+            Kind::Table(table) => visitor.visit_map(Entries::new(table)),
+            other => Err(de::Error::invalid_type(unexpected(other), &visitor)),
+        };
+        result.map_err(|error| error.at(&self.span))
+    }
+
     serde::forward_to_deserialize_any! {
-        bool u8 u16 u32 u64 i8 i16 i32 i64 i128 u128 f32 f64 char str string seq
-        bytes byte_buf map unit ignored_any unit_struct tuple_struct tuple identifier
+        bool u8 u16 u32 u64 i8 i16 i32 i64 i128 u128 f32 f64 char str string
+        bytes byte_buf unit ignored_any unit_struct tuple_struct tuple identifier
     }
 }
 
@@ -204,7 +244,10 @@ impl<'de> de::SeqAccess<'de> for Items<'_, '_> {
 
     fn next_element_seed<T: DeserializeSeed<'de>>(&mut self, seed: T) -> Result<Option<T::Value>, Error> {
         match self.0.next() {
-            Some(item) => seed.deserialize(Value::new(item)?).map(Some),
+            Some(item) => seed
+                .deserialize(Value::new(item)?)
+                .map(Some)
+                .map_err(|error| error.at(&item.span())),
             None => Ok(None),
         }
     }
@@ -246,7 +289,11 @@ impl<'de> de::MapAccess<'de> for Entries<'_, '_> {
 
     fn next_value_seed<V: DeserializeSeed<'de>>(&mut self, seed: V) -> Result<V::Value, Error> {
         match self.value.take() {
-            Some(value) => seed.deserialize(Value::new(value)?),
+            // Errors made after the value was read (an untagged enum that
+            // fits no variant) point at the value too.
+            Some(value) => seed
+                .deserialize(Value::new(value)?)
+                .map_err(|error| error.at(&value.span())),
             None => Err(de::Error::custom("a value without a key")),
         }
     }
@@ -304,6 +351,14 @@ mod tests {
         name: Option<Spanned<String>>,
         mode: Option<Mode>,
         list: Option<Vec<i64>>,
+        pin: Option<PinLike>,
+    }
+
+    #[derive(Debug, PartialEq, serde::Deserialize)]
+    #[serde(untagged, expecting = "a number or a name")]
+    enum PinLike {
+        Number(u8),
+        Name(String),
     }
 
     #[derive(Debug, PartialEq, serde::Deserialize)]
@@ -361,5 +416,8 @@ mod tests {
             "\"fast\"",
         );
         check("mode = { a = 1, b = 2 }", "wanted string or table", "{ a = 1, b = 2 }");
+        // An untagged enum fails after its value was read, and still
+        // points at it.
+        check("pin = true", "a number or a name", "true");
     }
 }

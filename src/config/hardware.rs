@@ -3,6 +3,7 @@
 //! here too: a pin used twice, a name used twice, a device class Home
 //! Assistant would reject.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -10,24 +11,22 @@ use std::time::Duration;
 use serde::Deserialize;
 use toml::Spanned;
 
+use super::commands::{program_of, Problem, Program, RawProgram};
 use super::{ConfigError, Validator};
+use crate::json_path::JsonPath;
+use crate::pattern::Pattern;
 use crate::vocab::filter::FilterSpec;
-use crate::vocab::{Component, Pull, Quantity, BINARY_SENSOR_CLASSES, MAX_PIN};
+pub use crate::vocab::Backend;
+use crate::vocab::{Component, Pin, Pull, PwmChannel, Quantity, BINARY_SENSOR_CLASSES, MAX_PIN};
 
 // ---- typed ----------------------------------------------------------------
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Backend {
-    /// rppal on a Raspberry Pi, the simulation elsewhere (with a warning).
-    Auto,
-    Rppal,
-    Sim,
-}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GpioConfig {
     pub backend: Backend,
+    /// The chip for the cdev backend: a path, a name or a label; `None`
+    /// for the Pi's header chip (found by label), else `gpiochip0`.
+    pub chip: Option<String>,
     /// Where `initial = "restore"` outputs keep their last state.
     pub state_file: PathBuf,
 }
@@ -37,7 +36,7 @@ pub struct InputConfig {
     /// Entity id.
     pub name: String,
     pub label: String,
-    pub pin: u8,
+    pub pin: Pin,
     pub pull: Pull,
     /// Report ON when the pin is low (a button to ground with a pull-up).
     pub inverted: bool,
@@ -76,6 +75,7 @@ pub enum OnOff {
 pub enum OutputKind {
     Switch,
     Light,
+    Fan,
 }
 
 impl OutputKind {
@@ -83,15 +83,26 @@ impl OutputKind {
         match self {
             OutputKind::Switch => Component::Switch,
             OutputKind::Light => Component::Light,
+            OutputKind::Fan => Component::Fan,
         }
     }
+}
+
+/// What an output drives: a GPIO line (on/off) or a PWM channel (a level).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Drive {
+    Gpio(Pin),
+    Pwm(PwmChannel),
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct OutputConfig {
     pub name: String,
     pub label: String,
-    pub pin: u8,
+    pub drive: Drive,
+    /// A PWM output's level when turned ON before any level was asked for
+    /// (and for `initial`/`safe_state` = on), in percent.
+    pub level: u8,
     /// Drive the pin low for ON (active-low relay boards).
     pub inverted: bool,
     pub initial: Initial,
@@ -110,7 +121,23 @@ pub enum SensorSource {
     Iio { device: String },
     /// A BME280/BMP280 read directly over I2C.
     Bme280 { bus: u8, address: u16 },
+    /// A number that a program prints, or one in the JSON it prints.
+    Command {
+        command: Program,
+        timeout: Duration,
+        value_path: Option<JsonPath>,
+        quantity: Quantity,
+    },
+    /// A number in a file (any path), or the part of it `regex` finds.
+    File {
+        path: PathBuf,
+        regex: Option<Pattern>,
+        quantity: Quantity,
+    },
 }
+
+/// `timeout_s` of a command sensor when not given.
+pub const DEFAULT_SENSOR_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl SensorSource {
     /// Whether the sensor is read through the GPIO backend (an I2C bus);
@@ -118,7 +145,10 @@ impl SensorSource {
     pub fn uses_gpio(&self) -> bool {
         match self {
             SensorSource::Bme280 { .. } => true,
-            SensorSource::Ds18b20 { .. } | SensorSource::Iio { .. } => false,
+            SensorSource::Ds18b20 { .. }
+            | SensorSource::Iio { .. }
+            | SensorSource::Command { .. }
+            | SensorSource::File { .. } => false,
         }
     }
 }
@@ -142,6 +172,7 @@ pub struct SensorConfig {
 #[serde(deny_unknown_fields, default)]
 pub(super) struct RawGpio {
     backend: Backend,
+    chip: Option<Spanned<String>>,
     state_file: Option<Spanned<PathBuf>>,
     /// Whether 1-wire DS18B20 sensors found in sysfs get entities even when
     /// not listed in `[[sensors]]`.
@@ -152,6 +183,7 @@ impl Default for RawGpio {
     fn default() -> Self {
         RawGpio {
             backend: Backend::Auto,
+            chip: None,
             state_file: None,
             auto_ds18b20: true,
         }
@@ -163,7 +195,7 @@ impl Default for RawGpio {
 pub(super) struct RawInput {
     name: Spanned<String>,
     label: Option<String>,
-    pin: Spanned<u8>,
+    pin: Spanned<RawPin>,
     #[serde(default = "default_pull")]
     pull: Pull,
     #[serde(default)]
@@ -177,6 +209,25 @@ pub(super) struct RawInput {
     long_press_ms: Spanned<u64>,
     #[serde(default = "default_double_press_ms")]
     double_press_ms: Spanned<u64>,
+}
+
+/// `pin = 17` or `pin = "GPIO17"`. Untagged, so it goes through the same
+/// buffered deserializer as the other untagged values: a visitor of its own
+/// would instantiate toml's `deserialize_any` again (about 15 KB).
+#[derive(Debug, Deserialize)]
+#[serde(
+    untagged,
+    expecting = "expected a BCM GPIO number 0-27 (17) or a line name (\"GPIO17\")"
+)]
+pub(super) enum RawPin {
+    Bcm(u8),
+    Name(String),
+    #[serde(skip_deserializing)]
+    Absent,
+}
+
+fn absent_pin() -> Spanned<RawPin> {
+    Spanned::new(0..0, RawPin::Absent)
 }
 
 fn default_pull() -> Pull {
@@ -197,7 +248,15 @@ fn default_double_press_ms() -> Spanned<u64> {
 pub(super) struct RawOutput {
     name: Spanned<String>,
     label: Option<String>,
-    pin: Spanned<u8>,
+    // Types the other sections already use, so that serde and toml add no
+    // code for them (a new `Option<Spanned<T>>` costs about 1 KB on armv6).
+    #[serde(default = "absent_pin")]
+    pin: Spanned<RawPin>,
+    /// A PWM channel instead of a pin (`/sys/class/pwm/pwmchip<pwm_chip>`).
+    pwm_channel: Option<Spanned<u8>>,
+    pwm_chip: Option<Spanned<u8>>,
+    frequency_hz: Option<Spanned<f64>>,
+    level: Option<Spanned<u8>>,
     #[serde(default)]
     inverted: bool,
     #[serde(default = "default_initial")]
@@ -225,6 +284,8 @@ enum SensorKind {
     Ds18b20,
     Iio,
     Bme280,
+    Command,
+    File,
 }
 
 /// One number for every quantity, or a table by quantity.
@@ -255,6 +316,24 @@ pub(super) struct RawSensor {
     /// bme280
     bus: Option<Spanned<u8>>,
     address: Option<Spanned<u16>>,
+    /// command and file: what the number measures. A string matched by
+    /// hand: a `Spanned<Quantity>` field would cost its own deserializer.
+    #[serde(default)]
+    quantity: Option<Spanned<String>>,
+    /// command
+    #[serde(default)]
+    command: Option<Spanned<RawProgram>>,
+    #[serde(default)]
+    shell: Option<bool>,
+    #[serde(default)]
+    timeout_s: Option<Spanned<f64>>,
+    #[serde(default)]
+    value_path: Option<Spanned<String>>,
+    /// file
+    #[serde(default)]
+    path: Option<Spanned<PathBuf>>,
+    #[serde(default)]
+    regex: Option<Spanned<String>>,
 }
 
 fn default_sensor_interval_s() -> Spanned<f64> {
@@ -287,7 +366,7 @@ fn default_state_file(state_directory: Option<String>) -> PathBuf {
 }
 
 /// `front_door` → `Front door`.
-fn label_from_name(name: &str) -> String {
+pub(super) fn label_from_name(name: &str) -> String {
     let spaced = name.replace(['_', '-'], " ");
     let mut chars = spaced.chars();
     match chars.next() {
@@ -333,8 +412,18 @@ impl Validator<'_> {
                 }
             }
         }
+        if let Some(chip) = &gpio.chip {
+            if chip.get_ref().is_empty() {
+                return Err(self.error(
+                    chip,
+                    "gpio.chip",
+                    "must be a path (/dev/gpiochip0), a name (gpiochip0) or a label (pinctrl-bcm2711)",
+                ));
+            }
+        }
         let gpio_config = GpioConfig {
             backend: gpio.backend,
+            chip: gpio.chip.map(Spanned::into_inner),
             state_file: gpio
                 .state_file
                 .map(Spanned::into_inner)
@@ -345,7 +434,9 @@ impl Validator<'_> {
             .iter()
             .map(|r| ((*r).to_owned(), "the system source".to_owned()))
             .collect();
-        let mut pins: HashMap<u8, String> = HashMap::new();
+        // Keyed by text (`GPIO 17`, `line X`): maps of the kind the names
+        // already use cost the binary nothing new.
+        let mut pins: HashMap<String, String> = HashMap::new();
 
         let mut typed_inputs = Vec::new();
         for (i, raw) in inputs.into_iter().enumerate() {
@@ -387,7 +478,70 @@ impl Validator<'_> {
         for (i, raw) in outputs.into_iter().enumerate() {
             let key = format!("outputs[{i}]");
             let name = self.entity_name(&raw.name, &key, &mut names)?;
-            let pin = self.pin(&raw.pin, &key, &mut pins)?;
+            let pin = (!matches!(raw.pin.get_ref(), RawPin::Absent)).then_some(&raw.pin);
+            let drive = match (pin, &raw.pwm_channel) {
+                (Some(pin), None) => {
+                    for (field, span) in [
+                        ("pwm_chip", raw.pwm_chip.as_ref().map(Spanned::span)),
+                        ("frequency_hz", raw.frequency_hz.as_ref().map(Spanned::span)),
+                        ("level", raw.level.as_ref().map(Spanned::span)),
+                    ] {
+                        if let Some(span) = span {
+                            let message = format!("`{field}` is for PWM outputs (with `pwm_channel`), not for a pin");
+                            return Err(self.error(&Spanned::new(span, ()), &format!("{key}.{field}"), message));
+                        }
+                    }
+                    Drive::Gpio(self.pin(pin, &key, &mut pins)?)
+                }
+                (None, Some(channel)) => {
+                    let chip = raw.pwm_chip.as_ref().map_or(0, |c| u32::from(*c.get_ref()));
+                    let default_hz = if raw.kind == OutputKind::Fan { 25_000 } else { 1_000 };
+                    let frequency_hz = match &raw.frequency_hz {
+                        None => default_hz,
+                        Some(hz) if (1.0..=1_000_000.0).contains(hz.get_ref()) => hz.get_ref().round() as u32,
+                        Some(hz) => {
+                            return Err(self.error(
+                                hz,
+                                &format!("{key}.frequency_hz"),
+                                "must be between 1 and 1000000 Hz",
+                            ))
+                        }
+                    };
+                    let pwm = (chip, u32::from(*channel.get_ref()));
+                    let used = format!("pwmchip{} channel {}", pwm.0, pwm.1);
+                    if let Some(first) = pins.get(&used) {
+                        let message = format!("{used} is already used by `{first}`");
+                        return Err(self.error(channel, &format!("{key}.pwm_channel"), message));
+                    }
+                    pins.insert(used, format!("{key}.pwm_channel"));
+                    Drive::Pwm(PwmChannel {
+                        chip,
+                        channel: pwm.1,
+                        frequency_hz,
+                    })
+                }
+                (Some(_), Some(channel)) => {
+                    return Err(self.error(
+                        channel,
+                        &format!("{key}.pwm_channel"),
+                        "give either `pin` or `pwm_channel`, not both",
+                    ))
+                }
+                (None, None) => {
+                    return Err(self.error(
+                        &raw.name,
+                        &format!("{key}.pin"),
+                        "an output needs `pin` (a GPIO) or `pwm_channel` (a PWM output)",
+                    ))
+                }
+            };
+            let level = match &raw.level {
+                None => 100,
+                Some(level) if (1..=100).contains(level.get_ref()) => *level.get_ref(),
+                Some(level) => {
+                    return Err(self.error(level, &format!("{key}.level"), "must be between 1 and 100 (percent)"))
+                }
+            };
             let auto_off = match raw.auto_off_s {
                 None => None,
                 Some(seconds) => {
@@ -405,7 +559,8 @@ impl Validator<'_> {
             typed_outputs.push(OutputConfig {
                 label: raw.label.unwrap_or_else(|| label_from_name(&name)),
                 name,
-                pin,
+                drive,
+                level,
                 inverted: raw.inverted,
                 initial: raw.initial,
                 safe_state: raw.safe_state,
@@ -436,14 +591,29 @@ impl Validator<'_> {
     ) -> Result<SensorConfig, ConfigError> {
         let name = self.entity_name(&raw.name, key, names)?;
         let kind = *raw.kind.get_ref();
-        let fields = [
-            ("id", raw.id.as_ref().map(Spanned::span), SensorKind::Ds18b20),
-            ("device", raw.device.as_ref().map(Spanned::span), SensorKind::Iio),
-            ("bus", raw.bus.as_ref().map(Spanned::span), SensorKind::Bme280),
-            ("address", raw.address.as_ref().map(Spanned::span), SensorKind::Bme280),
+        use SensorKind::{Command, File};
+        // Each key, where it is if given, and the kinds it belongs to.
+        type Owned<'a> = (&'a str, Option<std::ops::Range<usize>>, &'a [SensorKind]);
+        let fields: [Owned<'_>; 11] = [
+            ("id", raw.id.as_ref().map(Spanned::span), &[SensorKind::Ds18b20]),
+            ("device", raw.device.as_ref().map(Spanned::span), &[SensorKind::Iio]),
+            ("bus", raw.bus.as_ref().map(Spanned::span), &[SensorKind::Bme280]),
+            (
+                "address",
+                raw.address.as_ref().map(Spanned::span),
+                &[SensorKind::Bme280],
+            ),
+            ("quantity", raw.quantity.as_ref().map(Spanned::span), &[Command, File]),
+            ("command", raw.command.as_ref().map(Spanned::span), &[Command]),
+            // Unspanned (see RawSensor): reported at `kind`.
+            ("shell", raw.shell.map(|_| raw.kind.span()), &[Command]),
+            ("timeout_s", raw.timeout_s.as_ref().map(Spanned::span), &[Command]),
+            ("value_path", raw.value_path.as_ref().map(Spanned::span), &[Command]),
+            ("path", raw.path.as_ref().map(Spanned::span), &[File]),
+            ("regex", raw.regex.as_ref().map(Spanned::span), &[File]),
         ];
-        for (field, span, owner) in fields {
-            if let (Some(span), true) = (span, owner != kind) {
+        for (field, span, owners) in fields {
+            if let (Some(span), false) = (span, owners.contains(&kind)) {
                 let spanned = Spanned::new(span, ());
                 return Err(self.error(
                     &spanned,
@@ -500,6 +670,7 @@ impl Validator<'_> {
                 };
                 SensorSource::Bme280 { bus, address }
             }
+            SensorKind::Command | SensorKind::File => self.program_sensor(&raw, key)?,
         };
         let seconds = *raw.interval_s.get_ref();
         if !(1.0..=86_400.0).contains(&seconds) {
@@ -522,6 +693,11 @@ impl Validator<'_> {
             scale: self.calibration(raw.scale, &format!("{key}.scale"))?,
             filters,
         })
+    }
+
+    /// The source of a `command` or `file` sensor.
+    fn program_sensor(&self, raw: &RawSensor, key: &str) -> Result<SensorSource, ConfigError> {
+        program_sensor(raw).map_err(|(span, field, message)| self.field_error(span, key, field, &message))
     }
 
     /// A filter list whose every filter passes its check.
@@ -553,7 +729,7 @@ impl Validator<'_> {
         Ok(each)
     }
 
-    fn entity_name(
+    pub(super) fn entity_name(
         &self,
         name: &Spanned<String>,
         key: &str,
@@ -571,20 +747,27 @@ impl Validator<'_> {
         Ok(name.get_ref().clone())
     }
 
-    fn pin(&self, pin: &Spanned<u8>, key: &str, seen: &mut HashMap<u8, String>) -> Result<u8, ConfigError> {
+    /// A BCM number on the header, or a line name; each used once (`17`
+    /// and `"GPIO17"` are the same pin).
+    fn pin(&self, pin: &Spanned<RawPin>, key: &str, seen: &mut HashMap<String, String>) -> Result<Pin, ConfigError> {
         let key = format!("{key}.pin");
-        let value = *pin.get_ref();
-        if value > MAX_PIN {
-            return Err(self.error(
-                pin,
-                &key,
-                format!("GPIO {value} is not on the Pi's header (BCM 0 to {MAX_PIN})"),
-            ));
+        let value = match pin.get_ref() {
+            RawPin::Bcm(n) if *n > MAX_PIN => {
+                let message = format!("GPIO {n} is not on the Pi's header (BCM 0 to {MAX_PIN}; other lines by name)");
+                return Err(self.error(pin, &key, message));
+            }
+            RawPin::Bcm(n) => Pin::Bcm(*n),
+            RawPin::Name(name) if (1..=31).contains(&name.len()) => Pin::Name(name.clone()),
+            RawPin::Name(_) => return Err(self.error(pin, &key, "a line name is 1 to 31 characters long")),
+            RawPin::Absent => return Err(self.error(pin, &key, "missing: give the pin's BCM number or line name")),
+        };
+        let same = value
+            .bcm()
+            .map_or_else(|| value.to_string(), |n| Pin::Bcm(n).to_string());
+        if let Some(first) = seen.get(&same) {
+            return Err(self.error(pin, &key, format!("{value} is already used by `{first}`")));
         }
-        if let Some(first) = seen.get(&value) {
-            return Err(self.error(pin, &key, format!("GPIO {value} is already used by `{first}`")));
-        }
-        seen.insert(value, key);
+        seen.insert(same, key);
         Ok(value)
     }
 
@@ -603,9 +786,233 @@ impl Validator<'_> {
     }
 }
 
+/// A `command` or `file` sensor's source, or what is wrong.
+fn program_sensor(raw: &RawSensor) -> Result<SensorSource, Problem> {
+    let at_kind = raw.kind.span();
+    let quantity = match raw.quantity.as_ref().map(|q| (q, q.get_ref().as_str())) {
+        Some((_, "temperature")) => Quantity::Temperature,
+        Some((_, "humidity")) => Quantity::Humidity,
+        Some((_, "pressure")) => Quantity::Pressure,
+        Some((given, _)) => return Err((given.span(), "quantity", "must be temperature, humidity or pressure".into())),
+        None => {
+            return Err((
+                at_kind,
+                "quantity",
+                "this kind needs `quantity` (temperature, humidity or pressure): it sets the unit and Home Assistant's device class".into(),
+            ))
+        }
+    };
+    if *raw.kind.get_ref() == SensorKind::File {
+        let path = raw.path.as_ref().ok_or((
+            at_kind.clone(),
+            "path",
+            "a file sensor needs `path`, the file to read".into(),
+        ))?;
+        if !path.get_ref().is_absolute() {
+            return Err((path.span(), "path", "must be an absolute path".into()));
+        }
+        let regex = match &raw.regex {
+            None => None,
+            Some(regex) => Some(
+                Pattern::new(regex.get_ref()).map_err(|why| (regex.span(), "regex", Cow::Owned(why.to_string())))?,
+            ),
+        };
+        return Ok(SensorSource::File {
+            path: path.get_ref().clone(),
+            regex,
+            quantity,
+        });
+    }
+    let command = raw.command.as_ref().ok_or((
+        at_kind,
+        "command",
+        "a command sensor needs `command`, an argv array such as [\"vcgencmd\", \"measure_temp\"]".into(),
+    ))?;
+    let command = program_of(command, raw.shell.unwrap_or(false))
+        .map_err(|message| (command.span(), "command", message.into()))?;
+    let timeout = match &raw.timeout_s {
+        None => DEFAULT_SENSOR_TIMEOUT,
+        Some(seconds) if (0.1..=86_400.0).contains(seconds.get_ref()) => Duration::from_secs_f64(*seconds.get_ref()),
+        Some(seconds) => {
+            return Err((
+                seconds.span(),
+                "timeout_s",
+                "must be between 0.1 and 86400 seconds".into(),
+            ))
+        }
+    };
+    let value_path = match &raw.value_path {
+        None => None,
+        Some(path) => {
+            Some(JsonPath::parse(path.get_ref()).map_err(|why| (path.span(), "value_path", Cow::Owned(why)))?)
+        }
+    };
+    Ok(SensorSource::Command {
+        command,
+        timeout,
+        value_path,
+        quantity,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use crate::config::{Config, Context, Origin};
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        let ctx = Context {
+            hostname: "pi",
+            env: &|_| None,
+        };
+        Config::from_toml(text, Origin::File("majortom.toml".into()), &ctx)
+    }
+
+    #[test]
+    fn command_and_file_sensors_should_take_their_keys() {
+        let config = parse(
+            r#"
+[[sensors]]
+kind = "command"
+name = "gpu"
+quantity = "temperature"
+command = ["vcgencmd", "measure_temp"]
+interval_s = 60
+filters = [{ round = 1 }]
+
+[[sensors]]
+kind = "command"
+name = "weather"
+quantity = "pressure"
+command = "curl -s http://192.168.1.9/api | head -c 4000"
+shell = true
+timeout_s = 5
+value_path = "main.pressure"
+
+[[sensors]]
+kind = "file"
+name = "nas"
+quantity = "temperature"
+path = "/sys/class/hwmon/hwmon0/temp1_input"
+scale = 0.001
+offset = -1
+
+[[sensors]]
+kind = "file"
+name = "cellar"
+quantity = "humidity"
+path = "/run/cellar.txt"
+regex = 'humidity=(\d+)%'
+"#,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let sources: Vec<&SensorSource> = config.sensors.iter().map(|s| &s.source).collect();
+        assert_eq!(
+            sources[0],
+            &SensorSource::Command {
+                command: Program::Argv(vec!["vcgencmd".into(), "measure_temp".into()]),
+                timeout: DEFAULT_SENSOR_TIMEOUT,
+                value_path: None,
+                quantity: Quantity::Temperature,
+            }
+        );
+        assert_eq!(
+            sources[1],
+            &SensorSource::Command {
+                command: Program::Shell("curl -s http://192.168.1.9/api | head -c 4000".into()),
+                timeout: Duration::from_secs(5),
+                value_path: Some(JsonPath::parse("main.pressure").expect("a path")),
+                quantity: Quantity::Pressure,
+            }
+        );
+        assert_eq!(
+            sources[2],
+            &SensorSource::File {
+                path: "/sys/class/hwmon/hwmon0/temp1_input".into(),
+                regex: None,
+                quantity: Quantity::Temperature,
+            }
+        );
+        assert_eq!(config.sensors[2].scale, vec![(None, 0.001)]);
+        assert_eq!(config.sensors[2].offset, vec![(None, -1.0)]);
+        match sources[3] {
+            SensorSource::File { regex: Some(regex), .. } => {
+                assert_eq!(regex.extract(b"t=12 humidity=63%"), Some(&b"63"[..]))
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn command_and_file_sensor_mistakes_should_name_the_key() {
+        let cases: &[(&str, &str, &str)] = &[
+            (
+                "kind = \"file\"\npath = \"/x\"",
+                "sensors[0].quantity",
+                "needs `quantity`",
+            ),
+            (
+                "kind = \"file\"\nquantity = \"temperature\"",
+                "sensors[0].path",
+                "needs `path`",
+            ),
+            (
+                "kind = \"file\"\nquantity = \"temperature\"\npath = \"x\"",
+                "sensors[0].path",
+                "absolute path",
+            ),
+            (
+                "kind = \"file\"\nquantity = \"temperature\"\npath = \"/x\"\nregex = \"(a|b)\"",
+                "sensors[0].regex",
+                "at character 2 of the regex: alternation",
+            ),
+            (
+                "kind = \"file\"\nquantity = \"temperature\"\npath = \"/x\"\ncommand = [\"a\"]",
+                "sensors[0].command",
+                "does not apply to a sensor of kind file",
+            ),
+            (
+                "kind = \"command\"\nquantity = \"temperature\"",
+                "sensors[0].command",
+                "needs `command`",
+            ),
+            (
+                "kind = \"command\"\nquantity = \"temperature\"\ncommand = \"echo 1\"",
+                "sensors[0].command",
+                "only with `shell = true`",
+            ),
+            (
+                "kind = \"command\"\nquantity = \"temperature\"\ncommand = [\"a\"]\nvalue_path = \"a..b\"",
+                "sensors[0].value_path",
+                "empty key",
+            ),
+            (
+                "kind = \"command\"\nquantity = \"temperature\"\ncommand = [\"a\"]\ntimeout_s = 0",
+                "sensors[0].timeout_s",
+                "between 0.1",
+            ),
+            (
+                "kind = \"command\"\nquantity = \"speed\"\ncommand = [\"a\"]",
+                "sensors[0].quantity",
+                "temperature, humidity or pressure",
+            ),
+            (
+                "kind = \"ds18b20\"\nid = \"28-1\"\nquantity = \"temperature\"",
+                "sensors[0].quantity",
+                "does not apply",
+            ),
+        ];
+        for (body, key, says) in cases {
+            let text = format!("[[sensors]]\nname = \"s\"\n{body}\n");
+            let message = match parse(&text) {
+                Ok(config) => panic!("accepted: {:?}", config.sensors),
+                Err(error) => error.to_string(),
+            };
+            assert!(message.contains(&format!("key `{key}`")), "{text}\n{message}");
+            assert!(message.contains(says), "{text}\n{message}");
+        }
+    }
 
     #[test]
     fn labels_should_be_derived_from_names() {

@@ -24,6 +24,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 mod automations;
+mod commands;
 mod de;
 mod error;
 mod hardware;
@@ -39,11 +40,12 @@ pub use identity::{NodeIdOrigin, SuffixSource, FACTORY_HOSTNAMES};
 pub use mqtt::{ClientAuth, MqttConfig, Protocol, TlsConfig, SYSTEM_CA_FILE};
 pub use secrets::{Credentials, Secret};
 
+pub use commands::{unit_name, CommandConfig, CommandKind, Concurrency, Program, RunSettings, StatusCheck};
 use error::key_path_at;
 use mqtt::RawMqtt;
 
 pub use hardware::{
-    Backend, GpioConfig, Initial, InputConfig, OnOff, OutputConfig, OutputKind, PressTiming, SensorConfig,
+    Backend, Drive, GpioConfig, Initial, InputConfig, OnOff, OutputConfig, OutputKind, PressTiming, SensorConfig,
     SensorSource, AUTOMATIONS_STATE_FILE_NAME, MQTT_STATE_FILE_NAME,
 };
 
@@ -86,6 +88,7 @@ pub struct Config {
     pub sensors: Vec<SensorConfig>,
     pub automations: Vec<AutomationConfig>,
     pub buttons: ButtonsConfig,
+    pub commands: Vec<CommandConfig>,
 }
 
 impl Config {
@@ -238,6 +241,7 @@ struct RawConfig {
     sensors: Vec<hardware::RawSensor>,
     automations: Vec<automations::RawAutomation>,
     buttons: automations::RawButtons,
+    commands: Vec<commands::RawCommand>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -404,6 +408,7 @@ impl Validator<'_> {
             .collect();
         let automations = self.automations(raw.automations, &known, &mut names)?;
         let buttons = self.buttons(raw.buttons)?;
+        let commands = self.commands(raw.commands, &reserved, &mut names)?;
         Ok(Config {
             origin: self.origin.clone(),
             node,
@@ -419,6 +424,7 @@ impl Validator<'_> {
             sensors: hardware.sensors,
             automations,
             buttons,
+            commands,
         })
     }
 

@@ -270,8 +270,8 @@ fn hardware_sections_should_become_typed_config_with_defaults_filled_in() {
     assert_eq!(config.gpio.state_file, PathBuf::from("/tmp/state.json"));
     let door = &config.inputs[0];
     assert_eq!(
-        (door.name.as_str(), door.label.as_str(), door.pin),
-        ("front_door", "Front door", 17)
+        (door.name.as_str(), door.label.as_str(), door.pin.clone()),
+        ("front_door", "Front door", crate::vocab::Pin::Bcm(17))
     );
     assert_eq!(door.pull, crate::vocab::Pull::Up);
     assert!(door.inverted);

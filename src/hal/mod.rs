@@ -1,29 +1,46 @@
-//! The hardware boundary: GPIO pins and I2C buses behind narrow traits, with
-//! a Raspberry Pi backend (rppal, in `rpi.rs`, the only module that imports
-//! rppal) and a simulated backend (`sim.rs`) for tests, demos and laptops.
+//! The hardware boundary: GPIO pins, PWM channels and I2C buses behind
+//! narrow traits, with three backends: the Linux GPIO character device
+//! (`cdev/`, every kernel), rppal (`rpi.rs`, the only module that imports
+//! rppal; needs Raspberry Pi OS's `/dev/gpiomem`) and a simulated backend
+//! (`sim.rs`) for tests, demos and laptops. `select.rs` decides which one a
+//! machine gets, and why; `pwm.rs` drives the kernel's PWM sysfs.
 //!
 //! Nothing outside this module touches hardware. Inputs report edges through
-//! a channel (rppal's interrupt callbacks run on their own thread), so no
-//! caller polls a pin.
+//! a channel, so no caller polls a pin.
 
+pub mod cdev;
+pub mod pwm;
 pub mod rpi;
+pub mod select;
 pub mod sim;
 
-use std::time::Duration;
+pub use crate::vocab::gpio::{Backend, Pin, PwmChannel};
 
 use tokio::sync::mpsc;
 
 use crate::vocab::Pull;
 
-/// A level change seen on an input pin: the raw level after the edge.
+/// How an input is requested.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InputSettings {
+    pub pull: Pull,
+    /// Report a low level as active (a button to ground with a pull-up).
+    /// The cdev backend asks the kernel for it, the others invert in
+    /// software: every backend reports logical levels.
+    pub active_low: bool,
+}
+
+/// A change seen on an input: its logical level after the edge (active-low
+/// applied) and when it happened (the kernel's timestamp where the backend
+/// has one).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Edge {
-    pub high: bool,
+    pub active: bool,
     pub at: tokio::time::Instant,
 }
 
 /// Hardware errors, each saying what the user can do about it.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum HalError {
     #[error("permission denied opening the GPIO device: add the user to the `gpio` group (sudo usermod -aG gpio $USER) and log in again, or run the installed service")]
     GpioPermission,
@@ -31,10 +48,14 @@ pub enum HalError {
     I2cPermission { bus: u8 },
     #[error("this does not look like a Raspberry Pi ({detail}); use gpio.backend = \"sim\" to try majortom without hardware")]
     NotAPi { detail: String },
-    #[error("GPIO {pin} is already in use (by another input/output in the config, or another program)")]
-    PinInUse { pin: u8 },
-    #[error("GPIO {pin} does not exist on this board")]
-    NoSuchPin { pin: u8 },
+    #[error("{pin} is already in use{}: stop that program or driver, or pick another pin", consumer.as_ref().map(|c| format!(" by `{c}`")).unwrap_or_default())]
+    PinInUse { pin: String, consumer: Option<String> },
+    #[error("{pin} does not exist on {chip}")]
+    NoSuchPin { pin: String, chip: String },
+    #[error("PWM chip {chip} is not there ({detail}): enable PWM with `dtoverlay=pwm` (GPIO 18) or `dtoverlay=pwm-2chan` (GPIO 18 and 19) in /boot/firmware/config.txt and reboot")]
+    NoPwm { chip: String, detail: String },
+    #[error("PWM {what}: {detail}")]
+    Pwm { what: String, detail: String },
     #[error("I2C bus {bus} is not available: enable I2C (sudo raspi-config → Interface Options → I2C) ({detail})")]
     NoI2cBus { bus: u8, detail: String },
     #[error("I2C device 0x{address:02x} on bus {bus} did not answer: check wiring and address ({detail})")]
@@ -45,23 +66,25 @@ pub enum HalError {
 
 /// A GPIO backend: hands out pins and I2C buses.
 pub trait Gpio: Send + Sync {
-    /// "rppal" or "sim", for logs and the API.
+    /// "cdev", "rppal" or "sim", for logs and the API.
     fn backend(&self) -> &'static str;
 
-    /// Claims `pin` as an input with `pull`, and sends every edge to
-    /// `edges` (dropping edges when the channel is full: the receiver reads
-    /// the level anyway). `debounce` is a hint the backend may apply in
-    /// hardware or its driver; callers debounce in software regardless.
+    /// Claims `pin` as an input and sends every edge to `edges` (dropping
+    /// edges when the channel is full: the receiver reads the level
+    /// anyway). Callers debounce in software: no backend delays an edge.
     fn input(
         &self,
-        pin: u8,
-        pull: Pull,
-        debounce: Option<Duration>,
+        pin: &Pin,
+        settings: InputSettings,
         edges: mpsc::Sender<Edge>,
     ) -> Result<Box<dyn InputPin>, HalError>;
 
     /// Claims `pin` as an output, driven to `initial_high` at once.
-    fn output(&self, pin: u8, initial_high: bool) -> Result<Box<dyn OutputPin>, HalError>;
+    fn output(&self, pin: &Pin, initial_high: bool) -> Result<Box<dyn OutputPin>, HalError>;
+
+    /// Claims a PWM channel, configured to its frequency and not yet
+    /// driven (the caller sets its duty cycle at once).
+    fn pwm(&self, channel: PwmChannel) -> Result<Box<dyn PwmOutput>, HalError>;
 
     /// Opens I2C bus `bus` (1 on a Pi's header).
     fn i2c(&self, bus: u8) -> Result<Box<dyn I2cBus>, HalError>;
@@ -69,13 +92,21 @@ pub trait Gpio: Send + Sync {
 
 /// A claimed input; dropping it releases the pin and stops its edges.
 pub trait InputPin: Send {
-    fn is_high(&self) -> Result<bool, HalError>;
+    /// The logical level (active-low applied).
+    fn is_active(&self) -> Result<bool, HalError>;
 }
 
 /// A claimed output. Dropping it leaves the pin at its last level (the
 /// caller sets the safe state before it stops).
 pub trait OutputPin: Send {
     fn set(&mut self, high: bool) -> Result<(), HalError>;
+}
+
+/// A claimed PWM channel. Dropping it leaves it running at its last duty
+/// cycle (the caller sets the safe state before it stops).
+pub trait PwmOutput: Send {
+    /// Drives the channel at `duty` (0.0 = always low, 1.0 = always high).
+    fn set_duty(&mut self, duty: f64) -> Result<(), HalError>;
 }
 
 /// An I2C bus, addressed per transfer.

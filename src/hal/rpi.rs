@@ -9,13 +9,12 @@
 
 use std::io;
 use std::path::Path;
-use std::time::Duration;
 
 use rppal::gpio::{self as rp, Level, Trigger};
 use rppal::i2c::{self as ri2c, I2c};
 use tokio::sync::mpsc;
 
-use super::{Edge, Gpio, HalError, I2cBus, InputPin, OutputPin, Pull};
+use super::{Edge, Gpio, HalError, I2cBus, InputPin, InputSettings, OutputPin, Pin, Pull, PwmChannel, PwmOutput};
 
 /// The highest BCM GPIO number on the 40-pin header. rppal hands out the
 /// SoC's internal lines too (up to 53 on a BCM283x), and some of those run
@@ -30,22 +29,47 @@ pub fn is_raspberry_pi(root: &Path) -> bool {
 /// The GPIO peripheral of a Raspberry Pi.
 pub struct RppalGpio {
     gpio: rp::Gpio,
+    /// Where the PWM sysfs is found.
+    root: std::path::PathBuf,
 }
 
 impl RppalGpio {
     /// Opens the GPIO peripheral; fails with an error saying what to do on a
     /// machine that is not a Pi or a user without access to the GPIO device.
-    pub fn new() -> Result<RppalGpio, HalError> {
+    pub fn new(root: &Path) -> Result<RppalGpio, HalError> {
         let gpio = rp::Gpio::new().map_err(gpio_error)?;
-        Ok(RppalGpio { gpio })
+        Ok(RppalGpio {
+            gpio,
+            root: root.to_owned(),
+        })
     }
 
-    fn claim(&self, pin: u8) -> Result<rp::Pin, HalError> {
-        if pin > HEADER_MAX_PIN {
-            return Err(HalError::NoSuchPin { pin });
+    fn claim(&self, pin: &Pin) -> Result<rp::Pin, HalError> {
+        match pin.bcm() {
+            Some(n) if n <= HEADER_MAX_PIN => self.gpio.get(n).map_err(|e| gpio_error_for(e, pin)),
+            _ => Err(HalError::NoSuchPin {
+                pin: pin.to_string(),
+                chip: "the Pi's 40-pin header (rppal knows BCM numbers and GPIO<n> names only)".into(),
+            }),
         }
-        self.gpio.get(pin).map_err(gpio_error)
     }
+}
+
+/// Opens I2C bus `bus` (`/dev/i2c-<bus>`) through rppal's I2C, which needs
+/// no `/dev/gpiomem`: every backend uses it.
+pub(crate) fn open_i2c(bus: u8) -> Result<Box<dyn I2cBus>, HalError> {
+    let i2c = I2c::with_bus(bus).map_err(|error| match error {
+        ri2c::Error::Io(e) if e.kind() == io::ErrorKind::PermissionDenied => HalError::I2cPermission { bus },
+        other => HalError::NoI2cBus {
+            bus,
+            detail: format!("/dev/i2c-{bus}: {other}"),
+        },
+    })?;
+    Ok(Box::new(RppalI2c {
+        bus,
+        i2c,
+        address: None,
+    }))
 }
 
 impl Gpio for RppalGpio {
@@ -55,13 +79,13 @@ impl Gpio for RppalGpio {
 
     fn input(
         &self,
-        pin: u8,
-        pull: Pull,
-        debounce: Option<Duration>,
+        pin: &Pin,
+        settings: InputSettings,
         edges: mpsc::Sender<Edge>,
     ) -> Result<Box<dyn InputPin>, HalError> {
         let pin = self.claim(pin)?;
-        let mut input = match pull {
+        let active_low = settings.active_low;
+        let mut input = match settings.pull {
             Pull::Up => pin.into_input_pullup(),
             Pull::Down => pin.into_input_pulldown(),
             Pull::Off => pin.into_input(),
@@ -74,16 +98,19 @@ impl Gpio for RppalGpio {
         // by another program is not reported here: the pin still reads, it
         // just sends no edges.
         input
-            .set_async_interrupt(Trigger::Both, debounce, move |event| {
+            .set_async_interrupt(Trigger::Both, None, move |event| {
                 let high = event.trigger == Trigger::RisingEdge;
                 let at = tokio::time::Instant::now();
-                let _ = edges.try_send(Edge { high, at });
+                let _ = edges.try_send(Edge {
+                    active: high != active_low,
+                    at,
+                });
             })
             .map_err(gpio_error)?;
-        Ok(Box::new(RppalInput(input)))
+        Ok(Box::new(RppalInput { input, active_low }))
     }
 
-    fn output(&self, pin: u8, initial_high: bool) -> Result<Box<dyn OutputPin>, HalError> {
+    fn output(&self, pin: &Pin, initial_high: bool) -> Result<Box<dyn OutputPin>, HalError> {
         let pin = self.claim(pin)?;
         let mut output = if initial_high {
             pin.into_output_high()
@@ -96,29 +123,25 @@ impl Gpio for RppalGpio {
         Ok(Box::new(RppalOutput(output)))
     }
 
+    fn pwm(&self, channel: PwmChannel) -> Result<Box<dyn PwmOutput>, HalError> {
+        Ok(Box::new(super::pwm::SysfsPwm::open(&self.root, channel)?))
+    }
+
     fn i2c(&self, bus: u8) -> Result<Box<dyn I2cBus>, HalError> {
-        let i2c = I2c::with_bus(bus).map_err(|error| match error {
-            ri2c::Error::Io(e) if e.kind() == io::ErrorKind::PermissionDenied => HalError::I2cPermission { bus },
-            other => HalError::NoI2cBus {
-                bus,
-                detail: format!("/dev/i2c-{bus}: {other}"),
-            },
-        })?;
-        Ok(Box::new(RppalI2c {
-            bus,
-            i2c,
-            address: None,
-        }))
+        open_i2c(bus)
     }
 }
 
 /// Holds the rppal pin: dropping it stops the interrupt thread and releases
 /// the pin.
-struct RppalInput(rp::InputPin);
+struct RppalInput {
+    input: rp::InputPin,
+    active_low: bool,
+}
 
 impl InputPin for RppalInput {
-    fn is_high(&self) -> Result<bool, HalError> {
-        Ok(self.0.is_high())
+    fn is_active(&self) -> Result<bool, HalError> {
+        Ok(self.input.is_high() != self.active_low)
     }
 }
 
@@ -188,9 +211,21 @@ fn gpio_error(error: rp::Error) -> HalError {
         rp::Error::UnknownModel => HalError::NotAPi {
             detail: "rppal cannot identify the board's model or SoC".into(),
         },
-        rp::Error::PinUsed(pin) => HalError::PinInUse { pin },
-        rp::Error::PinNotAvailable(pin) => HalError::NoSuchPin { pin },
         other => HalError::Gpio(other.to_string()),
+    }
+}
+
+fn gpio_error_for(error: rp::Error, pin: &Pin) -> HalError {
+    match error {
+        rp::Error::PinUsed(_) => HalError::PinInUse {
+            pin: pin.to_string(),
+            consumer: None,
+        },
+        rp::Error::PinNotAvailable(_) => HalError::NoSuchPin {
+            pin: pin.to_string(),
+            chip: "this board".into(),
+        },
+        other => gpio_error(other),
     }
 }
 
@@ -227,7 +262,7 @@ mod tests {
         if is_raspberry_pi(Path::new("/")) {
             return; // This test is about machines without GPIO.
         }
-        let error = match RppalGpio::new() {
+        let error = match RppalGpio::new(Path::new("/")) {
             Ok(_) => panic!("opened the GPIO peripheral on a machine that is not a Pi"),
             Err(error) => error,
         };

@@ -53,6 +53,9 @@ pub struct EntitySpec {
     /// The entity emits press events (single, double, long), discovered as
     /// Home Assistant device triggers.
     pub press_events: bool,
+    /// An output with a level (PWM): its value is the level in percent, 0
+    /// when off, and it takes levels as commands.
+    pub dimmable: bool,
 }
 
 impl EntitySpec {
@@ -72,6 +75,7 @@ impl EntitySpec {
             expire_after: None,
             own_availability: false,
             press_events: false,
+            dimmable: false,
         }
     }
 
@@ -130,6 +134,13 @@ impl EntitySpec {
 
     pub fn press_events(mut self) -> Self {
         self.press_events = true;
+        self
+    }
+
+    /// An output whose value is its level in percent (0 = off).
+    pub fn dimmable(mut self) -> Self {
+        self.dimmable = true;
+        self.precision = 0;
         self
     }
 }

@@ -46,8 +46,10 @@ pub struct Settings {
     credentials: Option<(String, String)>,
     transport: Transport,
     /// The Last Will: retained `offline` on the status topic.
-    will_topic: String,
-    will_payload: &'static str,
+    will: Option<(String, &'static str)>,
+    /// Resume the broker's session (the agent) or start a clean one that
+    /// ends with the connection (a check).
+    persistent: bool,
     /// MQTT 5's session expiry: how long the broker keeps our session
     /// (subscriptions, queued commands) after we go.
     session_expiry: Duration,
@@ -56,14 +58,12 @@ pub struct Settings {
 }
 
 impl Settings {
-    /// `tls` is the rustls configuration built from `[mqtt.tls]`, if any.
-    pub fn new(
-        config: &MqttConfig,
-        client_id: &str,
-        tls: Option<Arc<rustls::ClientConfig>>,
-        will_topic: String,
-        will_payload: &'static str,
-    ) -> Settings {
+    /// The broker, credentials and TLS (`tls`, built from `[mqtt.tls]`) as
+    /// the config says, under `client_id`, with a clean session that ends
+    /// with the connection and no Last Will: a one-off check (`doctor`),
+    /// which must not disturb a running agent. The agent adds
+    /// [`Settings::persistent`].
+    pub fn new(config: &MqttConfig, client_id: &str, tls: Option<Arc<rustls::ClientConfig>>) -> Settings {
         Settings {
             client_id: client_id.to_owned(),
             host: config.host.clone(),
@@ -77,10 +77,20 @@ impl Settings {
                 Some(tls) => Transport::tls_with_config(TlsConfiguration::Rustls(tls)),
                 None => Transport::tcp(),
             },
-            will_topic,
-            will_payload,
+            will: None,
+            persistent: false,
             session_expiry: config.command_max_age,
             broker: format!("{}:{}", config.host, config.port),
+        }
+    }
+
+    /// The agent's settings: a persistent session and a Last Will
+    /// (`will_payload`, retained on `will_topic`).
+    pub fn persistent(self, will_topic: String, will_payload: &'static str) -> Settings {
+        Settings {
+            will: Some((will_topic, will_payload)),
+            persistent: true,
+            ..self
         }
     }
 
@@ -88,26 +98,36 @@ impl Settings {
         self.keepalive
     }
 
+    /// Whether connections resume the broker's session.
+    pub fn is_persistent(&self) -> bool {
+        self.persistent
+    }
+
     /// A client and its event loop speaking `protocol`, with a persistent
-    /// session: the broker keeps our subscriptions and queues QoS 1
-    /// commands sent while we reconnect (discovery asks Home Assistant for
-    /// QoS 1). Everything we publish is republished on connect anyway.
+    /// session (unless a one-off check): the broker keeps our subscriptions and
+    /// queues QoS 1 commands sent while we reconnect (discovery asks Home
+    /// Assistant for QoS 1). Everything we publish is republished on
+    /// connect anyway.
     pub fn open(&self, protocol: Protocol) -> (Client, EventLoop) {
         match protocol {
             Protocol::V5 => {
                 let mut options = v5::MqttOptions::new(&self.client_id, &self.host, self.port);
                 options.set_keep_alive(self.keepalive);
-                options.set_clean_start(false);
-                let expiry = u32::try_from(self.session_expiry.as_secs()).unwrap_or(u32::MAX);
-                options.set_session_expiry_interval(Some(expiry));
+                options.set_clean_start(!self.persistent);
+                if self.persistent {
+                    let expiry = u32::try_from(self.session_expiry.as_secs()).unwrap_or(u32::MAX);
+                    options.set_session_expiry_interval(Some(expiry));
+                }
                 options.set_max_packet_size(Some(MAX_PACKET_SIZE));
-                options.set_last_will(v5::mqttbytes::v5::LastWill::new(
-                    &self.will_topic,
-                    self.will_payload,
-                    v5::mqttbytes::QoS::AtLeastOnce,
-                    true,
-                    None,
-                ));
+                if let Some((topic, payload)) = &self.will {
+                    options.set_last_will(v5::mqttbytes::v5::LastWill::new(
+                        topic,
+                        *payload,
+                        v5::mqttbytes::QoS::AtLeastOnce,
+                        true,
+                        None,
+                    ));
+                }
                 if let Some((username, password)) = &self.credentials {
                     options.set_credentials(username, password);
                 }
@@ -118,14 +138,11 @@ impl Settings {
             Protocol::V311 => {
                 let mut options = rumqttc::MqttOptions::new(&self.client_id, &self.host, self.port);
                 options.set_keep_alive(self.keepalive);
-                options.set_clean_session(false);
+                options.set_clean_session(!self.persistent);
                 options.set_max_packet_size(V311_READ_LIMIT, MAX_PACKET_SIZE as usize);
-                options.set_last_will(rumqttc::LastWill::new(
-                    &self.will_topic,
-                    self.will_payload,
-                    rumqttc::QoS::AtLeastOnce,
-                    true,
-                ));
+                if let Some((topic, payload)) = &self.will {
+                    options.set_last_will(rumqttc::LastWill::new(topic, *payload, rumqttc::QoS::AtLeastOnce, true));
+                }
                 if let Some((username, password)) = &self.credentials {
                     options.set_credentials(username, password);
                 }
@@ -432,7 +449,7 @@ mod tests {
             protocol: Protocol::V5,
             command_max_age: Duration::from_secs(30),
         };
-        Settings::new(&config, "majortom-pi", None, "majortom/pi/status".into(), "offline")
+        Settings::new(&config, "majortom-pi", None).persistent("majortom/pi/status".into(), "offline")
     }
 
     #[test]

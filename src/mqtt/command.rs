@@ -12,7 +12,7 @@ pub enum Rejection {
     Retained,
     #[error("`{0}` is not an output")]
     NotAnOutput(String),
-    #[error("expected ON, OFF or TOGGLE")]
+    #[error("expected ON, OFF or TOGGLE (or a level 0-100 for a PWM output)")]
     BadPayload,
     #[error("a button takes PRESS")]
     NotAPress,
@@ -46,8 +46,8 @@ mod tests {
     #[test]
     fn incoming_command_should_toggle_relay_and_everything_else_should_be_rejected() {
         let mut targets = Targets::new();
-        targets.add("relay", Component::Switch, Target::Output(OutputId(0)));
-        targets.add("restart", Component::Button, Target::Button(Button::Restart));
+        targets.add("relay", Component::Switch, false, Target::Output(OutputId(0)));
+        targets.add("restart", Component::Button, false, Target::Button(Button::Restart));
         let command = parse_command(&targets, "relay", b"toggle", false).expect("valid");
         assert_eq!(
             (command.target, command.action),

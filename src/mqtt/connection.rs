@@ -126,14 +126,15 @@ pub async fn drive(
                 if was_connected {
                     status.set_mqtt_connected(false);
                     let _ = events.send(ConnectionEvent::Disconnected).await;
-                } else {
+                } else if retry.notice != Some(Notice::TryingV311) {
+                    // MQTT 5 refused is not the end: 3.1.1 is tried at once.
                     let _ = events.try_send(ConnectionEvent::Failed(failure.explanation));
                 }
                 if retry.protocol != protocol {
                     protocol = retry.protocol;
                     (client, eventloop) = settings.open(protocol);
                 }
-                eventloop.set_clean_start(retry.clean_start);
+                eventloop.set_clean_start(retry.clean_start || !settings.is_persistent());
                 tokio::time::sleep(retry.delay).await;
                 continue;
             }

@@ -17,7 +17,6 @@ use tokio::time::Instant;
 
 use crate::config::MQTT_STATE_FILE_NAME;
 
-
 /// Where the record is kept, and where this boot's id is read.
 #[derive(Debug, Clone)]
 pub struct ContactFile {
@@ -26,11 +25,17 @@ pub struct ContactFile {
     boot_id: PathBuf,
 }
 
-#[derive(Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-struct Record {
-    boot_id: String,
-    /// `CLOCK_BOOTTIME` at the last contact, in milliseconds.
-    boottime_ms: u64,
+/// The record's JSON, `{"boot_id":"<uuid>","boottime_ms":<ms>}`, written and
+/// read by hand: a UUID needs no escaping, and serde's code for one more
+/// type would cost more than these lines.
+fn render(boot_id: &str, boottime_ms: u64) -> String {
+    format!("{{\"boot_id\":\"{boot_id}\",\"boottime_ms\":{boottime_ms}}}\n")
+}
+
+fn parse(text: &str) -> Option<(&str, u64)> {
+    let rest = text.trim().strip_prefix("{\"boot_id\":\"")?;
+    let (boot_id, rest) = rest.split_once("\",\"boottime_ms\":")?;
+    Some((boot_id, rest.strip_suffix('}')?.parse().ok()?))
 }
 
 impl ContactFile {
@@ -51,11 +56,11 @@ impl ContactFile {
     /// blocking read of a small file, done once before the tasks start.
     pub fn load(&self) -> Option<Instant> {
         let text = std::fs::read_to_string(&self.path).ok()?;
-        let record: Record = serde_json::from_str(&text).ok()?;
-        if record.boot_id != self.read_boot_id()? {
+        let (boot_id, boottime_ms) = parse(&text)?;
+        if boot_id != self.read_boot_id()? {
             return None;
         }
-        let since = boottime()?.checked_sub(Duration::from_millis(record.boottime_ms))?;
+        let since = boottime()?.checked_sub(Duration::from_millis(boottime_ms))?;
         Instant::now().checked_sub(since)
     }
 
@@ -63,17 +68,15 @@ impl ContactFile {
     /// or clock.
     pub fn record(&self, at: Instant) -> Option<Vec<u8>> {
         let boottime = boottime()?.checked_sub(Instant::now().saturating_duration_since(at))?;
-        let record = Record {
-            boot_id: self.read_boot_id()?,
-            boottime_ms: u64::try_from(boottime.as_millis()).ok()?,
-        };
-        serde_json::to_vec(&record).ok()
+        let boot_id = self.read_boot_id()?;
+        Some(render(&boot_id, u64::try_from(boottime.as_millis()).ok()?).into_bytes())
     }
 
     fn read_boot_id(&self) -> Option<String> {
         let id = std::fs::read_to_string(&self.boot_id).ok()?;
         let id = id.trim();
-        (!id.is_empty()).then(|| id.to_owned())
+        let uuid = !id.is_empty() && id.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-');
+        uuid.then(|| id.to_owned())
     }
 }
 
@@ -123,6 +126,8 @@ mod tests {
         assert_eq!(rebooted.load(), None);
         std::fs::write(file.path(), "{").expect("write");
         assert_eq!(file.load(), None);
+        std::fs::write(file.path(), render("aaaa", u64::MAX)).expect("write");
+        assert_eq!(file.load(), None, "a time after now");
         // No boot id (a fixture root): nothing to record or load.
         let no_root = ContactFile::beside(&dir.path().join("x.json"), &dir.path().join("nowhere"));
         assert_eq!(no_root.record(Instant::now()), None);

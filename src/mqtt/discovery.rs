@@ -15,6 +15,10 @@ use crate::vocab::{Component, Press};
 /// persistent session and delivers it once the agent is back.
 const COMMAND_QOS: u8 = 1;
 
+/// A dimmable output's state topic carries its level (0 = off); Home
+/// Assistant reads ON/OFF from it through this template.
+const LEVEL_TO_STATE: &str = "{{ 'ON' if value | int(0) > 0 else 'OFF' }}";
+
 /// The `device` block shared by every entity of this node, so Home Assistant
 /// groups them under one device.
 pub fn device_block(node: &NodeInfo) -> Json {
@@ -87,13 +91,29 @@ pub fn entity_config(spec: &EntitySpec, topics: &Topics, node: &NodeInfo) -> Jso
             put("payload_press", "PRESS".into());
             put("qos", COMMAND_QOS.into());
         }
-        Component::Switch | Component::Light => {
+        Component::Switch | Component::Light | Component::Fan => {
             put("command_topic", topics.command(&spec.id).into());
             put("qos", COMMAND_QOS.into());
             put("payload_on", "ON".into());
             put("payload_off", "OFF".into());
             // The state topic echoes the real pin, so no optimistic guessing.
             put("optimistic", false.into());
+            if spec.dimmable {
+                // One topic each way: the state is the level in percent (0
+                // = off), and a level sent to the command topic sets it.
+                let (state, command) = (topics.state(&spec.id), topics.command(&spec.id));
+                put("state_value_template", LEVEL_TO_STATE.into());
+                if spec.component == Component::Fan {
+                    put("percentage_state_topic", state.into());
+                    put("percentage_command_topic", command.into());
+                } else {
+                    put("brightness_state_topic", state.into());
+                    put("brightness_command_topic", command.into());
+                    put("brightness_scale", 100.into());
+                    // Turning on with a brightness sends just the level.
+                    put("on_command_type", "brightness".into());
+                }
+            }
         }
     }
     put("device", device_block(node));
@@ -212,6 +232,56 @@ mod tests {
                 "unique_id": "majortom_pi4_relay",
                 "state_topic": "majortom/pi4/relay/state",
                 "command_topic": "majortom/pi4/relay/set",
+                "availability": [{"topic": "majortom/pi4/status"}],
+                "availability_mode": "all",
+                "payload_on": "ON",
+                "payload_off": "OFF",
+                "optimistic": false,
+                "qos": 1,
+                "device": expected_device(),
+                "origin": {"name": "majortom", "sw_version": "0.1.0"},
+            }),
+        );
+    }
+
+    #[test]
+    fn pwm_fan_should_take_a_percentage_on_its_command_topic() {
+        check(
+            EntitySpec::output("fan", "Fan", Component::Fan).dimmable(),
+            json!({
+                "name": "Fan",
+                "unique_id": "majortom_pi4_fan",
+                "state_topic": "majortom/pi4/fan/state",
+                "command_topic": "majortom/pi4/fan/set",
+                "state_value_template": "{{ 'ON' if value | int(0) > 0 else 'OFF' }}",
+                "percentage_state_topic": "majortom/pi4/fan/state",
+                "percentage_command_topic": "majortom/pi4/fan/set",
+                "availability": [{"topic": "majortom/pi4/status"}],
+                "availability_mode": "all",
+                "payload_on": "ON",
+                "payload_off": "OFF",
+                "optimistic": false,
+                "qos": 1,
+                "device": expected_device(),
+                "origin": {"name": "majortom", "sw_version": "0.1.0"},
+            }),
+        );
+    }
+
+    #[test]
+    fn pwm_light_should_take_a_brightness_in_percent() {
+        check(
+            EntitySpec::output("lamp", "Lamp", Component::Light).dimmable(),
+            json!({
+                "name": "Lamp",
+                "unique_id": "majortom_pi4_lamp",
+                "state_topic": "majortom/pi4/lamp/state",
+                "command_topic": "majortom/pi4/lamp/set",
+                "state_value_template": "{{ 'ON' if value | int(0) > 0 else 'OFF' }}",
+                "brightness_state_topic": "majortom/pi4/lamp/state",
+                "brightness_command_topic": "majortom/pi4/lamp/set",
+                "brightness_scale": 100,
+                "on_command_type": "brightness",
                 "availability": [{"topic": "majortom/pi4/status"}],
                 "availability_mode": "all",
                 "payload_on": "ON",

@@ -45,12 +45,20 @@ pub struct Prepared {
     last_contact: Option<Instant>,
 }
 
-impl Prepared {
-    /// The connection settings, to open a connection of one's own (as
-    /// `doctor` does, with another client id).
-    pub fn settings(&self) -> &Settings {
-        &self.settings
-    }
+/// The broker, credentials and TLS as the config says, under `client_id`,
+/// with a clean session and no Last Will: `doctor`'s connection, made
+/// the way the agent's is (the same protocol and fallback through
+/// [`link`](Link)).
+pub fn probe(config: &MqttConfig, client_id: &str) -> Result<(Settings, Link), TlsError> {
+    let tls = config.tls.as_ref().map(tls::client_config).transpose()?;
+    Ok((
+        Settings::new(config, client_id, tls),
+        Link::new(
+            config.protocol,
+            config.keepalive,
+            Backoff::new(BACKOFF_INITIAL, BACKOFF_MAX),
+        ),
+    ))
 }
 
 /// Builds the connection settings (Last Will, credentials, TLS) and topics,
@@ -58,7 +66,7 @@ impl Prepared {
 pub fn prepare(config: &MqttConfig, node_id: &str, contact: ContactFile) -> Result<Prepared, TlsError> {
     let topics = Topics::new(&config.base_topic, &config.discovery_prefix, node_id);
     let tls = config.tls.as_ref().map(tls::client_config).transpose()?;
-    let settings = Settings::new(config, &config.client_id, tls, topics.status(), UNAVAILABLE);
+    let settings = Settings::new(config, &config.client_id, tls).persistent(topics.status(), UNAVAILABLE);
     Ok(Prepared {
         settings,
         topics,

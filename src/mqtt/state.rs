@@ -466,7 +466,7 @@ mod tests {
         hub.set("temp", Value::Number(20.5));
         hub.set("relay", Value::Bool(false));
         let mut targets = Targets::new();
-        targets.add("relay", Component::Switch, Target::Output(OutputId(0)));
+        targets.add("relay", Component::Switch, false, Target::Output(OutputId(0)));
         let topics = Topics::new("mt", "ha", "pi");
         SinkState::new(topics, crate::fixtures::node(), hub, Arc::new(targets))
     }

@@ -1,6 +1,8 @@
 //! GPIO inputs: buttons, reed switches, motion sensors. Each input is a task
 //! that waits for edges from the hardware layer (no polling), debounces
-//! them, publishes the level as ON/OFF, and, for buttons with
+//! them on the leading edge (the first edge is published at once, bounces
+//! within `debounce_ms` are ignored, and the level is read again when the
+//! window closes), publishes the level as ON/OFF, and, for buttons with
 //! `events = true`, tells single, double and long presses apart.
 //!
 //! The debouncer and the press detector are plain state machines over
@@ -16,7 +18,7 @@ use tracing::{debug, warn};
 
 use crate::config::{InputConfig, PressTiming};
 use crate::deadline::sleep_until;
-use crate::hal::{Edge, Gpio, HalError, InputPin};
+use crate::hal::{Edge, Gpio, HalError, InputPin, InputSettings};
 use crate::hub::{EntitySpec, Group, Hub, Value};
 use crate::vocab::Press;
 
@@ -35,8 +37,11 @@ impl Input {
     /// Claims the pin from the backend.
     pub fn claim(gpio: &dyn Gpio, config: InputConfig) -> Result<Input, HalError> {
         let (sender, edges) = mpsc::channel(EDGE_CHANNEL_CAPACITY);
-        let debounce = (!config.debounce.is_zero()).then_some(config.debounce);
-        let pin = gpio.input(config.pin, config.pull, debounce, sender)?;
+        let settings = InputSettings {
+            pull: config.pull,
+            active_low: config.inverted,
+        };
+        let pin = gpio.input(&config.pin, settings, sender)?;
         Ok(Input { config, pin, edges })
     }
 
@@ -49,18 +54,12 @@ impl Input {
         spec
     }
 
-    /// The logical state of a raw level.
-    fn logical(&self, high: bool) -> bool {
-        high != self.config.inverted
-    }
-
     /// Publishes the initial level, then every debounced change and press,
     /// until cancelled.
     pub async fn run(mut self, hub: Arc<Hub>, cancel: CancellationToken) {
         let id = self.config.name.clone();
-        let mut published = match self.pin.is_high() {
-            Ok(high) => {
-                let on = self.logical(high);
+        let mut published = match self.pin.is_active() {
+            Ok(on) => {
                 hub.set(&id, Value::Bool(on));
                 Some(on)
             }
@@ -72,8 +71,10 @@ impl Input {
         let mut debouncer = Debouncer::new(self.config.debounce);
         let mut presses = self.config.presses.map(PressDetector::new);
         loop {
-            let settle_at = debouncer.deadline();
+            let window_end = debouncer.deadline();
             let press_at = presses.as_ref().and_then(PressDetector::deadline);
+            // A level to publish now, and when it changed.
+            let mut change = None;
             tokio::select! {
                 biased;
                 () = cancel.cancelled() => break,
@@ -82,69 +83,93 @@ impl Input {
                         warn!(input = %id, "the GPIO backend stopped reporting edges");
                         break;
                     };
-                    debug!(input = %id, high = edge.high, "edge");
-                    debouncer.edge(edge.high, edge.at);
+                    debug!(input = %id, active = edge.active, "edge");
+                    // The leading edge goes out at once; bounces are not.
+                    change = debouncer.edge(edge.active, edge.at).map(|on| (on, edge.at));
                 }
-                () = sleep_until(settle_at), if settle_at.is_some() => {}
-                () = sleep_until(press_at), if press_at.is_some() => {}
-            }
-            let now = Instant::now();
-            if let Some(high) = debouncer.settle(now) {
-                // The pin itself is the truth: edges may have been dropped.
-                let high = self.pin.is_high().unwrap_or(high);
-                let on = self.logical(high);
-                if published != Some(on) {
-                    debug!(input = %id, on, "input changed");
-                    hub.set(&id, Value::Bool(on));
-                    published = Some(on);
-                    if let Some(detector) = presses.as_mut() {
-                        if let Some(press) = detector.change(on, now) {
-                            hub.press(&id, press);
+                () = sleep_until(window_end), if window_end.is_some() => {
+                    let now = Instant::now();
+                    if debouncer.window_closed(now) {
+                        // The pin is the truth: the last bounce may have
+                        // moved it, and edges may have been dropped.
+                        match self.pin.is_active() {
+                            Ok(on) if published != Some(on) => {
+                                debouncer.reopen(now);
+                                change = Some((on, now));
+                            }
+                            Ok(_) => {}
+                            Err(error) => debug!(input = %id, %error, "cannot read input"),
                         }
                     }
                 }
+                () = sleep_until(press_at), if press_at.is_some() => {}
             }
-            if let Some(press) = presses.as_mut().and_then(|d| d.timeout(now)) {
+            if let Some((on, at)) = change.filter(|(on, _)| published != Some(*on)) {
+                debug!(input = %id, on, "input changed");
+                hub.set(&id, Value::Bool(on));
+                published = Some(on);
+                if let Some(detector) = presses.as_mut() {
+                    // The press timing counts from when the contact moved.
+                    if let Some(press) = detector.change(on, at.min(Instant::now())) {
+                        hub.press(&id, press);
+                    }
+                }
+            }
+            if let Some(press) = presses.as_mut().and_then(|d| d.timeout(Instant::now())) {
                 hub.press(&id, press);
             }
         }
     }
 }
 
-/// Accepts a level once it has been stable for the debounce time: every
-/// edge restarts the wait, so chatter shorter than that is swallowed.
+/// Leading-edge debounce: the first edge after a quiet period is accepted
+/// at once and opens a window of `debounce`; edges inside the window are
+/// bounces and ignored. When the window closes the caller reads the pin
+/// again; a level that differs from the one published is a change too (the
+/// contact was released within the window), which opens a new window.
 #[derive(Debug)]
 pub struct Debouncer {
     debounce: Duration,
-    pending: Option<(bool, Instant)>,
+    window_end: Option<Instant>,
 }
 
 impl Debouncer {
     pub fn new(debounce: Duration) -> Debouncer {
         Debouncer {
             debounce,
-            pending: None,
+            window_end: None,
         }
     }
 
-    pub fn edge(&mut self, high: bool, at: Instant) {
-        self.pending = Some((high, at + self.debounce));
+    /// An edge to `active` at `at`: the level to publish now when this edge
+    /// leads, `None` for a bounce.
+    pub fn edge(&mut self, active: bool, at: Instant) -> Option<bool> {
+        if self.window_end.is_some_and(|end| at < end) {
+            return None;
+        }
+        self.window_end = Some(at + self.debounce);
+        Some(active)
     }
 
-    /// When the pending level settles, if one is pending.
+    /// When the open window closes, if one is open.
     pub fn deadline(&self) -> Option<Instant> {
-        self.pending.map(|(_, at)| at)
+        self.window_end
     }
 
-    /// The settled level, once its time has come.
-    pub fn settle(&mut self, now: Instant) -> Option<bool> {
-        match self.pending {
-            Some((high, at)) if at <= now => {
-                self.pending = None;
-                Some(high)
+    /// True once, when the open window has closed: time to read the pin.
+    pub fn window_closed(&mut self, now: Instant) -> bool {
+        match self.window_end {
+            Some(end) if end <= now => {
+                self.window_end = None;
+                true
             }
-            _ => None,
+            _ => false,
         }
+    }
+
+    /// A change found when the window closed opens a window of its own.
+    pub fn reopen(&mut self, now: Instant) {
+        self.window_end = Some(now + self.debounce);
     }
 }
 
@@ -246,28 +271,37 @@ mod tests {
     }
 
     #[test]
-    fn debouncer_should_swallow_chatter_shorter_than_the_debounce_time() {
+    fn the_leading_edge_should_pass_at_once_and_bounces_within_the_window_should_not() {
         let t0 = Instant::now();
         let mut d = Debouncer::new(ms(50));
-        d.edge(true, t0);
-        d.edge(false, t0 + ms(10));
-        d.edge(true, t0 + ms(20));
-        assert_eq!(
-            d.settle(t0 + ms(60)),
-            None,
-            "not yet stable for 50 ms since the last edge"
-        );
-        assert_eq!(d.deadline(), Some(t0 + ms(70)));
-        assert_eq!(d.settle(t0 + ms(70)), Some(true));
-        assert_eq!(d.settle(t0 + ms(200)), None, "settled once");
+        assert_eq!(d.edge(true, t0), Some(true), "published with no delay");
+        assert_eq!(d.edge(false, t0 + ms(10)), None);
+        assert_eq!(d.edge(true, t0 + ms(20)), None);
+        assert_eq!(d.deadline(), Some(t0 + ms(50)), "the window runs from the first edge");
+        assert!(!d.window_closed(t0 + ms(49)));
+        assert!(d.window_closed(t0 + ms(50)), "time to read the pin again");
+        assert!(!d.window_closed(t0 + ms(60)), "once");
+        assert_eq!(d.edge(false, t0 + ms(200)), Some(false), "a new press after the quiet");
     }
 
     #[test]
-    fn zero_debounce_should_settle_at_once() {
+    fn a_change_found_when_the_window_closes_should_open_a_new_window() {
+        let t0 = Instant::now();
+        let mut d = Debouncer::new(ms(50));
+        d.edge(true, t0);
+        assert!(d.window_closed(t0 + ms(50)));
+        d.reopen(t0 + ms(50));
+        assert_eq!(d.edge(true, t0 + ms(60)), None, "the release's bounce");
+        assert_eq!(d.deadline(), Some(t0 + ms(100)));
+    }
+
+    #[test]
+    fn zero_debounce_should_pass_every_edge() {
         let t0 = Instant::now();
         let mut d = Debouncer::new(Duration::ZERO);
-        d.edge(false, t0);
-        assert_eq!(d.settle(t0), Some(false));
+        assert_eq!(d.edge(false, t0), Some(false));
+        assert_eq!(d.edge(true, t0), Some(true));
+        assert!(d.window_closed(t0));
     }
 
     /// Feeds (time ms, pressed) changes and ticks every 10 ms; returns the
@@ -357,7 +391,7 @@ mod task_tests {
         InputConfig {
             name: "button".into(),
             label: "Button".into(),
-            pin: 4,
+            pin: crate::hal::Pin::Bcm(4),
             pull: Pull::Up,
             inverted: true,
             debounce: Duration::from_millis(debounce_ms),
@@ -423,12 +457,38 @@ mod task_tests {
     async fn chatter_within_the_debounce_time_should_publish_one_change() {
         let mut input = run(button(50, false)).await;
         assert_eq!(input.seen(), vec!["OFF"], "pulled up and inverted: released");
-        for _ in 0..5 {
+        for _ in 0..4 {
             input.level(false, 5).await;
             input.level(true, 5).await;
         }
         input.level(false, 100).await;
         assert_eq!(input.seen(), vec!["ON"]);
+        input.stop().await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_first_edge_should_be_published_without_waiting_for_the_window() {
+        let mut input = run(button(50, false)).await;
+        input.seen();
+        input.level(false, 0).await;
+        tokio::task::yield_now().await;
+        assert_eq!(input.seen(), vec!["ON"], "at once, not after 50 ms");
+        input.stop().await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_release_within_the_window_should_be_published_when_it_closes() {
+        let mut input = run(button(50, false)).await;
+        input.seen();
+        // Pressed, bounced, released, all within 30 ms: ON at once, then
+        // the level read when the window closes says OFF.
+        input.level(false, 10).await;
+        input.level(true, 10).await;
+        input.level(false, 5).await;
+        input.level(true, 5).await;
+        assert_eq!(input.seen(), vec!["ON"]);
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        assert_eq!(input.seen(), vec!["OFF"], "the last state is right");
         input.stop().await;
     }
 

@@ -8,6 +8,9 @@
 //! owns no behaviour beyond spelling and checking them.
 
 pub mod filter;
+pub mod gpio;
+
+pub use gpio::{Backend, Pin, PwmChannel};
 
 use std::fmt;
 
@@ -19,8 +22,11 @@ pub enum Component {
     BinarySensor,
     /// An output Home Assistant can turn on and off.
     Switch,
-    /// An output shown as a light (same ON/OFF commands as a switch).
+    /// An output shown as a light (same ON/OFF commands as a switch; a
+    /// dimmable one also takes a brightness).
     Light,
+    /// An output shown as a fan (ON/OFF; on PWM also a speed percentage).
+    Fan,
     /// A push button in Home Assistant (restart, reboot): PRESS, no state.
     Button,
 }
@@ -33,13 +39,17 @@ impl Component {
             Component::BinarySensor => "binary_sensor",
             Component::Switch => "switch",
             Component::Light => "light",
+            Component::Fan => "fan",
             Component::Button => "button",
         }
     }
 
     /// True for entities that take commands (ON/OFF/TOGGLE, or PRESS).
     pub fn is_commandable(self) -> bool {
-        matches!(self, Component::Switch | Component::Light | Component::Button)
+        matches!(
+            self,
+            Component::Switch | Component::Light | Component::Fan | Component::Button
+        )
     }
 }
 
@@ -64,9 +74,9 @@ impl Press {
     }
 }
 
-/// What a command asks of its target: `ON`, `OFF`, `TOGGLE` or `PRESS`.
-/// A closed set: a new kind of command (a level for a PWM output) is a new
-/// variant, and `accepts` says which targets take it.
+/// What a command asks of its target: `ON`, `OFF`, `TOGGLE`, `PRESS` or a
+/// level. A closed set: a new kind of command is a new variant, and
+/// `accepted_by` says which targets take it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {
     On,
@@ -74,34 +84,39 @@ pub enum Action {
     Toggle,
     /// For buttons.
     Press,
+    /// A level in percent for a dimmable (PWM) output: 0 turns it off.
+    Level(u8),
 }
 
 impl Action {
-    /// `ON`, `OFF`, `TOGGLE` or `PRESS`, in any case, surrounding whitespace
-    /// ignored.
+    /// `ON`, `OFF`, `TOGGLE` or `PRESS`, in any case, or a level `0` to
+    /// `100`; surrounding whitespace ignored.
     pub fn parse(payload: &[u8]) -> Option<Action> {
+        const WORDS: [(&str, Action); 4] = [
+            ("ON", Action::On),
+            ("OFF", Action::Off),
+            ("TOGGLE", Action::Toggle),
+            ("PRESS", Action::Press),
+        ];
         let text = std::str::from_utf8(payload).ok()?.trim();
-        [Action::On, Action::Off, Action::Toggle, Action::Press]
-            .into_iter()
-            .find(|action| text.eq_ignore_ascii_case(action.as_str()))
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Action::On => "ON",
-            Action::Off => "OFF",
-            Action::Toggle => "TOGGLE",
-            Action::Press => "PRESS",
+        if !text.is_empty() && text.len() <= 3 && text.bytes().all(|b| b.is_ascii_digit()) {
+            return text.parse().ok().filter(|n| *n <= 100).map(Action::Level);
         }
+        WORDS
+            .iter()
+            .find(|(word, _)| text.eq_ignore_ascii_case(word))
+            .map(|(_, action)| *action)
     }
 
     /// Whether an entity of `component` takes this: buttons take PRESS,
-    /// switches and lights ON, OFF and TOGGLE, nothing else takes any.
-    pub fn accepted_by(self, component: Component) -> bool {
-        match component {
-            Component::Button => self == Action::Press,
-            Component::Switch | Component::Light => self != Action::Press,
-            Component::Sensor | Component::BinarySensor => false,
+    /// switches, lights and fans ON, OFF and TOGGLE, dimmable ones also a
+    /// level; nothing else takes any.
+    pub fn accepted_by(self, component: Component, dimmable: bool) -> bool {
+        match (component, self) {
+            (Component::Button, action) => action == Action::Press,
+            (Component::Switch | Component::Light | Component::Fan, Action::Level(_)) => dimmable,
+            (Component::Switch | Component::Light | Component::Fan, action) => action != Action::Press,
+            (Component::Sensor | Component::BinarySensor, _) => false,
         }
     }
 }
@@ -301,18 +316,34 @@ mod tests {
         check(b" Off\n", Some(Action::Off));
         check(b"ToGgLe", Some(Action::Toggle));
         check(b"PRESS", Some(Action::Press));
-        for bad in [&b""[..], b"1", b"true", b"onn", b"{\"state\":\"ON\"}", b"\xff\xfe"] {
+        check(b"40", Some(Action::Level(40)));
+        check(b" 100\n", Some(Action::Level(100)));
+        check(b"0", Some(Action::Level(0)));
+        for bad in [
+            &b""[..],
+            b"101",
+            b"-1",
+            b"4.5",
+            b"1000",
+            b"true",
+            b"onn",
+            b"{\"state\":\"ON\"}",
+            b"\xff\xfe",
+        ] {
             check(bad, None);
         }
     }
 
     #[test]
     fn buttons_take_press_and_switches_everything_else() {
-        assert!(Action::Press.accepted_by(Component::Button));
-        assert!(!Action::On.accepted_by(Component::Button));
-        assert!(Action::Toggle.accepted_by(Component::Light));
-        assert!(!Action::Press.accepted_by(Component::Switch));
-        assert!(!Action::On.accepted_by(Component::Sensor));
+        assert!(Action::Press.accepted_by(Component::Button, false));
+        assert!(!Action::On.accepted_by(Component::Button, false));
+        assert!(Action::Toggle.accepted_by(Component::Light, false));
+        assert!(!Action::Press.accepted_by(Component::Switch, false));
+        assert!(!Action::On.accepted_by(Component::Sensor, false));
+        assert!(Action::On.accepted_by(Component::Fan, true));
+        assert!(Action::Level(40).accepted_by(Component::Fan, true));
+        assert!(!Action::Level(40).accepted_by(Component::Light, false));
     }
 
     #[test]

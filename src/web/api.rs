@@ -129,6 +129,8 @@ pub async fn set_output(
     let Some(command) = command else {
         let expected = if component == Component::Button {
             "PRESS"
+        } else if state.hub.get(&name).is_some_and(|e| e.spec.dimmable) {
+            "ON, OFF, TOGGLE or a level 0-100"
         } else {
             "ON, OFF or TOGGLE"
         };
@@ -211,7 +213,7 @@ mod tests {
         let status = Arc::new(AgentStatus::new(node, Some("localhost:1883".into()), None));
         let (sender, receiver) = crate::command::channel();
         let mut targets = Targets::new();
-        targets.add("relay", Component::Switch, Target::Output(OutputId(0)));
+        targets.add("relay", Component::Switch, false, Target::Output(OutputId(0)));
         let commands = Commands {
             targets: Arc::new(targets),
             sender,

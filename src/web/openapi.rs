@@ -89,7 +89,7 @@ mod tests {
         hub.set("door", Value::Bool(true));
         hub.set("relay", Value::Bool(false));
         let mut targets = Targets::new();
-        targets.add("relay", Component::Switch, Target::Output(OutputId(0)));
+        targets.add("relay", Component::Switch, false, Target::Output(OutputId(0)));
         let (sender, mut receiver) = crate::command::channel();
         let echo = hub.clone();
         tokio::spawn(async move {
@@ -99,15 +99,23 @@ mod tests {
         });
         let gpio = SimGpio::new();
         let (edges, _) = tokio::sync::mpsc::channel(8);
-        let input = gpio.input(17, crate::vocab::Pull::Up, None, edges).expect("input");
+        let settings = crate::hal::InputSettings {
+            pull: crate::vocab::Pull::Up,
+            active_low: false,
+        };
+        let input = gpio.input(&crate::vocab::Pin::Bcm(17), settings, edges).expect("input");
         std::mem::forget(input);
-        drop(gpio.output(27, false).expect("output"));
+        drop(gpio.output(&crate::vocab::Pin::Bcm(27), false).expect("output"));
         let panel: Arc<dyn crate::web::SimPanel> = Arc::new(SimPins {
             control: gpio.control(),
             inputs: vec![("door".into(), 17)],
             outputs: vec![("relay".into(), 27)],
         });
-        let status = crate::status::AgentStatus::new(crate::fixtures::node(), Some("b:1883".into()), Some("sim"));
+        let status = crate::status::AgentStatus::new(
+            crate::fixtures::node(),
+            Some("b:1883".into()),
+            Some(("sim", "gpio.backend = \"sim\"".to_owned())),
+        );
         let commands = Commands {
             targets: Arc::new(targets),
             sender,

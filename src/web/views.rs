@@ -22,7 +22,8 @@ pub fn health_view(state: &AppState) -> serde_json::Value {
         "name": status.node.name,
         "model": status.node.model,
         "uptime_s": status.started.elapsed().as_secs(),
-        "gpio": status.gpio,
+        "gpio": status.gpio.as_ref().map(|(backend, _)| *backend),
+        "gpio_reason": status.gpio.as_ref().map(|(_, reason)| reason),
         "read_only": state.token.is_none(),
         "sim": state.sim_panel.is_some(),
         "mqtt": {

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use majortom::automations::Clock;
 use majortom::config::{Config, Context, Origin};
+use majortom::hub::Value;
 
 use crate::support::{free_port, test_config, wait_for, wait_retained, Agent, Broker, Observer};
 
@@ -37,6 +38,23 @@ struct PausedClock {
 impl Clock for PausedClock {
     fn seconds_of_day(&self) -> f64 {
         (self.start_seconds + self.start.elapsed().as_secs_f64()) % 86_400.0
+    }
+}
+
+/// A Pi before NTP: the wall clock is not set until `set_after` (paused
+/// time), and reads `PausedClock`'s time after that.
+struct UnsetClock {
+    clock: PausedClock,
+    set_after: Duration,
+}
+
+impl Clock for UnsetClock {
+    fn seconds_of_day(&self) -> f64 {
+        self.clock.seconds_of_day()
+    }
+
+    fn is_set(&self) -> bool {
+        self.clock.start.elapsed() >= self.set_after
     }
 }
 
@@ -152,6 +170,59 @@ async fn fan_should_follow_the_temperature_with_hysteresis_and_not_flap() {
     // The first reading (50 °C) put the fan off, which it already was;
     // then on once and off once.
     assert_eq!(sim.output_writes(18), 1 + 1 + 1 + 1);
+    agent.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn pwm_fan_should_speed_up_with_the_temperature_and_keep_cooling_when_stopped() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = crate::support::merged_root(&["pi4"]);
+    let temp = root.path().join("sys/class/thermal/thermal_zone0/temp");
+    std::fs::write(&temp, "50000\n").expect("write temperature");
+    let system = format!("[system]\ninterval_s = 1\nroot = \"{}\"\n", root.path().display());
+    let config = offline_config(&example("pwm-fan.toml"), dir.path(), &system);
+    let agent = majortom::app::start(config).await.expect("starts");
+    let sim = agent.sim.clone().expect("sim");
+    pass(0.5).await;
+    assert_eq!(sim.pwm(0, 0), Some(0.3), "initial on, at its level");
+    let level = |agent: &majortom::app::Agent| agent.hub.get("fan").and_then(|e| e.value);
+    assert_eq!(level(&agent), Some(Value::Number(30.0)));
+    let mut duty = Vec::new();
+    for celsius in [60.0, 66.0, 60.0, 56.0, 54.0, 58.0] {
+        std::fs::write(&temp, format!("{}\n", (celsius * 1000.0) as i64)).expect("write temperature");
+        pass(1.0).await;
+        duty.push(sim.pwm(0, 0).unwrap_or_default());
+    }
+    assert_eq!(
+        duty,
+        [0.3, 1.0, 1.0, 1.0, 0.3, 0.3],
+        "up above 65, down below 55, nothing between"
+    );
+    assert_eq!(level(&agent), Some(Value::Number(30.0)));
+    agent.stop().await;
+    assert_eq!(sim.pwm(0, 0), Some(0.3), "safe state on: still cooling");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_daily_automation_should_wait_until_the_clock_is_set() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = offline_config(&example("pump.toml"), dir.path(), "[system]\nenabled = false\n");
+    // The unset clock happens to read 06:59 (a Pi at 1970 reads some time
+    // of day too): nothing may run until NTP has set it, 10 minutes in.
+    let clock = Arc::new(UnsetClock {
+        clock: PausedClock {
+            start_seconds: 6.0 * 3600.0 + 59.0 * 60.0,
+            start: tokio::time::Instant::now(),
+        },
+        set_after: Duration::from_secs(600),
+    });
+    let agent = majortom::app::start_with_clock(config, clock).await.expect("starts");
+    let sim = agent.sim.clone().expect("sim");
+    pass(5.0 * 60.0).await;
+    assert_eq!(sim.output(22), Some(false), "not at an unset 07:00");
+    // Set at 07:09; the next 07:00 is tomorrow's.
+    pass(24.0 * 3600.0 + 150.0 - 5.0 * 60.0).await;
+    assert_eq!(sim.output(22), Some(true), "07:01:30 the next day, on a set clock");
     agent.stop().await;
 }
 
@@ -302,7 +373,7 @@ async fn an_automations_message_should_go_out_when_connected_and_be_dropped_when
 #[test]
 fn the_readme_should_show_exactly_the_tested_examples() {
     let readme = std::fs::read_to_string(format!("{}/README.md", env!("CARGO_MANIFEST_DIR"))).expect("README");
-    for name in ["wall-switch.toml", "pump.toml", "fan.toml"] {
+    for name in ["wall-switch.toml", "pump.toml", "fan.toml", "pwm-fan.toml"] {
         assert!(
             readme.contains(&example(name)),
             "README.md must show docs/examples/{name} as it is"

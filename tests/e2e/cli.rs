@@ -149,3 +149,54 @@ async fn run_with_a_wrong_type_should_exit_non_zero_naming_file_line_and_key() {
     )
     .await;
 }
+
+/// `doctor` against a real broker on a machine with no GPIO chip: all is
+/// well (exit 0); a broker that is not there is a problem with its fix
+/// (exit 1), in text and in JSON.
+#[test]
+fn doctor_should_exit_0_when_all_is_well_and_1_with_a_fix_when_not() {
+    let broker = Broker::start();
+    let root = crate::support::merged_root(&["minimal"]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let write = |name: &str, port: u16| {
+        let path = dir.path().join(name);
+        let text = format!(
+            "[mqtt]\nhost = \"127.0.0.1\"\nport = {port}\n[system]\nroot = \"{}\"\n",
+            root.path().display()
+        );
+        std::fs::write(&path, text).expect("write config");
+        path.to_str().expect("utf-8").to_owned()
+    };
+    let good = write("good.toml", broker.port);
+    let output = majortom(&["doctor", "--config", &good]);
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(output.status.success(), "{stdout}{}", stderr(&output));
+    assert!(
+        stdout.contains(&format!("ok    broker: 127.0.0.1:{}: CONNACK in", broker.port))
+            && stdout.contains("ms (MQTT 5)"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("gpio backend: sim: no GPIO chip"), "{stdout}");
+    assert!(stdout.trim_end().ends_with("all is well"), "{stdout}");
+
+    let bad = write("bad.toml", crate::support::free_port());
+    let output = majortom(&["doctor", "--config", &bad]);
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert_eq!(output.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains("FAIL  broker:") && stdout.contains("Connection refused"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("      fix: is the broker running"), "{stdout}");
+
+    let output = majortom(&["doctor", "--json", "--config", &bad]);
+    let json: serde_json::Value = serde_json::from_slice(&output.stdout).expect("JSON");
+    assert_eq!(json["ok"], false);
+    let broker_check = json["checks"]
+        .as_array()
+        .and_then(|all| all.iter().find(|c| c["check"] == "broker"))
+        .cloned()
+        .expect("a broker check");
+    assert_eq!(broker_check["status"], "problem");
+    assert!(broker_check["fix"].as_str().is_some_and(|f| !f.is_empty()));
+}

@@ -413,7 +413,44 @@ async fn auto_backend_on_a_machine_that_is_not_a_pi_should_use_sim_with_one_warn
         .filter(|l| l.contains("WARN") && l.contains("simulated GPIO"))
         .collect();
     assert_eq!(warnings.len(), 1, "{log}");
-    assert_eq!(agent.get_json("/api/health")["gpio"], "sim");
+    let health = agent.get_json("/api/health");
+    assert_eq!(health["gpio"], "sim");
+    assert!(
+        health["gpio_reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("no GPIO chip")),
+        "{health}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn auto_backend_with_a_chip_that_cannot_be_opened_should_fail_naming_it_not_simulate() {
+    let broker = Broker::start();
+    let root = merged_root(&["minimal"]);
+    // A /dev/gpiochip0 that exists but is no GPIO device (the real-chip
+    // paths run in the emulated Pi: tests/e2e/emulated_pi.rs).
+    std::fs::create_dir_all(root.path().join("dev")).expect("mkdir dev");
+    std::fs::write(root.path().join("dev/gpiochip0"), "").expect("fake chip");
+    let config = test_config(
+        "nochip",
+        broker.port,
+        &format!(
+            "[system]\nroot = \"{}\"\n\n[[outputs]]\nname = \"relay\"\npin = 5\n",
+            root.path().display()
+        ),
+    );
+    let mut agent = Agent::spawn(&config, &[]);
+    let status = agent.wait_exit(Duration::from_secs(10)).await.expect("exits");
+    assert!(!status.success());
+    let log = agent.log();
+    assert!(
+        log.contains("/dev/gpiochip0") && log.contains("not a GPIO character device"),
+        "{log}"
+    );
+    assert!(
+        !log.contains("simulated"),
+        "a chip that exists is never replaced by the simulation: {log}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -432,5 +469,81 @@ async fn an_explicit_rppal_backend_off_a_pi_should_fail_at_start_saying_what_to_
     let status = agent.wait_exit(Duration::from_secs(10)).await.expect("exits");
     assert!(!status.success());
     let log = agent.log();
-    assert!(log.contains("Raspberry Pi") && log.contains("sim"), "{log}");
+    assert!(
+        log.contains("gpio.backend = \"rppal\"") && log.contains("/dev/gpiomem") && log.contains("\"sim\""),
+        "{log}"
+    );
+}
+
+/// A PWM fan and a PWM light, as Home Assistant meets them: discovered with
+/// a percentage and a brightness on the command topic, a level sets the
+/// duty cycle, OFF publishes 0, ON brings the level back; a level sent to
+/// an on/off relay is refused.
+#[tokio::test(flavor = "multi_thread")]
+async fn pwm_outputs_should_be_a_fan_and_a_light_with_levels_over_mqtt() {
+    let broker = Broker::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = test_config(
+        "pwm",
+        broker.port,
+        &format!(
+            "[system]\nenabled = false\n[gpio]\nbackend = \"sim\"\nstate_file = \"{}\"\n\
+             [[outputs]]\nname = \"fan\"\nkind = \"fan\"\npwm_channel = 0\nlevel = 60\n\
+             [[outputs]]\nname = \"lamp\"\nkind = \"light\"\npwm_channel = 1\nfrequency_hz = 2000\n\
+             [[outputs]]\nname = \"relay\"\npin = 5\n",
+            dir.path().join("state.json").display()
+        ),
+    );
+    let agent = Agent::start(&config).await;
+    assert_eq!(
+        wait_retained(broker.port, "majortom/pwm/fan/state", Duration::from_secs(10)).await,
+        "0"
+    );
+    let fan: Json = serde_json::from_str(
+        &wait_retained(broker.port, "homeassistant/fan/pwm/fan/config", Duration::from_secs(10)).await,
+    )
+    .expect("json");
+    assert_eq!(fan["percentage_command_topic"], "majortom/pwm/fan/set");
+    assert_eq!(fan["percentage_state_topic"], "majortom/pwm/fan/state");
+    let lamp: Json = serde_json::from_str(
+        &wait_retained(
+            broker.port,
+            "homeassistant/light/pwm/lamp/config",
+            Duration::from_secs(10),
+        )
+        .await,
+    )
+    .expect("json");
+    assert_eq!(lamp["brightness_command_topic"], "majortom/pwm/lamp/set");
+    assert_eq!(lamp["brightness_scale"], 100);
+
+    let observer = Observer::connect(broker.port, "majortom/pwm/+/state").await;
+    let expect = |topic: &'static str, payload: &'static str| {
+        let observer = &observer;
+        async move {
+            observer
+                .wait_for_message(topic, Duration::from_secs(5), |m| m.payload == payload)
+                .await;
+            observer.clear();
+        }
+    };
+    observer.clear();
+    observer.publish("majortom/pwm/fan/set", "ON", false).await;
+    expect("majortom/pwm/fan/state", "60").await;
+    observer.publish("majortom/pwm/fan/set", "35", false).await;
+    expect("majortom/pwm/fan/state", "35").await;
+    observer.publish("majortom/pwm/fan/set", "OFF", false).await;
+    expect("majortom/pwm/fan/state", "0").await;
+    observer.publish("majortom/pwm/fan/set", "ON", false).await;
+    expect("majortom/pwm/fan/state", "35").await;
+    observer.publish("majortom/pwm/lamp/set", "80", false).await;
+    expect("majortom/pwm/lamp/state", "80").await;
+    // A level is not a command for an on/off relay: refused, and the ON
+    // after it is what the relay's state shows.
+    observer.publish("majortom/pwm/relay/set", "50", false).await;
+    observer.publish("majortom/pwm/relay/set", "ON", false).await;
+    expect("majortom/pwm/relay/state", "ON").await;
+    assert!(agent.log().contains("ignoring command"), "{}", agent.log());
+    let state = agent.get_json("/api/entities/fan");
+    assert_eq!(state["value"], 35.0);
 }

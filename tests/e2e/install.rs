@@ -355,6 +355,30 @@ fn install_by_a_user_other_than_root_should_refuse_and_say_sudo() {
     );
 }
 
+/// PWM writes to sysfs, which ProtectKernelTunables= makes read-only: the
+/// unit keeps that protection and opens the PWM chips alone again, and the
+/// GPIO character devices stay allowed.
+#[test]
+fn unit_should_open_only_the_pwm_chips_in_a_read_only_sys() {
+    let unit = repo_file("systemd/majortom.service");
+    let lines: Vec<&str> = unit.lines().map(str::trim).filter(|l| !l.starts_with('#')).collect();
+    assert!(lines.contains(&"ProtectKernelTunables=yes"), "{unit}");
+    assert!(lines.contains(&"DeviceAllow=char-gpiochip rw"), "{unit}");
+    let writable: Vec<&str> = lines
+        .iter()
+        .filter_map(|l| l.strip_prefix("ReadWritePaths="))
+        .flat_map(str::split_whitespace)
+        .collect();
+    for chip in 0..4 {
+        let path = format!("-/sys/class/pwm/pwmchip{chip}");
+        assert!(writable.contains(&path.as_str()), "{path} missing from {writable:?}");
+    }
+    assert!(
+        writable.iter().all(|p| p.starts_with("-/sys/class/pwm/pwmchip")),
+        "nothing else in /sys: {writable:?}"
+    );
+}
+
 #[test]
 fn installed_unit_should_pass_systemd_analyze_verify_and_security_at_most_2() {
     let root = Root::new();

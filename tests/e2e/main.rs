@@ -27,6 +27,9 @@
 //!   test`; `scripts/test.sh` builds them and runs these too).
 //! - `dist`: the release archives from `cross/dist.sh` (ignored likewise):
 //!   checksums, entries, contents, and the x86_64 one unpacked and installed.
+//! - `emulated_pi`: the aarch64 build on QEMU's Raspberry Pi 3 with
+//!   Debian's arm64 kernel: the GPIO character device for real (outputs
+//!   seen by the kernel, busy lines, `doctor`). Ignored like `arm`.
 //! - `install`: `install`, `uninstall`, `rollback` into a temporary root,
 //!   and the installed unit through `systemd-analyze verify` and `security`.
 //! - `browser`: the dashboard and the API page in a real headless Chromium
@@ -41,6 +44,7 @@ mod browser;
 mod cli;
 mod discovery;
 mod dist;
+mod emulated_pi;
 mod faults;
 mod gpio;
 mod install;

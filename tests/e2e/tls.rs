@@ -310,3 +310,63 @@ async fn wait_retained_with_password(port: u16, topic: &str) -> String {
         }
     }
 }
+
+/// `majortom doctor --config PATH`: exit code and stdout.
+fn doctor(config: &str) -> (Option<i32>, String) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("majortom.toml");
+    std::fs::write(&path, config).expect("write config");
+    let output = Command::new(crate::support::binary())
+        .arg("doctor")
+        .arg("--config")
+        .arg(&path)
+        .env_remove("MAJORTOM_MQTT_PASSWORD")
+        .output()
+        .expect("run doctor");
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+    )
+}
+
+/// doctor tells TLS and authentication apart: the right CA connects, a
+/// wrong CA fails at TLS, a wrong password at authentication.
+#[test]
+fn doctor_should_tell_tls_and_authentication_failures_apart() {
+    let pki_dir = tempfile::tempdir().expect("tempdir");
+    let (broker, pki) = tls_broker(&pki_dir, false, free_port());
+    let with_ca = |ca: &Path| {
+        tls_config(
+            "doc",
+            broker.port,
+            "localhost",
+            &format!("ca_file = \"{}\"", ca.display()),
+        )
+    };
+    let (code, out) = doctor(&with_ca(&pki.ca));
+    assert!(
+        out.contains("ok    broker: localhost:") && out.contains("TLS, CONNACK in"),
+        "{out}"
+    );
+    assert_eq!(code, Some(0), "{out}");
+    let (code, out) = doctor(&with_ca(&pki.other_ca));
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains("TLS handshake failed") && out.contains("fix: check [mqtt.tls]"),
+        "{out}"
+    );
+
+    let (broker, _dir) = password_broker();
+    let config = test_config("doc", broker.port, "").replace(
+        "keepalive_s = 5",
+        "keepalive_s = 5\nusername = \"majortom\"\npassword = \"wrongpass\"",
+    );
+    let (code, out) = doctor(&config);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains("refused the connection") && out.contains("mqtt.username"),
+        "{out}"
+    );
+    let (code, out) = doctor(&config.replace("wrongpass", "rightpass"));
+    assert_eq!(code, Some(0), "{out}");
+}

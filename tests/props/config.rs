@@ -328,6 +328,9 @@ enum Spec {
     },
     /// A number, or a table of numbers by quantity.
     PerQuantity,
+    /// A GPIO: a BCM number on the header (0-27) or a line name (1 to 31
+    /// bytes).
+    Pin,
 }
 
 #[derive(Debug, Clone)]
@@ -666,7 +669,7 @@ fn gpio() -> impl Strategy<Value = Section> {
                         entry(
                             "backend",
                             V::Str(backend.into()),
-                            Spec::Choice(&["auto", "rppal", "sim"]),
+                            Spec::Choice(&["auto", "cdev", "rppal", "sim"]),
                         ),
                         false,
                     ),
@@ -693,11 +696,7 @@ fn ms(value: i64, valid: (i64, i64), checked: bool) -> (V, Spec) {
 }
 
 fn pin_spec() -> Spec {
-    Spec::Int {
-        types: (0, 255),
-        valid: (0, 27),
-        checked: true,
-    }
+    Spec::Pin
 }
 
 /// An input; `name` and `pin` are filled in by `hardware`.
@@ -788,7 +787,7 @@ fn output() -> impl Strategy<Value = Vec<Entry>> {
                         false,
                     ),
                     (
-                        entry("kind", V::Str(kind.into()), Spec::Choice(&["switch", "light"])),
+                        entry("kind", V::Str(kind.into()), Spec::Choice(&["switch", "light", "fan"])),
                         false,
                     ),
                 ],
@@ -975,8 +974,9 @@ fn takes(spec: &Spec, value: &V) -> bool {
     match (spec, value) {
         (Spec::Bool, V::Bool(_))
         | (Spec::Text { .. } | Spec::Choice(_), V::Str(_))
-        | (Spec::Int { .. }, V::Int(_))
+        | (Spec::Int { .. } | Spec::Pin, V::Int(_))
         | (Spec::Float { .. } | Spec::PerQuantity, V::Int(_) | V::Float(_)) => true,
+        (Spec::Pin, V::Str(name)) => (1..=31).contains(&name.len()),
         // A table of numbers by quantity may be right; not worth guessing.
         (Spec::PerQuantity, V::Table(_)) => true,
         _ => false,
@@ -1072,13 +1072,26 @@ fn apply(doc: &mut Doc, mistake: &Mistake) -> Expect {
         }
         Mistake::OutOfRange(at, pick, int, float) => {
             let Some(pos) = pick_entry(at, &|e| {
-                matches!(e.spec, Spec::Int { .. } | Spec::Float { .. } | Spec::PerQuantity)
+                matches!(
+                    e.spec,
+                    Spec::Int { .. } | Spec::Float { .. } | Spec::PerQuantity | Spec::Pin
+                )
             }) else {
                 return Expect::Valid;
             };
             let key = doc.key_of(pos);
             let entry = &mut doc.sections[pos.0].entries[pos.1];
             match entry.spec.clone() {
+                Spec::Pin => {
+                    let candidates = [-1, 28, 255, 256, i64::MIN, i64::MAX, *int];
+                    let n = candidates[pick.index(candidates.len())];
+                    entry.value = V::Int(n);
+                    if (0..=27).contains(&n) {
+                        Expect::Valid
+                    } else {
+                        Expect::Error(key)
+                    }
+                }
                 Spec::Int { types, valid, checked } => {
                     let candidates = [
                         valid.0.saturating_sub(1),

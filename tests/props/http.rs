@@ -15,7 +15,7 @@ use axum::Router;
 use majortom::command::{Action, Command, CommandReceiver, Commands, OutputId, Target, Targets};
 use majortom::config::Secret;
 use majortom::hal::sim::SimGpio;
-use majortom::hal::{Edge, Gpio, InputPin};
+use majortom::hal::{Edge, Gpio, InputPin, InputSettings, Pin};
 use majortom::hub::{EntitySpec, Group, Hub, Value};
 use majortom::node::NodeInfo;
 use majortom::sim_panel::SimPins;
@@ -70,9 +70,15 @@ fn rig(read_only: bool) -> Rig {
     let gpio = SimGpio::new();
     let (edge_tx, edges) = mpsc::channel(1024);
     let input = runtime
-        .block_on(async { gpio.input(17, Pull::Up, None, edge_tx) })
+        .block_on(async {
+            let settings = InputSettings {
+                pull: Pull::Up,
+                active_low: false,
+            };
+            gpio.input(&Pin::Bcm(17), settings, edge_tx)
+        })
         .expect("claim input");
-    let output = gpio.output(27, false).expect("claim output");
+    let output = gpio.output(&Pin::Bcm(27), false).expect("claim output");
     drop(output);
     let sim = gpio.control();
     let pins = Arc::new(SimPins {
@@ -88,11 +94,15 @@ fn rig(read_only: bool) -> Rig {
         sw_version: "0.0.0".into(),
         configuration_url: None,
     };
-    let status = Arc::new(AgentStatus::new(node, Some("localhost:1883".into()), Some("sim")));
+    let status = Arc::new(AgentStatus::new(
+        node,
+        Some("localhost:1883".into()),
+        Some(("sim", "gpio.backend = \"sim\"".to_owned())),
+    ));
     let (commands_tx, commands) = majortom::command::channel();
     let mut targets = Targets::new();
-    targets.add("relay", Component::Switch, Target::Output(OutputId(0)));
-    targets.add("lamp", Component::Light, Target::Output(OutputId(1)));
+    targets.add("relay", Component::Switch, false, Target::Output(OutputId(0)));
+    targets.add("lamp", Component::Light, false, Target::Output(OutputId(1)));
     let targets = Arc::new(targets);
     let token = (!read_only).then(|| Secret::new(TOKEN.into()));
     let edge = Commands {
@@ -690,8 +700,9 @@ fn good_requests_with_the_token_should_switch_outputs_and_report_the_echo() {
                 Action::On => true,
                 Action::Off => false,
                 Action::Toggle => !now,
-                // Never sent to a switch: the API refuses it (422).
-                Action::Press => now,
+                // Never sent to a switch or an on/off light: the API
+                // refuses them (422).
+                Action::Press | Action::Level(_) => now,
             };
             let _ = seen_tx.send(command);
             hub.set(&output, Value::Bool(next));
@@ -719,7 +730,7 @@ fn good_requests_with_the_token_should_switch_outputs_and_report_the_echo() {
             Action::On => true,
             Action::Off => false,
             Action::Toggle => !before,
-            Action::Press => before,
+            Action::Press | Action::Level(_) => before,
         };
         prop_assert_eq!(&body["id"], output.as_str());
         prop_assert_eq!(&body["state"], if after { "ON" } else { "OFF" });

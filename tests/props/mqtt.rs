@@ -2,7 +2,8 @@
 //!
 //! The oracle is written independently of `Action::parse`: a command is
 //! exactly `on`, `off` or `toggle` in any ASCII case with whitespace around
-//! it; everything else is refused, and for the right reason.
+//! it, or for a dimmable (PWM) output a level of 0 to 100 in decimal digits;
+//! everything else is refused, and for the right reason.
 
 use majortom::command::{Action, Origin, OutputId, Target, Targets};
 use majortom::mqtt::command::{parse_command, Rejection};
@@ -16,13 +17,14 @@ use crate::check;
 /// temperature (a sensor) take none.
 fn targets() -> Targets {
     let mut targets = Targets::new();
-    targets.add("relay", Component::Switch, Target::Output(OutputId(0)));
-    targets.add("lamp", Component::Light, Target::Output(OutputId(1)));
+    targets.add("relay", Component::Switch, false, Target::Output(OutputId(0)));
+    targets.add("lamp", Component::Light, false, Target::Output(OutputId(1)));
+    targets.add("fan", Component::Fan, true, Target::Output(OutputId(2)));
     targets
 }
 
 fn is_output(entity: &str) -> bool {
-    matches!(entity, "relay" | "lamp")
+    matches!(entity, "relay" | "lamp" | "fan")
 }
 
 /// What a payload means, by the documented rule.
@@ -38,6 +40,10 @@ fn oracle(payload: &[u8]) -> Option<Action> {
         "off" => Some(Action::Off),
         "toggle" => Some(Action::Toggle),
         "press" => Some(Action::Press),
+        digits if !digits.is_empty() && digits.len() <= 3 && digits.bytes().all(|b| b.is_ascii_digit()) => {
+            let level: u32 = digits.parse().ok()?;
+            (level <= 100).then_some(Action::Level(level as u8))
+        }
         _ => None,
     }
 }
@@ -59,6 +65,12 @@ fn payload() -> impl Strategy<Value = Vec<u8>> {
         Just("\u{212a}".to_owned()),
         Just("true".to_owned()),
         Just("1".to_owned()),
+        Just("40".to_owned()),
+        Just("100".to_owned()),
+        Just("101".to_owned()),
+        Just("007".to_owned()),
+        Just("4.5".to_owned()),
+        Just("-1".to_owned()),
         Just(String::new()),
         "[a-zA-Z]{1,8}",
     ];
@@ -102,6 +114,7 @@ fn entity() -> impl Strategy<Value = String> {
     prop_oneof![
         4 => Just("relay".to_owned()),
         2 => Just("lamp".to_owned()),
+        2 => Just("fan".to_owned()),
         1 => Just("door".to_owned()),
         1 => Just("temp".to_owned()),
         1 => Just("RELAY".to_owned()),
@@ -122,9 +135,11 @@ fn command_payloads_should_be_exactly_on_off_or_toggle_and_rejected_for_the_righ
             } else if !is_output(&entity) {
                 Err(Rejection::NotAnOutput(entity.clone()))
             } else {
-                // The outputs here are switches: PRESS is for buttons.
+                // The outputs here are switches, lights and a PWM fan:
+                // PRESS is for buttons, levels only for the fan.
                 oracle(&payload)
                     .filter(|a| *a != Action::Press)
+                    .filter(|a| entity == "fan" || !matches!(a, Action::Level(_)))
                     .ok_or(Rejection::BadPayload)
             };
             match (&parsed, expected) {

@@ -9,13 +9,12 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
 
 use tokio::sync::mpsc;
 
 mod bme280;
 
-use super::{Edge, Gpio, HalError, I2cBus, InputPin, OutputPin, Pull};
+use super::{Edge, Gpio, HalError, I2cBus, InputPin, InputSettings, OutputPin, Pin, Pull, PwmChannel, PwmOutput};
 use bme280::SimBme280;
 
 /// The highest BCM GPIO number on the Pi's 40-pin header.
@@ -49,6 +48,8 @@ pub struct SimControl {
 #[derive(Default)]
 struct State {
     pins: HashMap<u8, SimPin>,
+    /// The duty cycle each claimed PWM channel was last set to.
+    pwm: HashMap<(u32, u32), f64>,
     bme280: HashMap<u16, SimBme280>,
 }
 
@@ -70,7 +71,9 @@ enum Claim {
     #[default]
     Free,
     Input {
+        /// The raw level on the pin.
         high: bool,
+        active_low: bool,
         edges: mpsc::Sender<Edge>,
     },
     Output,
@@ -86,6 +89,7 @@ impl SimGpio {
             .collect();
         let state = State {
             pins: HashMap::new(),
+            pwm: HashMap::new(),
             bme280,
         };
         SimGpio {
@@ -100,17 +104,23 @@ impl SimGpio {
         }
     }
 
-    fn claim(&self, pin: u8, claim: Claim) -> Result<(), HalError> {
-        if pin > MAX_PIN {
-            return Err(HalError::NoSuchPin { pin });
-        }
+    fn claim(&self, pin: &Pin, claim: Claim) -> Result<u8, HalError> {
+        let Some(number) = pin.bcm().filter(|n| *n <= MAX_PIN) else {
+            return Err(HalError::NoSuchPin {
+                pin: pin.to_string(),
+                chip: "the simulated header (GPIO 0-27)".into(),
+            });
+        };
         let mut state = lock(&self.state);
-        let entry = state.pins.entry(pin).or_default();
+        let entry = state.pins.entry(number).or_default();
         if !matches!(entry.claim, Claim::Free) {
-            return Err(HalError::PinInUse { pin });
+            return Err(HalError::PinInUse {
+                pin: pin.to_string(),
+                consumer: None,
+            });
         }
         entry.claim = claim;
-        Ok(())
+        Ok(number)
     }
 }
 
@@ -127,28 +137,44 @@ impl Gpio for SimGpio {
 
     fn input(
         &self,
-        pin: u8,
-        pull: Pull,
-        _debounce: Option<Duration>,
+        pin: &Pin,
+        settings: InputSettings,
         edges: mpsc::Sender<Edge>,
     ) -> Result<Box<dyn InputPin>, HalError> {
         // An unconnected input reads what its resistor pulls it to.
-        let high = pull == Pull::Up;
-        self.claim(pin, Claim::Input { high, edges })?;
+        let high = settings.pull == Pull::Up;
+        let active_low = settings.active_low;
+        let pin = self.claim(
+            pin,
+            Claim::Input {
+                high,
+                active_low,
+                edges,
+            },
+        )?;
         Ok(Box::new(SimInput {
             pin,
             state: self.state.clone(),
         }))
     }
 
-    fn output(&self, pin: u8, initial_high: bool) -> Result<Box<dyn OutputPin>, HalError> {
-        self.claim(pin, Claim::Output)?;
+    fn output(&self, pin: &Pin, initial_high: bool) -> Result<Box<dyn OutputPin>, HalError> {
+        let pin = self.claim(pin, Claim::Output)?;
         let mut output = SimOutput {
             pin,
             state: self.state.clone(),
         };
         output.set(initial_high)?;
         Ok(Box::new(output))
+    }
+
+    fn pwm(&self, channel: PwmChannel) -> Result<Box<dyn PwmOutput>, HalError> {
+        let key = (channel.chip, channel.channel);
+        lock(&self.state).pwm.insert(key, 0.0);
+        Ok(Box::new(SimPwm {
+            key,
+            state: self.state.clone(),
+        }))
     }
 
     fn i2c(&self, bus: u8) -> Result<Box<dyn I2cBus>, HalError> {
@@ -165,11 +191,17 @@ impl Gpio for SimGpio {
 }
 
 impl SimControl {
-    /// Sets input `pin` to `high`, sending an edge when the level changes.
+    /// Sets input `pin` to the raw level `high`, sending an edge when the
+    /// level changes.
     pub fn set_input(&self, pin: u8, high: bool) -> Result<(), SimError> {
         let mut state = lock(&self.state);
         let Some(SimPin {
-            claim: Claim::Input { high: level, edges },
+            claim:
+                Claim::Input {
+                    high: level,
+                    active_low,
+                    edges,
+                },
             ..
         }) = state.pins.get_mut(&pin)
         else {
@@ -179,9 +211,17 @@ impl SimControl {
             *level = high;
             let at = tokio::time::Instant::now();
             // As on the Pi, a full channel drops the edge; the level stays.
-            let _ = edges.try_send(Edge { high, at });
+            let _ = edges.try_send(Edge {
+                active: high != *active_low,
+                at,
+            });
         }
         Ok(())
+    }
+
+    /// The duty cycle a claimed PWM channel was last set to.
+    pub fn pwm(&self, chip: u32, channel: u32) -> Option<f64> {
+        lock(&self.state).pwm.get(&(chip, channel)).copied()
     }
 
     /// The level output `pin` was last driven to, if it ever was.
@@ -223,13 +263,13 @@ struct SimInput {
 }
 
 impl InputPin for SimInput {
-    fn is_high(&self) -> Result<bool, HalError> {
+    fn is_active(&self) -> Result<bool, HalError> {
         match lock(&self.state).pins.get(&self.pin) {
             Some(SimPin { failing: true, .. }) => Err(HalError::Gpio(format!("GPIO {}: simulated fault", self.pin))),
             Some(SimPin {
-                claim: Claim::Input { high, .. },
+                claim: Claim::Input { high, active_low, .. },
                 ..
-            }) => Ok(*high),
+            }) => Ok(*high != *active_low),
             _ => Err(HalError::Gpio(format!("GPIO {} is not an input", self.pin))),
         }
     }
@@ -270,6 +310,18 @@ impl Drop for SimOutput {
     }
 }
 
+struct SimPwm {
+    key: (u32, u32),
+    state: Arc<Mutex<State>>,
+}
+
+impl PwmOutput for SimPwm {
+    fn set_duty(&mut self, duty: f64) -> Result<(), HalError> {
+        lock(&self.state).pwm.insert(self.key, duty.clamp(0.0, 1.0));
+        Ok(())
+    }
+}
+
 struct SimI2c {
     state: Arc<Mutex<State>>,
 }
@@ -305,9 +357,16 @@ impl I2cBus for SimI2c {
 mod tests {
     use super::*;
 
+    fn settings(pull: Pull) -> InputSettings {
+        InputSettings {
+            pull,
+            active_low: false,
+        }
+    }
+
     fn input(sim: &SimGpio, pin: u8, pull: Pull) -> (Box<dyn InputPin>, mpsc::Receiver<Edge>) {
         let (tx, rx) = mpsc::channel(8);
-        let input = sim.input(pin, pull, None, tx).unwrap();
+        let input = sim.input(&Pin::Bcm(pin), settings(pull), tx).unwrap();
         (input, rx)
     }
 
@@ -317,9 +376,9 @@ mod tests {
         let (up, _) = input(&sim, 4, Pull::Up);
         let (down, _) = input(&sim, 5, Pull::Down);
         let (off, _) = input(&sim, 6, Pull::Off);
-        assert!(up.is_high().unwrap());
-        assert!(!down.is_high().unwrap());
-        assert!(!off.is_high().unwrap());
+        assert!(up.is_active().unwrap());
+        assert!(!down.is_active().unwrap());
+        assert!(!off.is_active().unwrap());
     }
 
     #[test]
@@ -328,10 +387,10 @@ mod tests {
         let (pin, mut edges) = input(&sim, 17, Pull::Up);
         sim.control().set_input(17, false).unwrap();
         let edge = edges.try_recv().unwrap();
-        assert!(!edge.high);
-        assert!(!pin.is_high().unwrap());
+        assert!(!edge.active);
+        assert!(!pin.is_active().unwrap());
         sim.control().set_input(17, true).unwrap();
-        assert!(edges.try_recv().unwrap().high);
+        assert!(edges.try_recv().unwrap().active);
     }
 
     #[test]
@@ -346,20 +405,20 @@ mod tests {
     fn full_edge_channel_drops_edges_but_keeps_the_level() {
         let sim = SimGpio::new();
         let (tx, mut edges) = mpsc::channel(1);
-        let pin = sim.input(22, Pull::Down, None, tx).unwrap();
+        let pin = sim.input(&Pin::Bcm(22), settings(Pull::Down), tx).unwrap();
         let control = sim.control();
         control.set_input(22, true).unwrap();
         control.set_input(22, false).unwrap();
         control.set_input(22, true).unwrap();
-        assert!(edges.try_recv().unwrap().high);
+        assert!(edges.try_recv().unwrap().active);
         assert!(edges.try_recv().is_err());
-        assert!(pin.is_high().unwrap());
+        assert!(pin.is_active().unwrap());
     }
 
     #[test]
     fn setting_an_unclaimed_or_output_pin_is_an_error() {
         let sim = SimGpio::new();
-        let _output = sim.output(18, false).unwrap();
+        let _output = sim.output(&Pin::Bcm(18), false).unwrap();
         for pin in [3, 18, 40] {
             let message = sim.control().set_input(pin, true).unwrap_err().to_string();
             assert!(message.contains(&format!("GPIO {pin} ")), "{message}");
@@ -370,31 +429,37 @@ mod tests {
     fn claiming_a_pin_twice_is_pin_in_use() {
         let sim = SimGpio::new();
         let (_input, _) = input(&sim, 4, Pull::Up);
-        let _output = sim.output(5, false).unwrap();
+        let _output = sim.output(&Pin::Bcm(5), false).unwrap();
         let (tx, _rx) = mpsc::channel(1);
         assert!(matches!(
-            sim.input(5, Pull::Up, None, tx),
-            Err(HalError::PinInUse { pin: 5 })
+            sim.input(&Pin::Bcm(5), settings(Pull::Up), tx),
+            Err(HalError::PinInUse { .. })
         ));
-        assert!(matches!(sim.output(4, true), Err(HalError::PinInUse { pin: 4 })));
+        assert!(matches!(
+            sim.output(&Pin::Name("GPIO4".into()), true),
+            Err(HalError::PinInUse { .. })
+        ));
     }
 
     #[test]
     fn dropped_pin_can_be_claimed_again() {
         let sim = SimGpio::new();
         drop(input(&sim, 4, Pull::Up));
-        drop(sim.output(4, true).unwrap());
-        assert!(sim.output(4, false).is_ok());
+        drop(sim.output(&Pin::Bcm(4), true).unwrap());
+        assert!(sim.output(&Pin::Bcm(4), false).is_ok());
     }
 
     #[test]
     fn pins_off_the_header_do_not_exist() {
         let sim = SimGpio::new();
-        assert!(matches!(sim.output(28, false), Err(HalError::NoSuchPin { pin: 28 })));
+        assert!(matches!(
+            sim.output(&Pin::Bcm(28), false),
+            Err(HalError::NoSuchPin { .. })
+        ));
         let (tx, _rx) = mpsc::channel(1);
         assert!(matches!(
-            sim.input(40, Pull::Off, None, tx),
-            Err(HalError::NoSuchPin { pin: 40 })
+            sim.input(&Pin::Name("PA7".into()), settings(Pull::Off), tx),
+            Err(HalError::NoSuchPin { .. })
         ));
     }
 
@@ -404,7 +469,7 @@ mod tests {
         let control = sim.control();
         assert_eq!(control.output(23), None);
         assert_eq!(control.output_writes(23), 0);
-        let mut relay = sim.output(23, true).unwrap();
+        let mut relay = sim.output(&Pin::Bcm(23), true).unwrap();
         assert_eq!((control.output(23), control.output_writes(23)), (Some(true), 1));
         relay.set(false).unwrap();
         relay.set(false).unwrap();

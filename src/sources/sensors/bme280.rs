@@ -146,7 +146,7 @@ impl SensorReader for Bme280Reader {
         // One burst: the chip then returns one measurement's values, never
         // a mix of two.
         if let Err(error) = self.bus.write_read(self.address, &[REG_DATA], &mut data[..len]) {
-            return self.failed(|| SensorError::Hal(same(&error)));
+            return self.failed(|| SensorError::Hal(error.clone()));
         }
         let raw = Raw::parse(&data);
         if raw.adc_t == SKIPPED_20 {
@@ -156,7 +156,7 @@ impl SensorReader for Bme280Reader {
                 Ok(()) => self.failed(|| {
                     SensorError::Device("no measurement yet (the sensor was just started or lost power)".into())
                 }),
-                Err(error) => self.failed(|| SensorError::Hal(same(&error))),
+                Err(error) => self.failed(|| SensorError::Hal(error.clone())),
             };
         }
         readings(&self.calibration, self.chip, raw)
@@ -166,27 +166,6 @@ impl SensorReader for Bme280Reader {
 impl Bme280Reader {
     fn failed(&self, error: impl Fn() -> SensorError) -> Vec<(Quantity, Result<f64, SensorError>)> {
         self.quantities().into_iter().map(|q| (q, Err(error()))).collect()
-    }
-}
-
-/// A copy of `error`, one per quantity (`HalError` is not `Clone`).
-fn same(error: &HalError) -> HalError {
-    match error {
-        HalError::GpioPermission => HalError::GpioPermission,
-        HalError::I2cPermission { bus } => HalError::I2cPermission { bus: *bus },
-        HalError::NotAPi { detail } => HalError::NotAPi { detail: detail.clone() },
-        HalError::PinInUse { pin } => HalError::PinInUse { pin: *pin },
-        HalError::NoSuchPin { pin } => HalError::NoSuchPin { pin: *pin },
-        HalError::NoI2cBus { bus, detail } => HalError::NoI2cBus {
-            bus: *bus,
-            detail: detail.clone(),
-        },
-        HalError::I2cTransfer { bus, address, detail } => HalError::I2cTransfer {
-            bus: *bus,
-            address: *address,
-            detail: detail.clone(),
-        },
-        HalError::Gpio(detail) => HalError::Gpio(detail.clone()),
     }
 }
 

@@ -1,6 +1,7 @@
 //! Sensors: DS18B20 on 1-wire (sysfs), IIO devices (sysfs: DHT11/DHT22,
 //! BME280/BMP280 through kernel overlays, and anything else the kernel
-//! exposes the same way) and a BME280 read directly over I2C.
+//! exposes the same way), a BME280 read directly over I2C, and a number
+//! from a program's output (`command.rs`) or from any file (`file.rs`).
 //!
 //! Each configured sensor is a [`SensorReader`] (one file per kind) wrapped in
 //! a [`Sensor`], which owns what every kind shares: the entity per quantity,
@@ -31,7 +32,9 @@
 
 pub mod bme280;
 mod calibration;
+pub mod command;
 pub mod ds18b20;
+pub mod file;
 pub mod iio;
 mod runner;
 pub mod setup;

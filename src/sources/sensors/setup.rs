@@ -8,7 +8,9 @@ use std::time::Duration;
 use crate::config::{Config, SensorConfig, SensorSource};
 use crate::hal::Gpio;
 use crate::sources::sensors::bme280::Bme280Reader;
+use crate::sources::sensors::command::CommandReader;
 use crate::sources::sensors::ds18b20::{self, Ds18b20Reader};
+use crate::sources::sensors::file::FileReader;
 use crate::sources::sensors::iio::IioReader;
 use crate::sources::sensors::{Calibration, Sensor, SensorError, SensorReader};
 
@@ -79,6 +81,21 @@ fn reader(
         SensorSource::Bme280 { bus, address } => {
             let gpio = gpio.ok_or_else(|| SensorError::Device("no GPIO backend for I2C".to_owned()))?;
             Box::new(Bme280Reader::new(gpio.i2c(*bus)?, *bus, *address)?)
+        }
+        SensorSource::Command {
+            command,
+            timeout,
+            value_path,
+            quantity,
+        } => Box::new(CommandReader::new(
+            command,
+            *timeout,
+            value_path.clone(),
+            *quantity,
+            &|name| std::env::var_os(name),
+        )),
+        SensorSource::File { path, regex, quantity } => {
+            Box::new(FileReader::new(path.clone(), regex.clone(), *quantity))
         }
     })
 }

@@ -29,6 +29,7 @@ use crate::hub::{EntitySpec, Group, Hub, Value};
 use procfs::ParseError;
 
 pub use pi::board_model;
+pub(crate) use pi::{parse_throttled, THROTTLED_PATH};
 
 /// Consumers treat an entity as gone after this long at least, even with a
 /// short interval, so that one slow round does not flap it to unavailable.

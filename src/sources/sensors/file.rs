@@ -1,0 +1,144 @@
+//! `kind = "file"`: a number read from any file (Ground Control's
+//! temperature from a file; any sysfs value), the whole content or the part
+//! that `regex` finds (its capture group, or the whole match). `scale` and
+//! `offset` are the runner's calibration, as for every sensor.
+//!
+//! The path is read as written, not below `system.root`: it is the user's
+//! choice of file. Files larger than [`MAX_SIZE`] are refused: this reads
+//! small values, not logs.
+
+use std::io::Read;
+use std::path::PathBuf;
+
+use super::{Quantity, SensorError, SensorReader};
+use crate::pattern::Pattern;
+
+/// The largest file read.
+pub const MAX_SIZE: u64 = 64 * 1024;
+
+pub struct FileReader {
+    path: PathBuf,
+    regex: Option<Pattern>,
+    quantity: Quantity,
+}
+
+impl FileReader {
+    pub fn new(path: PathBuf, regex: Option<Pattern>, quantity: Quantity) -> FileReader {
+        FileReader { path, regex, quantity }
+    }
+
+    fn read_value(&self) -> Result<f64, SensorError> {
+        let shown = self.path.display().to_string();
+        let io = |source: std::io::Error| SensorError::Io {
+            path: shown.clone(),
+            source,
+        };
+        let file = match std::fs::File::open(&self.path) {
+            Ok(file) => file,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Err(SensorError::Missing(shown)),
+            Err(error) => return Err(io(error)),
+        };
+        // One byte more than allowed tells a file that is too large.
+        let mut content = Vec::new();
+        file.take(MAX_SIZE + 1).read_to_end(&mut content).map_err(io)?;
+        let parse_error = |detail: String| SensorError::Parse {
+            path: shown.clone(),
+            detail,
+        };
+        if content.len() as u64 > MAX_SIZE {
+            return Err(parse_error(format!("larger than {} KiB", MAX_SIZE / 1024)));
+        }
+        let found = match &self.regex {
+            None => &content[..],
+            Some(regex) => regex
+                .extract(&content)
+                .ok_or_else(|| parse_error(format!("the regex `{}` does not match", regex.as_str())))?,
+        };
+        let text = String::from_utf8_lossy(found);
+        let trimmed = text.trim();
+        trimmed
+            .parse::<f64>()
+            .map_err(|_| parse_error(format!("{trimmed:?} is not a number")))
+    }
+}
+
+impl SensorReader for FileReader {
+    fn describe(&self) -> String {
+        format!("file {}", self.path.display())
+    }
+
+    fn quantities(&self) -> Vec<Quantity> {
+        vec![self.quantity]
+    }
+
+    fn read(&mut self) -> Vec<(Quantity, Result<f64, SensorError>)> {
+        vec![(self.quantity, self.read_value())]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    use std::path::Path;
+
+    fn read(path: &Path, regex: Option<&str>) -> Result<f64, SensorError> {
+        let regex = regex.map(|r| Pattern::new(r).expect("a valid regex"));
+        let mut reader = FileReader::new(path.to_owned(), regex, Quantity::Humidity);
+        assert_eq!(reader.quantities(), vec![Quantity::Humidity]);
+        let mut results = reader.read();
+        assert_eq!(results.len(), 1);
+        results.remove(0).1
+    }
+
+    fn file(dir: &tempfile::TempDir, name: &str, content: &[u8]) -> PathBuf {
+        let path = dir.path().join(name);
+        std::fs::write(&path, content).expect("write");
+        path
+    }
+
+    #[test]
+    fn a_sysfs_value_should_read_whole() {
+        let root = crate::fixtures::sysroot("pi4");
+        let path = root.join("sys/class/thermal/thermal_zone0/temp");
+        let expected: f64 = std::fs::read_to_string(&path)
+            .expect("fixture")
+            .trim()
+            .parse()
+            .expect("a number");
+        assert_eq!(read(&path, None).expect("a reading"), expected);
+    }
+
+    #[test]
+    fn a_regex_should_find_the_number() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = file(
+            &dir,
+            "w1_slave",
+            b"72 01 4b 46 7f ff 0e 10 57 : crc=57 YES\n72 01 4b 46 7f ff 0e 10 57 t=23125\n",
+        );
+        assert_eq!(read(&path, Some(r"t=(-?\d+)")).expect("a reading"), 23125.0);
+        let path = file(&dir, "vcgencmd", b"temp=48.3'C\n");
+        assert_eq!(read(&path, Some(r"[\d.]+")).expect("the whole match"), 48.3);
+    }
+
+    #[test]
+    fn problems_should_be_errors_that_say_which() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        assert!(matches!(
+            read(&dir.path().join("absent"), None),
+            Err(SensorError::Missing(_))
+        ));
+        let words = file(&dir, "words", b"warm\n");
+        let message = read(&words, None).expect_err("not a number").to_string();
+        assert!(message.contains("\"warm\" is not a number"), "{message}");
+        let message = read(&words, Some(r"(\d+)")).expect_err("no match").to_string();
+        assert!(message.contains(r"the regex `(\d+)` does not match"), "{message}");
+        let big = file(&dir, "big", &vec![b'1'; MAX_SIZE as usize + 1]);
+        let message = read(&big, None).expect_err("too big").to_string();
+        assert!(message.contains("larger than 64 KiB"), "{message}");
+        let exact = file(&dir, "exact", &[b'1'; 20]);
+        assert_eq!(read(&exact, None).expect("fits"), 11_111_111_111_111_111_111.0);
+        assert!(matches!(read(dir.path(), None), Err(SensorError::Io { .. })));
+    }
+}
