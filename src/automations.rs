@@ -415,7 +415,11 @@ impl Automations {
             .map(|(index, _)| index)
             .collect();
         for index in fire {
-            info!(node = id, online = now_online, "a node of the fleet triggers an automation");
+            info!(
+                node = id,
+                online = now_online,
+                "a node of the fleet triggers an automation"
+            );
             self.fire(index, false, runs);
         }
     }
@@ -629,7 +633,10 @@ mod tests {
             .await
             .expect("fired")
             .expect("a message");
-        assert_eq!((message.topic.as_str(), message.payload.as_str()), ("alerts/garage", "down"));
+        assert_eq!(
+            (message.topic.as_str(), message.payload.as_str()),
+            ("alerts/garage", "down")
+        );
         cancel.cancel();
         task.await.expect("stops");
         assert!(published.try_recv().is_err(), "fired once");

@@ -45,9 +45,9 @@ pub mod config;
 pub mod deadline;
 pub mod doctor;
 pub mod filters;
-pub mod fleet;
 #[cfg(test)]
 mod fixtures;
+pub mod fleet;
 pub mod hal;
 pub mod hub;
 pub mod install;

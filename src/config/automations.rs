@@ -351,19 +351,29 @@ impl Validator<'_> {
         }
         if let Some(node) = &t.node {
             if !known.fleet {
-                return Err(err("a `node` trigger needs the fleet: turn on [mqtt] and [fleet]".into()));
+                return Err(err(
+                    "a `node` trigger needs the fleet: turn on [mqtt] and [fleet]".into()
+                ));
             }
             let valid = node == "*"
                 || ((1..=64).contains(&node.len())
-                    && node.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-'));
+                    && node
+                        .bytes()
+                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-'));
             if !valid {
-                return Err(err(format!("`node = \"{node}\"`: a node id ([a-z0-9_-]) or \"*\" for any")));
+                return Err(err(format!(
+                    "`node = \"{node}\"`: a node id ([a-z0-9_-]) or \"*\" for any"
+                )));
             }
             let online = match t.status.as_deref() {
                 Some("online") => true,
                 Some("offline") => false,
                 Some(other) => return Err(err(format!("`status = \"{other}\"`: use online or offline"))),
-                None => return Err(err("a `node` trigger needs `status = \"online\"` or `\"offline\"`".into())),
+                None => {
+                    return Err(err(
+                        "a `node` trigger needs `status = \"online\"` or `\"offline\"`".into()
+                    ))
+                }
             };
             return Ok(Trigger::Node {
                 node: node.clone(),

@@ -644,7 +644,9 @@ fn fleet_should_be_on_with_mqtt_and_off_without_it() {
     assert_eq!(parse("[mqtt]\nenabled = false\n").expect("valid").fleet, None);
     let message = error_of("[fleet]\ninfo_interval_s = 0\n");
     assert!(
-        message.contains("line 2") && message.contains("fleet.info_interval_s") && message.contains("between 1 and 86400"),
+        message.contains("line 2")
+            && message.contains("fleet.info_interval_s")
+            && message.contains("between 1 and 86400"),
         "{message}"
     );
 }
@@ -652,7 +654,9 @@ fn fleet_should_be_on_with_mqtt_and_off_without_it() {
 #[test]
 fn node_triggers_should_need_the_fleet_a_node_id_and_a_status() {
     let automation = |trigger: &str| {
-        format!("[[automations]]\nname = \"a\"\ntrigger = {trigger}\nactions = [{{ publish = \"x\", payload = \"y\" }}]\n")
+        format!(
+            "[[automations]]\nname = \"a\"\ntrigger = {trigger}\nactions = [{{ publish = \"x\", payload = \"y\" }}]\n"
+        )
     };
     let config = parse(&automation(r#"{ node = "garage", status = "offline" }"#)).expect("valid");
     assert_eq!(
@@ -670,6 +674,12 @@ fn node_triggers_should_need_the_fleet_a_node_id_and_a_status() {
     assert!(message.contains("use online or offline"), "{message}");
     let message = error_of(&automation(r#"{ node = "garage" }"#));
     assert!(message.contains("needs `status"), "{message}");
-    let message = error_of(&format!("[fleet]\nenabled = false\n{}", automation(r#"{ node = "garage", status = "offline" }"#)));
-    assert!(message.contains("needs the fleet") && message.contains("automations[0].trigger"), "{message}");
+    let message = error_of(&format!(
+        "[fleet]\nenabled = false\n{}",
+        automation(r#"{ node = "garage", status = "offline" }"#)
+    ));
+    assert!(
+        message.contains("needs the fleet") && message.contains("automations[0].trigger"),
+        "{message}"
+    );
 }

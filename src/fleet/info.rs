@@ -60,7 +60,10 @@ impl Info {
         }
         let mut info: Info = serde_json::from_slice(payload).map_err(|_| Rejection::NotJson)?;
         for text in [&mut info.version, &mut info.name, &mut info.model] {
-            if text.as_ref().is_some_and(|t| t.len() > MAX_TEXT || t.chars().any(char::is_control)) {
+            if text
+                .as_ref()
+                .is_some_and(|t| t.len() > MAX_TEXT || t.chars().any(char::is_control))
+            {
                 *text = None;
             }
         }

@@ -56,9 +56,7 @@ impl Fleet {
     /// A message on a node's `status` or `info`; `retain`: delivered from
     /// the broker's store (not live). Anything malformed is ignored.
     pub fn observe(&self, kind: Kind, node: &str, payload: &[u8], retain: bool) {
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
         let mut changes = Vec::new();
         let result = {
             let mut table = self.table.lock().unwrap_or_else(|e| e.into_inner());

@@ -35,11 +35,7 @@ pub struct Publisher {
 
 impl Publisher {
     /// The publisher and the receiving end for the MQTT sink.
-    pub fn new(
-        hub: Arc<Hub>,
-        identity: Identity,
-        every: Duration,
-    ) -> (Publisher, watch::Receiver<Option<Vec<u8>>>) {
+    pub fn new(hub: Arc<Hub>, identity: Identity, every: Duration) -> (Publisher, watch::Receiver<Option<Vec<u8>>>) {
         let (info, receiver) = watch::channel(None);
         let publisher = Publisher {
             hub,
@@ -117,7 +113,11 @@ mod tests {
     async fn a_new_flag_should_go_out_within_seconds_and_figures_only_every_interval() {
         let hub = Hub::new(DEFAULT_HISTORY_LEN);
         hub.register(EntitySpec::sensor("disk_used", "Disk used", Group::System));
-        hub.register(EntitySpec::binary_sensor("under_voltage", "Under-voltage", Group::System));
+        hub.register(EntitySpec::binary_sensor(
+            "under_voltage",
+            "Under-voltage",
+            Group::System,
+        ));
         let identity = Identity {
             name: "Garage".into(),
             model: "Raspberry Pi 4".into(),
@@ -135,7 +135,10 @@ mod tests {
         let start = tokio::time::Instant::now();
         hub.set("disk_used", Value::Number(50.0));
         info.changed().await.expect("periodic payload");
-        assert!(start.elapsed() >= Duration::from_secs(55), "a figure alone waits for the interval");
+        assert!(
+            start.elapsed() >= Duration::from_secs(55),
+            "a figure alone waits for the interval"
+        );
         let start = tokio::time::Instant::now();
         hub.set("under_voltage", Value::Bool(true));
         info.changed().await.expect("flag payload");

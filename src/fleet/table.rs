@@ -271,7 +271,10 @@ mod tests {
         assert!(matches!(&changes[..], [Change::Node(n)] if n.since.is_none() && n.alerts == ["offline"]));
         let changes = status(&mut table, "garage", "online", true, 200);
         assert!(matches!(&changes[..], [Change::Status { online: true, node }] if node.since == Some(200)));
-        assert!(status(&mut table, "garage", "online", true, 250).is_empty(), "no change");
+        assert!(
+            status(&mut table, "garage", "online", true, 250).is_empty(),
+            "no change"
+        );
         let changes = status(&mut table, "garage", "offline", true, 300);
         assert!(matches!(&changes[..], [Change::Status { online: false, node }] if node.since == Some(300)));
     }
@@ -341,7 +344,10 @@ mod tests {
                 &mut changes,
             )
             .expect("accepted");
-        assert_eq!(table.get("a").map(|n| n.alerts.clone()), Some(vec!["under_voltage", "disk_full"]));
+        assert_eq!(
+            table.get("a").map(|n| n.alerts.clone()),
+            Some(vec!["under_voltage", "disk_full"])
+        );
         status(&mut table, "a", "offline", true, 9);
         assert_eq!(table.get("a").map(|n| n.alerts.len()), Some(3));
         changes.clear();

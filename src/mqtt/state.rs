@@ -497,8 +497,14 @@ mod tests {
         let (actions, outbox) = feed(&mut state, vec![SinkEvent::Info(b"{}".to_vec())]);
         assert!(actions.is_empty() && outbox.is_empty());
         let (actions, outbox) = feed(&mut state, vec![CONNECTED]);
-        assert!(actions.contains(&SinkAction::Subscribe("mt/+/status".into())), "{actions:?}");
-        assert!(actions.contains(&SinkAction::Subscribe("mt/+/info".into())), "{actions:?}");
+        assert!(
+            actions.contains(&SinkAction::Subscribe("mt/+/status".into())),
+            "{actions:?}"
+        );
+        assert!(
+            actions.contains(&SinkAction::Subscribe("mt/+/info".into())),
+            "{actions:?}"
+        );
         assert_eq!(&outbox[..2], [STATUS, "mt/pi/info"]);
         let (actions, _) = feed(&mut state, vec![message("mt/garage/status", "offline", false)]);
         assert_eq!(

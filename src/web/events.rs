@@ -260,7 +260,10 @@ mod tests {
         read_events(&mut body, 1).await;
         fleet.observe(crate::fleet::Kind::Status, "garage", b"offline", false);
         let next = read_events(&mut body, 1).await;
-        assert!(next[0].starts_with("event: fleet_node\ndata: {\"id\":\"garage\",\"online\":false,"), "{next:?}");
+        assert!(
+            next[0].starts_with("event: fleet_node\ndata: {\"id\":\"garage\",\"online\":false,"),
+            "{next:?}"
+        );
         assert!(next[0].contains("\"alerts\":[\"offline\"]"), "{next:?}");
         fleet.observe(crate::fleet::Kind::Status, "garage", b"", true);
         let next = read_events(&mut body, 1).await;

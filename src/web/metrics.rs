@@ -179,7 +179,12 @@ fn render(state: &AppState) -> String {
         );
         for node in fleet.nodes() {
             if let Some(online) = node.online {
-                let _ = writeln!(out, "majortom_fleet_up{{node=\"{}\"}} {}", escape(&node.id), u8::from(online));
+                let _ = writeln!(
+                    out,
+                    "majortom_fleet_up{{node=\"{}\"}} {}",
+                    escape(&node.id),
+                    u8::from(online)
+                );
             }
         }
     }
@@ -251,7 +256,10 @@ mod tests {
         let state = crate::fixtures::web_state(Hub::new(4)).with_fleet(Some(fleet));
         let text = render(&state);
         assert!(text.lines().any(|l| l == "majortom_fleet_up{node=\"pi\"} 1"), "{text}");
-        assert!(text.lines().any(|l| l == "majortom_fleet_up{node=\"garage\"} 0"), "{text}");
+        assert!(
+            text.lines().any(|l| l == "majortom_fleet_up{node=\"garage\"} 0"),
+            "{text}"
+        );
         assert!(!text.contains("node=\"shed\"}"), "unknown status: no gauge\n{text}");
         assert!(!render(&crate::fixtures::web_state(Hub::new(4))).contains("majortom_fleet_up"));
     }

@@ -19,7 +19,7 @@ use tempfile::TempDir;
 use crate::support::webdriver::Browser;
 use crate::support::{free_port, http_send, merged_root, wait_for, Agent, Broker, Observer, TEST_TOKEN};
 
-static ONE_BROWSER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+pub(crate) static ONE_BROWSER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// How the agent's web side is set up.
 struct Web {

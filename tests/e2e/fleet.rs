@@ -8,8 +8,12 @@
 
 use std::time::{Duration, Instant};
 
-use serde_json::Value as Json;
+use std::path::Path;
 
+use serde_json::{json, Value as Json};
+
+use crate::browser::ONE_BROWSER;
+use crate::support::webdriver::Browser;
 use crate::support::{test_config, wait_for, Agent, Broker, Observer};
 
 /// `test_config`'s keepalive.
@@ -39,15 +43,19 @@ actions = [{ publish = "e2e/fleet/c_down", payload = "seen by fleet-a" }]
     let mut c = Agent::start(&fleet_config("fleet-c", broker.port, "")).await;
     let ids = ["fleet-a", "fleet-b", "fleet-c"];
     for agent in [&a, &b] {
-        wait_for("all three nodes online with their info", Duration::from_secs(20), || {
-            let fleet = agent.get_json("/api/fleet");
-            ids.iter()
-                .all(|id| {
-                    node(&fleet, id)
-                        .is_some_and(|n| n["online"] == true && n["info"]["version"] == env!("CARGO_PKG_VERSION"))
-                })
-                .then_some(())
-        })
+        wait_for(
+            "all three nodes online with their info",
+            Duration::from_secs(20),
+            || {
+                let fleet = agent.get_json("/api/fleet");
+                ids.iter()
+                    .all(|id| {
+                        node(&fleet, id)
+                            .is_some_and(|n| n["online"] == true && n["info"]["version"] == env!("CARGO_PKG_VERSION"))
+                    })
+                    .then_some(())
+            },
+        )
         .await;
     }
     let fleet = a.get_json("/api/fleet");
@@ -64,6 +72,58 @@ actions = [{ publish = "e2e/fleet/c_down", payload = "seen by fleet-a" }]
     let metrics = a.get("/metrics").1;
     assert!(metrics.contains("majortom_fleet_up{node=\"fleet-c\"} 1"), "{metrics}");
 
+    // Two more nodes, as a neighbour publishes them: one on an older
+    // version, one whose dashboard link is a script.
+    observer.publish("majortom/fleet-old/status", "online", true).await;
+    observer
+        .publish(
+            "majortom/fleet-old/info",
+            r#"{"version":"0.0.1","name":"Old Pi","disk_pct":95.5}"#,
+            true,
+        )
+        .await;
+    observer
+        .publish(
+            "majortom/fleet-evil/info",
+            r#"{"version":"9","url":"javascript:alert(1)"}"#,
+            true,
+        )
+        .await;
+    let _one = ONE_BROWSER.lock().await;
+    let browser = Browser::start();
+    browser.goto(&format!("http://{}/", a.web.expect("web")));
+    let tab = wait_for("the Fleet tab", Duration::from_secs(10), || {
+        browser.find("#tabs:not([hidden]) button[data-tab=fleet]")
+    })
+    .await;
+    browser.click(&tab);
+    let cards = wait_for("a card per node", Duration::from_secs(10), || {
+        let cards = fleet_cards(&browser);
+        (cards.as_array().map(Vec::len) == Some(5)).then_some(cards)
+    })
+    .await;
+    let card = |id: &str| {
+        cards
+            .as_array()
+            .and_then(|c| c.iter().find(|c| c["node"] == id))
+            .cloned()
+            .unwrap_or_else(|| panic!("no card for {id}: {cards}"))
+    };
+    for id in ids {
+        let shown = card(id);
+        assert_eq!(shown["status"], "online", "{shown}");
+        assert_eq!(shown["differs"], false, "{shown}");
+        assert_eq!(shown["link"], node(&fleet, id).expect("node")["info"]["url"], "{shown}");
+    }
+    assert_eq!(card("fleet-old")["differs"], true, "{cards}");
+    assert!(
+        card("fleet-old")["alerts"]
+            .as_str()
+            .is_some_and(|a| a.contains("disk over 90 %")),
+        "{cards}"
+    );
+    assert_eq!(card("fleet-evil")["link"], Json::Null, "no link to a script: {cards}");
+
     let killed = Instant::now();
     c.signal(libc::SIGKILL);
     c.wait_exit(Duration::from_secs(5)).await.expect("killed");
@@ -77,7 +137,10 @@ actions = [{ publish = "e2e/fleet/c_down", payload = "seen by fleet-a" }]
         assert!(fleet_c["since"].as_u64().is_some(), "{fleet_c}");
         assert_eq!(fleet_c["alerts"], serde_json::json!(["offline"]), "{fleet_c}");
     }
-    eprintln!("fleet-c seen offline by fleet-a after {:?}, by fleet-b after {:?}", seen[0], seen[1]);
+    eprintln!(
+        "fleet-c seen offline by fleet-a after {:?}, by fleet-b after {:?}",
+        seen[0], seen[1]
+    );
     // mosquitto sends the Last Will 1.5 keepalives after the last packet,
     // checking about once a second; we poll every 50 ms.
     let budget = KEEPALIVE * 3 / 2 + Duration::from_millis(1100);
@@ -94,6 +157,31 @@ actions = [{ publish = "e2e/fleet/c_down", payload = "seen by fleet-a" }]
         "{fleet}"
     );
     assert!(b.get("/metrics").1.contains("majortom_fleet_up{node=\"fleet-c\"} 0"));
+    // The page shows it live: the card says since when, and the alert is
+    // on every tab.
+    wait_for("fleet-c offline on the page", Duration::from_secs(5), || {
+        let cards = fleet_cards(&browser);
+        let c = cards.as_array()?.iter().find(|c| c["node"] == "fleet-c")?.clone();
+        c["status"].as_str()?.starts_with("offline since ").then_some(())
+    })
+    .await;
+    let screenshot = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/fleet.png");
+    assert!(browser.save_screenshot(&screenshot) > 10_000);
+    eprintln!("Fleet tab: {}", screenshot.display());
+    browser.click(&browser.get("#tabs button[data-tab=sections]"));
+    let alerts = browser.execute(
+        "const a = document.querySelector('#alerts'); return a.getClientRects().length > 0 \
+         ? [...a.querySelectorAll('li')].map((li) => li.dataset.node + ':' + li.dataset.alert) : null;",
+        json!([]),
+    );
+    for alert in ["fleet-c:offline", "fleet-old:disk_full"] {
+        assert!(
+            alerts.as_array().is_some_and(|a| a.contains(&json!(alert))),
+            "{alert} not shown on the node tab: {alerts}"
+        );
+    }
+    drop(browser);
+    drop(_one);
 
     // SIGKILL closes the socket, so the broker sends the Will at once. A
     // Pi that loses power (here: a stopped process, its socket open and
@@ -115,4 +203,18 @@ actions = [{ publish = "e2e/fleet/c_down", payload = "seen by fleet-a" }]
         "seen offline after {silent:?}, over {silent_budget:?}"
     );
     b.signal(libc::SIGCONT);
+}
+
+/// What the Fleet tab shows: per card its node, status text, whether its
+/// version is flagged, its link and its alerts.
+fn fleet_cards(browser: &Browser) -> Json {
+    browser.execute(
+        "return [...document.querySelectorAll('#fleet .card.node')].map((c) => ({ \
+            node: c.dataset.node, \
+            status: c.querySelector('.status').textContent, \
+            differs: c.querySelector('.version').classList.contains('differs'), \
+            link: c.querySelector('a.open') ? c.querySelector('a.open').getAttribute('href') : null, \
+            alerts: c.querySelector('.alerts').textContent }));",
+        json!([]),
+    )
 }
