@@ -324,6 +324,7 @@ impl Automations {
                 () = sleep_until(next_timer), if next_timer.is_some() => self.timers(&mut runs),
                 change = next_fleet(fleet.as_mut()) => match change {
                     Ok(FleetChange::Status { node, online }) => self.node_status(&node.id, online, &mut runs),
+                    Ok(FleetChange::Alert { node, alert }) => self.node_alert(&node, alert, &mut runs),
                     Ok(_) => {}
                     Err(broadcast::error::RecvError::Lagged(missed)) => {
                         warn!(missed, "automations fell behind the fleet; some node triggers may have been missed");
@@ -419,6 +420,28 @@ impl Automations {
                 node = id,
                 online = now_online,
                 "a node of the fleet triggers an automation"
+            );
+            self.fire(index, false, runs);
+        }
+    }
+
+    /// An alert appeared on a node of the fleet.
+    fn node_alert(&mut self, id: &str, appeared: &str, runs: &mut JoinSet<()>) {
+        let fire: Vec<usize> = self
+            .list
+            .iter()
+            .enumerate()
+            .filter(|(_, a)| {
+                matches!(&a.config.trigger, Trigger::NodeAlert { node, alert }
+                    if *alert == appeared && (node == "*" || node == id))
+            })
+            .map(|(index, _)| index)
+            .collect();
+        for index in fire {
+            info!(
+                node = id,
+                alert = appeared,
+                "an alert of the fleet triggers an automation"
             );
             self.fire(index, false, runs);
         }
@@ -587,7 +610,7 @@ mod tests {
     use super::*;
 
     #[tokio::test]
-    async fn a_node_trigger_should_fire_on_that_node_going_offline_live_only() {
+    async fn node_triggers_should_fire_on_live_status_changes_and_new_alerts_only() {
         let fleet = crate::fleet::Fleet::new("me");
         let config = AutomationConfig {
             name: "garage_down".into(),
@@ -608,8 +631,22 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let (state_file, _writer) = StateFile::new(dir.path().join("automations.json"));
         let (publish, mut published) = mpsc::channel(8);
+        let alert = AutomationConfig {
+            name: "any_uv".into(),
+            label: "Under-voltage anywhere".into(),
+            trigger: Trigger::NodeAlert {
+                node: "*".into(),
+                alert: "under_voltage",
+            },
+            actions: vec![Step::Publish {
+                topic: "alerts/uv".into(),
+                payload: "low".into(),
+                retain: false,
+            }],
+            ..config.clone()
+        };
         let automations = Automations::new(
-            vec![config],
+            vec![config, alert],
             Hub::new(4),
             &Targets::new(),
             None,
@@ -637,9 +674,18 @@ mod tests {
             (message.topic.as_str(), message.payload.as_str()),
             ("alerts/garage", "down")
         );
+        use crate::fleet::Kind::Info;
+        fleet.observe(Info, "shed", br#"{"under_voltage":true}"#, true);
+        fleet.observe(Info, "shed", br#"{"under_voltage":false}"#, false);
+        fleet.observe(Info, "shed", br#"{"under_voltage":true}"#, false);
+        let message = tokio::time::timeout(Duration::from_secs(5), published.recv())
+            .await
+            .expect("fired")
+            .expect("a message");
+        assert_eq!((message.topic.as_str(), message.payload.as_str()), ("alerts/uv", "low"));
         cancel.cancel();
         task.await.expect("stops");
-        assert!(published.try_recv().is_err(), "fired once");
+        assert!(published.try_recv().is_err(), "each fired once");
     }
 
     #[test]

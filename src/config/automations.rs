@@ -12,7 +12,7 @@ use super::hardware::{InputConfig, OutputConfig, SensorConfig};
 use super::mqtt::{MQTT_MAX_STRING, TOO_LONG_FOR_MQTT};
 use super::{ConfigError, Validator};
 use crate::vocab::system::{FLAG_ENTITY_IDS, NUMERIC_ENTITY_IDS};
-use crate::vocab::{automation_id, Action, Press, Quantity};
+use crate::vocab::{automation_id, Action, Press, Quantity, FLEET_ALERTS};
 
 // ---- typed ----------------------------------------------------------------
 
@@ -65,6 +65,12 @@ pub enum Trigger {
         node: String,
         online: bool,
     },
+    /// An alert appears on a node of the fleet (`under_voltage`,
+    /// `throttled`, `disk_full`); `node` is a node id or `*`.
+    NodeAlert {
+        node: String,
+        alert: &'static str,
+    },
     /// Local time of day, `HH:MM`, in minutes after midnight.
     Daily {
         minute_of_day: u32,
@@ -94,6 +100,8 @@ impl std::fmt::Display for Trigger {
                     write!(f, "node `{node}` goes {status}")
                 }
             }
+            Trigger::NodeAlert { node, alert } if node == "*" => write!(f, "`{alert}` on any node of the fleet"),
+            Trigger::NodeAlert { node, alert } => write!(f, "`{alert}` on node `{node}`"),
             Trigger::Daily { minute_of_day } => {
                 write!(f, "daily at {:02}:{:02}", minute_of_day / 60, minute_of_day % 60)
             }
@@ -175,6 +183,7 @@ struct RawTrigger {
     at: Option<String>,
     node: Option<String>,
     status: Option<String>,
+    alert: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -365,13 +374,26 @@ impl Validator<'_> {
                     "`node = \"{node}\"`: a node id ([a-z0-9_-]) or \"*\" for any"
                 )));
             }
-            let online = match t.status.as_deref() {
-                Some("online") => true,
-                Some("offline") => false,
-                Some(other) => return Err(err(format!("`status = \"{other}\"`: use online or offline"))),
-                None => {
+            if let (Some(alert), None) = (&t.alert, &t.status) {
+                let Some(alert) = FLEET_ALERTS.into_iter().find(|a| a == alert) else {
+                    return Err(err(format!(
+                        "`alert = \"{alert}\"`: use one of {}",
+                        FLEET_ALERTS.join(", ")
+                    )));
+                };
+                return Ok(Trigger::NodeAlert {
+                    node: node.clone(),
+                    alert,
+                });
+            }
+            let online = match (t.status.as_deref(), &t.alert) {
+                (Some(_), Some(_)) => return Err(err("a `node` trigger takes `status` or `alert`, not both".into())),
+                (Some("online"), None) => true,
+                (Some("offline"), None) => false,
+                (Some(other), None) => return Err(err(format!("`status = \"{other}\"`: use online or offline"))),
+                (None, _) => {
                     return Err(err(
-                        "a `node` trigger needs `status = \"online\"` or `\"offline\"`".into()
+                        "a `node` trigger needs `status = \"online\"` or `\"offline\"`, or an `alert`".into(),
                     ))
                 }
             };

@@ -672,6 +672,21 @@ fn node_triggers_should_need_the_fleet_a_node_id_and_a_status() {
     assert!(message.contains("a node id ([a-z0-9_-])"), "{message}");
     let message = error_of(&automation(r#"{ node = "garage", status = "gone" }"#));
     assert!(message.contains("use online or offline"), "{message}");
+    let config = parse(&automation(r#"{ node = "*", alert = "under_voltage" }"#)).expect("valid");
+    assert_eq!(
+        config.automations[0].trigger,
+        Trigger::NodeAlert {
+            node: "*".into(),
+            alert: "under_voltage"
+        }
+    );
+    let message = error_of(&automation(r#"{ node = "*", alert = "hot" }"#));
+    assert!(
+        message.contains("use one of under_voltage, throttled, disk_full"),
+        "{message}"
+    );
+    let message = error_of(&automation(r#"{ node = "a", alert = "throttled", status = "online" }"#));
+    assert!(message.contains("not both"), "{message}");
     let message = error_of(&automation(r#"{ node = "garage" }"#));
     assert!(message.contains("needs `status"), "{message}");
     let message = error_of(&format!(

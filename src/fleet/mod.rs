@@ -62,7 +62,7 @@ impl Fleet {
             let mut table = self.table.lock().unwrap_or_else(|e| e.into_inner());
             match kind {
                 Kind::Status => table.status(node, payload, !retain, now, &mut changes),
-                Kind::Info => table.info(node, payload, &mut changes),
+                Kind::Info => table.info(node, payload, !retain, &mut changes),
             }
         };
         if let Err(why) = result {

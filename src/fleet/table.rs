@@ -80,6 +80,9 @@ pub enum Change {
     /// The status went `online`/`offline` live (not a retained message
     /// delivered on subscribe): what automations trigger on.
     Status { node: Node, online: bool },
+    /// An alert other than `offline` appeared in a live `info` (one of
+    /// `vocab::FLEET_ALERTS`), after the node's `Node` change.
+    Alert { node: String, alert: &'static str },
     /// The node is gone (its retained messages were cleared, or it was
     /// evicted to make room).
     Removed(String),
@@ -174,7 +177,7 @@ impl Table {
     }
 
     /// `<base>/<node>/info`; an empty payload forgets the info.
-    pub fn info(&mut self, node: &str, payload: &[u8], changes: &mut Vec<Change>) -> Result<(), Ignored> {
+    pub fn info(&mut self, node: &str, payload: &[u8], live: bool, changes: &mut Vec<Change>) -> Result<(), Ignored> {
         check_node_id(node)?;
         if payload.is_empty() {
             self.forget(node, |n| n.info = None, changes);
@@ -185,9 +188,18 @@ impl Table {
             return Ok(());
         };
         if entry.info.as_ref() != Some(&info) {
+            let before = std::mem::take(&mut entry.alerts);
             entry.info = Some(info);
             entry.update_alerts();
             changes.push(Change::Node(entry.clone()));
+            if live {
+                for alert in entry.alerts.iter().filter(|a| **a != "offline" && !before.contains(a)) {
+                    changes.push(Change::Alert {
+                        node: entry.id.clone(),
+                        alert,
+                    });
+                }
+            }
         }
         Ok(())
     }
@@ -294,7 +306,7 @@ mod tests {
         // All online but us: the one heard from least recently goes.
         status(&mut table, "c", "online", true, 62);
         let mut changes = Vec::new();
-        table.info("f", b"{}", &mut changes).expect("accepted");
+        table.info("f", b"{}", true, &mut changes).expect("accepted");
         assert_eq!(changes[0], Change::Removed("d".into()));
         assert_eq!(table.nodes().len(), 4);
     }
@@ -327,7 +339,7 @@ mod tests {
             Err(Ignored::BadStatus)
         );
         assert_eq!(
-            table.info("a", &[b'{'; 5000], &mut changes),
+            table.info("a", &[b'{'; 5000], true, &mut changes),
             Err(Ignored::BadInfo(Rejection::TooLarge))
         );
         assert!(changes.is_empty() && table.nodes().is_empty());
@@ -341,6 +353,7 @@ mod tests {
             .info(
                 "a",
                 br#"{"under_voltage":true,"throttled":false,"disk_pct":93.5}"#,
+                false,
                 &mut changes,
             )
             .expect("accepted");
@@ -348,10 +361,33 @@ mod tests {
             table.get("a").map(|n| n.alerts.clone()),
             Some(vec!["under_voltage", "disk_full"])
         );
-        status(&mut table, "a", "offline", true, 9);
-        assert_eq!(table.get("a").map(|n| n.alerts.len()), Some(3));
+        assert_eq!(changes.len(), 1, "retained: no alert change");
+        let alerts = table.get("a").map(|n| n.alerts.clone()).unwrap_or_default();
+        assert!(
+            alerts.iter().all(|a| crate::vocab::FLEET_ALERTS.contains(a)),
+            "the vocabulary's words"
+        );
         changes.clear();
-        table.info("a", b"", &mut changes).expect("accepted");
+        table
+            .info(
+                "a",
+                br#"{"under_voltage":true,"throttled":true,"disk_pct":93.5}"#,
+                true,
+                &mut changes,
+            )
+            .expect("accepted");
+        assert_eq!(
+            changes[1..],
+            [Change::Alert {
+                node: "a".into(),
+                alert: "throttled"
+            }],
+            "only the new alert"
+        );
+        status(&mut table, "a", "offline", true, 9);
+        assert_eq!(table.get("a").map(|n| n.alerts.len()), Some(4));
+        changes.clear();
+        table.info("a", b"", true, &mut changes).expect("accepted");
         assert!(matches!(&changes[..], [Change::Node(n)] if n.alerts == ["offline"]));
         assert_eq!(status(&mut table, "a", "", false, 10), [Change::Removed("a".into())]);
         assert!(table.nodes().is_empty());

@@ -122,6 +122,8 @@ impl Feed {
                 change = next_fleet(self.fleet.as_mut()) => match change {
                     Ok(Change::Node(node) | Change::Status { node, .. }) => return Some(json_event("fleet_node", &node)),
                     Ok(Change::Removed(id)) => return Some(json_event("fleet_gone", &json!({ "id": id }))),
+                    // The node's own change, just before, shows it.
+                    Ok(Change::Alert { .. }) => {}
                     Err(broadcast::error::RecvError::Lagged(_)) => return Some(json_event("fleet", &fleet_view(&self.state))),
                     Err(broadcast::error::RecvError::Closed) => self.fleet = None,
                 },
