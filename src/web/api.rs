@@ -16,7 +16,7 @@ use crate::hub::HubEvent;
 use crate::vocab::Component;
 use crate::web::auth::refusal;
 use crate::web::errors::error;
-use crate::web::views::{fleet_view, health_view, history_points, EntityView, NodeView, StateView};
+use crate::web::views::{fleet_nodes, fleet_view, health_view, history_points, EntityView, NodeView, StateView};
 use crate::web::AppState;
 
 /// How long `POST /api/outputs/…` waits for the output to echo its state.
@@ -29,7 +29,8 @@ pub async fn health(State(state): State<AppState>) -> Response {
 /// `GET /api/fleet`: every agent on the broker, ours included, and what
 /// is wrong with them.
 pub async fn fleet(State(state): State<AppState>) -> Response {
-    Json(fleet_view(&state)).into_response()
+    let nodes = fleet_nodes(&state);
+    Json(fleet_view(&state, &nodes)).into_response()
 }
 
 /// `GET /api/state`. The body is rendered once per hub version and reused

@@ -26,7 +26,7 @@ use tokio::time::{Interval, MissedTickBehavior};
 use crate::fleet::Change;
 use crate::hub::HubEvent;
 use crate::web::errors::error;
-use crate::web::views::{fleet_view, health_view, history_points, EntityView};
+use crate::web::views::{fleet_nodes, fleet_view, health_view, history_points, EntityView};
 use crate::web::AppState;
 
 /// More open streams than this are refused: each holds a little memory and a
@@ -124,7 +124,10 @@ impl Feed {
                     Ok(Change::Removed(id)) => return Some(json_event("fleet_gone", &json!({ "id": id }))),
                     // The node's own change, just before, shows it.
                     Ok(Change::Alert { .. }) => {}
-                    Err(broadcast::error::RecvError::Lagged(_)) => return Some(json_event("fleet", &fleet_view(&self.state))),
+                    Err(broadcast::error::RecvError::Lagged(_)) => {
+                        let nodes = fleet_nodes(&self.state);
+                        return Some(json_event("fleet", &fleet_view(&self.state, &nodes)));
+                    }
                     Err(broadcast::error::RecvError::Closed) => self.fleet = None,
                 },
             }
