@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use support::{http_send, test_config, wait_retained, Agent, Broker};
+use support::{http_send, test_config, wait_for, wait_retained, Agent, Broker};
 
 const RESTART_EVERY: Duration = Duration::from_secs(18);
 /// RSS growth is measured from here on: allocators and buffers settle first.
@@ -67,6 +67,8 @@ async fn main() {
     wait_retained(broker.port, "majortom/soak/status", Duration::from_secs(10)).await;
     let pid = agent.pid();
     let addr = agent.web.expect("web");
+    // Kept: a warm-up (the first samples, the broker session) before the
+    // baseline of descriptors, threads and tasks.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let before = (
         count_fds(pid),
@@ -83,6 +85,7 @@ async fn main() {
             while !stop.load(Ordering::Relaxed) {
                 high = !high;
                 let _ = http_send(addr, "PUT", "/api/sim/inputs/door", &format!("{{\"high\": {high}}}"));
+                // The load: 20 flips a second.
                 std::thread::sleep(Duration::from_millis(50));
             }
         })
@@ -115,10 +118,12 @@ async fn main() {
     let mut restarts = 0;
     let mut next_restart = started + RESTART_EVERY;
     while started.elapsed() < duration {
+        // One RSS sample a second.
         tokio::time::sleep(Duration::from_secs(1)).await;
         samples.push((started.elapsed().as_secs_f64(), rss_kib(pid)));
         if Instant::now() >= next_restart {
             broker.stop();
+            // The fault: the broker away for 300 ms.
             tokio::time::sleep(Duration::from_millis(300)).await;
             broker.restart();
             restarts += 1;
@@ -130,9 +135,13 @@ async fn main() {
     for d in dashboards {
         let _ = d.join();
     }
-    // Let the last dashboards' streams close and the agent reconnect.
+    // The agent is back on the broker, and the last dashboards' streams
+    // are closed.
     wait_retained(broker.port, "majortom/soak/status", Duration::from_secs(40)).await;
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    wait_for("the last event streams to close", Duration::from_secs(10), || {
+        (metric(&agent, "majortom_sse_clients") == 0.0).then_some(())
+    })
+    .await;
     let after = (
         count_fds(pid),
         metric(&agent, "process_threads"),

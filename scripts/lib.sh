@@ -1,7 +1,11 @@
 # Shared by scripts/test.sh, scripts/bench.sh and cross/build.sh: messages,
 # root for apt, and installing Debian packages. Source it; it runs nothing.
 
-say() { printf '\n==> %s\n' "$*" >&2; }
+# Each message carries the time since the outermost script began, so a
+# CI log shows where the suite's minutes go.
+MAJORTOM_STARTED=${MAJORTOM_STARTED:-$(date +%s)}
+export MAJORTOM_STARTED
+say() { printf '\n==> [%4ss] %s\n' "$(($(date +%s) - MAJORTOM_STARTED))" "$*" >&2; }
 die() { printf '\nerror: %s\n' "$*" >&2; exit 1; }
 
 as_root() {

@@ -269,6 +269,8 @@ mod tests {
             buttons: None,
         };
         let task = tokio::spawn(route(receiver, routes, cancel.clone()));
+        // A minute of paused time (it passes once the router waits): that
+        // it keeps running through it is what is under test.
         tokio::time::sleep(std::time::Duration::from_secs(60)).await;
         assert!(!task.is_finished(), "a router with nobody to hear from still runs");
         cancel.cancel();

@@ -306,6 +306,9 @@ mod tests {
     }
 
     impl Running {
+        /// Sends a command and lets the outputs task handle it: in paused
+        /// time, the 1 ms passes only once every task waits. (Every sleep
+        /// in these tests is paused time: pulses and their ends.)
         async fn send(&self, output: &str, action: Action) {
             let target = self.targets.iter().find(|(id, ..)| id == output).map_or(
                 // Not an output of this task: an index it never handed out.

@@ -22,6 +22,8 @@ pub struct Proc {
     log: Arc<Mutex<String>>,
     /// SIGTERM for most; mqtt-io only stops on SIGINT.
     stop_signal: i32,
+    /// majortom's `--ready-file` (in the temporary directory).
+    ready_file: Option<PathBuf>,
     /// Holds the config file until the process is gone.
     _dir: TempDir,
 }
@@ -57,6 +59,7 @@ impl Proc {
             child,
             log,
             stop_signal,
+            ready_file: None,
             _dir: dir,
         }
     }
@@ -69,38 +72,33 @@ impl Proc {
         self.log.lock().expect("log lock").clone()
     }
 
-    /// Waits until a line of the log contains `needle`; returns that line.
-    pub fn wait_log(&mut self, needle: &str, timeout: Duration) -> String {
+    /// The address majortom's dashboard listens on, from its
+    /// `--ready-file`, which it writes once it runs (polled every 20 ms).
+    pub fn web_addr(&mut self) -> SocketAddr {
+        let path = self.ready_file.clone().expect("a majortom started by `majortom`");
+        let timeout = Duration::from_secs(30);
         let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(line) = self.log().lines().find(|l| l.contains(needle)) {
-                return line.to_owned();
+        let text = loop {
+            if let Ok(text) = std::fs::read_to_string(&path) {
+                break text;
             }
             if let Ok(Some(status)) = self.child.try_wait() {
-                panic!(
-                    "{} exited ({status}) before logging `{needle}`:\n{}",
-                    self.name,
-                    self.log()
-                );
+                panic!("{} exited ({status}) before it was ready:\n{}", self.name, self.log());
             }
             assert!(
                 Instant::now() < deadline,
-                "{} did not log `{needle}` within {timeout:?}:\n{}",
+                "{} was not ready within {timeout:?}:\n{}",
                 self.name,
                 self.log()
             );
             std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    /// The address majortom's dashboard listens on, from its log.
-    pub fn web_addr(&mut self) -> SocketAddr {
-        let line = self.wait_log("dashboard listening", Duration::from_secs(30));
-        line.split("addr=")
-            .nth(1)
-            .and_then(|a| a.split_whitespace().next())
+        };
+        let ready: serde_json::Value =
+            serde_json::from_str(&text).unwrap_or_else(|e| panic!("the ready file is not JSON ({e}): {text}"));
+        ready["web"]
+            .as_str()
             .and_then(|a| a.parse().ok())
-            .unwrap_or_else(|| panic!("no address in `{line}`"))
+            .unwrap_or_else(|| panic!("no web address in the ready file: {text}"))
     }
 
     pub fn running(&mut self) -> bool {
@@ -210,6 +208,7 @@ pub fn majortom(name: &str, binary: &Path, config: &str, wrapper: &[&str]) -> Pr
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("majortom.toml");
     std::fs::write(&path, config).expect("write config");
+    let ready_file = dir.path().join("ready.json");
     let mut command = match wrapper.split_first() {
         Some((program, args)) => {
             let mut command = Command::new(program);
@@ -222,12 +221,16 @@ pub fn majortom(name: &str, binary: &Path, config: &str, wrapper: &[&str]) -> Pr
         .arg("run")
         .arg("--config")
         .arg(&path)
+        .arg("--ready-file")
+        .arg(&ready_file)
         .env("MAJORTOM_LOG", "info")
         .env_remove("NOTIFY_SOCKET")
         .env_remove("WATCHDOG_USEC")
         .env_remove("MAJORTOM_MQTT_PASSWORD")
         .env_remove("MAJORTOM_MQTT_USERNAME");
-    Proc::spawn(name, command, dir, libc::SIGTERM)
+    let mut proc = Proc::spawn(name, command, dir, libc::SIGTERM);
+    proc.ready_file = Some(ready_file);
+    proc
 }
 
 // ---- collectd -----------------------------------------------------------------

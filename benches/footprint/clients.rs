@@ -126,6 +126,7 @@ impl Subscriber {
                         let _ = tx.send((Instant::now(), p.topic, payload));
                     }
                     Ok(_) => {}
+                    // rumqttc reconnects on the next poll: not at once.
                     Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
                 }
             }

@@ -40,11 +40,18 @@ pub async fn measure(
     options.set_keep_alive(Duration::from_secs(30));
     let (client, mut eventloop) = AsyncClient::new(options, 10);
     let (arrivals, mut arrived) = tokio::sync::mpsc::unbounded_channel::<(Instant, String)>();
+    let (subscribed, on_subscribed) = tokio::sync::oneshot::channel();
     let listener = tokio::spawn(async move {
+        let mut subscribed = Some(subscribed);
         loop {
             match eventloop.poll().await {
                 Ok(Event::Incoming(Packet::Publish(p))) if !p.retain => {
                     let _ = arrivals.send((Instant::now(), String::from_utf8_lossy(&p.payload).into_owned()));
+                }
+                Ok(Event::Incoming(Packet::SubAck(_))) => {
+                    if let Some(subscribed) = subscribed.take() {
+                        let _ = subscribed.send(());
+                    }
                 }
                 Ok(_) => {}
                 // A lost connection shows up as a timeout below.
@@ -53,7 +60,10 @@ pub async fn measure(
         }
     });
     client.subscribe(&topic, QoS::AtMostOnce).await.expect("subscribe");
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    tokio::time::timeout(Duration::from_secs(10), on_subscribed)
+        .await
+        .expect("subscribed within 10 s")
+        .expect("subscriber alive");
     while arrived.try_recv().is_ok() {}
 
     let path = format!("/api/sim/inputs/{input}");

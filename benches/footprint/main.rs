@@ -277,6 +277,7 @@ async fn main() {
                     max_rss = max_rss.max(u.rss_kib);
                     max_pss = max_pss.max(u.pss_kib);
                 }
+                // The sampling period of the peak.
                 std::thread::sleep(Duration::from_millis(100));
             }
             (max_rss, max_pss)
@@ -288,6 +289,7 @@ async fn main() {
         let elapsed = started.elapsed();
         let after = procfs::usage(pid).expect("alive");
         let (max_rss, max_pss) = sampler.await.expect("sampler");
+        // The figure is the RSS 2 s after the load (`rss_after_2s_mib`).
         tokio::time::sleep(Duration::from_secs(2)).await;
         let settled = procfs::usage(pid).expect("alive");
         eprintln!(
@@ -320,6 +322,7 @@ async fn main() {
         let clients: Vec<SseClient> = (0..SSE_CLIENTS).map(|_| SseClient::open(*addr)).collect();
         let served = clients.iter().filter(|c| c.status == 200).count();
         let refused = clients.iter().filter(|c| c.status == 503).count();
+        // 3 s of warm-up, then the measured window.
         tokio::time::sleep(Duration::from_secs(3)).await;
         let u1 = procfs::usage(pid).expect("alive");
         let t1 = Instant::now();
@@ -331,6 +334,7 @@ async fn main() {
             .map(|c| c.bytes.load(std::sync::atomic::Ordering::Relaxed))
             .sum();
         drop(clients);
+        // The RSS 2 s after the clients left.
         tokio::time::sleep(Duration::from_secs(2)).await;
         let after = procfs::usage(pid).expect("alive");
         eprintln!(

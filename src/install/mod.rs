@@ -420,10 +420,13 @@ fn say_wrote(out: &mut dyn Write, path: &Path, mode: u32) {
 }
 
 /// Replaces `path` atomically (`crate::atomic_file`), creating its
-/// directory first.
+/// directory first. What an install killed while writing `path` left
+/// beside it (`.name.tmp-*`, up to a whole binary) goes first: only
+/// `majortom install` writes these paths.
 fn write_atomic(path: &Path, contents: Contents<'_>, mode: u32, group: Option<u32>) -> Result<(), InstallError> {
     let dir = path.parent().unwrap_or(Path::new("/"));
     fs::create_dir_all(dir).map_err(InstallError::io("create", dir))?;
+    atomic_file::remove_leftovers(path);
     let options = atomic_file::Options {
         mode: Some(mode),
         group,
@@ -440,13 +443,15 @@ fn sync_dir(path: &Path) {
     let _ = atomic_file::sync_dir(path);
 }
 
-/// `.name.tmp-<pid>` beside `path`, where `swap_files` parks a file: same
+/// `.name.swap-<pid>` beside `path`, where `swap_files` parks a file: same
 /// directory (so renames are atomic), hidden, and distinct per process.
+/// Not `.name.tmp-*`: a rollback killed mid-swap leaves a whole binary
+/// parked there, which `install`'s removal of killed writes must not take.
 fn temporary_name(path: &Path) -> PathBuf {
     let name = path.file_name().unwrap_or(OsStr::new("majortom"));
     let mut temporary = OsString::from(".");
     temporary.push(name);
-    temporary.push(format!(".tmp-{}", std::process::id()));
+    temporary.push(format!(".swap-{}", std::process::id()));
     path.with_file_name(temporary)
 }
 
@@ -532,6 +537,33 @@ mod tests {
         let mode = fs::metadata(&path).expect("stat").permissions().mode() & 0o7777;
         assert_eq!(mode, 0o644);
         assert_eq!(fs::read_dir(path.parent().expect("dir")).expect("list").count(), 1);
+    }
+
+    #[test]
+    fn write_atomic_should_remove_what_a_killed_write_of_the_same_file_left() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("majortom");
+        // Two killed installs' temporaries, a killed rollback's parked
+        // binary, and another file's temporary.
+        for name in [
+            ".majortom.tmp-0123456789abcdef",
+            ".majortom.tmp-fedcba9876543210",
+            ".majortom.swap-4242",
+            ".majortom.prev.tmp-0123456789abcdef",
+        ] {
+            fs::write(dir.path().join(name), "partial").expect("write");
+        }
+        write_atomic(&path, Contents::Bytes(b"binary"), 0o755, None).expect("write");
+        let mut names: Vec<String> = fs::read_dir(dir.path())
+            .expect("list")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        assert_eq!(
+            names,
+            [".majortom.prev.tmp-0123456789abcdef", ".majortom.swap-4242", "majortom"]
+        );
+        assert_eq!(fs::read_to_string(&path).expect("read"), "binary");
     }
 
     #[test]

@@ -34,7 +34,7 @@ use axum::extract::DefaultBodyLimit;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
-use axum::routing::{get, post, put};
+use axum::routing::{get, post, put, MethodRouter};
 use axum::Router;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -124,9 +124,20 @@ async fn sim_pins(State(state): State<AppState>) -> Response {
     }
 }
 
-/// All routes. `openapi.json` documents each one; a test holds them equal.
+/// All routes. `openapi.json` documents each one; a test holds them equal
+/// (`openapi.rs`, through [`Routes::paths`]).
 pub fn router(state: AppState) -> Router {
-    let mut router = Router::new()
+    routes(state.sim_panel.is_some())
+        .router
+        .fallback(errors::not_found)
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn(errors::json_errors))
+        .with_state(state)
+}
+
+/// Every route, the sim panel's only when there is one.
+fn routes(sim_panel: bool) -> Routes {
+    let mut routes = Routes::default()
         .route("/", get(assets::index))
         .route("/app.js", get(assets::app_js))
         .route("/style.css", get(assets::style_css))
@@ -140,16 +151,38 @@ pub fn router(state: AppState) -> Router {
         .route("/api/events", get(events::events))
         .route("/api/fleet", get(api::fleet))
         .route("/metrics", get(metrics::metrics));
-    if state.sim_panel.is_some() {
-        router = router
+    if sim_panel {
+        routes = routes
             .route("/api/sim/inputs/{name}", put(sim_input))
             .route("/api/sim/pins", get(sim_pins));
     }
-    router
-        .fallback(errors::not_found)
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .layer(axum::middleware::from_fn(errors::json_errors))
-        .with_state(state)
+    routes
+}
+
+/// The router being built, and (in test builds) the path of every route
+/// given to it, so that the OpenAPI test learns from the router itself
+/// what is routed. A release build keeps only the router.
+#[derive(Default)]
+struct Routes {
+    router: Router<AppState>,
+    #[cfg(test)]
+    paths: Vec<&'static str>,
+}
+
+impl Routes {
+    /// `Router::route`, remembered.
+    fn route(mut self, path: &'static str, method_router: MethodRouter<AppState>) -> Routes {
+        #[cfg(test)]
+        self.paths.push(path);
+        self.router = self.router.route(path, method_router);
+        self
+    }
+
+    /// Every routed path, the sim panel's included.
+    #[cfg(test)]
+    fn paths() -> Vec<&'static str> {
+        routes(true).paths
+    }
 }
 
 /// Serves until `cancel` fires.

@@ -328,7 +328,8 @@ mod tests {
         slow.write_all(b"GET /api/health HTTP/1.1\r\nhost: x\r\n")
             .await
             .expect("write");
-        // A header a byte at a time does not reset the clock.
+        // A header a byte at a time does not reset the clock: the pacing is
+        // the slow client under test.
         for byte in b"x-slow: 1" {
             tokio::time::sleep(HEADER_READ / 8).await;
             let _ = slow.write_all(&[*byte]).await;
@@ -434,6 +435,7 @@ mod tests {
             .expect("write");
         let mut text = String::new();
         read_until(&mut stream, &mut text, "event: snapshot").await;
+        // Past both timeouts: that the stream outlives them is the test.
         tokio::time::sleep(REQUEST + HEADER_READ).await;
         server.state.hub.set("temp", Value::Number(22.0));
         read_until(&mut stream, &mut text, "\"state\":\"22.0\"").await;

@@ -1,5 +1,5 @@
-//! The dashboard in a real headless Chromium (through chromedriver, see
-//! `support/webdriver.rs`) against the real agent on simulated GPIO and a
+//! The dashboard in a real headless Chromium (through chromedriver and
+//! `fantoccini`, see `support/webdriver.rs`) against the real agent on simulated GPIO and a
 //! real mosquitto: every entity gets a card, changes arrive live, outputs
 //! switch from the page once unlocked with the token, a token-less agent is
 //! read-only, the page outlives an agent restart, and `/api` documents
@@ -17,7 +17,9 @@ use serde_json::{json, Value as Json};
 use tempfile::TempDir;
 
 use crate::support::webdriver::Browser;
-use crate::support::{free_port, http_send, merged_root, wait_for, Agent, Broker, Observer, TEST_TOKEN};
+use crate::support::{
+    free_port, http_send, merged_root, poll_until, wait_for, wait_for_async, Agent, Broker, Observer, TEST_TOKEN,
+};
 
 pub(crate) static ONE_BROWSER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
@@ -196,71 +198,99 @@ fn shown(entity: &Json) -> String {
 }
 
 /// Every card's value text, by entity id.
-fn card_values(browser: &Browser) -> serde_json::Map<String, Json> {
-    let values = browser.execute(
-        "const out = {};
+async fn card_values(browser: &Browser) -> serde_json::Map<String, Json> {
+    let values = browser
+        .execute(
+            "const out = {};
          for (const c of document.querySelectorAll('[data-entity]')) {
            out[c.dataset.entity] = (out[c.dataset.entity] === undefined)
              ? c.querySelector('.value').textContent : 'DUPLICATE';
          }
          return out;",
-        json!([]),
-    );
+            json!([]),
+        )
+        .await;
     values.as_object().cloned().unwrap_or_default()
 }
 
-fn card_value(browser: &Browser, id: &str) -> Option<String> {
+async fn card_value(browser: &Browser, id: &str) -> Option<String> {
     browser
         .execute(
             "const c = document.querySelector(`[data-entity=\"${arguments[0]}\"] .value`);
              return c && c.textContent;",
             json!([id]),
         )
+        .await
         .as_str()
         .map(str::to_owned)
 }
 
+/// Waits until the card of `id` shows `expected`.
+async fn wait_for_card(browser: &Browser, id: &str, expected: &str, timeout: Duration) {
+    wait_for_async(&format!("the {id} card to show {expected}"), timeout, async || {
+        (card_value(browser, id).await.as_deref() == Some(expected)).then_some(())
+    })
+    .await;
+}
+
 /// True when the element matching `css` is rendered (not `hidden`).
-fn visible(browser: &Browser, css: &str) -> bool {
+async fn visible(browser: &Browser, css: &str) -> bool {
     browser
         .execute(
             "const e = document.querySelector(arguments[0]); return !!e && e.getClientRects().length > 0;",
             json!([css]),
         )
+        .await
         .as_bool()
         .unwrap_or(false)
 }
 
 /// Opens the dashboard and waits for one card per entity.
 async fn open_dashboard(rig: &Rig) -> Browser {
-    let browser = Browser::start();
-    browser.goto(&rig.url("/"));
+    let browser = Browser::start().await;
+    browser.goto(&rig.url("/")).await;
     let want = rig.entities().len();
-    wait_for("a card per entity", Duration::from_secs(10), || {
-        (browser.find_all("[data-entity]").len() == want).then_some(())
+    wait_for_async("a card per entity", Duration::from_secs(10), async || {
+        (browser.find_all("[data-entity]").await.len() == want).then_some(())
     })
     .await;
     browser
 }
 
 /// Marks the page, to tell later that it was not reloaded.
-fn mark(browser: &Browser) {
-    browser.execute("window.e2eMark = 42;", json!([]));
+async fn mark(browser: &Browser) {
+    browser.execute("window.e2eMark = 42;", json!([])).await;
 }
 
-fn still_marked(browser: &Browser) -> bool {
-    browser.execute("return window.e2eMark === 42;", json!([])) == json!(true)
+async fn still_marked(browser: &Browser) -> bool {
+    browser.execute("return window.e2eMark === 42;", json!([])).await == json!(true)
 }
 
 /// Makes the viewport as tall as the page (at 1280 px wide), so a
 /// screenshot shows all of it.
-fn fit_page(browser: &Browser) {
-    let height = browser.execute("return document.documentElement.scrollHeight;", json!([]));
+async fn fit_page(browser: &Browser) {
+    let height = browser
+        .execute("return document.documentElement.scrollHeight;", json!([]))
+        .await;
     let height = height.as_u64().unwrap_or(900).clamp(600, 4000);
-    browser.cdp(
-        "Emulation.setDeviceMetricsOverride",
-        json!({ "width": 1280, "height": height, "deviceScaleFactor": 1, "mobile": false }),
-    );
+    browser
+        .cdp(
+            "Emulation.setDeviceMetricsOverride",
+            json!({ "width": 1280, "height": height, "deviceScaleFactor": 1, "mobile": false }),
+        )
+        .await;
+}
+
+/// Waits until the page has drawn two frames since now: what a change of
+/// layout or colours asked for is on screen.
+async fn painted(browser: &Browser) {
+    browser
+        .execute_async(
+            "const done = arguments[arguments.length - 1];
+             requestAnimationFrame(() => requestAnimationFrame(() => done(true)));",
+            json!([]),
+        )
+        .await;
 }
 
 fn target_dir() -> PathBuf {
@@ -273,23 +303,21 @@ async fn every_entity_should_have_a_card_showing_its_value() {
     let rig = Rig::start("cards", true, UNLOCKED).await;
     let browser = open_dashboard(&rig).await;
     let mut last = (Vec::new(), serde_json::Map::new());
-    let matched = tokio::time::timeout(Duration::from_secs(5), async {
-        loop {
-            let entities = rig.entities();
-            let cards = card_values(&browser);
-            if entities
-                .iter()
-                .all(|e| cards.get(e["id"].as_str().unwrap_or("")) == Some(&json!(shown(e))))
-            {
-                return entities;
-            }
-            last = (entities, cards);
-            tokio::time::sleep(Duration::from_millis(100)).await;
+    let matched = poll_until(Duration::from_secs(5), async || {
+        let entities = rig.entities();
+        let cards = card_values(&browser).await;
+        if entities
+            .iter()
+            .all(|e| cards.get(e["id"].as_str().unwrap_or("")) == Some(&json!(shown(e))))
+        {
+            return Some(entities);
         }
+        last = (entities, cards);
+        None
     })
     .await;
-    let entities = matched.unwrap_or_else(|_| panic!("cards differ from /api/state: {last:?}"));
-    assert_eq!(card_values(&browser).len(), entities.len(), "one card per entity");
+    let entities = matched.unwrap_or_else(|| panic!("cards differ from /api/state: {last:?}"));
+    assert_eq!(card_values(&browser).await.len(), entities.len(), "one card per entity");
     for group in ["system", "inputs", "outputs", "sensors", "automations"] {
         let expected: BTreeSet<&str> = entities
             .iter()
@@ -301,6 +329,7 @@ async fn every_entity_should_have_a_card_showing_its_value() {
                 "return [...document.querySelectorAll(`section[data-group=\"${arguments[0]}\"] [data-entity]`)].map(c => c.dataset.entity);",
                 json!([group]),
             )
+            .await
             .as_array()
             .expect("ids")
             .iter()
@@ -313,26 +342,29 @@ async fn every_entity_should_have_a_card_showing_its_value() {
         );
     }
     // The header: name, MQTT, GPIO.
-    assert_eq!(browser.text(&browser.get("#name")), "E2E cards");
-    wait_for("the MQTT badge to say connected", Duration::from_secs(10), || {
-        (browser.text(&browser.get("#mqtt")) == "MQTT connected").then_some(())
+    assert_eq!(browser.text_of("#name").await, "E2E cards");
+    wait_for_async("the MQTT badge to say connected", Duration::from_secs(10), async || {
+        (browser.text_of("#mqtt").await == "MQTT connected").then_some(())
     })
     .await;
-    assert_eq!(browser.text(&browser.get("#gpio")), "GPIO sim");
-    assert!(visible(&browser, "#sim"), "the simulated badge");
+    assert_eq!(browser.text_of("#gpio").await, "GPIO sim");
+    assert!(visible(&browser, "#sim").await, "the simulated badge");
     // The 1-wire sensor with a CRC failure is marked unavailable.
-    let crc = browser.get("[data-entity=\"ds18b20_0416b3b8c1ff\"]");
+    let crc = browser.get("[data-entity=\"ds18b20_0416b3b8c1ff\"]").await;
     assert!(browser
         .attribute(&crc, "class")
+        .await
         .unwrap_or_default()
         .contains("unavailable"));
-    assert!(browser.text(&crc).contains("unavailable"));
+    assert!(browser.text(&crc).await.contains("unavailable"));
     // Numbers get sparklines; the age ticks.
     assert!(browser
         .find("[data-entity=\"outside_pressure\"] svg.spark path")
+        .await
         .is_some());
     assert!(browser
-        .text(&browser.get("[data-entity=\"outside_pressure\"] .age"))
+        .text_of("[data-entity=\"outside_pressure\"] .age")
+        .await
         .ends_with("s ago"));
 }
 
@@ -341,35 +373,34 @@ async fn a_sim_input_flipped_over_the_api_should_update_its_card_within_a_second
     let _one = ONE_BROWSER.lock().await;
     let rig = Rig::start("flip", true, UNLOCKED).await;
     let browser = open_dashboard(&rig).await;
-    mark(&browser);
-    assert_eq!(card_value(&browser, "front_door").as_deref(), Some("OFF"));
+    mark(&browser).await;
+    assert_eq!(card_value(&browser, "front_door").await.as_deref(), Some("OFF"));
     for (high, expected) in [(false, "ON"), (true, "OFF"), (false, "ON")] {
         let started = Instant::now();
         rig.flip("front_door", high);
-        wait_for(
-            &format!("the front door card to show {expected}"),
-            Duration::from_secs(1),
-            || (card_value(&browser, "front_door").as_deref() == Some(expected)).then_some(()),
-        )
-        .await;
+        wait_for_card(&browser, "front_door", expected, Duration::from_secs(1)).await;
         let took = started.elapsed();
         assert!(took < Duration::from_secs(1), "{took:?}");
     }
-    assert!(still_marked(&browser), "the page was not reloaded");
+    assert!(still_marked(&browser).await, "the page was not reloaded");
     let doorbell = "[data-entity=\"automation_doorbell\"] .age";
-    assert_eq!(browser.text(&browser.get(doorbell)), "not run yet");
+    assert_eq!(browser.text_of(doorbell).await, "not run yet");
     // A press flashes the card with its kind, and runs the automation on it.
     rig.flip("button", false);
+    // A user's short press: held 60 ms (more than its 10 ms debounce, far
+    // less than a long press), then let go.
     tokio::time::sleep(Duration::from_millis(60)).await;
     rig.flip("button", true);
-    wait_for("the press to show on the card", Duration::from_secs(3), || {
-        let card = browser.find("[data-entity=\"button\"].flash")?;
-        browser.text(&card).contains("single press").then_some(())
+    wait_for_async("the press to show on the card", Duration::from_secs(3), async || {
+        let card = browser.find("[data-entity=\"button\"].flash").await?;
+        browser.text(&card).await.contains("single press").then_some(())
     })
     .await;
-    wait_for("the automation's card to say it ran", Duration::from_secs(3), || {
-        browser.text(&browser.get(doorbell)).starts_with("ran ").then_some(())
-    })
+    wait_for_async(
+        "the automation's card to say it ran",
+        Duration::from_secs(3),
+        async || browser.text_of(doorbell).await.starts_with("ran ").then_some(()),
+    )
     .await;
 }
 
@@ -384,67 +415,69 @@ async fn outputs_and_sim_inputs_should_switch_from_the_page_once_unlocked() {
         .wait_for_message(&topic, Duration::from_secs(5), |m| m.payload == "OFF")
         .await;
     let browser = open_dashboard(&rig).await;
-    let toggle = browser.get("button.toggle[data-output=\"relay\"]");
-    assert!(!browser.is_enabled(&toggle), "locked until the token is given");
-    assert!(!visible(&browser, "#token-form"));
+    let toggle = browser.get("button.toggle[data-output=\"relay\"]").await;
+    assert!(!browser.is_enabled(&toggle).await, "locked until the token is given");
+    assert!(!visible(&browser, "#token-form").await);
 
-    browser.click(&browser.get("#unlock"));
-    assert!(visible(&browser, "#token-form"));
-    browser.send_keys(&browser.get("#token"), TEST_TOKEN);
-    browser.click(&browser.get("#token-save"));
-    assert!(!visible(&browser, "#token-form"));
-    assert!(browser.is_enabled(&toggle), "unlocked");
-    assert_eq!(browser.attribute(&toggle, "aria-pressed").as_deref(), Some("false"));
+    browser.click(&browser.get("#unlock").await).await;
+    assert!(visible(&browser, "#token-form").await);
+    browser.send_keys(&browser.get("#token").await, TEST_TOKEN).await;
+    browser.click(&browser.get("#token-save").await).await;
+    assert!(!visible(&browser, "#token-form").await);
+    assert!(browser.is_enabled(&toggle).await, "unlocked");
+    assert_eq!(
+        browser.attribute(&toggle, "aria-pressed").await.as_deref(),
+        Some("false")
+    );
 
-    browser.click(&toggle);
+    browser.click(&toggle).await;
     observer
         .wait_for_message(&topic, Duration::from_secs(5), |m| m.payload == "ON")
         .await;
     assert_eq!(rig.agent.get_json("/api/sim/pins")["outputs"]["relay"]["high"], true);
-    wait_for("the toggle to show on", Duration::from_secs(2), || {
-        (browser.attribute(&toggle, "aria-pressed").as_deref() == Some("true")).then_some(())
+    wait_for_async("the toggle to show on", Duration::from_secs(2), async || {
+        (browser.attribute(&toggle, "aria-pressed").await.as_deref() == Some("true")).then_some(())
     })
     .await;
 
     // The token is kept: after a reload the controls are still unlocked.
-    browser.refresh();
-    let toggle = wait_for("the relay card after a reload", Duration::from_secs(5), || {
-        browser.find("button.toggle[data-output=\"relay\"]")
+    browser.refresh().await;
+    let toggle = wait_for_async("the relay card after a reload", Duration::from_secs(5), async || {
+        browser.find("button.toggle[data-output=\"relay\"]").await
     })
     .await;
-    assert!(browser.is_enabled(&toggle), "the token survives a reload");
-    browser.click(&toggle);
+    assert!(browser.is_enabled(&toggle).await, "the token survives a reload");
+    browser.click(&toggle).await;
     observer
         .wait_for_message(&topic, Duration::from_secs(5), |m| m.payload == "OFF")
         .await;
 
     // The flip buttons drive the simulated inputs: a pulled-up input rests
     // high, so the first flip drives it low.
-    let flip = browser.get("button.flip[data-input=\"window\"]");
-    assert_eq!(card_value(&browser, "window").as_deref(), Some("ON"));
+    let flip = browser.get("button.flip[data-input=\"window\"]").await;
+    assert_eq!(card_value(&browser, "window").await.as_deref(), Some("ON"));
     for expected in ["OFF", "ON"] {
-        browser.click(&flip);
-        wait_for(
-            &format!("the window card to show {expected}"),
-            Duration::from_secs(2),
-            || (card_value(&browser, "window").as_deref() == Some(expected)).then_some(()),
-        )
-        .await;
+        browser.click(&flip).await;
+        wait_for_card(&browser, "window", expected, Duration::from_secs(2)).await;
     }
 
     // A wrong token is forgotten and asked for again.
-    browser.execute("localStorage.setItem('majortom.token', 'not-the-token');", json!([]));
-    browser.click(&toggle);
-    wait_for("the token form to ask again", Duration::from_secs(3), || {
-        visible(&browser, "#token-form").then_some(())
+    browser
+        .execute("localStorage.setItem('majortom.token', 'not-the-token');", json!([]))
+        .await;
+    browser.click(&toggle).await;
+    wait_for_async("the token form to ask again", Duration::from_secs(3), async || {
+        visible(&browser, "#token-form").await.then_some(())
     })
     .await;
-    assert!(browser.text(&browser.get("#token-msg")).contains("refused"));
+    assert!(browser.text_of("#token-msg").await.contains("refused"));
     assert_eq!(
-        browser.execute("return localStorage.getItem('majortom.token');", json!([])),
+        browser
+            .execute("return localStorage.getItem('majortom.token');", json!([]))
+            .await,
         Json::Null
     );
-    assert!(!browser.is_enabled(&toggle));
+    assert!(!browser.is_enabled(&toggle).await);
     assert_eq!(rig.agent.get_json("/api/sim/pins")["outputs"]["relay"]["high"], false);
 }
 
@@ -454,20 +487,21 @@ async fn without_a_token_the_page_should_be_read_only() {
     let rig = Rig::start("readonly", false, Web { port: 0, token: None }).await;
     assert_eq!(rig.agent.get_json("/api/health")["read_only"], true);
     let browser = open_dashboard(&rig).await;
-    wait_for("the read-only notice", Duration::from_secs(3), || {
-        visible(&browser, "#readonly").then_some(())
+    wait_for_async("the read-only notice", Duration::from_secs(3), async || {
+        visible(&browser, "#readonly").await.then_some(())
     })
     .await;
     assert!(browser
-        .text(&browser.get("#readonly"))
+        .text_of("#readonly")
+        .await
         .contains("read-only: set web.token in the config to enable controls"));
-    let controls = browser.find_all("button.toggle, button.flip");
+    let controls = browser.find_all("button.toggle, button.flip").await;
     assert_eq!(controls.len(), 6, "2 outputs' toggles, the automation's and 3 flips");
     for control in &controls {
-        assert!(!browser.is_enabled(control), "every control is disabled");
+        assert!(!browser.is_enabled(control).await, "every control is disabled");
     }
-    assert!(!visible(&browser, "#unlock"), "nothing to unlock");
-    assert_eq!(browser.text(&browser.get("#mqtt")), "MQTT disabled");
+    assert!(!visible(&browser, "#unlock").await, "nothing to unlock");
+    assert_eq!(browser.text_of("#mqtt").await, "MQTT disabled");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -479,19 +513,19 @@ async fn the_page_should_survive_an_agent_restart() {
     };
     let mut rig = Rig::start("restart", true, web).await;
     let browser = open_dashboard(&rig).await;
-    let cards = browser.find_all("[data-entity]").len();
-    mark(&browser);
+    let cards = browser.find_all("[data-entity]").await.len();
+    mark(&browser).await;
 
     rig.agent.signal(libc::SIGTERM);
     rig.agent
         .wait_exit(Duration::from_secs(5))
         .await
         .expect("the agent stops");
-    wait_for("the reconnecting banner", Duration::from_secs(5), || {
-        visible(&browser, "#banner").then_some(())
+    wait_for_async("the reconnecting banner", Duration::from_secs(5), async || {
+        visible(&browser, "#banner").await.then_some(())
     })
     .await;
-    assert!(browser.text(&browser.get("#banner")).contains("reconnecting"));
+    assert!(browser.text_of("#banner").await.contains("reconnecting"));
 
     // The same config: the same web port, broker and state file.
     let config = config(
@@ -505,19 +539,16 @@ async fn the_page_should_survive_an_agent_restart() {
         &rig.state.path().join("outputs.json"),
     );
     rig.agent = Agent::start(&config).await;
-    wait_for("the page to reconnect", Duration::from_secs(15), || {
-        (!visible(&browser, "#banner")).then_some(())
+    wait_for_async("the page to reconnect", Duration::from_secs(15), async || {
+        (!visible(&browser, "#banner").await).then_some(())
     })
     .await;
-    assert_eq!(browser.find_all("[data-entity]").len(), cards, "no card twice");
-    assert!(card_values(&browser).values().all(|v| v != "DUPLICATE"));
+    assert_eq!(browser.find_all("[data-entity]").await.len(), cards, "no card twice");
+    assert!(card_values(&browser).await.values().all(|v| v != "DUPLICATE"));
     // Live again: a change on the new agent reaches the page.
     rig.flip("front_door", false);
-    wait_for("the front door card to show ON", Duration::from_secs(2), || {
-        (card_value(&browser, "front_door").as_deref() == Some("ON")).then_some(())
-    })
-    .await;
-    assert!(still_marked(&browser), "the page was not reloaded");
+    wait_for_card(&browser, "front_door", "ON", Duration::from_secs(2)).await;
+    assert!(still_marked(&browser).await, "the page was not reloaded");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -526,13 +557,15 @@ async fn the_api_page_should_list_every_path_of_the_openapi_document() {
     let rig = Rig::start("apipage", false, UNLOCKED).await;
     let document = rig.agent.get_json("/api/openapi.json");
     let paths: BTreeSet<String> = document["paths"].as_object().expect("paths").keys().cloned().collect();
-    let browser = Browser::start();
-    browser.goto(&rig.url("/api"));
-    let shown: BTreeSet<String> = wait_for("the API page to render", Duration::from_secs(5), || {
-        let shown = browser.execute(
-            "return [...document.querySelectorAll('.op[data-path]')].map(o => o.dataset.path);",
-            json!([]),
-        );
+    let browser = Browser::start().await;
+    browser.goto(&rig.url("/api")).await;
+    let shown: BTreeSet<String> = wait_for_async("the API page to render", Duration::from_secs(5), async || {
+        let shown = browser
+            .execute(
+                "return [...document.querySelectorAll('.op[data-path]')].map(o => o.dataset.path);",
+                json!([]),
+            )
+            .await;
         let shown: BTreeSet<String> = shown
             .as_array()?
             .iter()
@@ -542,11 +575,11 @@ async fn the_api_page_should_list_every_path_of_the_openapi_document() {
     })
     .await;
     assert_eq!(shown, paths);
-    let text = browser.text(&browser.get("#api"));
+    let text = browser.text_of("#api").await;
     assert!(text.contains("Switch an output: ON, OFF or TOGGLE"), "{text}");
     assert!(text.contains("\"state\": \"ON\" | \"OFF\" | \"TOGGLE\""), "{text}");
-    fit_page(&browser);
-    browser.save_screenshot(&target_dir().join("api.png"));
+    fit_page(&browser).await;
+    browser.save_screenshot(&target_dir().join("api.png")).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -564,42 +597,61 @@ async fn screenshots_of_the_dashboard_should_be_saved_for_desktop_and_phone() {
     rig.flip("front_door", false);
     let w1 = rig.root.path().join("sys/bus/w1/devices/28-0316a2795cff/w1_slave");
     let browser = open_dashboard(&rig).await;
-    browser.execute(
-        "localStorage.setItem('majortom.token', arguments[0]);",
-        json!([TEST_TOKEN]),
-    );
-    browser.refresh();
+    browser
+        .execute(
+            "localStorage.setItem('majortom.token', arguments[0]);",
+            json!([TEST_TOKEN]),
+        )
+        .await;
+    browser.refresh().await;
+    // Each value is written once the sensor has read the one before, so
+    // the sparkline gets every one of them.
     for t in [22_500, 22_900, 23_400, 23_100, 23_700] {
         std::fs::write(
             &w1,
             format!("72 01 4b 46 7f ff 0e 10 57 : crc=57 YES\n72 01 4b 46 7f ff 0e 10 57 t={t}\n"),
         )
         .expect("write w1_slave");
-        tokio::time::sleep(Duration::from_millis(1100)).await;
+        let expected = format!("{:.1}", f64::from(t) / 1000.0);
+        wait_for(
+            &format!("the garden sensor to read {expected}"),
+            Duration::from_secs(5),
+            || (rig.agent.get_json("/api/entities/garden")["state"] == expected.as_str()).then_some(()),
+        )
+        .await;
     }
-    wait_for("the garden sparkline", Duration::from_secs(5), || {
-        browser.find("[data-entity=\"garden\"] svg.spark path").map(|_| ())
+    wait_for_async("the garden sparkline", Duration::from_secs(5), async || {
+        browser
+            .find("[data-entity=\"garden\"] svg.spark path")
+            .await
+            .map(|_| ())
     })
     .await;
 
-    fit_page(&browser);
-    browser.save_screenshot(&target_dir().join("dashboard.png"));
+    fit_page(&browser).await;
+    browser.save_screenshot(&target_dir().join("dashboard.png")).await;
 
-    browser.set_window_size(390, 844);
-    browser.cdp(
-        "Emulation.setDeviceMetricsOverride",
-        json!({ "width": 390, "height": 844, "deviceScaleFactor": 2, "mobile": true }),
-    );
-    browser.cdp(
-        "Emulation.setEmulatedMedia",
-        json!({ "features": [{ "name": "prefers-color-scheme", "value": "dark" }] }),
-    );
-    let dark = browser.execute(
-        "return matchMedia('(prefers-color-scheme: dark)').matches && innerWidth === 390;",
-        json!([]),
-    );
+    browser.set_window_size(390, 844).await;
+    browser
+        .cdp(
+            "Emulation.setDeviceMetricsOverride",
+            json!({ "width": 390, "height": 844, "deviceScaleFactor": 2, "mobile": true }),
+        )
+        .await;
+    browser
+        .cdp(
+            "Emulation.setEmulatedMedia",
+            json!({ "features": [{ "name": "prefers-color-scheme", "value": "dark" }] }),
+        )
+        .await;
+    let dark = browser
+        .execute(
+            "return matchMedia('(prefers-color-scheme: dark)').matches && innerWidth === 390;",
+            json!([]),
+        )
+        .await;
     assert_eq!(dark, json!(true), "phone width in dark mode");
-    // Let the new layout and colours settle before the picture.
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    browser.save_screenshot(&target_dir().join("dashboard-phone.png"));
+    // The new layout and colours on screen before the picture.
+    painted(&browser).await;
+    browser.save_screenshot(&target_dir().join("dashboard-phone.png")).await;
 }

@@ -1,17 +1,17 @@
 //! Home Assistant discovery and states, as a subscriber sees them.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
 
 use serde_json::Value as Json;
 
-use crate::support::{retained, retained_payload, test_config, wait_for, wait_retained, Agent, Broker, Observer};
-
-const SETTLE: Duration = Duration::from_millis(400);
+use crate::support::{
+    poll_until, retained, retained_payload, test_config, wait_for, wait_retained, Agent, Broker, Message, Observer,
+};
 
 /// Retained discovery configs of `node`, by entity id.
 async fn discovery_configs(port: u16, node: &str) -> HashMap<String, (String, Json)> {
-    retained(port, &format!("homeassistant/+/{node}/+/config"), SETTLE)
+    retained(port, &format!("homeassistant/+/{node}/+/config"), Duration::ZERO)
         .await
         .into_iter()
         .filter(|m| !m.payload.is_empty())
@@ -107,7 +107,7 @@ async fn every_entity_should_be_discovered_retained_with_a_complete_config_and_n
     assert_eq!(configs["network_rx"].1["device_class"], "data_rate");
 
     // States: retained, and numbers for every sensor.
-    let states: HashMap<String, String> = retained(broker.port, "majortom/disco/+/state", SETTLE)
+    let states: HashMap<String, String> = retained(broker.port, "majortom/disco/+/state", Duration::ZERO)
         .await
         .into_iter()
         .map(|m| (m.topic.split('/').nth(2).expect("entity level").to_owned(), m.payload))
@@ -137,36 +137,55 @@ async fn every_entity_should_be_discovered_retained_with_a_complete_config_and_n
 #[tokio::test(flavor = "multi_thread")]
 async fn home_assistant_birth_message_should_trigger_a_republish_of_discovery() {
     let broker = Broker::start();
-    // A long interval, so nothing else publishes in the meantime.
-    let _agent = Agent::start(&test_config("birth", broker.port, "[system]\ninterval_s = 3600\n")).await;
-    let observer = Observer::connect(broker.port, "homeassistant/+/birth/+/config").await;
-    let initial = wait_for("the initial discovery", Duration::from_secs(10), || {
-        let n = observer.messages().len();
-        (n >= 5).then_some(n)
-    })
-    .await;
-    tokio::time::sleep(SETTLE).await;
-    let initial = observer.messages().len().max(initial);
+    // A long interval, so nothing else publishes in the meantime; and a
+    // relay, whose echoed state marks a point in what the agent sends.
+    let extra = "[system]\ninterval_s = 3600\n\n[gpio]\nbackend = \"sim\"\n\n[[outputs]]\nname = \"relay\"\npin = 27\n";
+    let _agent = Agent::start(&test_config("birth", broker.port, extra)).await;
+    let relay = "majortom/birth/relay/state";
+    // The states come after the discovery configs: once one is retained,
+    // every config is.
+    wait_retained(broker.port, relay, Duration::from_secs(10)).await;
+    let configs: BTreeSet<String> = discovery_topics(&retained(broker.port, CONFIGS, Duration::ZERO).await);
+    assert!(configs.len() >= 5, "{configs:?}");
+    let observer = Observer::connect(broker.port, "#").await;
+    observer.sync().await;
     observer.clear();
 
+    // `offline`, then a command: the command's echo comes after anything
+    // the `offline` could have made the agent send.
     observer.publish("homeassistant/status", "offline", false).await;
-    tokio::time::sleep(SETTLE).await;
+    observer.publish("majortom/birth/relay/set", "ON", false).await;
+    observer
+        .wait_for_message(relay, Duration::from_secs(10), |m| m.payload == "ON" && !m.retain)
+        .await;
     assert!(
-        observer.messages().is_empty(),
+        discovery_topics(&observer.messages()).is_empty(),
         "`offline` from Home Assistant must not trigger a republish"
     );
 
+    observer.clear();
     observer.publish("homeassistant/status", "online", false).await;
-    let republished = wait_for("discovery to be republished", Duration::from_secs(10), || {
-        let n = observer.messages().len();
-        (n >= initial).then_some(n)
+    wait_for("discovery to be republished", Duration::from_secs(10), || {
+        (discovery_topics(&observer.messages()) == configs).then_some(())
     })
     .await;
     assert!(
         observer.messages().iter().all(|m| !m.retain),
         "live messages, not the retained store"
     );
-    assert!(republished >= initial, "{republished} < {initial}");
+}
+
+/// The discovery config topics of node `birth` among `messages`.
+const CONFIGS: &str = "homeassistant/+/birth/+/config";
+
+fn discovery_topics(messages: &[Message]) -> BTreeSet<String> {
+    messages
+        .iter()
+        .filter(|m| {
+            m.topic.starts_with("homeassistant/") && m.topic.contains("/birth/") && m.topic.ends_with("/config")
+        })
+        .map(|m| m.topic.clone())
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -181,15 +200,11 @@ async fn stale_discovery_of_a_removed_entity_should_be_cleared() {
     wait_retained(broker.port, other_node, Duration::from_secs(5)).await;
 
     let agent = Agent::start(&test_config("stale", broker.port, "[system]\ninterval_s = 3600\n")).await;
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while retained_payload(broker.port, stale).await.is_some() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "stale config not cleared; log: {}",
-            agent.log()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let cleared = poll_until(Duration::from_secs(10), async || {
+        retained_payload(broker.port, stale).await.is_none().then_some(())
+    })
+    .await;
+    assert!(cleared.is_some(), "stale config not cleared; log: {}", agent.log());
 
     let configs = discovery_configs(broker.port, "stale").await;
     assert!(!configs.contains_key("gpu_temperature"), "stale config still retained");
@@ -198,6 +213,6 @@ async fn stale_discovery_of_a_removed_entity_should_be_cleared() {
         "our own configs must stay: {:?}",
         configs.keys()
     );
-    let others = retained(broker.port, other_node, SETTLE).await;
+    let others = retained(broker.port, other_node, Duration::ZERO).await;
     assert_eq!(others.len(), 1, "another node's config must be left alone");
 }

@@ -8,16 +8,18 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use majortom::config::{Config, Context, Origin};
+use rumqttc::QoS;
 
 use crate::support::{
-    retained, retained_payload, test_config, wait_for, wait_retained, Agent, Broker, Observer, Proxy,
+    poll_until, retained, retained_payload, test_config, wait_for, wait_retained, wait_retained_payload, Agent, Broker,
+    Observer, Proxy,
 };
 
 /// What the broker holds retained for a node: topic → payload.
 async fn retained_map(port: u16, node: &str) -> BTreeMap<String, String> {
     let mut map = BTreeMap::new();
     for filter in [format!("majortom/{node}/#"), format!("homeassistant/+/{node}/+/config")] {
-        for m in retained(port, &filter, Duration::from_millis(200)).await {
+        for m in retained(port, &filter, Duration::ZERO).await {
             map.insert(m.topic, m.payload);
         }
     }
@@ -41,26 +43,30 @@ async fn twenty_broker_restarts_should_each_restore_availability_discovery_and_s
     for cycle in 0..20 {
         broker.stop();
         let down = Instant::now();
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        // The broker comes back once the agent has seen it go.
+        wait_for(
+            "the agent to notice the broker is gone",
+            Duration::from_secs(10),
+            || (agent.get_json("/api/health")["mqtt"]["connected"] == false).then_some(()),
+        )
+        .await;
         broker.restart();
-        let deadline = Instant::now() + Duration::from_secs(35);
-        loop {
-            let now = retained_map(broker.port, "cycles").await;
-            if now == expected {
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "cycle {cycle}: not restored; missing {:?}\nlog: {}",
-                expected
-                    .keys()
-                    .collect::<BTreeSet<_>>()
-                    .difference(&now.keys().collect())
-                    .collect::<Vec<_>>(),
-                agent.log()
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        let mut now = BTreeMap::new();
+        let restored = poll_until(Duration::from_secs(35), async || {
+            now = retained_map(broker.port, "cycles").await;
+            (now == expected).then_some(())
+        })
+        .await;
+        assert!(
+            restored.is_some(),
+            "cycle {cycle}: not restored; missing {:?}\nlog: {}",
+            expected
+                .keys()
+                .collect::<BTreeSet<_>>()
+                .difference(&now.keys().collect())
+                .collect::<Vec<_>>(),
+            agent.log()
+        );
         times.push(down.elapsed());
     }
     eprintln!("broker down → everything back, 20 cycles: {times:?}");
@@ -133,7 +139,16 @@ async fn a_qos1_command_sent_while_the_agent_reconnects_should_be_applied_once_w
     .await;
     let sender = Observer::connect(broker.port, "nothing/here").await;
     sender.publish("majortom/queued/relay/set", "ON", false).await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The broker has it (and queues it for the agent's session); the
+    // agent, cut off, cannot have applied it.
+    wait_for("the broker to take the command", Duration::from_secs(10), || {
+        broker
+            .log()
+            .lines()
+            .any(|l| l.contains("Received PUBLISH from observer-") && l.contains("'majortom/queued/relay/set'"))
+            .then_some(())
+    })
+    .await;
     assert!(!agent.get_json("/api/sim/pins")["outputs"]["relay"]["high"]
         .as_bool()
         .unwrap_or(true));
@@ -144,14 +159,7 @@ async fn a_qos1_command_sent_while_the_agent_reconnects_should_be_applied_once_w
         (pins["outputs"]["relay"]["high"] == true).then_some(pins)
     })
     .await;
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    while retained_payload(broker.port, "majortom/queued/relay/state")
-        .await
-        .as_deref()
-        != Some("ON")
-    {
-        assert!(std::time::Instant::now() < deadline, "the state ON was not retained");
-    }
+    wait_retained_payload(broker.port, "majortom/queued/relay/state", "ON", Duration::from_secs(5)).await;
     // A command sent after it: once it is applied, a second delivery of the
     // queued one would have been applied too.
     sender.publish("majortom/queued/relay/set", "OFF", false).await;
@@ -198,10 +206,16 @@ async fn a_failing_gpio_pin_should_never_take_the_agent_down() {
     assert_eq!(sim.output(27), Some(false));
     assert!(agent.healthy());
 
-    // The door's pin fails while it changes: no crash either.
+    // The door's pin fails while it changes (it was ON, pulled up): its
+    // level cannot be read back, so the edge's level is taken, and the
+    // agent carries on.
     sim.set_failing(17, true);
-    sim.set_input(17, true).expect("claimed");
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    sim.set_input(17, false).expect("claimed");
+    observer
+        .wait_for_message("majortom/faulty/door/state", Duration::from_secs(5), |m| {
+            m.payload == "OFF" && !m.retain
+        })
+        .await;
     assert!(agent.healthy());
 
     // Both recover.
@@ -215,25 +229,65 @@ async fn a_failing_gpio_pin_should_never_take_the_agent_down() {
         })
         .await;
     assert_eq!(sim.output(27), Some(true));
-    // The door was ON (pulled up) all along; it opens and closes again.
-    sim.set_input(17, false).expect("claimed");
-    observer
-        .wait_for_message("majortom/faulty/door/state", Duration::from_secs(5), |m| {
-            m.payload == "OFF"
-        })
-        .await;
+    // The door closes and opens again.
     sim.set_input(17, true).expect("claimed");
     observer
         .wait_for_message("majortom/faulty/door/state", Duration::from_secs(5), |m| {
             m.payload == "ON" && !m.retain
         })
         .await;
+    sim.set_input(17, false).expect("claimed");
+    observer
+        .wait_for_message("majortom/faulty/door/state", Duration::from_secs(5), |m| {
+            m.payload == "OFF" && !m.retain
+        })
+        .await;
     assert!(agent.healthy());
     agent.stop().await;
 }
 
+/// Waits until the broker has taken the `crash` agent's subscription to
+/// its commands `runs` times (once per run): mosquitto logs each filter of
+/// a SUBSCRIBE as it handles it, and handles one packet at a time, so a
+/// command sent after that reaches the agent.
+async fn subscribed(broker: &Broker, runs: usize) {
+    wait_for(
+        "the agent to subscribe to its commands",
+        Duration::from_secs(10),
+        || (broker.log().matches("majortom/crash/+/set (QoS").count() >= runs).then_some(()),
+    )
+    .await;
+}
+
+/// The simulated relay of the `crash` agent (`high`, `writes`).
+fn pins(agent: &Agent) -> serde_json::Value {
+    agent.get_json("/api/sim/pins")["outputs"]["relay"].clone()
+}
+
+/// The state the `crash` agent gave its relay at start. Toggles the broker
+/// kept for the agent's session (sent to the killed run) may have been
+/// applied since; each wrote the pin once more (claiming it was the first
+/// write).
+fn restored(agent: &Agent) -> bool {
+    let relay = pins(agent);
+    let high = relay["high"].as_bool().expect("high");
+    let toggles = relay["writes"].as_u64().expect("writes") - 1;
+    high ^ (toggles % 2 == 1)
+}
+
+/// The names in `dir`, sorted.
+fn names_in(dir: &std::path::Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .expect("dir")
+        .filter_map(Result::ok)
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
 #[tokio::test(flavor = "multi_thread")]
-async fn kill_9_during_state_writes_should_never_leave_a_corrupt_state_file() {
+async fn kill_9_during_state_writes_should_leave_a_whole_state_file_and_no_temporary_piling_up() {
     let broker = Broker::start();
     let dir = tempfile::tempdir().expect("tempdir");
     let state_file = dir.path().join("outputs.json");
@@ -245,38 +299,111 @@ async fn kill_9_during_state_writes_should_never_leave_a_corrupt_state_file() {
             state_file.display()
         ),
     );
-    let sender = Observer::connect(broker.port, "nothing/here").await;
+    let relay = "majortom/crash/relay/state";
+    let sender = Observer::connect(broker.port, relay).await;
+    let temporary = |name: &String| name.starts_with(".outputs.json.tmp-");
     let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+    // What the last kill left: the state in the file, a temporary file.
+    let mut saved: Option<bool> = None;
+    let mut leftover: Option<String> = None;
+    let mut leftovers_seen = 0;
     for round in 0..20 {
         let mut agent = Agent::start(&config).await;
-        wait_retained(broker.port, "majortom/crash/relay/state", Duration::from_secs(10)).await;
-        // A burst of toggles means a burst of state file writes...
-        for _ in 0..40 {
-            sender.publish("majortom/crash/relay/set", "TOGGLE", false).await;
+        // The start removed the temporary file the kill left, and restored
+        // what the file says.
+        if let Some(name) = leftover.take() {
+            assert!(!dir.path().join(&name).exists(), "round {round}: {name} is still there");
         }
-        // ...and the power goes out somewhere in the middle of it.
+        if let Some(saved) = saved {
+            assert_eq!(
+                restored(&agent),
+                saved,
+                "round {round}: not restored from the state file"
+            );
+        }
+        // Once the broker has this run's subscription to its commands...
+        subscribed(&broker, round + 1).await;
+        // ...a burst of toggles means a burst of state file writes...
+        for _ in 0..40 {
+            sender
+                .client
+                .publish("majortom/crash/relay/set", QoS::AtMostOnce, false, "TOGGLE")
+                .await
+                .expect("queue publish");
+        }
+        // ...and the power goes out at a random moment in the middle of it.
+        // Kept: the random delay is the fault under test.
         seed ^= seed << 13;
         seed ^= seed >> 7;
         seed ^= seed << 17;
         tokio::time::sleep(Duration::from_millis(seed % 60)).await;
         agent.signal(libc::SIGKILL);
         agent.wait_exit(Duration::from_secs(5)).await.expect("killed");
+        // The rest of the burst has reached the broker (which may keep some
+        // of it for the agent's session: `restored` counts them).
+        sender.sync().await;
+
+        // The state file is whole: the old one or a new one, never half.
         if let Ok(text) = std::fs::read_to_string(&state_file) {
             let parsed: serde_json::Value = serde_json::from_str(&text)
                 .unwrap_or_else(|e| panic!("round {round}: corrupt state file ({e}): {text:?}"));
-            assert!(parsed["outputs"]["relay"].is_boolean(), "round {round}: {text}");
+            let on = parsed["outputs"]["relay"].as_bool();
+            assert!(on.is_some(), "round {round}: {text}");
+            saved = on;
         }
-        let names: Vec<String> = std::fs::read_dir(dir.path())
-            .expect("dir")
-            .filter_map(Result::ok)
-            .map(|e| e.file_name().to_string_lossy().into_owned())
-            .collect();
-        let temporary = |n: &&String| n.starts_with(".outputs.json.tmp-");
-        let leftovers: Vec<_> = names.iter().filter(|n| *n != "outputs.json" && !temporary(n)).collect();
-        assert!(leftovers.is_empty(), "unexpected files: {leftovers:?}");
-        // The kill may leave this run's temporary file; the next start
-        // removes it, so they never pile up.
-        assert!(names.iter().filter(temporary).count() <= 1, "round {round}: {names:?}");
+        // Beside it, at most the one write the kill cut short.
+        let names = names_in(dir.path());
+        let others: Vec<_> = names.iter().filter(|n| *n != "outputs.json" && !temporary(n)).collect();
+        assert!(others.is_empty(), "round {round}: unexpected files: {others:?}");
+        let temporaries: Vec<_> = names.iter().filter(|n| temporary(n)).collect();
+        assert!(temporaries.len() <= 1, "round {round}: {names:?}");
+        leftover = temporaries.first().map(|n| (*n).clone());
+        leftovers_seen += usize::from(leftover.is_some());
     }
     assert!(state_file.exists(), "at least one write completed in 20 rounds");
+    eprintln!("kill -9 left a temporary state file in {leftovers_seen} of 20 rounds");
+
+    // A last run, stopped as a user would stop it: the file and nothing else.
+    let mut agent = Agent::start(&config).await;
+    if let Some(name) = leftover {
+        assert!(!dir.path().join(&name).exists(), "{name} is still there");
+    }
+    if let Some(saved) = saved {
+        assert_eq!(restored(&agent), saved, "not restored from the state file");
+    }
+    // One more command, the opposite of what the file says, and after it
+    // one for an entity that does not exist: once the agent has refused
+    // that one, ours was the last to reach the relay (whatever the broker
+    // kept for the session came before it).
+    subscribed(&broker, 21).await;
+    let command = !saved.unwrap_or(false);
+    let payload = if command { "ON" } else { "OFF" };
+    sender.publish("majortom/crash/relay/set", payload, false).await;
+    sender.publish("majortom/crash/nothing/set", "ON", false).await;
+    wait_for(
+        "the agent to refuse the command after it",
+        Duration::from_secs(10),
+        || {
+            agent
+                .log()
+                .lines()
+                .any(|l| l.contains("ignoring command") && l.contains("majortom/crash/nothing/set"))
+                .then_some(())
+        },
+    )
+    .await;
+    wait_for("the relay to be set", Duration::from_secs(10), || {
+        (pins(&agent)["high"] == command).then_some(())
+    })
+    .await;
+    agent.signal(libc::SIGTERM);
+    let status = agent.wait_exit(Duration::from_secs(5)).await.expect("stops");
+    assert!(status.success(), "{}", agent.log());
+    assert_eq!(names_in(dir.path()), ["outputs.json"]);
+    let text = std::fs::read_to_string(&state_file).expect("the state file");
+    let parsed: serde_json::Value = serde_json::from_str(&text).expect("JSON");
+    assert_eq!(
+        parsed["outputs"]["relay"], command,
+        "the last commanded state is saved: {text}"
+    );
 }

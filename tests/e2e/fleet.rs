@@ -14,7 +14,7 @@ use serde_json::{json, Value as Json};
 
 use crate::browser::ONE_BROWSER;
 use crate::support::webdriver::Browser;
-use crate::support::{test_config, wait_for, Agent, Broker, Observer};
+use crate::support::{test_config, wait_for, wait_for_async, Agent, Broker, Observer};
 
 /// `test_config`'s keepalive.
 const KEEPALIVE: Duration = Duration::from_secs(5);
@@ -90,15 +90,15 @@ actions = [{ publish = "e2e/fleet/c_down", payload = "seen by fleet-a" }]
         )
         .await;
     let _one = ONE_BROWSER.lock().await;
-    let browser = Browser::start();
-    browser.goto(&format!("http://{}/", a.web.expect("web")));
-    let tab = wait_for("the Fleet tab", Duration::from_secs(10), || {
-        browser.find("#tabs:not([hidden]) button[data-tab=fleet]")
+    let browser = Browser::start().await;
+    browser.goto(&format!("http://{}/", a.web.expect("web"))).await;
+    let tab = wait_for_async("the Fleet tab", Duration::from_secs(10), async || {
+        browser.find("#tabs:not([hidden]) button[data-tab=fleet]").await
     })
     .await;
-    browser.click(&tab);
-    let cards = wait_for("a card per node", Duration::from_secs(10), || {
-        let cards = fleet_cards(&browser);
+    browser.click(&tab).await;
+    let cards = wait_for_async("a card per node", Duration::from_secs(10), async || {
+        let cards = fleet_cards(&browser).await;
         (cards.as_array().map(Vec::len) == Some(5)).then_some(cards)
     })
     .await;
@@ -159,21 +159,25 @@ actions = [{ publish = "e2e/fleet/c_down", payload = "seen by fleet-a" }]
     assert!(b.get("/metrics").1.contains("majortom_fleet_up{node=\"fleet-c\"} 0"));
     // The page shows it live: the card says since when, and the alert is
     // on every tab.
-    wait_for("fleet-c offline on the page", Duration::from_secs(5), || {
-        let cards = fleet_cards(&browser);
+    wait_for_async("fleet-c offline on the page", Duration::from_secs(5), async || {
+        let cards = fleet_cards(&browser).await;
         let c = cards.as_array()?.iter().find(|c| c["node"] == "fleet-c")?.clone();
         c["status"].as_str()?.starts_with("offline since ").then_some(())
     })
     .await;
     let screenshot = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/fleet.png");
-    assert!(browser.save_screenshot(&screenshot) > 10_000);
+    assert!(browser.save_screenshot(&screenshot).await > 10_000);
     eprintln!("Fleet tab: {}", screenshot.display());
-    browser.click(&browser.get("#tabs button[data-tab=sections]"));
-    let alerts = browser.execute(
-        "const a = document.querySelector('#alerts'); return a.getClientRects().length > 0 \
+    browser
+        .click(&browser.get("#tabs button[data-tab=sections]").await)
+        .await;
+    let alerts = browser
+        .execute(
+            "const a = document.querySelector('#alerts'); return a.getClientRects().length > 0 \
          ? [...a.querySelectorAll('li')].map((li) => li.dataset.node + ':' + li.dataset.alert) : null;",
-        json!([]),
-    );
+            json!([]),
+        )
+        .await;
     for alert in ["fleet-c:offline", "fleet-old:disk_full"] {
         assert!(
             alerts.as_array().is_some_and(|a| a.contains(&json!(alert))),
@@ -207,14 +211,16 @@ actions = [{ publish = "e2e/fleet/c_down", payload = "seen by fleet-a" }]
 
 /// What the Fleet tab shows: per card its node, status text, whether its
 /// version is flagged, its link and its alerts.
-fn fleet_cards(browser: &Browser) -> Json {
-    browser.execute(
-        "return [...document.querySelectorAll('#fleet .card.node')].map((c) => ({ \
+async fn fleet_cards(browser: &Browser) -> Json {
+    browser
+        .execute(
+            "return [...document.querySelectorAll('#fleet .card.node')].map((c) => ({ \
             node: c.dataset.node, \
             status: c.querySelector('.status').textContent, \
             differs: c.querySelector('.version').classList.contains('differs'), \
             link: c.querySelector('a.open') ? c.querySelector('a.open').getAttribute('href') : null, \
             alerts: c.querySelector('.alerts').textContent }));",
-        json!([]),
-    )
+            json!([]),
+        )
+        .await
 }

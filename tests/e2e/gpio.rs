@@ -280,6 +280,8 @@ async fn a_short_press_of_the_button_should_publish_a_single_press_event() {
     let rig = start("press").await;
     let observer = Observer::connect(rig.broker.port, "majortom/press/button/event").await;
     rig.flip("button", false);
+    // A user's short press: held 100 ms (more than the debounce, far less
+    // than a long press), then let go.
     tokio::time::sleep(Duration::from_millis(100)).await;
     rig.flip("button", true);
     let event = observer

@@ -218,6 +218,83 @@ fn second_install_should_keep_the_older_binary_as_prev() {
     assert!(stdout.contains("majortom.prev"), "{stdout}");
 }
 
+/// The temporary files (`.name.tmp-*`) anywhere below `dir`.
+fn temporaries(dir: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let Ok(entries) = fs::read_dir(dir) else {
+        return found;
+    };
+    for entry in entries.filter_map(Result::ok) {
+        let path = entry.path();
+        if entry.file_type().is_ok_and(|t| t.is_dir()) {
+            found.extend(temporaries(&path));
+        } else if entry.file_name().to_string_lossy().contains(".tmp-") {
+            found.push(path);
+        }
+    }
+    found
+}
+
+#[test]
+fn an_install_killed_while_writing_should_leave_nothing_corrupt_and_the_next_one_should_clean_up() {
+    let root = Root::new();
+    let built_bytes = fs::read(built()).expect("read built");
+    let bin = root.path("/usr/local/bin");
+    let mut killed_mid_write = 0;
+    for round in 0..3 {
+        // The power goes out as soon as the install has begun to write a
+        // binary (its temporary file is there): in the middle of the copy.
+        let mut child = loop {
+            let spawned = Command::new(built())
+                .args(["install", "--root", root.arg(), "--no-start"])
+                .env_remove("MAJORTOM_CONFIG")
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn();
+            match spawned {
+                Ok(child) => break child,
+                // A copy this test wrote may still be open in a child
+                // another test thread forked (see `run`).
+                Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) => std::thread::sleep(Duration::from_millis(20)),
+                Err(e) => panic!("run majortom install: {e}"),
+            }
+        };
+        loop {
+            if !temporaries(&bin).is_empty() {
+                let _ = child.kill();
+                break;
+            }
+            if child.try_wait().expect("try_wait").is_some() {
+                break;
+            }
+            // Polls for the temporary file (a copy of 80 MB takes far longer).
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        child.wait().expect("wait");
+
+        // Nothing half-written under its name: each binary is whole or absent.
+        for name in ["/usr/local/bin/majortom", "/usr/local/bin/majortom.prev"] {
+            if root.exists(name) {
+                assert!(root.read(name) == built_bytes, "round {round}: {name} is not whole");
+            }
+        }
+        // At most the one write that was cut short is left beside it.
+        let left = temporaries(root.dir.path());
+        assert!(left.len() <= 1, "round {round}: {left:?}");
+        killed_mid_write += left.len();
+
+        // The next install removes it, and puts everything in place.
+        root.install(&built());
+        assert_eq!(temporaries(root.dir.path()), Vec::<PathBuf>::new(), "round {round}");
+        assert!(root.read("/usr/local/bin/majortom") == built_bytes, "round {round}");
+        assert_eq!(root.mode("/usr/local/bin/majortom"), 0o755);
+    }
+    assert!(
+        killed_mid_write > 0,
+        "no install was killed while writing: nothing was tested"
+    );
+}
+
 #[test]
 fn install_should_never_overwrite_an_existing_config() {
     let root = Root::new();

@@ -84,10 +84,16 @@ async fn without_a_watchdog_the_agent_should_only_report_ready_and_stopping() {
         let (socket, path) = notify_socket(dir.path());
         let mut env = vec![("NOTIFY_SOCKET", path.to_str().expect("utf-8"))];
         env.extend(watchdog.map(|usec| ("WATCHDOG_USEC", usec)));
-        let mut agent = Agent::spawn_with_env(&test_config("nowd", broker.port, ""), &[], &env);
+        let agent = Agent::spawn_with_env(&test_config("nowd", broker.port, ""), &[], &env);
         let mut seen = Vec::new();
         receive_until(&socket, Instant::now() + Duration::from_secs(10), "READY=1", &mut seen);
-        tokio::time::sleep(Duration::from_secs(1)).await;
+        // An HTTP answer after READY=1: the agent runs on one thread, and
+        // its main loop goes from READY=1 to its first wait without
+        // yielding, past the first tick of a ping timer (which fires at
+        // once). A ping that should not be sent would be on the socket
+        // before this answer.
+        let mut agent = agent.until_listening().await;
+        agent.get_json("/api/health");
         agent.signal(libc::SIGTERM);
         receive_until(
             &socket,

@@ -269,7 +269,9 @@ mod tests {
     use super::*;
 
     use std::sync::mpsc;
-    use std::time::Instant;
+
+    // Tokio's clock, so that the tests with paused time read it too.
+    use tokio::time::Instant;
 
     use crate::hub::HubEvent;
 
@@ -519,37 +521,65 @@ mod tests {
         h.stop().await;
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn it_should_read_at_once_and_not_again_before_the_interval() {
         let (s, rounds, reads) = sensor("t", &[Quantity::Temperature]);
-        let started = Instant::now();
+        let started = tokio::time::Instant::now();
         let h = start(s, rounds, reads);
         h.round(vec![(Quantity::Temperature, Ok(20.0))]).await;
-        let first = h.reads.try_recv().expect("one read");
-        assert!(first.duration_since(started) < Duration::from_secs(5));
-        // The interval is 10 minutes: nothing more in the next 300 ms.
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        h.reads.try_recv().expect("one read");
+        assert_eq!(started.elapsed(), Duration::ZERO, "read at once");
+        // The next round's answer is ready, so a read never blocks (which
+        // would hold paused time still). The interval is 10 minutes:
+        // nothing in the first 9:59 of paused time (it passes once the
+        // runner waits)...
+        h.rounds
+            .send(vec![(Quantity::Temperature, Ok(21.0))])
+            .expect("runner alive");
+        tokio::time::sleep(Duration::from_secs(599)).await;
         assert!(h.reads.try_recv().is_err(), "read again before the interval");
+        assert_eq!(h.value("t"), Some(20.0));
+        // ...and the second round at 10:00.
+        let mut events = h.hub.subscribe();
+        tokio::time::timeout(Duration::from_secs(2), events.recv())
+            .await
+            .expect("the second round at the interval")
+            .expect("hub alive");
+        h.reads.try_recv().expect("the second read");
+        assert_eq!(h.value("t"), Some(21.0));
+        assert_eq!(started.elapsed(), Duration::from_secs(600));
         h.stop().await;
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn rounds_should_be_an_interval_apart() {
         let (mut s, rounds, reads) = sensor("t", &[Quantity::Temperature]);
         s.interval = Duration::from_millis(150);
-        let h = start(s, rounds, reads);
-        let mut at = Vec::new();
+        // Every round's answer is there before it is asked for, so no read
+        // blocks (a blocked read would hold paused time still).
         for n in 0..4 {
-            h.round(vec![(Quantity::Temperature, Ok(f64::from(n)))]).await;
-            at.push(h.reads.try_recv().expect("the round's read"));
+            rounds
+                .send(vec![(Quantity::Temperature, Ok(f64::from(n)))])
+                .expect("runner alive");
         }
-        assert_eq!(h.value("t"), Some(3.0));
-        // tokio fires a tick up to 5 ms early relative to the previous late
-        // one; a loaded machine only makes the gaps longer.
-        for pair in at.windows(2) {
-            let gap = pair[1].duration_since(pair[0]);
-            assert!(gap >= Duration::from_millis(140), "rounds {gap:?} apart");
-        }
+        let started = Instant::now();
+        let h = start(s, rounds, reads);
+        let mut events = h.hub.subscribe();
+        tokio::time::timeout(Duration::from_secs(5), async {
+            while h.value("t") != Some(3.0) {
+                events.recv().await.expect("hub alive");
+            }
+        })
+        .await
+        .expect("four rounds within 5 s");
+        let at: Vec<Duration> = h.reads.try_iter().map(|read| read - started).collect();
+        // Paused time: each round exactly one interval after the last, the
+        // first at once. (In real time a loaded machine made this flaky.)
+        assert_eq!(
+            at[..4],
+            [0, 150, 300, 450].map(Duration::from_millis),
+            "when the rounds were read"
+        );
         h.stop().await;
     }
 

@@ -405,6 +405,7 @@ mod tests {
     use super::*;
 
     use crate::fixtures::{copy_of, sysroot as fixture};
+    use crate::hub::HubEvent;
     use crate::vocab::system::{entity_ids, FLAG_ENTITY_IDS, NUMERIC_ENTITY_IDS};
 
     fn ids(source: &SystemSource) -> Vec<String> {
@@ -641,13 +642,20 @@ mod tests {
             hub.register(spec);
         }
         let cancel = CancellationToken::new();
+        let mut events = hub.subscribe();
         let task = tokio::spawn(source.run(hub.clone(), cancel.clone()));
 
         // The first round is immediate; the second brings the CPU rate.
         let got = |id: &str| hub.get(id).and_then(|entity| entity.value);
         tokio::time::timeout(Duration::from_secs(5), async {
+            // An update of cpu_usage, or (should this receiver lag behind
+            // the round) its value once something arrives.
             while got("cpu_usage").is_none() {
-                tokio::time::sleep(MIN_INTERVAL / 2).await;
+                match events.recv().await {
+                    Ok(HubEvent::Updated(spec, _)) if spec.id == "cpu_usage" => break,
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => panic!("the hub closed"),
+                    _ => {}
+                }
             }
         })
         .await

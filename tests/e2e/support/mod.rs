@@ -1,8 +1,16 @@
 //! Test fixtures: a real mosquitto on a free loopback port, the real
 //! `majortom` binary as a child process (its address read from its
 //! `--ready-file`), an MQTT observer, and HTTP through `ureq`. Nothing here
-//! is mocked. `webdriver` drives a real headless Chromium for the browser
-//! tests.
+//! is mocked. `webdriver` drives a real headless Chromium (through
+//! `fantoccini`) for the browser tests.
+//!
+//! Tests wait on events, never for a fixed time: `wait_for` and
+//! `wait_for_async` poll a condition until it holds (or fail after a
+//! timeout), `Observer::wait_for_message` waits for a message, and
+//! `Observer::sync` for everything the broker had queued for an observer
+//! (which is also how `retained` knows it has the whole retained store). To
+//! show that something did not happen, a test makes something happen that
+//! must come after it and waits for that.
 
 #![allow(dead_code)] // Each test module uses a different part.
 
@@ -15,8 +23,11 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS, SubscribeFilter};
 use tempfile::TempDir;
+
+/// How often `wait_for` and `wait_for_async` look again.
+const POLL: Duration = Duration::from_millis(50);
 
 /// Waits until `check` returns `Some`, polling every 50 ms; panics with
 /// `what` after `timeout`.
@@ -29,7 +40,32 @@ pub async fn wait_for<T>(what: &str, timeout: Duration, mut check: impl FnMut() 
         if Instant::now() > deadline {
             panic!("timed out after {timeout:?} waiting for {what}");
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// `wait_for` with an asynchronous check (a browser, a broker's retained
+/// store).
+pub async fn wait_for_async<T>(what: &str, timeout: Duration, check: impl AsyncFnMut() -> Option<T>) -> T {
+    match poll_until(timeout, check).await {
+        Some(value) => value,
+        None => panic!("timed out after {timeout:?} waiting for {what}"),
+    }
+}
+
+/// Polls `check` every 50 ms until it returns `Some`, for up to `timeout`;
+/// `None` when it never did (for a caller that says more than
+/// `wait_for_async` would).
+pub async fn poll_until<T>(timeout: Duration, mut check: impl AsyncFnMut() -> Option<T>) -> Option<T> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(value) = check().await {
+            return Some(value);
+        }
+        if Instant::now() > deadline {
+            return None;
+        }
+        tokio::time::sleep(POLL).await;
     }
 }
 
@@ -196,8 +232,8 @@ impl Agent {
     }
 
     /// Waits for the agent's `--ready-file`, and takes the web server's
-    /// address from it.
-    async fn until_listening(mut self) -> Agent {
+    /// address from it (for an agent from `spawn`).
+    pub async fn until_listening(mut self) -> Agent {
         let deadline = Instant::now() + Duration::from_secs(15);
         let ready = loop {
             if let Some(ready) = self.ready() {
@@ -372,14 +408,24 @@ pub struct Message {
     pub payload: String,
     /// True when the broker delivered it from its retained store.
     pub retain: bool,
+    /// When the observer received it.
+    pub at: Instant,
 }
 
+/// Where each observer's own sync markers go (`Observer::sync`); never
+/// recorded as messages.
+const MARKER_PREFIX: &str = "e2e-sync/";
+
 /// An MQTT client that subscribes to a filter and records everything it
-/// receives; it resubscribes after a broker restart.
+/// receives; it resubscribes after a broker restart. `sync` tells when it
+/// has received everything the broker had for it.
 pub struct Observer {
     pub client: AsyncClient,
     messages: Arc<Mutex<Vec<Message>>>,
     connected: Arc<Mutex<bool>>,
+    /// Its own marker topic, and the markers that came back.
+    marker: String,
+    markers: Arc<Mutex<Vec<String>>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -387,27 +433,45 @@ impl Observer {
     pub async fn connect(port: u16, filter: &str) -> Observer {
         static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let mut options = MqttOptions::new(format!("observer-{}-{n}", std::process::id()), "127.0.0.1", port);
+        let id = format!("observer-{}-{n}", std::process::id());
+        let marker = format!("{MARKER_PREFIX}{id}");
+        let mut options = MqttOptions::new(id, "127.0.0.1", port);
         options.set_max_packet_size(256 * 1024, 256 * 1024);
         let (client, mut eventloop) = AsyncClient::new(options, 100);
         let messages = Arc::new(Mutex::new(Vec::new()));
         let connected = Arc::new(Mutex::new(false));
-        let (sink, flag, sub_client, filter) = (messages.clone(), connected.clone(), client.clone(), filter.to_owned());
+        let markers = Arc::new(Mutex::new(Vec::new()));
+        let (sink, flag, sub_client) = (messages.clone(), connected.clone(), client.clone());
+        let (back, own) = (markers.clone(), marker.clone());
+        let filters = [filter.to_owned(), marker.clone()];
         let task = tokio::spawn(async move {
             loop {
                 match eventloop.poll().await {
                     Ok(Event::Incoming(Packet::ConnAck(_))) => {
-                        let _ = sub_client.subscribe(filter.clone(), QoS::AtLeastOnce).await;
+                        let filters = filters
+                            .iter()
+                            .map(|f| SubscribeFilter::new(f.clone(), QoS::AtLeastOnce));
+                        let _ = sub_client.subscribe_many(filters).await;
                     }
                     Ok(Event::Incoming(Packet::SubAck(_))) => *flag.lock().expect("lock") = true,
-                    Ok(Event::Incoming(Packet::Publish(p))) => sink.lock().expect("lock").push(Message {
-                        topic: p.topic,
-                        payload: String::from_utf8_lossy(&p.payload).into_owned(),
-                        retain: p.retain,
-                    }),
+                    Ok(Event::Incoming(Packet::Publish(p))) => {
+                        let payload = String::from_utf8_lossy(&p.payload).into_owned();
+                        if p.topic == own {
+                            back.lock().expect("lock").push(payload);
+                        } else if !p.topic.starts_with(MARKER_PREFIX) {
+                            sink.lock().expect("lock").push(Message {
+                                topic: p.topic,
+                                payload,
+                                retain: p.retain,
+                                at: Instant::now(),
+                            });
+                        }
+                    }
                     Ok(_) => {}
                     Err(_) => {
                         *flag.lock().expect("lock") = false;
+                        // rumqttc reconnects on the next poll: not at once,
+                        // or a broker that is down spins this loop.
                         tokio::time::sleep(Duration::from_millis(100)).await;
                     }
                 }
@@ -417,6 +481,8 @@ impl Observer {
             client,
             messages,
             connected,
+            marker,
+            markers,
             task,
         };
         let flag = observer.connected.clone();
@@ -425,6 +491,26 @@ impl Observer {
         })
         .await;
         observer
+    }
+
+    /// Returns once this observer has received everything the broker had
+    /// queued for it before now: the retained messages its subscription
+    /// brought, and whatever others published before. It publishes a marker
+    /// to itself and waits for it; mosquitto delivers to a subscriber in the
+    /// order it handled the messages, and it queues a subscription's
+    /// retained messages while it handles the SUBSCRIBE.
+    pub async fn sync(&self) {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let token = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed).to_string();
+        self.client
+            .publish(&self.marker, QoS::AtLeastOnce, false, token.clone().into_bytes())
+            .await
+            .expect("queue the marker");
+        let markers = self.markers.clone();
+        wait_for("the observer's marker to come back", Duration::from_secs(10), || {
+            markers.lock().expect("lock").contains(&token).then_some(())
+        })
+        .await;
     }
 
     pub fn messages(&self) -> Vec<Message> {
@@ -474,43 +560,34 @@ impl Drop for Observer {
     }
 }
 
-/// What the broker holds retained under `filter`: a fresh subscriber gets it
-/// all at once. Collects until nothing new arrived for `settle`.
-pub async fn retained(port: u16, filter: &str, settle: Duration) -> Vec<Message> {
+/// What the broker holds retained under `filter`: everything a fresh
+/// subscriber gets, collected up to its `sync` marker. (`_settle` is no
+/// longer used: the marker says when the broker has sent all of it.)
+pub async fn retained(port: u16, filter: &str, _settle: Duration) -> Vec<Message> {
     let observer = Observer::connect(port, filter).await;
-    let mut seen = 0;
-    loop {
-        tokio::time::sleep(settle).await;
-        let now = observer.messages().len();
-        if now == seen {
-            break;
-        }
-        seen = now;
-    }
+    observer.sync().await;
     observer.messages().into_iter().filter(|m| m.retain).collect()
 }
 
 /// The retained payload of one topic, if any.
 pub async fn retained_payload(port: u16, topic: &str) -> Option<String> {
-    retained(port, topic, Duration::from_millis(300))
-        .await
-        .pop()
-        .map(|m| m.payload)
+    retained(port, topic, Duration::ZERO).await.pop().map(|m| m.payload)
 }
 
 /// Waits until the broker holds a retained message on `topic`; returns it.
 pub async fn wait_retained(port: u16, topic: &str, timeout: Duration) -> String {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(payload) = retained_payload(port, topic).await {
-            return payload;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "nothing retained on {topic} after {timeout:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_for_async(&format!("a retained message on {topic}"), timeout, async || {
+        retained_payload(port, topic).await
+    })
+    .await
+}
+
+/// Waits until the broker's retained payload on `topic` is `expected`.
+pub async fn wait_retained_payload(port: u16, topic: &str, expected: &str, timeout: Duration) {
+    wait_for_async(&format!("{expected} retained on {topic}"), timeout, async || {
+        (retained_payload(port, topic).await.as_deref() == Some(expected)).then_some(())
+    })
+    .await
 }
 
 /// A temporary sysfs/procfs root holding the union of fixture trees from
