@@ -273,17 +273,24 @@ async fn stop(agent: &mut Agent) {
 }
 
 /// A relay command (ON) queued at QoS 1 while the agent is stopped for
-/// `outage`, with `mqtt.command_max_age_s = 5`. Then a live TOGGLE, and the
-/// marker output ON after it (commands are applied in order, so once the
+/// `outage`, with `mqtt.command_max_age_s = max_age` (the default, 30 s,
+/// when `None`). Then a live TOGGLE, and the marker output ON after it (commands are applied in order, so once the
 /// marker is on, the TOGGLE is done): the relay ends ON when the queued ON
 /// was dropped, OFF when it was applied. With `fence`, the agent is
 /// expected to fence off what the broker kept (3.1.1 after a long outage):
 /// the live commands wait for the fence, as commands that come before it
 /// count as kept. Returns the relay's state and the restarted agent.
-async fn command_queued_while_stopped(protocol: &str, node: &str, outage: Duration, fence: bool) -> (bool, Agent) {
+async fn command_queued_while_stopped(
+    protocol: &str,
+    node: &str,
+    max_age: Option<u64>,
+    outage: Duration,
+    fence: bool,
+) -> (bool, Agent) {
     let broker = Broker::start();
     let state = tempfile::tempdir().expect("state dir");
-    let mqtt = format!("{}command_max_age_s = 5\n", protocol_line(protocol));
+    let max_age = max_age.map_or(String::new(), |s| format!("command_max_age_s = {s}\n"));
+    let mqtt = format!("{}{max_age}", protocol_line(protocol));
     let config = relay_config(node, broker.port, &mqtt, &state_file(state.path()));
     let mut agent = Agent::start(&config).await;
     wait_retained(
@@ -293,10 +300,7 @@ async fn command_queued_while_stopped(protocol: &str, node: &str, outage: Durati
     )
     .await;
     stop(&mut agent).await;
-    assert!(
-        state.path().join("mqtt.json").is_file(),
-        "no record of the last contact"
-    );
+    let recorded = state.path().join("mqtt.json").is_file();
 
     let sender = Observer::connect(broker.port, &format!("majortom/{node}/fence")).await;
     let stopped = Instant::now();
@@ -324,18 +328,25 @@ async fn command_queued_while_stopped(protocol: &str, node: &str, outage: Durati
         is_on(&agent, "marker").then_some(())
     })
     .await;
-    (relay_is_on(&agent), agent)
+    let on = relay_is_on(&agent);
+    // Checked last, so that a binary from before this record still shows
+    // what it did with the queued ON.
+    assert!(recorded, "no record of the last contact (the relay ended on: {on})");
+    (on, agent)
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_command_queued_longer_than_the_max_age_should_not_switch_the_relay_mqtt5() {
-    let (on, agent) = command_queued_while_stopped("5", "stale5", Duration::from_secs(8), false).await;
+    // Reproduction 10 as filed: the defaults (MQTT 5, 30 s), so that the
+    // test also runs, and fails, on a binary from before (the ON was
+    // applied hours later).
+    let (on, agent) = command_queued_while_stopped("5", "stale5", None, Duration::from_secs(32), false).await;
     assert!(on, "the stale ON was applied before the TOGGLE:\n{}", agent.log());
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_command_queued_longer_than_the_max_age_should_not_switch_the_relay_mqtt311() {
-    let (on, agent) = command_queued_while_stopped("3.1.1", "stale311", Duration::from_secs(8), true).await;
+    let (on, agent) = command_queued_while_stopped("3.1.1", "stale311", Some(5), Duration::from_secs(8), true).await;
     assert!(on, "the stale ON was applied before the TOGGLE:\n{}", agent.log());
     assert!(
         agent.log().contains("ignoring commands the broker kept for us"),
@@ -346,13 +357,13 @@ async fn a_command_queued_longer_than_the_max_age_should_not_switch_the_relay_mq
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_command_queued_for_a_short_stop_should_switch_the_relay_mqtt5() {
-    let (on, agent) = command_queued_while_stopped("5", "fresh5", Duration::ZERO, false).await;
+    let (on, agent) = command_queued_while_stopped("5", "fresh5", Some(5), Duration::ZERO, false).await;
     assert!(!on, "the queued ON was not applied before the TOGGLE:\n{}", agent.log());
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_command_queued_for_a_short_stop_should_switch_the_relay_mqtt311() {
-    let (on, agent) = command_queued_while_stopped("3.1.1", "fresh311", Duration::ZERO, false).await;
+    let (on, agent) = command_queued_while_stopped("3.1.1", "fresh311", Some(5), Duration::ZERO, false).await;
     assert!(!on, "the queued ON was not applied before the TOGGLE:\n{}", agent.log());
 }
 
