@@ -25,6 +25,8 @@ use crate::automations::{self, Automations, Clock, LocalClock};
 use crate::command::{CommandReceiver, Commands, Routes, Target, Targets};
 use crate::commands::CommandSet;
 use crate::config::{Config, Drive, NodeIdOrigin};
+use crate::fleet::publisher::{Identity, Publisher};
+use crate::fleet::{Fleet, FleetLink};
 use crate::hal::cdev::CdevGpio;
 use crate::hal::rpi::RppalGpio;
 use crate::hal::select::{self, Choice};
@@ -329,6 +331,22 @@ pub async fn start_with_clock(config: Config, clock: Arc<dyn Clock>) -> anyhow::
 
     let mut producers = Stage::new();
     let mut sinks = Stage::new();
+    // The fleet: our `info` goes out through the MQTT sink, which fills the
+    // table the web side and the automations read.
+    let fleet = match (&config.fleet, &mqtt) {
+        (Some(fleet_config), Some(_)) => {
+            let fleet = Fleet::new(&config.node.id);
+            let identity = Identity {
+                name: status.node.name.clone(),
+                model: status.node.model.clone(),
+                url: status.node.configuration_url.clone(),
+            };
+            let (publisher, info) = Publisher::new(hub.clone(), identity, fleet_config.info_interval);
+            sinks.spawn(publisher.run(sinks.cancel.clone()));
+            Some((fleet, info))
+        }
+        _ => None,
+    };
     // Commands from the edges go through a router to whoever owns the
     // target: the outputs, the automations, or the agent's own buttons.
     // Each owner tells its targets; the edges resolve entity ids with them.
@@ -381,7 +399,8 @@ pub async fn start_with_clock(config: Config, clock: Arc<dyn Clock>) -> anyhow::
         config.mqtt.is_some().then(|| publish.clone()),
         clock,
         state_file,
-    );
+    )
+    .with_fleet(fleet.as_ref().map(|(fleet, _)| fleet.subscribe()));
     if !automations.is_empty() {
         state_writers.push(writer);
         let (to_automations, automations_receiver) = command::channel();
@@ -426,6 +445,10 @@ pub async fn start_with_clock(config: Config, clock: Arc<dyn Clock>) -> anyhow::
             status.clone(),
             commands.clone(),
             publishes,
+            fleet.as_ref().map(|(fleet, info)| FleetLink {
+                fleet: fleet.clone(),
+                info: info.clone(),
+            }),
             sinks.cancel.clone(),
         ));
     } else {
@@ -453,7 +476,8 @@ pub async fn start_with_clock(config: Config, clock: Arc<dyn Clock>) -> anyhow::
         let token = config.web.as_ref().and_then(|w| w.token.clone());
         let hosts = config.web.as_ref().map(|w| w.allowed_hosts.clone()).unwrap_or_default();
         let mut state = web::AppState::new(hub.clone(), status.clone(), sim_panel, Some(commands.clone()), token)
-            .with_allowed_hosts(hosts);
+            .with_allowed_hosts(hosts)
+            .with_fleet(fleet.as_ref().map(|(fleet, _)| fleet.clone()));
         state.command_handles = command_handles;
         sinks.spawn(web::serve(listener, state, sinks.cancel.clone()));
     }

@@ -25,6 +25,7 @@ use tracing::{debug, info, warn};
 use crate::command::{Action, AutomationId, Command, CommandReceiver, CommandSender, Origin, Publish, Target, Targets};
 use crate::config::{AutomationConfig, Change, Condition, Mode, Step, Trigger};
 use crate::deadline::sleep_until;
+use crate::fleet::Change as FleetChange;
 use crate::hub::{EntitySpec, Group, Hub, HubEvent, Value};
 use crate::state_file::StateFile;
 use crate::time::rfc3339;
@@ -182,6 +183,8 @@ pub struct Automations {
     clock: Arc<dyn Clock>,
     state_file: StateFile,
     remembered: Remembered,
+    /// The fleet's changes, for `node` triggers; `None` without the fleet.
+    fleet: Option<broadcast::Receiver<FleetChange>>,
     /// Said once: daily triggers wait for the clock to be set.
     told_clock_unset: bool,
 }
@@ -228,8 +231,15 @@ impl Automations {
             clock,
             state_file,
             remembered,
+            fleet: None,
             told_clock_unset: false,
         }
+    }
+
+    /// Watches the fleet for `node` triggers.
+    pub fn with_fleet(mut self, changes: Option<broadcast::Receiver<FleetChange>>) -> Automations {
+        self.fleet = changes;
+        self
     }
 
     /// Whether daily triggers may look at the clock; says once why not.
@@ -317,6 +327,7 @@ impl Automations {
             }
         }
         let mut runs = Runs::default();
+        let mut fleet = self.fleet.take();
         loop {
             let next_timer = self.list.iter().filter_map(|a| a.next_at).min();
             tokio::select! {
@@ -341,6 +352,15 @@ impl Automations {
                     };
                     self.ended(id, &mut runs);
                 }
+                change = next_fleet(fleet.as_mut()) => match change {
+                    Ok(FleetChange::Status { node, online }) => self.node_status(&node.id, online, &mut runs),
+                    Ok(FleetChange::Alert { node, alert }) => self.node_alert(&node, alert, &mut runs),
+                    Ok(_) => {}
+                    Err(broadcast::error::RecvError::Lagged(missed)) => {
+                        warn!(missed, "automations fell behind the fleet; some node triggers may have been missed");
+                    }
+                    Err(broadcast::error::RecvError::Closed) => fleet = None,
+                },
             }
         }
         runs.tasks.abort_all();
@@ -412,6 +432,50 @@ impl Automations {
         }
         for (index, below) in fire {
             self.fire(index, below, runs);
+        }
+    }
+
+    /// A node of the fleet went online or offline.
+    fn node_status(&mut self, id: &str, now_online: bool, runs: &mut Runs) {
+        let fire: Vec<usize> = self
+            .list
+            .iter()
+            .enumerate()
+            .filter(|(_, a)| {
+                matches!(&a.config.trigger, Trigger::Node { node, online }
+                    if *online == now_online && (node == "*" || node == id))
+            })
+            .map(|(index, _)| index)
+            .collect();
+        for index in fire {
+            info!(
+                node = id,
+                online = now_online,
+                "a node of the fleet triggers an automation"
+            );
+            self.fire(index, false, runs);
+        }
+    }
+
+    /// An alert appeared on a node of the fleet.
+    fn node_alert(&mut self, id: &str, appeared: &str, runs: &mut Runs) {
+        let fire: Vec<usize> = self
+            .list
+            .iter()
+            .enumerate()
+            .filter(|(_, a)| {
+                matches!(&a.config.trigger, Trigger::NodeAlert { node, alert }
+                    if *alert == appeared && (node == "*" || node == id))
+            })
+            .map(|(index, _)| index)
+            .collect();
+        for index in fire {
+            info!(
+                node = id,
+                alert = appeared,
+                "an alert of the fleet triggers an automation"
+            );
+            self.fire(index, false, runs);
         }
     }
 
@@ -529,6 +593,16 @@ impl Automations {
     }
 }
 
+/// The next fleet change; pending forever without the fleet.
+async fn next_fleet(
+    fleet: Option<&mut broadcast::Receiver<FleetChange>>,
+) -> Result<FleetChange, broadcast::error::RecvError> {
+    match fleet {
+        Some(fleet) => fleet.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
 /// Tracks which side of the threshold a value is on; returns `Some(true)`
 /// on entering "above", `Some(false)` on entering "below". With both
 /// limits, values between them change nothing (hysteresis).
@@ -617,6 +691,86 @@ async fn perform(name: String, steps: Vec<Do>, outputs: Option<CommandSender>, p
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn node_triggers_should_fire_on_live_status_changes_and_new_alerts_only() {
+        let fleet = crate::fleet::Fleet::new("me");
+        let config = AutomationConfig {
+            name: "garage_down".into(),
+            label: "Garage down".into(),
+            enabled: true,
+            trigger: Trigger::Node {
+                node: "garage".into(),
+                online: false,
+            },
+            conditions: Vec::new(),
+            actions: vec![Step::Publish {
+                topic: "alerts/garage".into(),
+                payload: "down".into(),
+                retain: false,
+            }],
+            actions_below: Vec::new(),
+            mode: crate::config::Mode::Single,
+        };
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (state_file, _writer) = StateFile::new(dir.path().join("automations.json"));
+        let (publish, mut published) = mpsc::channel(8);
+        let alert = AutomationConfig {
+            name: "any_uv".into(),
+            label: "Under-voltage anywhere".into(),
+            trigger: Trigger::NodeAlert {
+                node: "*".into(),
+                alert: "under_voltage",
+            },
+            actions: vec![Step::Publish {
+                topic: "alerts/uv".into(),
+                payload: "low".into(),
+                retain: false,
+            }],
+            ..config.clone()
+        };
+        let automations = Automations::new(
+            vec![config, alert],
+            Hub::new(4),
+            &Targets::new(),
+            None,
+            Some(publish),
+            Arc::new(LocalClock),
+            state_file,
+        )
+        .with_fleet(Some(fleet.subscribe()));
+        let (_commands, receiver) = crate::command::channel();
+        let cancel = CancellationToken::new();
+        let task = tokio::spawn(automations.run(receiver, cancel.clone()));
+        use crate::fleet::Kind::Status;
+        // Already offline when we subscribed (retained), another node, the
+        // wrong way: none fires.
+        fleet.observe(Status, "garage", b"offline", true);
+        fleet.observe(Status, "shed", b"online", false);
+        fleet.observe(Status, "shed", b"offline", false);
+        fleet.observe(Status, "garage", b"online", false);
+        fleet.observe(Status, "garage", b"offline", false);
+        let message = tokio::time::timeout(Duration::from_secs(5), published.recv())
+            .await
+            .expect("fired")
+            .expect("a message");
+        assert_eq!(
+            (message.topic.as_str(), message.payload.as_str()),
+            ("alerts/garage", "down")
+        );
+        use crate::fleet::Kind::Info;
+        fleet.observe(Info, "shed", br#"{"under_voltage":true}"#, true);
+        fleet.observe(Info, "shed", br#"{"under_voltage":false}"#, false);
+        fleet.observe(Info, "shed", br#"{"under_voltage":true}"#, false);
+        let message = tokio::time::timeout(Duration::from_secs(5), published.recv())
+            .await
+            .expect("fired")
+            .expect("a message");
+        assert_eq!((message.topic.as_str(), message.payload.as_str()), ("alerts/uv", "low"));
+        cancel.cancel();
+        task.await.expect("stops");
+        assert!(published.try_recv().is_err(), "each fired once");
+    }
 
     #[test]
     fn a_band_should_fire_on_entering_each_side_and_not_flap_in_between() {

@@ -29,6 +29,7 @@
 //!   [`filters`] shape numeric values before the hub.
 //! - [`outputs`]: applies commands to relays and LEDs; safe state on stop;
 //!   [`state_file`] remembers `restore` outputs.
+//! - [`fleet`]: every agent on the broker, from their `status` and `info`.
 //! - [`node`], [`status`]: who the agent is and how it is doing.
 //! - [`logging`]: the small stderr logger behind `tracing`.
 //! - [`vocab`]: the shared words (entity ids, components, quantities,
@@ -48,6 +49,7 @@ pub mod doctor;
 pub mod filters;
 #[cfg(test)]
 mod fixtures;
+pub mod fleet;
 pub mod hal;
 pub mod hub;
 pub mod install;

@@ -181,6 +181,12 @@ fn violations(graph: &Graph) -> Vec<String> {
         &mut broken,
     );
     only(
+        "fleet",
+        &["hub", "vocab"],
+        "the fleet table reads the hub and does no MQTT or HTTP itself (the sinks carry it)",
+        &mut broken,
+    );
+    only(
         "hub",
         &["vocab"],
         "the hub imports no producer or consumer (only the vocabulary)",

@@ -302,6 +302,7 @@ function dashboard() {
     }
     renderHealth(snap.health);
     for (const e of snap.entities) addEntity(e, e.history);
+    loadFleet();
     updateControls();
     $("#banner").hidden = true;
     document.body.classList.remove("offline");
@@ -440,6 +441,9 @@ function dashboard() {
     listen("entity", onEntity);
     listen("press", onPress);
     listen("health", renderHealth);
+    listen("fleet", onFleet);
+    listen("fleet_node", (n) => { fleet.nodes.set(n.id, n); renderFleet(); });
+    listen("fleet_gone", (n) => { fleet.nodes.delete(n.id); renderFleet(); });
     source.onerror = () => {
       // The agent went away (a restart, a network hiccup). EventSource
       // retries by itself and the next snapshot re-renders everything.
@@ -454,11 +458,122 @@ function dashboard() {
     };
   }
 
+  // -- the fleet: every agent on the broker (GET /api/fleet, fleet events) --
+
+  const fleet = { enabled: false, self: null, nodes: new Map() };
+  const ALERT_TEXT = { offline: "offline", under_voltage: "under-voltage", throttled: "throttled", disk_full: "disk over 90 %" };
+
+  async function loadFleet() {
+    try {
+      const res = await fetch("/api/fleet");
+      if (res.ok) onFleet(await res.json());
+    } catch { /* the event stream's error handler says we are offline */ }
+  }
+
+  function onFleet(f) {
+    fleet.enabled = !!f.enabled;
+    fleet.self = f.node;
+    fleet.nodes = new Map((f.nodes || []).map((n) => [n.id, n]));
+    renderFleet();
+  }
+
+  function showTab(name) {
+    for (const b of document.querySelectorAll("#tabs button")) b.setAttribute("aria-selected", String(b.dataset.tab === name));
+    $("#sections").hidden = name !== "sections";
+    $("#fleet").hidden = name !== "fleet";
+  }
+
+  // The version most nodes run; a node on another one is flagged.
+  function usualVersion(nodes) {
+    const count = new Map();
+    for (const n of nodes) {
+      const v = n.info && n.info.version;
+      if (v) count.set(v, (count.get(v) || 0) + 1);
+    }
+    let best = null;
+    for (const [v, c] of count) if (best == null || c > count.get(best)) best = v;
+    return count.size > 1 ? best : null;
+  }
+
+  function clock(unix) {
+    return new Date(unix * 1000).toLocaleString([], { dateStyle: "short", timeStyle: "short" });
+  }
+
+  function fleetStatus(n, now) {
+    if (n.online === true) return "online";
+    if (n.online === false) return n.since ? `offline since ${clock(n.since)} (${ago(now - n.since * 1000)})` : "offline";
+    return "status unknown";
+  }
+
+  function fleetCard(n, usual, now) {
+    const info = n.info || {};
+    const card = el("div", "card node");
+    card.dataset.node = n.id;
+    card.classList.toggle("down", n.online === false);
+    const head = el("div", "head");
+    head.append(el("span", "name", info.name || n.id), el("span", "tag", n.id === fleet.self ? `${n.id} (this node)` : n.id));
+    const status = el("div", "status", fleetStatus(n, now));
+    status.dataset.online = String(n.online);
+    const version = el("div", "version", info.version ? `v${info.version}` : "version unknown");
+    if (usual && info.version && info.version !== usual) {
+      version.classList.add("differs");
+      version.title = `most nodes run v${usual}`;
+      version.textContent += ` (others: v${usual})`;
+    }
+    const figures = [];
+    if (info.model) figures.push(info.model);
+    if (info.uptime_s != null) figures.push(`up ${duration(info.uptime_s)}`);
+    if (info.cpu_temp_c != null) figures.push(`${info.cpu_temp_c.toFixed(1)} °C`);
+    if (info.disk_pct != null) figures.push(`disk ${Math.round(info.disk_pct)} %`);
+    if (info.mem_pct != null) figures.push(`memory ${Math.round(info.mem_pct)} %`);
+    const alerts = el("div", "alerts");
+    for (const a of n.alerts || []) if (a !== "offline") alerts.append(el("span", "alert", ALERT_TEXT[a] || a));
+    const foot = el("div", "foot");
+    // Only web addresses become links (the agent checks it too).
+    if (info.url && /^https?:\/\//.test(info.url)) {
+      const link = el("a", "open", "open dashboard");
+      link.href = info.url;
+      link.rel = "noopener noreferrer";
+      foot.append(link);
+    }
+    card.append(head, status, version, el("div", "figures muted", figures.join(" · ")), alerts, foot);
+    return card;
+  }
+
+  function renderFleet() {
+    $("#tabs").hidden = !fleet.enabled;
+    if (!fleet.enabled) showTab("sections");
+    const nodes = [...fleet.nodes.values()].sort((a, b) => a.id.localeCompare(b.id));
+    const usual = usualVersion(nodes);
+    const now = Date.now();
+    $("#fleet .grid").replaceChildren(...nodes.map((n) => fleetCard(n, usual, now)));
+    $("#fleet-empty").hidden = nodes.some((n) => n.id !== fleet.self);
+    const down = nodes.filter((n) => n.online === false).length;
+    $("#fleet-count").textContent = nodes.length ? `${nodes.length - down}/${nodes.length}` : "";
+    // Alerts show on every tab.
+    const items = [];
+    for (const n of nodes) {
+      for (const a of n.alerts || []) {
+        const what = a === "offline" ? fleetStatus(n, now) : ALERT_TEXT[a] || a;
+        const li = el("li", null, `${(n.info && n.info.name) || n.id}: ${what}`);
+        li.dataset.node = n.id;
+        li.dataset.alert = a;
+        items.push(li);
+      }
+    }
+    $("#alerts").replaceChildren(...items);
+    $("#alerts").hidden = items.length === 0;
+  }
+
+  for (const b of document.querySelectorAll("#tabs button")) b.addEventListener("click", () => showTab(b.dataset.tab));
+
   setInterval(() => {
     const now = Date.now();
     renderAbout();
     for (const entry of entities.values()) renderStatus(entry, now);
   }, 1000);
+  // "offline since … (5 min ago)" moves on.
+  setInterval(() => { if (fleet.enabled) renderFleet(); }, 30000);
   connect();
 }
 

@@ -12,7 +12,7 @@ use super::hardware::{InputConfig, OutputConfig, SensorConfig};
 use super::mqtt::{MQTT_MAX_STRING, TOO_LONG_FOR_MQTT};
 use super::{ConfigError, Validator};
 use crate::vocab::system::{FLAG_ENTITY_IDS, NUMERIC_ENTITY_IDS};
-use crate::vocab::{automation_id, Action, Press, Quantity};
+use crate::vocab::{automation_id, Action, Press, Quantity, FLEET_ALERTS};
 
 // ---- typed ----------------------------------------------------------------
 
@@ -98,6 +98,18 @@ pub enum Trigger {
         below: Option<f64>,
     },
     Interval(Duration),
+    /// A node of the fleet goes online or offline (a live status change
+    /// seen on the broker); `node` is a node id or `*` for any.
+    Node {
+        node: String,
+        online: bool,
+    },
+    /// An alert appears on a node of the fleet (`under_voltage`,
+    /// `throttled`, `disk_full`); `node` is a node id or `*`.
+    NodeAlert {
+        node: String,
+        alert: &'static str,
+    },
     /// Local time of day, `HH:MM`, in minutes after midnight.
     Daily {
         minute_of_day: u32,
@@ -131,6 +143,16 @@ impl std::fmt::Display for Trigger {
                 (None, None) => write!(f, "`{entity}` crosses no threshold"),
             },
             Trigger::Interval(every) => write!(f, "every {} s", every.as_secs_f64()),
+            Trigger::Node { node, online } => {
+                let status = if *online { "online" } else { "offline" };
+                if node == "*" {
+                    write!(f, "any node of the fleet goes {status}")
+                } else {
+                    write!(f, "node `{node}` goes {status}")
+                }
+            }
+            Trigger::NodeAlert { node, alert } if node == "*" => write!(f, "`{alert}` on any node of the fleet"),
+            Trigger::NodeAlert { node, alert } => write!(f, "`{alert}` on node `{node}`"),
             Trigger::Daily { minute_of_day } => {
                 write!(f, "daily at {:02}:{:02}", minute_of_day / 60, minute_of_day % 60)
             }
@@ -219,6 +241,9 @@ struct RawTrigger {
     below: Option<f64>,
     interval_s: Option<f64>,
     at: Option<String>,
+    node: Option<String>,
+    status: Option<String>,
+    alert: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -268,6 +293,8 @@ pub(super) struct Known<'a> {
     pub outputs: &'a [OutputConfig],
     pub sensors: &'a [SensorConfig],
     pub commands: &'a [super::CommandConfig],
+    /// The fleet is on (node triggers need it).
+    pub fleet: bool,
 }
 
 impl Known<'_> {
@@ -429,10 +456,11 @@ impl Validator<'_> {
             t.entity.is_some(),
             t.interval_s.is_some(),
             t.at.is_some(),
+            t.node.is_some(),
         ];
         if kinds.iter().filter(|k| **k).count() != 1 {
             return Err(err(
-                "needs exactly one of `input` or `command` (with `to`), `press` (with `kind`), `entity` (with `above`/`below`), `interval_s`, `at`".into(),
+                "needs exactly one of `input` or `command` (with `to`), `press` (with `kind`), `entity` (with `above`/`below`), `interval_s`, `at`, `node` (with `status` or `alert`)".into(),
             ));
         }
         let to = || match t.to.as_deref() {
@@ -441,6 +469,50 @@ impl Validator<'_> {
             Some("change") | None => Ok(Change::Any),
             Some(other) => Err(err(format!("`to = \"{other}\"`: use on, off or change"))),
         };
+        if let Some(node) = &t.node {
+            if !known.fleet {
+                return Err(err(
+                    "a `node` trigger needs the fleet: turn on [mqtt] and [fleet]".into()
+                ));
+            }
+            let valid = node == "*"
+                || ((1..=64).contains(&node.len())
+                    && node
+                        .bytes()
+                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-'));
+            if !valid {
+                return Err(err(format!(
+                    "`node = \"{node}\"`: a node id ([a-z0-9_-]) or \"*\" for any"
+                )));
+            }
+            if let (Some(alert), None) = (&t.alert, &t.status) {
+                let Some(alert) = FLEET_ALERTS.into_iter().find(|a| a == alert) else {
+                    return Err(err(format!(
+                        "`alert = \"{alert}\"`: use one of {}",
+                        FLEET_ALERTS.join(", ")
+                    )));
+                };
+                return Ok(Trigger::NodeAlert {
+                    node: node.clone(),
+                    alert,
+                });
+            }
+            let online = match (t.status.as_deref(), &t.alert) {
+                (Some(_), Some(_)) => return Err(err("a `node` trigger takes `status` or `alert`, not both".into())),
+                (Some("online"), None) => true,
+                (Some("offline"), None) => false,
+                (Some(other), None) => return Err(err(format!("`status = \"{other}\"`: use online or offline"))),
+                (None, _) => {
+                    return Err(err(
+                        "a `node` trigger needs `status = \"online\"` or `\"offline\"`, or an `alert`".into(),
+                    ))
+                }
+            };
+            return Ok(Trigger::Node {
+                node: node.clone(),
+                online,
+            });
+        }
         if let Some(input) = &t.input {
             if !known.inputs.iter().any(|i| i.name == *input) {
                 return Err(err(format!("`{input}` is not an input in [[inputs]]")));

@@ -86,6 +86,8 @@ pub struct Config {
     pub web: Option<WebConfig>,
     /// `None` when `system.enabled = false`.
     pub system: Option<SystemConfig>,
+    /// `None` when `fleet.enabled = false` or MQTT is off.
+    pub fleet: Option<FleetConfig>,
     /// Where `/proc` and `/sys` are found: `/` normally, a host mount in a
     /// container, a fixture tree in tests. Used by every sysfs reader.
     pub root: PathBuf,
@@ -154,6 +156,13 @@ pub struct SystemConfig {
     pub interval: Duration,
     /// Filters for some of the system values, by entity id.
     pub filters: Vec<(String, Vec<FilterSpec>)>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FleetConfig {
+    /// How often our `info` is republished with fresh figures (alert flags
+    /// go out sooner).
+    pub info_interval: Duration,
 }
 
 /// What the config may look at besides its own text: the host name and the
@@ -246,6 +255,7 @@ struct RawConfig {
     mqtt: RawMqtt,
     web: RawWeb,
     system: RawSystem,
+    fleet: RawFleet,
     gpio: hardware::RawGpio,
     inputs: Vec<hardware::RawInput>,
     outputs: Vec<hardware::RawOutput>,
@@ -303,6 +313,22 @@ impl Default for RawSystem {
             interval_s: unspanned(10.0),
             root: PathBuf::from("/"),
             filters: std::collections::BTreeMap::new(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawFleet {
+    enabled: bool,
+    info_interval_s: toml::Spanned<u64>,
+}
+
+impl Default for RawFleet {
+    fn default() -> Self {
+        RawFleet {
+            enabled: true,
+            info_interval_s: unspanned(60),
         }
     }
 }
@@ -376,6 +402,21 @@ impl Validator<'_> {
         } else {
             None
         };
+        let fleet = if raw.fleet.enabled && mqtt.is_some() {
+            let seconds = *raw.fleet.info_interval_s.get_ref();
+            if !(1..=86_400).contains(&seconds) {
+                return Err(self.error(
+                    &raw.fleet.info_interval_s,
+                    "fleet.info_interval_s",
+                    "must be between 1 and 86400 seconds",
+                ));
+            }
+            Some(FleetConfig {
+                info_interval: Duration::from_secs(seconds),
+            })
+        } else {
+            None
+        };
         let reserved: Vec<&str> = crate::vocab::reserved_ids().collect();
         let hardware = self.hardware(raw.gpio, raw.inputs, raw.outputs, raw.sensors, &reserved)?;
         let mut names: std::collections::HashMap<String, String> = hardware
@@ -393,6 +434,7 @@ impl Validator<'_> {
             outputs: &hardware.outputs,
             sensors: &hardware.sensors,
             commands: &commands,
+            fleet: fleet.is_some(),
         };
         let automations = self.automations(raw.automations, &known, &mut names)?;
         let buttons = self.buttons(raw.buttons)?;
@@ -402,6 +444,7 @@ impl Validator<'_> {
             mqtt,
             web,
             system,
+            fleet,
             root: raw.system.root,
             gpio: hardware.gpio,
             auto_ds18b20: hardware.auto_ds18b20,

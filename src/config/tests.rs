@@ -900,3 +900,73 @@ fn automations_should_run_commands_and_watch_a_command_switch() {
         assert!(error.contains(message), "{automation}: {error}");
     }
 }
+
+#[test]
+fn fleet_should_be_on_with_mqtt_and_off_without_it() {
+    let config = parse("").expect("valid");
+    assert_eq!(
+        config.fleet,
+        Some(FleetConfig {
+            info_interval: Duration::from_secs(60)
+        })
+    );
+    let config = parse("[fleet]\ninfo_interval_s = 5\n").expect("valid");
+    assert_eq!(config.fleet.map(|f| f.info_interval), Some(Duration::from_secs(5)));
+    assert_eq!(parse("[fleet]\nenabled = false\n").expect("valid").fleet, None);
+    assert_eq!(parse("[mqtt]\nenabled = false\n").expect("valid").fleet, None);
+    let message = error_of("[fleet]\ninfo_interval_s = 0\n");
+    assert!(
+        message.contains("line 2")
+            && message.contains("fleet.info_interval_s")
+            && message.contains("between 1 and 86400"),
+        "{message}"
+    );
+}
+
+#[test]
+fn node_triggers_should_need_the_fleet_a_node_id_and_a_status() {
+    let automation = |trigger: &str| {
+        format!(
+            "[[automations]]\nname = \"a\"\ntrigger = {trigger}\nactions = [{{ publish = \"x\", payload = \"y\" }}]\n"
+        )
+    };
+    let config = parse(&automation(r#"{ node = "garage", status = "offline" }"#)).expect("valid");
+    assert_eq!(
+        config.automations[0].trigger,
+        Trigger::Node {
+            node: "garage".into(),
+            online: false
+        }
+    );
+    assert_eq!(config.automations[0].trigger.to_string(), "node `garage` goes offline");
+    assert!(parse(&automation(r#"{ node = "*", status = "online" }"#)).is_ok());
+    let message = error_of(&automation(r#"{ node = "Garage", status = "offline" }"#));
+    assert!(message.contains("a node id ([a-z0-9_-])"), "{message}");
+    let message = error_of(&automation(r#"{ node = "garage", status = "gone" }"#));
+    assert!(message.contains("use online or offline"), "{message}");
+    let config = parse(&automation(r#"{ node = "*", alert = "under_voltage" }"#)).expect("valid");
+    assert_eq!(
+        config.automations[0].trigger,
+        Trigger::NodeAlert {
+            node: "*".into(),
+            alert: "under_voltage"
+        }
+    );
+    let message = error_of(&automation(r#"{ node = "*", alert = "hot" }"#));
+    assert!(
+        message.contains("use one of under_voltage, throttled, disk_full"),
+        "{message}"
+    );
+    let message = error_of(&automation(r#"{ node = "a", alert = "throttled", status = "online" }"#));
+    assert!(message.contains("not both"), "{message}");
+    let message = error_of(&automation(r#"{ node = "garage" }"#));
+    assert!(message.contains("needs `status"), "{message}");
+    let message = error_of(&format!(
+        "[fleet]\nenabled = false\n{}",
+        automation(r#"{ node = "garage", status = "offline" }"#)
+    ));
+    assert!(
+        message.contains("needs the fleet") && message.contains("automations[0].trigger"),
+        "{message}"
+    );
+}

@@ -14,6 +14,7 @@ use tracing::{debug, info, warn};
 
 use crate::command::{Commands, Publish};
 use crate::config::{MqttConfig, Protocol};
+use crate::fleet::{Fleet, FleetLink};
 use crate::hub::Hub;
 use crate::mqtt::backoff::Backoff;
 use crate::mqtt::client::{Client, Settings};
@@ -84,6 +85,7 @@ pub async fn run(
     status: Arc<AgentStatus>,
     commands: Commands,
     mut publishes: mpsc::Receiver<Publish>,
+    fleet: Option<FleetLink>,
     cancel: CancellationToken,
 ) {
     let Prepared {
@@ -103,6 +105,13 @@ pub async fn run(
     let mut driver = tokio::spawn(drive(settings, link, events_tx, status.clone()));
     let mut state = SinkState::new(topics, status.node.clone(), hub.clone(), commands.targets.clone())
         .with_command_max_age(command_max_age, last_contact);
+    let (fleet, mut info) = match fleet {
+        Some(link) => {
+            state = state.with_fleet();
+            (Some(link.fleet), Some(link.info))
+        }
+        None => (None, None),
+    };
     // The client of the current connection (a new one if the protocol
     // changed); `None` before the first.
     let mut client: Option<Client> = None;
@@ -118,7 +127,7 @@ pub async fn run(
                 // outputs' safe states) goes out before `offline`.
                 while let Ok(change) = changes.try_recv() {
                     state.handle(SinkEvent::Hub(change), Instant::now(), &mut actions);
-                    perform(&mut actions, client.as_ref(), &commands);
+                    perform(&mut actions, client.as_ref(), &commands, fleet.as_deref());
                 }
                 if state.is_connected() {
                     flush(&mut state.outbox, client.as_ref());
@@ -142,13 +151,14 @@ pub async fn run(
                 Err(broadcast::error::RecvError::Closed) => break,
             },
             Some(publish) = publishes.recv() => SinkEvent::Publish(publish),
+            Some(payload) = next_info(info.as_mut()) => SinkEvent::Info(payload),
             _ = tokio::time::sleep(FLUSH_RETRY), if retry_flush => {
                 flush(&mut state.outbox, client.as_ref());
                 continue;
             }
         };
         state.handle(event, Instant::now(), &mut actions);
-        perform(&mut actions, client.as_ref(), &commands);
+        perform(&mut actions, client.as_ref(), &commands, fleet.as_deref());
         if state.is_connected() {
             flush(&mut state.outbox, client.as_ref());
         }
@@ -186,7 +196,7 @@ pub async fn run(
 }
 
 /// Carries out what the state machine decided, emptying `actions`.
-fn perform(actions: &mut Vec<SinkAction>, client: Option<&Client>, commands: &Commands) {
+fn perform(actions: &mut Vec<SinkAction>, client: Option<&Client>, commands: &Commands, fleet: Option<&Fleet>) {
     for action in actions.drain(..) {
         match action {
             SinkAction::Subscribe(filter) => {
@@ -199,11 +209,37 @@ fn perform(actions: &mut Vec<SinkAction>, client: Option<&Client>, commands: &Co
                     warn!(%topic, %error, "dropping a message");
                 }
             }
+            SinkAction::Fleet {
+                kind,
+                node,
+                payload,
+                retain,
+            } => {
+                if let Some(fleet) = fleet {
+                    fleet.observe(kind, &node, &payload, retain);
+                }
+            }
             SinkAction::Command(command) => {
                 if let Err(error) = commands.sender.try_send(command) {
                     warn!(%error, "dropping command: the outputs are not keeping up");
                 }
             }
+        }
+    }
+}
+
+/// Our next fleet `info` payload; pending forever without the fleet, or
+/// once the publisher is gone.
+async fn next_info(info: Option<&mut tokio::sync::watch::Receiver<Option<Vec<u8>>>>) -> Option<Vec<u8>> {
+    let Some(info) = info else {
+        return std::future::pending().await;
+    };
+    loop {
+        if info.changed().await.is_err() {
+            return std::future::pending().await;
+        }
+        if let Some(payload) = info.borrow_and_update().clone() {
+            return Some(payload);
         }
     }
 }

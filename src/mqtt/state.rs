@@ -35,6 +35,7 @@ use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
 use crate::command::{Command, Publish, Targets};
+use crate::fleet::Kind;
 use crate::hub::{EntitySpec, Hub, HubEvent};
 use crate::mqtt::command::parse_command;
 use crate::mqtt::discovery;
@@ -76,6 +77,8 @@ pub enum SinkEvent {
     HubLagged(u64),
     /// An automation's message.
     Publish(Publish),
+    /// Our fleet `info` payload changed (`crate::fleet::publisher`).
+    Info(Vec<u8>),
 }
 
 /// What the driver is to do now. Every message is sent at QoS 1.
@@ -91,6 +94,13 @@ pub enum SinkAction {
     },
     /// Hand on to the command router.
     Command(Command),
+    /// A node's `status` or `info`, for the fleet table.
+    Fleet {
+        kind: Kind,
+        node: String,
+        payload: Vec<u8>,
+        retain: bool,
+    },
 }
 
 /// The sink's state between events.
@@ -113,6 +123,10 @@ pub struct SinkState {
     replay: Option<Replay>,
     /// Fences sent so far, for a new payload each time.
     fences: u32,
+    /// The fleet is on: subscribe to every node's status and info.
+    fleet: bool,
+    /// Our latest fleet `info`, republished on every connect.
+    info: Option<Vec<u8>>,
 }
 
 /// The window in which the broker delivers what it queued while we were
@@ -140,7 +154,15 @@ impl SinkState {
             last_contact: None,
             replay: None,
             fences: 0,
+            fleet: false,
+            info: None,
         }
+    }
+
+    /// Takes part in the fleet (`crate::fleet`).
+    pub fn with_fleet(mut self) -> SinkState {
+        self.fleet = true;
+        self
     }
 
     /// Commands are refused when older than `max_age`; `last_contact` is
@@ -190,6 +212,12 @@ impl SinkState {
                     self.open_replay(now, away, actions);
                 }
                 self.outbox.put(self.topics.status(), AVAILABLE.into());
+                if self.fleet {
+                    actions.extend(self.topics.fleet_filters().map(SinkAction::Subscribe));
+                    if let Some(info) = &self.info {
+                        self.outbox.put(self.topics.info(), info.clone());
+                    }
+                }
                 self.enqueue_everything();
             }
             SinkEvent::Disconnected => {
@@ -217,6 +245,12 @@ impl SinkState {
                 } else {
                     info!(topic = %publish.topic, "dropping an automation's MQTT message: not connected to the broker");
                 }
+            }
+            SinkEvent::Info(payload) => {
+                if self.connected {
+                    self.outbox.put(self.topics.info(), payload.clone());
+                }
+                self.info = Some(payload);
             }
         }
     }
@@ -308,6 +342,13 @@ impl SinkState {
                 info!(%topic, "clearing discovery config of an entity that no longer exists");
                 self.outbox.put(topic.to_owned(), Vec::new());
             }
+        } else if let Some((node, kind)) = self.topics.fleet_message(topic).filter(|_| self.fleet) {
+            actions.push(SinkAction::Fleet {
+                kind,
+                node: node.to_owned(),
+                payload: payload.to_vec(),
+                retain,
+            });
         } else {
             warn!(%topic, "ignoring message on unexpected topic");
         }
@@ -447,6 +488,43 @@ mod tests {
             state.handle(event, Instant::now(), &mut actions);
         }
         (actions, state.outbox.topics().map(str::to_owned).collect())
+    }
+
+    #[test]
+    fn with_the_fleet_on_it_should_subscribe_publish_our_info_and_hand_on_fleet_messages() {
+        let mut state = state().with_fleet();
+        // An info before the connection waits for it.
+        let (actions, outbox) = feed(&mut state, vec![SinkEvent::Info(b"{}".to_vec())]);
+        assert!(actions.is_empty() && outbox.is_empty());
+        let (actions, outbox) = feed(&mut state, vec![CONNECTED]);
+        assert!(
+            actions.contains(&SinkAction::Subscribe("mt/+/status".into())),
+            "{actions:?}"
+        );
+        assert!(
+            actions.contains(&SinkAction::Subscribe("mt/+/info".into())),
+            "{actions:?}"
+        );
+        assert_eq!(&outbox[..2], [STATUS, "mt/pi/info"]);
+        let (actions, _) = feed(&mut state, vec![message("mt/garage/status", "offline", false)]);
+        assert_eq!(
+            actions,
+            [SinkAction::Fleet {
+                kind: Kind::Status,
+                node: "garage".into(),
+                payload: b"offline".to_vec(),
+                retain: false
+            }]
+        );
+        let (actions, outbox) = feed(&mut state, vec![SinkEvent::Info(b"{\"a\":1}".to_vec())]);
+        assert!(actions.is_empty() && outbox.contains(&"mt/pi/info".to_owned()));
+        // Without the fleet, none of it.
+        let mut state = self::state();
+        let (actions, outbox) = feed(&mut state, vec![SinkEvent::Info(b"{}".to_vec()), CONNECTED]);
+        assert!(!actions.contains(&SinkAction::Subscribe("mt/+/info".into())));
+        assert!(!outbox.contains(&"mt/pi/info".to_owned()));
+        let (actions, _) = feed(&mut state, vec![message("mt/garage/info", "{}", true)]);
+        assert!(actions.is_empty());
     }
 
     /// The retained topics a connect (or a birth message) queues, in order.

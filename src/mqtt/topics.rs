@@ -1,6 +1,8 @@
 //! The topic layout, in one place. Users and Home Assistant rely on it:
 //!
 //! - `<base>/<node>/status`: availability, `online`/`offline`, retained;
+//! - `<base>/<node>/info`: the node's version, dashboard and key figures
+//!   for the fleet (`crate::fleet::info`), retained;
 //! - `<base>/<node>/<entity>/state`: the entity's state, retained;
 //! - `<base>/<node>/<entity>/set`: commands to an entity;
 //! - `<base>/<node>/fence`: a marker the agent sends itself after it
@@ -10,10 +12,12 @@
 //!
 //! Pure string building; no I/O.
 
+use crate::fleet::Kind;
 use crate::vocab::{Component, Press};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Topics {
+    base: String,
     /// `<base>/<node>`
     node_base: String,
     discovery_prefix: String,
@@ -23,6 +27,7 @@ pub struct Topics {
 impl Topics {
     pub fn new(base_topic: &str, discovery_prefix: &str, node_id: &str) -> Topics {
         Topics {
+            base: base_topic.to_owned(),
             node_base: format!("{base_topic}/{node_id}"),
             discovery_prefix: discovery_prefix.to_owned(),
             node_id: node_id.to_owned(),
@@ -37,6 +42,27 @@ impl Topics {
 
     pub fn status(&self) -> String {
         format!("{}/status", self.node_base)
+    }
+
+    pub fn info(&self) -> String {
+        format!("{}/info", self.node_base)
+    }
+
+    /// Every node's `status` and `info`, ours included.
+    pub fn fleet_filters(&self) -> [String; 2] {
+        [format!("{}/+/status", self.base), format!("{}/+/info", self.base)]
+    }
+
+    /// The node and kind of a fleet topic (`<base>/<node>/status|info`).
+    pub fn fleet_message<'a>(&self, topic: &'a str) -> Option<(&'a str, Kind)> {
+        let rest = topic.strip_prefix(&self.base)?.strip_prefix('/')?;
+        let (node, kind) = rest.split_once('/')?;
+        let kind = match kind {
+            "status" => Kind::Status,
+            "info" => Kind::Info,
+            _ => return None,
+        };
+        (!node.is_empty()).then_some((node, kind))
     }
 
     pub fn state(&self, entity: &str) -> String {
@@ -142,6 +168,19 @@ mod tests {
         );
         assert_eq!(t.command_filter(), "majortom/pi4/+/set");
         assert!(t.is_own_discovery(&t.trigger_discovery("button", Press::Double)));
+    }
+
+    #[test]
+    fn fleet_topics_should_name_the_node_and_kind() {
+        let t = Topics::new("mt", "ha", "pi4");
+        assert_eq!(t.info(), "mt/pi4/info");
+        assert_eq!(t.fleet_filters(), ["mt/+/status", "mt/+/info"]);
+        assert_eq!(t.fleet_message("mt/garage/status"), Some(("garage", Kind::Status)));
+        assert_eq!(t.fleet_message("mt/pi4/info"), Some(("pi4", Kind::Info)));
+        assert_eq!(t.fleet_message("mt//info"), None);
+        assert_eq!(t.fleet_message("mt/a/b/info"), None);
+        assert_eq!(t.fleet_message("mt/a/state"), None);
+        assert_eq!(t.fleet_message("mtx/a/status"), None);
     }
 
     #[test]

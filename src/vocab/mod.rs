@@ -255,6 +255,10 @@ impl fmt::Display for Button {
     }
 }
 
+/// What can be wrong with a node of the fleet, besides being offline: its
+/// `info` says so (`crate::fleet`), and automations trigger on them.
+pub const FLEET_ALERTS: [&str; 3] = ["under_voltage", "throttled", "disk_full"];
+
 /// The switch entity of the automation named `name`.
 pub fn automation_id(name: &str) -> String {
     format!("automation_{name}")

@@ -17,7 +17,7 @@ use crate::vocab::Component;
 use crate::web::auth::{refusal, Need};
 use crate::web::clients::ClientIp;
 use crate::web::errors::error;
-use crate::web::views::{health_view, history_points, EntityView, NodeView, StateView};
+use crate::web::views::{fleet_nodes, fleet_view, health_view, history_points, EntityView, NodeView, StateView};
 use crate::web::AppState;
 
 /// How long `POST /api/outputs/…` waits for the output to echo its state.
@@ -25,6 +25,13 @@ const ECHO_WAIT: Duration = Duration::from_secs(2);
 
 pub async fn health(State(state): State<AppState>) -> Response {
     Json(health_view(&state)).into_response()
+}
+
+/// `GET /api/fleet`: every agent on the broker, ours included, and what
+/// is wrong with them.
+pub async fn fleet(State(state): State<AppState>) -> Response {
+    let nodes = fleet_nodes(&state);
+    Json(fleet_view(&state, &nodes)).into_response()
 }
 
 /// `GET /api/state`. The body is rendered once per hub version and reused

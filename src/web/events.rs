@@ -2,7 +2,10 @@
 //!
 //! A `snapshot` first (health and every entity with its history), then an
 //! `entity` event per change, `press` per button press, and `health` every
-//! few seconds. A client that falls behind gets a fresh snapshot. Every
+//! few seconds. With the fleet on, `fleet_node` per changed node (its
+//! `/api/fleet` entry) and `fleet_gone` (`{"id"}`) per node removed; a
+//! client behind on those gets the whole `fleet` (as `/api/fleet`). A
+//! client that falls behind gets a fresh snapshot. Every
 //! stream ends when the server stops, so a graceful shutdown never waits
 //! on an open dashboard; the browser's EventSource reconnects by itself.
 
@@ -20,10 +23,11 @@ use serde_json::json;
 use tokio::sync::broadcast;
 use tokio::time::{Interval, MissedTickBehavior};
 
+use crate::fleet::Change;
 use crate::hub::HubEvent;
 use crate::web::clients::{ClientIp, Slot};
 use crate::web::errors::error;
-use crate::web::views::{health_view, history_points, EntityView};
+use crate::web::views::{fleet_nodes, fleet_view, health_view, history_points, EntityView};
 use crate::web::AppState;
 
 /// More open streams than this are refused: each holds a little memory and a
@@ -55,6 +59,8 @@ impl Drop for ClientSlot {
 struct Feed {
     state: AppState,
     changes: broadcast::Receiver<HubEvent>,
+    /// The fleet's changes, when the fleet is on.
+    fleet: Option<broadcast::Receiver<Change>>,
     snapshot_due: bool,
     health: Interval,
     _slot: ClientSlot,
@@ -86,6 +92,7 @@ pub async fn events(State(state): State<AppState>, client: Option<axum::Extensio
     health.reset(); // The snapshot carries the health already.
     let feed = Feed {
         changes: state.hub.subscribe(),
+        fleet: state.fleet.as_ref().map(|f| f.subscribe()),
         state,
         snapshot_due: true,
         health,
@@ -131,6 +138,17 @@ impl Feed {
                     Err(broadcast::error::RecvError::Closed) => return None,
                 },
                 _ = self.health.tick() => return Some(json_event("health", &health_view(&self.state))),
+                change = next_fleet(self.fleet.as_mut()) => match change {
+                    Ok(Change::Node(node) | Change::Status { node, .. }) => return Some(json_event("fleet_node", &node)),
+                    Ok(Change::Removed(id)) => return Some(json_event("fleet_gone", &json!({ "id": id }))),
+                    // The node's own change, just before, shows it.
+                    Ok(Change::Alert { .. }) => {}
+                    Err(broadcast::error::RecvError::Lagged(_)) => {
+                        let nodes = fleet_nodes(&self.state);
+                        return Some(json_event("fleet", &fleet_view(&self.state, &nodes)));
+                    }
+                    Err(broadcast::error::RecvError::Closed) => self.fleet = None,
+                },
             }
         }
     }
@@ -154,6 +172,14 @@ impl Feed {
             "snapshot",
             &json!({ "health": health_view(&self.state), "entities": entities }),
         )
+    }
+}
+
+/// The next fleet change; pending forever without the fleet.
+async fn next_fleet(fleet: Option<&mut broadcast::Receiver<Change>>) -> Result<Change, broadcast::error::RecvError> {
+    match fleet {
+        Some(fleet) => fleet.recv().await,
+        None => std::future::pending().await,
     }
 }
 
@@ -244,6 +270,28 @@ mod tests {
         })
         .await;
         assert!(end.is_ok(), "the stream must end on shutdown");
+    }
+
+    #[tokio::test]
+    async fn fleet_changes_should_be_streamed_node_by_node() {
+        let fleet = crate::fleet::Fleet::new("pi");
+        let state = state().with_fleet(Some(fleet.clone()));
+        let response = router(state)
+            .oneshot(Request::get("/api/events").body(Body::empty()).expect("req"))
+            .await
+            .expect("ok");
+        let mut body = response.into_body();
+        read_events(&mut body, 1).await;
+        fleet.observe(crate::fleet::Kind::Status, "garage", b"offline", false);
+        let next = read_events(&mut body, 1).await;
+        assert!(
+            next[0].starts_with("event: fleet_node\ndata: {\"id\":\"garage\",\"online\":false,"),
+            "{next:?}"
+        );
+        assert!(next[0].contains("\"alerts\":[\"offline\"]"), "{next:?}");
+        fleet.observe(crate::fleet::Kind::Status, "garage", b"", true);
+        let next = read_events(&mut body, 1).await;
+        assert_eq!(next[0], "event: fleet_gone\ndata: {\"id\":\"garage\"}");
     }
 
     #[tokio::test]

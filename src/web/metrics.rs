@@ -170,6 +170,24 @@ fn render(state: &AppState) -> String {
         family(&mut out, "process_threads", "gauge", "Number of OS threads.");
         let _ = writeln!(out, "process_threads {}", process.threads);
     }
+    if let Some(fleet) = &state.fleet {
+        family(
+            &mut out,
+            "majortom_fleet_up",
+            "gauge",
+            "1 while a node of the fleet is online, 0 while offline (nodes of unknown status are left out).",
+        );
+        for node in fleet.nodes() {
+            if let Some(online) = node.online {
+                let _ = writeln!(
+                    out,
+                    "majortom_fleet_up{{node=\"{}\"}} {}",
+                    escape(&node.id),
+                    u8::from(online)
+                );
+            }
+        }
+    }
     out
 }
 
@@ -228,6 +246,23 @@ impl ProcessStats {
 mod tests {
     use super::*;
     use crate::hub::{EntitySpec, Group, Hub};
+
+    #[test]
+    fn each_node_of_the_fleet_should_have_an_up_gauge() {
+        let fleet = crate::fleet::Fleet::new("pi");
+        fleet.observe(crate::fleet::Kind::Status, "pi", b"online", true);
+        fleet.observe(crate::fleet::Kind::Status, "garage", b"offline", false);
+        fleet.observe(crate::fleet::Kind::Info, "shed", b"{}", true);
+        let state = crate::fixtures::web_state(Hub::new(4)).with_fleet(Some(fleet));
+        let text = render(&state);
+        assert!(text.lines().any(|l| l == "majortom_fleet_up{node=\"pi\"} 1"), "{text}");
+        assert!(
+            text.lines().any(|l| l == "majortom_fleet_up{node=\"garage\"} 0"),
+            "{text}"
+        );
+        assert!(!text.contains("node=\"shed\"}"), "unknown status: no gauge\n{text}");
+        assert!(!render(&crate::fixtures::web_state(Hub::new(4))).contains("majortom_fleet_up"));
+    }
 
     #[test]
     fn every_numeric_and_on_off_entity_should_be_a_labelled_gauge() {

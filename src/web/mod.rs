@@ -47,6 +47,7 @@ use tracing::info;
 use crate::command::Commands;
 use crate::commands::CommandHandle;
 use crate::config::Secret;
+use crate::fleet::Fleet;
 use crate::hub::Hub;
 use crate::status::AgentStatus;
 
@@ -84,6 +85,8 @@ pub struct AppState {
     pub allowed_hosts: Arc<AllowedHosts>,
     /// The last `/api/state` body and the hub version it shows.
     pub state_cache: Arc<std::sync::Mutex<Option<(u64, axum::body::Bytes)>>>,
+    /// The other agents on the broker; `None` when the fleet is off.
+    pub fleet: Option<Arc<Fleet>>,
 }
 
 impl AppState {
@@ -107,6 +110,7 @@ impl AppState {
             token_failures: Arc::new(std::sync::Mutex::new(TokenFailures::default())),
             allowed_hosts: Arc::new(AllowedHosts::default()),
             state_cache: Arc::new(std::sync::Mutex::new(None)),
+            fleet: None,
         }
     }
 
@@ -114,6 +118,12 @@ impl AppState {
     /// without this only `localhost` and the address connected to.
     pub fn with_allowed_hosts(mut self, hosts: Vec<String>) -> AppState {
         self.allowed_hosts = Arc::new(AllowedHosts::new(hosts));
+        self
+    }
+
+    /// Shows the fleet (`/api/fleet`, events, metrics).
+    pub fn with_fleet(mut self, fleet: Option<Arc<Fleet>>) -> AppState {
+        self.fleet = fleet;
         self
     }
 }
@@ -180,6 +190,7 @@ fn routes(sim_panel: bool) -> Routes {
         .route("/api/commands/{name}", get(commands::get_one))
         .route("/api/commands/{name}", post(commands::run))
         .route("/api/events", get(events::events))
+        .route("/api/fleet", get(api::fleet))
         .route("/metrics", get(metrics::metrics));
     if sim_panel {
         routes = routes

@@ -135,7 +135,8 @@ mod tests {
             Some(panel),
             Some(commands),
             Some(Secret::new(TOKEN.into())),
-        );
+        )
+        .with_fleet(Some(fleet()));
         // A command whose runner never runs: a request is queued, and
         // nothing is executed.
         let command = crate::config::CommandConfig {
@@ -157,6 +158,20 @@ mod tests {
         let (handle, _runner) = crate::commands::start(&command, &|_| None);
         state.command_handles = Arc::new([handle]);
         (router(state), gpio)
+    }
+
+    /// A fleet with a node of every kind: online with every figure,
+    /// offline, of unknown status.
+    fn fleet() -> Arc<crate::fleet::Fleet> {
+        use crate::fleet::{Fleet, Kind};
+        let fleet = Fleet::new("pi");
+        let info = br#"{"version":"1.2.3","name":"Pi","model":"Raspberry Pi 4","url":"http://10.0.0.2:8080/",
+            "uptime_s":12,"cpu_temp_c":50.5,"throttled":false,"under_voltage":true,"disk_pct":95,"mem_pct":20,"time":1764460000}"#;
+        fleet.observe(Kind::Info, "pi", info, true);
+        fleet.observe(Kind::Status, "pi", b"online", false);
+        fleet.observe(Kind::Status, "garage", b"offline", true);
+        fleet.observe(Kind::Info, "shed", b"{}", true);
+        fleet
     }
 
     /// The request a well-behaved client makes for an operation, its path

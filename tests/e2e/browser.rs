@@ -21,7 +21,7 @@ use crate::support::{
     free_port, http_send, merged_root, poll_until, wait_for, wait_for_async, Agent, Broker, Observer, TEST_TOKEN,
 };
 
-static ONE_BROWSER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+pub(crate) static ONE_BROWSER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// How the agent's web side is set up.
 struct Web {

@@ -26,6 +26,8 @@
 //! - `tls`: TLS with the right and a wrong CA, client certificates, a
 //!   server name override, wrong and right passwords.
 //! - `notify`: systemd readiness, watchdog pings and stopping (sd_notify).
+//! - `fleet`: three agents on one broker see each other; a SIGKILLed one
+//!   goes offline through its Last Will, an automation on another runs.
 //! - `web`: /metrics through promtool, HTTP without MQTT, stopping with open
 //!   event streams.
 //! - `hostile`: issue 15's reproductions from the LAN and the broker: a
@@ -60,6 +62,7 @@ mod discovery;
 mod dist;
 mod emulated_pi;
 mod faults;
+mod fleet;
 mod gpio;
 mod hostile;
 mod install;

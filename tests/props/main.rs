@@ -13,9 +13,12 @@
 //!   through `Config::from_toml`, and `majortom check`'s description;
 //! - `mqtt`: `/set` payloads through `parse_command` against an oracle, and
 //!   arbitrary topics through `Topics::command_target`;
-//! - `http`: arbitrary requests through the real router, in process.
+//! - `http`: arbitrary requests through the real router, in process;
+//! - `fleet`: arbitrary status and info messages from any number of
+//!   neighbours through the fleet table.
 
 mod config;
+mod fleet;
 mod http;
 mod mqtt;
 
