@@ -65,6 +65,9 @@ MAJORTOM_BENCH_VENV="$VENV" \
     MAJORTOM_BENCH_MUSL="$PWD/target/arm/x86_64-unknown-linux-musl/release/majortom" \
     cargo bench --locked --bench footprint
 
+say "the fleet: memory with 64 nodes known (scripts/fleet_rss.py, static x86_64 build)"
+scripts/fleet_rss.py "$PWD/target/arm/x86_64-unknown-linux-musl/release/majortom" | tee target/bench/fleet_rss.txt
+
 say "report"
 "$VENV/bin/python" scripts/bench_report.py target/bench/footprint.json target/bench
 if [ "$PUBLISH" -eq 1 ]; then

@@ -8,8 +8,9 @@ use std::time::Duration;
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::hardware::{InputConfig, OutputConfig, SensorConfig};
+use super::hardware::{InputConfig, OutputConfig};
 use super::mqtt::{MQTT_MAX_STRING, TOO_LONG_FOR_MQTT};
+use super::sensors::SensorConfig;
 use super::{ConfigError, Validator};
 use crate::vocab::system::{FLAG_ENTITY_IDS, NUMERIC_ENTITY_IDS};
 use crate::vocab::{automation_id, Action, Press, Quantity, FLEET_ALERTS};

@@ -31,6 +31,7 @@ mod hardware;
 mod identity;
 mod mqtt;
 mod secrets;
+mod sensors;
 #[cfg(test)]
 mod tests;
 
@@ -45,9 +46,10 @@ use error::key_path_at;
 use mqtt::RawMqtt;
 
 pub use hardware::{
-    Backend, Drive, GpioConfig, Initial, InputConfig, OnOff, OutputConfig, OutputKind, PressTiming, SensorConfig,
-    SensorSource, AUTOMATIONS_STATE_FILE_NAME, MQTT_STATE_FILE_NAME,
+    Backend, Drive, GpioConfig, Initial, InputConfig, OnOff, OutputConfig, OutputKind, PressTiming,
+    AUTOMATIONS_STATE_FILE_NAME, MQTT_STATE_FILE_NAME,
 };
+pub use sensors::{SensorConfig, SensorSource, DEFAULT_SENSOR_TIMEOUT};
 
 use crate::vocab::filter::FilterSpec;
 use crate::vocab::system::NUMERIC_ENTITY_IDS;
@@ -259,7 +261,7 @@ struct RawConfig {
     gpio: hardware::RawGpio,
     inputs: Vec<hardware::RawInput>,
     outputs: Vec<hardware::RawOutput>,
-    sensors: Vec<hardware::RawSensor>,
+    sensors: Vec<sensors::RawSensor>,
     automations: Vec<automations::RawAutomation>,
     buttons: automations::RawButtons,
     commands: Vec<commands::RawCommand>,
