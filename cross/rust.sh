@@ -84,6 +84,10 @@ find_cross_rust() {
 # LLVM's machine outliner turns repeated instruction sequences into shared
 # functions everywhere, not only in the few it picks by default: 90 KB
 # (5 %) off armv6.
+# panic=immediate-abort: a panic (always a bug: nothing from outside is
+# unwrapped) stops the process at once, without printing its message, and
+# systemd restarts it; the panic machinery and every message go (92 KB on
+# armv6), which is what let issues 15 to 18 fit the 2.0 MB budget.
 #
 # The --remap-path-prefix flags make the build independent of where it
 # runs: the checkout, cargo's home (crates' sources) and the std source
@@ -97,7 +101,7 @@ cross_rustflags() {
         *[[:space:]]*) die "a path with white space cannot be passed in RUSTFLAGS: $source_dir, $cargo_home, $CROSS_RUST_SYSROOT" ;;
     esac
     printf '%s' "-C link-self-contained=no -C force-unwind-tables=no -Zlocation-detail=none" \
-        " -C llvm-args=-enable-machine-outliner=always" \
+        " -C llvm-args=-enable-machine-outliner=always -Zunstable-options -Cpanic=immediate-abort" \
         " --remap-path-prefix=$CROSS_RUST_SYSROOT/lib/rustlib/src/rust=/rust" \
         " --remap-path-prefix=$cargo_home=/cargo" \
         " --remap-path-prefix=$source_dir=/majortom"

@@ -167,7 +167,7 @@ if build nightly "$work/rustup.rec" && build debian "$work/debian.rec"; then
     check "RUSTFLAGS from outside are dropped" "CARGO_TARGET_ARM_UNKNOWN_LINUX_MUSLEABIHF_RUSTFLAGS=-C link-self-contained=no" \
         "$(grep _RUSTFLAGS= "$work/debian.rec")"
     check "the std source, cargo's home and the checkout are remapped, in that order" \
-        "CARGO_TARGET_ARM_UNKNOWN_LINUX_MUSLEABIHF_RUSTFLAGS=-C link-self-contained=no -C force-unwind-tables=no -Zlocation-detail=none -C llvm-args=-enable-machine-outliner=always --remap-path-prefix=$work/debian/lib/rustlib/src/rust=/rust --remap-path-prefix=$work/cargo-home=/cargo --remap-path-prefix=$(cd "$work/repo" && pwd -P)=/majortom" \
+        "CARGO_TARGET_ARM_UNKNOWN_LINUX_MUSLEABIHF_RUSTFLAGS=-C link-self-contained=no -C force-unwind-tables=no -Zlocation-detail=none -C llvm-args=-enable-machine-outliner=always -Zunstable-options -Cpanic=immediate-abort --remap-path-prefix=$work/debian/lib/rustlib/src/rust=/rust --remap-path-prefix=$work/cargo-home=/cargo --remap-path-prefix=$(cd "$work/repo" && pwd -P)=/majortom" \
         "$(grep _RUSTFLAGS= "$work/debian.rec")"
     check "the arguments" "args: zigbuild --release --locked --target arm-unknown-linux-musleabihf -Zbuild-std=std,panic_abort -Zbuild-std-features=optimize_for_size --target-dir target/arm" \
         "$(grep ^args: "$work/debian.rec")"

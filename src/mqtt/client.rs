@@ -416,6 +416,14 @@ fn not_authorised() -> String {
 }
 
 fn tls_failed(tls: &rumqttc::TlsError) -> String {
+    // The build speaks TLS 1.3 only (TLS 1.2's code did not fit the size
+    // budget); a broker limited to 1.2 answers with this alert.
+    if tls.to_string().contains("ProtocolVersion") {
+        return format!(
+            "TLS handshake failed: {tls}: the broker offers only TLS 1.2 or older, and majortom speaks TLS 1.3 \
+             (on mosquitto 1.6 or later, remove `tls_version` from the listener or set it to tlsv1.3)"
+        );
+    }
     format!(
         "TLS handshake failed: {tls} (check that mqtt.tls.ca_file holds the CA that signed the broker's certificate, \
          and that the certificate names mqtt.host, or set mqtt.tls.server_name)"

@@ -184,6 +184,52 @@ async fn a_wrong_ca_should_be_a_clear_certificate_error_retried_with_backoff() {
     assert_eq!(agent.get_json("/api/health")["mqtt"]["connected"], false);
 }
 
+/// The build speaks TLS 1.3 only: a broker held to TLS 1.2 is refused
+/// with the cause and the fix, not a bare handshake error. (mosquitto's
+/// `tls_version` is a minimum, so the "broker" is openssl's TLS 1.2-only
+/// server: the handshake is all that is tried.)
+#[tokio::test(flavor = "multi_thread")]
+async fn a_broker_limited_to_tls_1_2_should_be_named_as_such() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pki = make_pki(dir.path());
+    let port = free_port();
+    let mut server = std::process::Command::new("openssl")
+        .args(["s_server", "-quiet", "-tls1_2", "-accept"])
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("-cert")
+        .arg(&pki.server_cert)
+        .arg("-key")
+        .arg(&pki.server_key)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("openssl s_server (apt install openssl)");
+    crate::support::wait_for("openssl s_server to listen", Duration::from_secs(10), || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).ok().map(drop)
+    })
+    .await;
+    let config = tls_config(
+        "tls12",
+        port,
+        "localhost",
+        &format!("ca_file = \"{}\"", pki.ca.display()),
+    );
+    let agent = Agent::start(&config).await;
+    crate::support::wait_for("the TLS failure in the log", Duration::from_secs(10), || {
+        agent.log().contains("cannot connect to MQTT broker").then_some(())
+    })
+    .await;
+    let log = agent.log();
+    let _ = server.kill();
+    let _ = server.wait();
+    assert!(
+        log.contains("offers only TLS 1.2 or older") && log.contains("tls_version"),
+        "the cause and the fix: {log}"
+    );
+    assert_eq!(agent.get_json("/api/health")["mqtt"]["connected"], false);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_broker_that_wants_a_client_certificate_should_get_ours() {
     let dir = tempfile::tempdir().expect("tempdir");
