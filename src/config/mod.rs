@@ -34,6 +34,7 @@ mod secrets;
 mod sensors;
 #[cfg(test)]
 mod tests;
+mod triggers;
 
 pub use automations::{AutomationConfig, ButtonsConfig, Change, Condition, Mode, Step, Trigger};
 pub use error::{ConfigError, Location};
