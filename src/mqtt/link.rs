@@ -189,6 +189,10 @@ impl Link {
 
     /// An attempt failed before the broker accepted it.
     pub fn failed(&mut self, cause: Cause) -> Retry {
+        // The broker was away (a restart): not another client with our id,
+        // which lets us back in at once. Quick closes around broker
+        // restarts are no clash.
+        self.short_closes = 0;
         match self.fallback {
             Fallback::Ready if matches!(cause, Cause::Mqtt5Refused | Cause::ClosedByBroker) => {
                 self.fallback = Fallback::Probing;
@@ -327,6 +331,17 @@ mod tests {
                     Lasted(2, Cause::ClosedByBroker),
                     Lasted(2, Cause::ClosedByBroker),
                     Lasted(31, Cause::ClosedByBroker),
+                    Lasted(2, Cause::ClosedByBroker),
+                ],
+                None,
+            ),
+            (
+                "so does a failed attempt between them (the broker was away: restarts)",
+                vec![
+                    Lasted(2, Cause::ClosedByBroker),
+                    Failed(Cause::Other),
+                    Lasted(2, Cause::ClosedByBroker),
+                    Failed(Cause::Other),
                     Lasted(2, Cause::ClosedByBroker),
                 ],
                 None,

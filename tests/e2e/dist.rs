@@ -219,10 +219,15 @@ fn every_archive_should_unpack_to_its_built_binary_and_the_repository_files() {
                 source.display()
             );
         }
+        let packed = fs::read_to_string(dir.join("majortom.toml")).expect("read config");
+        assert!(
+            !packed.lines().any(|l| l.starts_with("token = ")),
+            "{target}: a release archive must carry no token"
+        );
         assert_eq!(
-            fs::read(dir.join("majortom.toml")).expect("read config"),
-            init.stdout,
-            "{target}: the packed config is not what `majortom init` prints"
+            packed,
+            without_token(&init.stdout),
+            "{target}: the packed config is not what `majortom init` prints (but for its fresh token)"
         );
     }
 }
@@ -253,12 +258,36 @@ fn the_x86_64_archive_should_run_and_install_from_where_it_was_unpacked() {
         .current_dir(&dir));
     let installed = |path: &str| fs::read(root.path().join(path)).unwrap_or_else(|e| panic!("{path}: {e}"));
     assert!(installed("usr/local/bin/majortom") == fs::read(dir.join("majortom")).expect("read binary"));
+    // The packed config, with a fresh token of its own.
     assert_eq!(
-        installed("etc/majortom/majortom.toml"),
-        fs::read(dir.join("majortom.toml")).expect("read config")
+        without_token(&installed("etc/majortom/majortom.toml")),
+        fs::read_to_string(dir.join("majortom.toml")).expect("read config")
     );
     assert_eq!(
         installed("etc/systemd/system/majortom.service"),
         fs::read(dir.join("majortom.service")).expect("read unit")
     );
+}
+
+/// A fresh config (`init`, `install`) with its random `web.token` line put
+/// back to the commented placeholder of the annotated default; panics when
+/// it has no token, which a fresh config always has.
+fn without_token(config: &[u8]) -> String {
+    let text = String::from_utf8_lossy(config);
+    let mut tokens = 0;
+    let mut out = String::new();
+    for line in text.split_inclusive('\n') {
+        let is_token = line
+            .strip_prefix("token = \"")
+            .and_then(|rest| rest.strip_suffix("\"\n"))
+            .is_some_and(|t| t.len() == 32 && t.bytes().all(|b| b.is_ascii_hexdigit()));
+        if is_token {
+            tokens += 1;
+            out.push_str("# token = \"<a long random string>\"\n");
+        } else {
+            out.push_str(line);
+        }
+    }
+    assert_eq!(tokens, 1, "a fresh config holds one random token:\n{text}");
+    out
 }
