@@ -431,15 +431,7 @@ pub(super) fn program_of(value: &Spanned<RawProgram>, shell: bool) -> Result<Pro
 mod tests {
     use super::*;
 
-    use crate::config::{Config, Context, Origin};
-
-    fn parse(text: &str) -> Result<Config, ConfigError> {
-        let ctx = Context {
-            hostname: "pi",
-            env: &|_| None,
-        };
-        Config::from_toml(text, Origin::File("majortom.toml".into()), &ctx)
-    }
+    use crate::config::tests::parse_on_pi as parse;
 
     fn commands(text: &str) -> Vec<CommandConfig> {
         parse(text).unwrap_or_else(|e| panic!("{e}")).commands

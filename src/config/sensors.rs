@@ -355,15 +355,7 @@ fn program_sensor(raw: &RawSensor) -> Result<SensorSource, Problem> {
 mod tests {
     use super::*;
 
-    use crate::config::{Config, Context, Origin};
-
-    fn parse(text: &str) -> Result<Config, ConfigError> {
-        let ctx = Context {
-            hostname: "pi",
-            env: &|_| None,
-        };
-        Config::from_toml(text, Origin::File("majortom.toml".into()), &ctx)
-    }
+    use crate::config::tests::parse_on_pi as parse;
 
     #[test]
     fn command_and_file_sensors_should_take_their_keys() {

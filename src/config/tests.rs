@@ -16,6 +16,16 @@ fn parse(text: &str) -> Result<Config, ConfigError> {
     Config::from_toml(text, Origin::File("test.toml".into()), &ctx_with(&[]))
 }
 
+/// `text` as `majortom.toml` on a host named `pi`, with no environment:
+/// what the tests of the config's section modules parse.
+pub(super) fn parse_on_pi(text: &str) -> Result<Config, ConfigError> {
+    let ctx = Context {
+        hostname: "pi",
+        env: &|_| None,
+    };
+    Config::from_toml(text, Origin::File("majortom.toml".into()), &ctx)
+}
+
 fn error_of(text: &str) -> String {
     match parse(text) {
         Ok(config) => panic!("expected an error, got {config:?}"),
