@@ -19,9 +19,16 @@ async fn metrics_should_pass_promtool_and_carry_entities_and_process_figures() {
         &format!("[system]\ninterval_s = 1\n\n{SIM_HARDWARE}"),
     ))
     .await;
+    // The CPU's second sample and the sensor's first reading: each comes
+    // on its own task, in either order on a loaded machine.
     let (status, text) = wait_for("the second sample", Duration::from_secs(10), || {
         let (status, text) = agent.get("/metrics");
-        text.contains("entity=\"cpu_usage\"").then_some((status, text))
+        // (Availability lines name every entity from the start: a value
+        // line is what says it was sampled.)
+        let sampled = ["cpu_usage", "outside_temperature"]
+            .iter()
+            .all(|id| text.contains(&format!("majortom_entity_value{{node=\"prom\",entity=\"{id}\"")));
+        sampled.then_some((status, text))
     })
     .await;
     assert_eq!(status, 200);
