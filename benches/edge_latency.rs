@@ -6,8 +6,10 @@
 //! mosquitto on loopback; see `footprint/edge.rs` for the method.
 //!
 //!     cargo bench --bench edge_latency
+//!     EDGE_BENCH_EDGES=100 cargo bench --bench edge_latency   # a quick look
 //!
-//! Prints p50/p99/max and writes target/bench/edge_latency.json.
+//! Prints p50/p99/max, with the same two loopback hops without the agent
+//! (the floor), and writes target/bench/edge_latency.json.
 
 #[allow(unused_imports)]
 #[path = "../tests/e2e/support/mod.rs"]
@@ -32,7 +34,14 @@ async fn main() {
         broker.port,
         "[system]\nenabled = false\n\n[gpio]\nbackend = \"sim\"\n\n[[inputs]]\nname = \"door\"\npin = 17\npull = \"down\"\n",
     );
-    let agent = Agent::start(&config).await;
+    let edges = std::env::var("EDGE_BENCH_EDGES")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(EDGES);
+    // At the log level a user runs (the e2e helpers ask for debug).
+    let agent = Agent::spawn_with_env(&config, &[], &[("MAJORTOM_LOG", "info")])
+        .until_listening()
+        .await;
     wait_retained(broker.port, "majortom/bench/door/state", Duration::from_secs(10)).await;
 
     let result = edge::measure(
@@ -40,14 +49,18 @@ async fn main() {
         broker.port,
         "bench",
         "door",
-        EDGES,
+        edges,
         SPACING,
-        "PUT /api/sim/inputs (sim backend, default debounce 50 ms, edges 60 ms apart) to a loopback mosquitto subscriber; includes the HTTP request",
+        "PUT /api/sim/inputs (sim backend, default debounce 50 ms, edges 60 ms apart), from the edge's edge_ns to a loopback mosquitto subscriber; request: from just before the PUT; floor: the bench's own publish to the same subscriber after the same pause",
     )
     .await;
     println!(
-        "edge → MQTT over {EDGES} edges: p50 {} µs, p99 {} µs, max {} µs",
+        "edge → MQTT over {edges} edges: p50 {} µs, p99 {} µs, max {} µs",
         result.p50_us, result.p99_us, result.max_us
+    );
+    println!(
+        "request → MQTT: p50 {} µs, p99 {} µs; floor (the bench's own publish → subscriber): p50 {} µs, p99 {} µs, max {} µs",
+        result.request_p50_us, result.request_p99_us, result.floor_p50_us, result.floor_p99_us, result.floor_max_us
     );
 
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench");

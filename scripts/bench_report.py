@@ -83,10 +83,13 @@ def report(data):
             f"| {s['cpu_percent']:.3f} |"
         )
     out.append("")
-    out.append("| edge → MQTT (1000 edges) | p50 µs | p99 µs | max µs |")
-    out.append("| --- | ---: | ---: | ---: |")
+    out.append("| edge → MQTT (1000 edges) | p50 µs | p99 µs | max µs | floor p50 µs | floor p99 µs |")
+    out.append("| --- | ---: | ---: | ---: | ---: | ---: |")
     for name, e in data["edge"].items():
-        out.append(f"| {name} | {e['p50_us']} | {e['p99_us']} | {e['max_us']} |")
+        out.append(
+            f"| {name} | {e['p50_us']} | {e['p99_us']} | {e['max_us']} "
+            f"| {e.get('floor_p50_us', '–')} | {e.get('floor_p99_us', '–')} |"
+        )
     out.append("")
     cg = data["callgrind"]
     out.append(
@@ -112,6 +115,12 @@ def report(data):
         ("CPU at 1 s", "≤ 0.03 %", f"{base['cpu_percent']:.3f} %", base["cpu_percent"] <= TARGETS["cpu_percent"]),
         ("start → first message", "≤ 50 ms", f"{first:.1f} ms", first <= TARGETS["start_ms"]),
         ("edge → MQTT p99", "≤ 1 ms", f"{edge.get('p99_us', 0) / 1000:.2f} ms", edge.get("p99_us", 1e9) <= TARGETS["edge_p99_us"]),
+        (
+            "edge → MQTT p99 less the floor's p99 (the agent's share)",
+            "≤ 1 ms",
+            f"{(edge.get('p99_us', 0) - edge.get('floor_p99_us', 0)) / 1000:.2f} ms",
+            edge.get("p99_us", 1e9) - edge.get("floor_p99_us", 0) <= TARGETS["edge_p99_us"],
+        ),
         ("`GET /api/state`", "≥ 20 000 req/s", f"{rps:.0f} req/s", rps >= TARGETS["state_rps"]),
         ("RSS under that load", "≤ 6 MiB", f"{load_rss:.2f} MiB", load_rss <= TARGETS["load_rss_mib"]),
         ("ARM binaries", "≤ 2.0 MB", ", ".join(f"{v / 1e6:.2f}" for v in arm) + " MB", bool(arm) and max(arm) <= TARGETS["arm_bytes"]),

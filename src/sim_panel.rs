@@ -34,7 +34,10 @@ struct Level {
 
 impl SimPanel for SimPins {
     /// `PUT /api/sim/inputs/{name}` with `{"high": true}`: sets the raw
-    /// level of a simulated input, as a wire to 3.3 V or ground would.
+    /// level of a simulated input, as a wire to 3.3 V or ground would. The
+    /// answer's `edge_ns` is the edge's CLOCK_MONOTONIC time (null when
+    /// the level was already that), where `cargo bench --bench
+    /// edge_latency` starts its clock.
     fn set_input(&self, name: &str, body: &[u8]) -> Response {
         set_input(self, name, body)
     }
@@ -58,10 +61,12 @@ fn set_input(sim: &SimPins, name: &str, body: &[u8]) -> Response {
             )
         }
     };
-    if let Err(e) = sim.control.set_input(pin, level.high) {
-        return error(StatusCode::CONFLICT, &e.to_string());
+    match sim.control.set_input(pin, level.high) {
+        Ok(edge_ns) => {
+            Json(json!({ "name": name, "pin": pin, "high": level.high, "edge_ns": edge_ns })).into_response()
+        }
+        Err(e) => error(StatusCode::CONFLICT, &e.to_string()),
     }
-    Json(json!({ "name": name, "pin": pin, "high": level.high })).into_response()
 }
 
 fn list(sim: &SimPins) -> Response {
@@ -144,5 +149,31 @@ mod tests {
         let (app, mut edges, _pin) = panel_app(None);
         assert_eq!(flip(&app, None).await, StatusCode::OK);
         assert!(edges.try_recv().is_ok());
+    }
+
+    /// The answer tells when the edge happened (where the edge latency
+    /// bench starts its clock), and that a level already set made none.
+    #[tokio::test]
+    async fn the_answer_should_carry_the_edges_monotonic_time_or_null() {
+        let (app, _edges, _pin) = panel_app(None);
+        let put = |high: bool| {
+            let request = Request::put("/api/sim/inputs/door")
+                .header("content-type", "application/json")
+                .body(Body::from(format!(r#"{{"high": {high}}}"#)))
+                .expect("request");
+            let app = app.clone();
+            async move {
+                let answer = app.oneshot(request).await.expect("infallible");
+                let body = axum::body::to_bytes(answer.into_body(), 1024).await.expect("body");
+                serde_json::from_slice::<serde_json::Value>(&body).expect("json")
+            }
+        };
+        let before = crate::hal::monotonic_ns();
+        let edge = put(false).await; // pulled up: high → low is an edge
+        let after = crate::hal::monotonic_ns();
+        let at = edge["edge_ns"].as_u64().expect("edge_ns");
+        assert!((before..=after).contains(&at), "{before} ≤ {at} ≤ {after}");
+        assert_eq!(edge["high"], false);
+        assert!(put(false).await["edge_ns"].is_null(), "no edge, no time");
     }
 }

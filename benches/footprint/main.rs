@@ -372,12 +372,12 @@ async fn main() {
             "input_0",
             EDGES,
             Duration::ZERO,
-            "PUT /api/sim/inputs (sim backend, debounce 0) to a loopback mosquitto subscriber; includes the HTTP request",
+            "PUT /api/sim/inputs (sim backend, debounce 0), from the edge's edge_ns to a loopback mosquitto subscriber; request: from just before the PUT; floor: the bench's own publish to the same subscriber",
         )
         .await;
         eprintln!(
-            "    p50 {} µs, p99 {} µs, max {} µs",
-            result.p50_us, result.p99_us, result.max_us
+            "    p50 {} µs, p99 {} µs, max {} µs (floor p50 {} µs, p99 {} µs)",
+            result.p50_us, result.p99_us, result.max_us, result.floor_p50_us, result.floor_p99_us
         );
         edges.insert(name.clone(), serde_json::to_value(result).expect("json"));
     }

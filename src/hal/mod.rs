@@ -39,6 +39,15 @@ pub struct Edge {
     pub at: tokio::time::Instant,
 }
 
+/// CLOCK_MONOTONIC now, in nanoseconds: the clock of the kernel's edge
+/// events, and of the simulated edges' times the sim panel reports.
+pub fn monotonic_ns() -> u64 {
+    let mut now = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: clock_gettime writes only into `now`.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now) };
+    (now.tv_sec as u64).saturating_mul(1_000_000_000) + now.tv_nsec as u64
+}
+
 /// Hardware errors, each saying what the user can do about it.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum HalError {

@@ -27,7 +27,9 @@ use tokio::io::Interest;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use super::{Edge, Gpio, HalError, I2cBus, InputPin, InputSettings, OutputPin, Pin, Pull, PwmChannel, PwmOutput};
+use super::{
+    monotonic_ns, Edge, Gpio, HalError, I2cBus, InputPin, InputSettings, OutputPin, Pin, Pull, PwmChannel, PwmOutput,
+};
 
 /// The consumer name the kernel shows for our lines (`/sys/kernel/debug/gpio`,
 /// `gpioinfo`), and that another program's error names.
@@ -183,14 +185,6 @@ fn set_nonblocking(fd: &OwnedFd) -> io::Result<()> {
         return Err(io::Error::last_os_error());
     }
     Ok(())
-}
-
-/// CLOCK_MONOTONIC now, in nanoseconds: the clock of the kernel's events.
-fn monotonic_ns() -> u64 {
-    let mut now = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-    // SAFETY: clock_gettime writes only into `now`.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now) };
-    (now.tv_sec as u64).saturating_mul(1_000_000_000) + now.tv_nsec as u64
 }
 
 /// Forwards the kernel's edge events of one line until the receiver is gone

@@ -192,8 +192,10 @@ impl Gpio for SimGpio {
 
 impl SimControl {
     /// Sets input `pin` to the raw level `high`, sending an edge when the
-    /// level changes.
-    pub fn set_input(&self, pin: u8, high: bool) -> Result<(), SimError> {
+    /// level changes. Returns the edge's time on CLOCK_MONOTONIC in
+    /// nanoseconds (none without a change): the start of an edge's latency
+    /// measured by another process on this machine.
+    pub fn set_input(&self, pin: u8, high: bool) -> Result<Option<u64>, SimError> {
         let mut state = lock(&self.state);
         let Some(SimPin {
             claim:
@@ -207,16 +209,17 @@ impl SimControl {
         else {
             return Err(SimError::NotAnInput { pin });
         };
-        if *level != high {
-            *level = high;
-            let at = tokio::time::Instant::now();
-            // As on the Pi, a full channel drops the edge; the level stays.
-            let _ = edges.try_send(Edge {
-                active: high != *active_low,
-                at,
-            });
+        if *level == high {
+            return Ok(None);
         }
-        Ok(())
+        *level = high;
+        let (at_ns, at) = (super::monotonic_ns(), tokio::time::Instant::now());
+        // As on the Pi, a full channel drops the edge; the level stays.
+        let _ = edges.try_send(Edge {
+            active: high != *active_low,
+            at,
+        });
+        Ok(Some(at_ns))
     }
 
     /// The duty cycle a claimed PWM channel was last set to.
@@ -394,11 +397,21 @@ mod tests {
     }
 
     #[test]
-    fn setting_the_same_level_sends_no_edge() {
+    fn setting_the_same_level_sends_no_edge_and_reports_no_time() {
         let sim = SimGpio::new();
         let (_pin, mut edges) = input(&sim, 17, Pull::Down);
-        sim.control().set_input(17, false).unwrap();
+        assert_eq!(sim.control().set_input(17, false).unwrap(), None);
         assert!(edges.try_recv().is_err());
+    }
+
+    #[test]
+    fn an_edge_reports_its_time_on_the_monotonic_clock() {
+        let sim = SimGpio::new();
+        let (_pin, _edges) = input(&sim, 17, Pull::Down);
+        let before = crate::hal::monotonic_ns();
+        let at = sim.control().set_input(17, true).unwrap().expect("an edge");
+        let after = crate::hal::monotonic_ns();
+        assert!((before..=after).contains(&at), "{before} ≤ {at} ≤ {after}");
     }
 
     #[test]
