@@ -8,20 +8,25 @@
 //! client that falls behind gets a fresh snapshot. Every
 //! stream ends when the server stops, so a graceful shutdown never waits
 //! on an open dashboard; the browser's EventSource reconnects by itself.
+//!
+//! Each change is encoded once, into one SSE frame that every stream sends
+//! as is: [`Frames`] runs one encoder task while any stream is open (none
+//! runs without a dashboard), and each stream only forwards its frames.
+//! Only the snapshot is a stream's own.
 
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use axum::body::{Body, Bytes};
 use axum::extract::State;
-use axum::http::StatusCode;
-use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use futures_util::stream::{self, Stream};
+use futures_util::stream;
 use serde_json::json;
 use tokio::sync::broadcast;
-use tokio::time::{Interval, MissedTickBehavior};
+use tokio::time::MissedTickBehavior;
 
 use crate::fleet::Change;
 use crate::hub::HubEvent;
@@ -30,13 +35,17 @@ use crate::web::errors::error;
 use crate::web::views::{fleet_nodes, fleet_view, health_view, history_points, EntityView};
 use crate::web::AppState;
 
-/// More open streams than this are refused: each holds a little memory and a
-/// socket, and a Pi Zero has few of both.
-pub const MAX_CLIENTS: usize = 32;
+/// More open streams than this are refused: each holds a socket and a
+/// little memory (its connection's buffers), and a Pi Zero has few of both.
+/// Room for 50 dashboards and a few more.
+pub const MAX_CLIENTS: usize = 64;
 /// Open streams one client address may hold (a browser with a few tabs),
 /// so that one client cannot take them all.
 pub const MAX_CLIENTS_PER_IP: usize = 8;
 const HEALTH_EVERY: Duration = Duration::from_secs(5);
+/// Frames a stream may fall behind before it gets a fresh snapshot. The
+/// channel keeps this many frames alive, so it stays small.
+const FRAMES_BEHIND: usize = 64;
 
 /// Counts open streams; the count drops when a stream is dropped.
 struct ClientSlot(Arc<AtomicUsize>);
@@ -56,13 +65,129 @@ impl Drop for ClientSlot {
     }
 }
 
-struct Feed {
+/// One SSE frame for every stream, or `None`: the encoder fell behind the
+/// hub, and every stream sends a fresh snapshot instead.
+type Frame = Option<Bytes>;
+
+/// The hub's and the fleet's changes, and the health every few seconds,
+/// each encoded once as an SSE frame and sent to every open stream.
+#[derive(Default)]
+pub struct Frames {
+    /// The encoder's channel while it runs: it starts with the first
+    /// stream and stops at shutdown or when it finds no stream left. A std
+    /// mutex held only to subscribe, start or stop, so that a stream never
+    /// subscribes to an encoder that is stopping.
+    running: Mutex<Option<broadcast::Sender<Frame>>>,
+    /// Frames encoded, for the tests that hold "once per change".
+    #[cfg(test)]
+    encoded: AtomicUsize,
+}
+
+impl Frames {
+    /// The frames from now on, starting the encoder if none runs. The
+    /// encoder subscribes to the hub here, before the caller's snapshot,
+    /// so no change falls between the two.
+    fn subscribe(&self, state: &AppState) -> broadcast::Receiver<Frame> {
+        let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(frames) = running.as_ref() {
+            return frames.subscribe();
+        }
+        let (frames, receiver) = broadcast::channel(FRAMES_BEHIND);
+        let encoder = Encoder {
+            changes: state.hub.subscribe(),
+            fleet: state.fleet.as_ref().map(|f| f.subscribe()),
+            frames: frames.clone(),
+            state: state.clone(),
+        };
+        *running = Some(frames);
+        tokio::spawn(encoder.run());
+        receiver
+    }
+
+    /// Called by the encoder before it stops: `true` (and the encoder is
+    /// forgotten) unless `force` is false and a stream still listens.
+    fn stop(&self, frames: &broadcast::Sender<Frame>, force: bool) -> bool {
+        let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
+        if !force && frames.receiver_count() > 0 {
+            return false;
+        }
+        *running = None;
+        true
+    }
+}
+
+/// The one task that encodes; its `AppState` holds the same [`Frames`].
+struct Encoder {
     state: AppState,
     changes: broadcast::Receiver<HubEvent>,
     /// The fleet's changes, when the fleet is on.
     fleet: Option<broadcast::Receiver<Change>>,
+    frames: broadcast::Sender<Frame>,
+}
+
+impl Encoder {
+    async fn run(mut self) {
+        let mut health = tokio::time::interval(HEALTH_EVERY);
+        health.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        health.reset(); // A new stream's snapshot carries the health already.
+        let shutdown = self.state.shutdown.clone();
+        loop {
+            let frame = tokio::select! {
+                biased;
+                () = shutdown.cancelled() => break,
+                change = self.changes.recv() => match change {
+                    Ok(
+                        HubEvent::Registered(spec)
+                        | HubEvent::Updated(spec, _)
+                        | HubEvent::Availability(spec, _)
+                        | HubEvent::Attributes(spec),
+                    ) => match self.state.hub.get(&spec.id) {
+                        Some(entity) => Some(self.encode("entity", &EntityView::from(entity))),
+                        None => continue,
+                    },
+                    Ok(HubEvent::Pressed(spec, press)) => {
+                        Some(self.encode("press", &json!({ "id": spec.id, "press": press.as_str() })))
+                    }
+                    Err(broadcast::error::RecvError::Lagged(_)) => None,
+                    Err(broadcast::error::RecvError::Closed) => break,
+                },
+                _ = health.tick() => Some(self.encode("health", &health_view(&self.state))),
+                change = next_fleet(self.fleet.as_mut()) => match change {
+                    Ok(Change::Node(node) | Change::Status { node, .. }) => Some(self.encode("fleet_node", &node)),
+                    Ok(Change::Removed(id)) => Some(self.encode("fleet_gone", &json!({ "id": id }))),
+                    // The node's own change, just before, shows it.
+                    Ok(Change::Alert { .. }) => continue,
+                    Err(broadcast::error::RecvError::Lagged(_)) => {
+                        let nodes = fleet_nodes(&self.state);
+                        Some(self.encode("fleet", &fleet_view(&self.state, &nodes)))
+                    }
+                    Err(broadcast::error::RecvError::Closed) => {
+                        self.fleet = None;
+                        continue;
+                    }
+                },
+            };
+            // No stream left: stop, unless one subscribed meanwhile (it
+            // took its snapshot after this change, so it misses nothing).
+            if self.frames.send(frame).is_err() && self.state.sse_frames.stop(&self.frames, false) {
+                return;
+            }
+        }
+        // Forgetting the channel closes it: every stream ends.
+        self.state.sse_frames.stop(&self.frames, true);
+    }
+
+    fn encode(&self, name: &str, data: &impl serde::Serialize) -> Bytes {
+        #[cfg(test)]
+        self.state.sse_frames.encoded.fetch_add(1, Ordering::Relaxed);
+        sse_frame(name, data)
+    }
+}
+
+struct Feed {
+    state: AppState,
+    frames: broadcast::Receiver<Frame>,
     snapshot_due: bool,
-    health: Interval,
     _slot: ClientSlot,
     /// The client's place (none without a known address).
     _client_slot: Option<Slot>,
@@ -87,73 +212,47 @@ pub async fn events(State(state): State<AppState>, client: Option<axum::Extensio
             "too many open dashboards; close one and retry",
         );
     };
-    let mut health = tokio::time::interval(HEALTH_EVERY);
-    health.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    health.reset(); // The snapshot carries the health already.
     let feed = Feed {
-        changes: state.hub.subscribe(),
-        fleet: state.fleet.as_ref().map(|f| f.subscribe()),
+        frames: state.sse_frames.subscribe(&state),
         state,
         snapshot_due: true,
-        health,
         _slot: slot,
         _client_slot: client_slot,
     };
-    Sse::new(stream(feed)).keep_alive(KeepAlive::default()).into_response()
-}
-
-fn stream(feed: Feed) -> impl Stream<Item = Result<Event, Infallible>> {
-    stream::unfold(feed, |mut feed| async move {
-        let event = feed.next().await?;
-        Some((Ok(event), feed))
-    })
+    // No keep-alive comments: the health every few seconds keeps the
+    // connection busy.
+    let body = Body::from_stream(stream::unfold(feed, |mut feed| async move {
+        let frame = feed.next().await?;
+        Some((Ok::<_, Infallible>(frame), feed))
+    }));
+    (
+        [
+            (header::CONTENT_TYPE, "text/event-stream"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        body,
+    )
+        .into_response()
 }
 
 impl Feed {
-    /// The next event, or `None` when the server stops.
-    async fn next(&mut self) -> Option<Event> {
+    /// The next frame, or `None` when the server stops.
+    async fn next(&mut self) -> Option<Bytes> {
         if std::mem::take(&mut self.snapshot_due) {
             return Some(self.snapshot());
         }
-        let shutdown = self.state.shutdown.clone();
-        loop {
-            tokio::select! {
-                biased;
-                () = shutdown.cancelled() => return None,
-                change = self.changes.recv() => match change {
-                    Ok(
-                        HubEvent::Registered(spec)
-                        | HubEvent::Updated(spec, _)
-                        | HubEvent::Availability(spec, _)
-                        | HubEvent::Attributes(spec),
-                    ) => {
-                        if let Some(entity) = self.state.hub.get(&spec.id) {
-                            return Some(json_event("entity", &EntityView::from(entity)));
-                        }
-                    }
-                    Ok(HubEvent::Pressed(spec, press)) => {
-                        return Some(json_event("press", &json!({ "id": spec.id, "press": press.as_str() })));
-                    }
-                    Err(broadcast::error::RecvError::Lagged(_)) => return Some(self.snapshot()),
-                    Err(broadcast::error::RecvError::Closed) => return None,
-                },
-                _ = self.health.tick() => return Some(json_event("health", &health_view(&self.state))),
-                change = next_fleet(self.fleet.as_mut()) => match change {
-                    Ok(Change::Node(node) | Change::Status { node, .. }) => return Some(json_event("fleet_node", &node)),
-                    Ok(Change::Removed(id)) => return Some(json_event("fleet_gone", &json!({ "id": id }))),
-                    // The node's own change, just before, shows it.
-                    Ok(Change::Alert { .. }) => {}
-                    Err(broadcast::error::RecvError::Lagged(_)) => {
-                        let nodes = fleet_nodes(&self.state);
-                        return Some(json_event("fleet", &fleet_view(&self.state, &nodes)));
-                    }
-                    Err(broadcast::error::RecvError::Closed) => self.fleet = None,
-                },
-            }
+        tokio::select! {
+            biased;
+            () = self.state.shutdown.cancelled() => None,
+            frame = self.frames.recv() => match frame {
+                Ok(Some(frame)) => Some(frame),
+                Ok(None) | Err(broadcast::error::RecvError::Lagged(_)) => Some(self.snapshot()),
+                Err(broadcast::error::RecvError::Closed) => None,
+            },
         }
     }
 
-    fn snapshot(&self) -> Event {
+    fn snapshot(&self) -> Bytes {
         let entities: Vec<serde_json::Value> = self
             .state
             .hub
@@ -168,7 +267,7 @@ impl Feed {
                 view
             })
             .collect();
-        json_event(
+        sse_frame(
             "snapshot",
             &json!({ "health": health_view(&self.state), "entities": entities }),
         )
@@ -183,9 +282,20 @@ async fn next_fleet(fleet: Option<&mut broadcast::Receiver<Change>>) -> Result<C
     }
 }
 
-fn json_event(name: &str, data: &impl serde::Serialize) -> Event {
-    let data = serde_json::to_string(data).unwrap_or_else(|_| "null".to_owned());
-    Event::default().event(name).data(data)
+/// `event: {name}\ndata: {JSON}\n\n`. Compact JSON has no raw newline, so
+/// one `data` line holds it all.
+fn sse_frame(name: &str, data: &impl serde::Serialize) -> Bytes {
+    let mut frame = Vec::with_capacity(128);
+    frame.extend_from_slice(b"event: ");
+    frame.extend_from_slice(name.as_bytes());
+    frame.extend_from_slice(b"\ndata: ");
+    let start = frame.len();
+    if serde_json::to_writer(&mut frame, data).is_err() {
+        frame.truncate(start);
+        frame.extend_from_slice(b"null");
+    }
+    frame.extend_from_slice(b"\n\n");
+    Bytes::from(frame)
 }
 
 #[cfg(test)]

@@ -79,6 +79,8 @@ pub struct AppState {
     pub sse_clients: Arc<AtomicUsize>,
     /// Open event streams per client (`events::MAX_CLIENTS_PER_IP`).
     pub sse_per_client: Arc<PerIp>,
+    /// Each change as one SSE frame for every open stream (`events.rs`).
+    pub sse_frames: Arc<events::Frames>,
     /// Wrong tokens per client (`auth.rs`); a std mutex held only to count.
     pub token_failures: Arc<std::sync::Mutex<TokenFailures>>,
     /// The names a request's `Host` may give (`server.rs`).
@@ -107,6 +109,7 @@ impl AppState {
             shutdown: CancellationToken::new(),
             sse_clients: Arc::new(AtomicUsize::new(0)),
             sse_per_client: PerIp::new(events::MAX_CLIENTS_PER_IP),
+            sse_frames: Arc::default(),
             token_failures: Arc::new(std::sync::Mutex::new(TokenFailures::default())),
             allowed_hosts: Arc::new(AllowedHosts::default()),
             state_cache: Arc::new(std::sync::Mutex::new(None)),
