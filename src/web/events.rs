@@ -404,6 +404,84 @@ mod tests {
         assert_eq!(next[0], "event: fleet_gone\ndata: {\"id\":\"garage\"}");
     }
 
+    /// Opens a stream (from `ip` when given) and reads its snapshot.
+    async fn open(state: &AppState, ip: Option<&str>) -> Response {
+        let mut request = Request::get("/api/events");
+        if let Some(ip) = ip {
+            request = request.extension(ClientIp(ip.parse().expect("ip")));
+        }
+        router(state.clone())
+            .oneshot(request.body(Body::empty()).expect("req"))
+            .await
+            .expect("ok")
+    }
+
+    fn encoded(state: &AppState) -> usize {
+        state.sse_frames.encoded.load(Ordering::Relaxed)
+    }
+
+    #[tokio::test]
+    async fn fifty_streams_should_get_the_same_bytes_for_a_change_encoded_once() {
+        let state = state();
+        let mut bodies = Vec::new();
+        for n in 1..=50 {
+            let response = open(&state, Some(&format!("10.0.0.{n}"))).await;
+            assert_eq!(response.status(), StatusCode::OK, "stream {n}");
+            let mut body = response.into_body();
+            read_events(&mut body, 1).await;
+            bodies.push(body);
+        }
+        let before = encoded(&state);
+        state.hub.set("temp", Value::Number(21.0));
+        let mut frames = Vec::new();
+        for body in &mut bodies {
+            frames.push(read_events(body, 1).await.remove(0));
+        }
+        assert_eq!(encoded(&state) - before, 1, "one encoding for 50 streams");
+        let view = EntityView::from(state.hub.get("temp").expect("temp"));
+        let expected = format!("event: entity\ndata: {}", serde_json::to_string(&view).expect("json"));
+        assert!(frames.iter().all(|f| *f == expected), "{expected}\n{frames:?}");
+    }
+
+    #[tokio::test]
+    async fn one_address_should_get_no_more_than_its_share_of_streams() {
+        let state = state();
+        let mut held = Vec::new();
+        for _ in 0..MAX_CLIENTS_PER_IP {
+            let response = open(&state, Some("192.0.2.7")).await;
+            assert_eq!(response.status(), StatusCode::OK);
+            held.push(response);
+        }
+        assert_eq!(
+            open(&state, Some("192.0.2.7")).await.status(),
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        assert_eq!(open(&state, Some("192.0.2.8")).await.status(), StatusCode::OK);
+    }
+
+    #[tokio::test]
+    async fn the_encoder_should_stop_with_the_last_stream_and_start_with_the_next() {
+        let state = state();
+        let mut body = open(&state, None).await.into_body();
+        read_events(&mut body, 1).await;
+        drop(body);
+        // The encoder notices at its next frame that no stream is left.
+        state.hub.set("temp", Value::Number(1.0));
+        tokio::time::timeout(Duration::from_secs(5), async {
+            while state.sse_frames.running.lock().expect("lock").is_some() {
+                tokio::task::yield_now().await;
+            }
+        })
+        .await
+        .expect("the encoder stops");
+        let mut body = open(&state, None).await.into_body();
+        let snapshot = read_events(&mut body, 1).await;
+        assert!(snapshot[0].contains("\"state\":\"1.0\""), "{snapshot:?}");
+        state.hub.set("temp", Value::Number(2.0));
+        let next = read_events(&mut body, 1).await;
+        assert!(next[0].contains("\"state\":\"2.0\""), "{next:?}");
+    }
+
     #[tokio::test]
     async fn clients_beyond_the_cap_should_get_503() {
         let state = state();

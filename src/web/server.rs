@@ -37,10 +37,12 @@ use tracing::{debug, warn};
 use crate::web::clients::{AllowedHosts, ClientIp, PerIp};
 use crate::web::errors::error;
 
-/// Connections open at once, from everyone.
-pub const MAX_CONNECTIONS: usize = 64;
+/// Connections open at once, from everyone: every event stream
+/// (`events::MAX_CLIENTS`) and room besides for the requests of the pages
+/// that hold them.
+pub const MAX_CONNECTIONS: usize = 96;
 /// Connections one client (an IPv4 address, an IPv6 /64) may hold at once:
-/// a quarter of all, so one client never takes every place.
+/// a sixth of all, so one client never takes every place.
 pub const MAX_CONNECTIONS_PER_IP: usize = 16;
 
 /// How much a client may ask of the server.
@@ -877,6 +879,53 @@ mod tests {
         const { assert!(MAX_CLIENTS > MAX_CLIENTS_PER_IP) };
         streams.pop();
         assert_eq!(open(app, "10.0.0.1").await.status(), StatusCode::OK);
+    }
+
+    /// Opens `/api/events` from `source` and reads until the snapshot's
+    /// first bytes (or an answer that is not 200) arrived.
+    async fn open_stream_from(source: &str, addr: std::net::SocketAddr) -> (TcpStream, String) {
+        let mut stream = connect_from(source, addr).await;
+        stream
+            .write_all(b"GET /api/events HTTP/1.1\r\nhost: 127.0.0.1\r\n\r\n")
+            .await
+            .expect("write");
+        let mut received = Vec::new();
+        let mut buffer = [0u8; 4096];
+        while !received.windows(15).any(|w| w == b"event: snapshot") && !received.windows(3).any(|w| w == b"503") {
+            let n = tokio::time::timeout(SLACK, stream.read(&mut buffer))
+                .await
+                .expect("an answer in time")
+                .expect("read");
+            assert!(n > 0, "closed early: {}", String::from_utf8_lossy(&received));
+            received.extend_from_slice(&buffer[..n]);
+        }
+        (stream, String::from_utf8_lossy(&received).into_owned())
+    }
+
+    /// The footprint bench's "50 dashboards", through the real server loop:
+    /// one dashboard open, then 50 more, each from its own loopback address
+    /// (50 browsers); while one address still gets no more than its share.
+    #[tokio::test]
+    async fn fifty_dashboards_from_fifty_addresses_should_all_be_served_but_not_from_one() {
+        use crate::web::events::MAX_CLIENTS_PER_IP;
+        let server = start(Limits::default()).await;
+        let mut open = Vec::new();
+        for n in 1..=51 {
+            let (stream, head) = open_stream_from(&format!("127.0.1.{n}"), server.addr).await;
+            assert!(head.starts_with("HTTP/1.1 200"), "dashboard {n}: {head}");
+            open.push(stream);
+        }
+        for _ in 0..MAX_CLIENTS_PER_IP {
+            let (stream, head) = open_stream_from("127.0.2.1", server.addr).await;
+            assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+            open.push(stream);
+        }
+        let (_, head) = open_stream_from("127.0.2.1", server.addr).await;
+        assert!(head.starts_with("HTTP/1.1 503"), "one address beyond its share: {head}");
+        assert_eq!(
+            server.state.sse_clients.load(Ordering::Acquire),
+            51 + MAX_CLIENTS_PER_IP
+        );
     }
 
     #[tokio::test]
