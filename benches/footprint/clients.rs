@@ -2,7 +2,7 @@
 //! open, an MQTT subscriber that times messages, and `wrk` for HTTP.
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -25,7 +25,23 @@ pub struct SseClient {
 
 impl SseClient {
     pub fn open(addr: SocketAddr) -> SseClient {
-        let mut stream = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect to {addr}: {e}"));
+        SseClient::open_from(None, addr)
+    }
+
+    /// A dashboard connecting from `source`, a loopback address of its own
+    /// (Linux routes all of 127.0.0.0/8 to lo): one of many browsers, each
+    /// on its own machine, as the agent's per-address caps count them.
+    pub fn open_from(source: Option<Ipv4Addr>, addr: SocketAddr) -> SseClient {
+        let connect = || -> std::io::Result<TcpStream> {
+            let Some(source) = source else {
+                return TcpStream::connect(addr);
+            };
+            let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)?;
+            socket.bind(&SocketAddr::from((source, 0)).into())?;
+            socket.connect(&addr.into())?;
+            Ok(socket.into())
+        };
+        let mut stream = connect().unwrap_or_else(|e| panic!("connect to {addr} from {source:?}: {e}"));
         write!(
             stream,
             "GET /api/events HTTP/1.1\r\nHost: {addr}\r\nAccept: text/event-stream\r\n\r\n"
