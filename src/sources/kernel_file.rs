@@ -108,9 +108,7 @@ impl KernelFile {
         let open = self.open.as_ref()?;
         // `stat` of a path this short builds its C string on the stack: no
         // allocation.
-        if open.plain
-            && std::fs::metadata(&self.path).map_or(true, |meta| (meta.dev(), meta.ino()) != open.identity)
-        {
+        if open.plain && std::fs::metadata(&self.path).map_or(true, |meta| (meta.dev(), meta.ino()) != open.identity) {
             return None;
         }
         Some(read_whole(&open.file, buffer, limit))
@@ -228,7 +226,10 @@ mod tests {
         let mut buffer = Vec::new();
         let read = file.read_bytes(&mut buffer, 100).expect("read").len();
         assert!(read > 100 && read <= INITIAL_BUFFER, "{read} bytes read");
-        assert_eq!(file.read_bytes(&mut buffer, INITIAL_BUFFER * 4).expect("read").len(), INITIAL_BUFFER * 4);
+        assert_eq!(
+            file.read_bytes(&mut buffer, INITIAL_BUFFER * 4).expect("read").len(),
+            INITIAL_BUFFER * 4
+        );
     }
 
     #[test]

@@ -385,13 +385,7 @@ fn expire_after(interval: Duration) -> Duration {
 
 /// Puts one round's results on the hub: a good value is calibrated, set and
 /// makes its entity available; a failure makes just that entity unavailable.
-fn apply(
-    hub: &Hub,
-    sensor: &str,
-    calibration: &Calibration,
-    tracked: &mut [Tracked],
-    results: &mut Vec<Reading>,
-) {
+fn apply(hub: &Hub, sensor: &str, calibration: &Calibration, tracked: &mut [Tracked], results: &mut Vec<Reading>) {
     for (quantity, result) in results.drain(..) {
         let Some(entity) = tracked.iter_mut().find(|entity| entity.quantity == quantity) else {
             debug!(
