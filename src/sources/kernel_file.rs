@@ -141,6 +141,40 @@ fn read_whole(file: &File, buffer: &mut Vec<u8>, limit: usize) -> io::Result<usi
     }
 }
 
+/// Filesystems where a read can sleep for long (`linux/magic.h`): NFS,
+/// CIFS/SMB, FUSE.
+const NETWORK_MAGICS: [i64; 4] = [0x6969, 0xff53_4d42, 0xfe53_4d42, 0x6573_5546];
+
+/// Whether a read of `path` may sleep: it is on sysfs, whose attributes are
+/// driver callbacks (an hwmon chip on I2C, a disk's temperature through
+/// SCSI), or on a network or FUSE filesystem. Not so on procfs, tmpfs or a
+/// local disk's filesystem (the page cache answers). A path that does not
+/// exist yet is judged by the nearest directory above it that does.
+pub(crate) fn read_may_sleep(path: &Path) -> bool {
+    let Some(kind) = path.ancestors().find_map(filesystem_of) else {
+        return true;
+    };
+    kind == SYSFS_MAGIC || NETWORK_MAGICS.contains(&kind)
+}
+
+/// `statfs(path).f_type`, or `None` when `path` cannot be looked up.
+fn filesystem_of(path: &Path) -> Option<i64> {
+    use std::os::unix::ffi::OsStrExt;
+    let path = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
+    let mut stats = std::mem::MaybeUninit::<libc::statfs>::uninit();
+    // SAFETY: `path` is a NUL-terminated string and `stats` points to
+    // writable memory sized for a `statfs`.
+    let rc = unsafe { libc::statfs(path.as_ptr(), stats.as_mut_ptr()) };
+    if rc != 0 {
+        return None;
+    }
+    // SAFETY: statfs returned 0, so it filled in the whole struct.
+    let stats = unsafe { stats.assume_init() };
+    // `f_type` is 32-bit on 32-bit ARM and 64-bit elsewhere.
+    #[allow(clippy::unnecessary_cast)]
+    Some(stats.f_type as i64)
+}
+
 /// Whether `file` is on procfs or sysfs, whose files fail reads once removed.
 fn on_kernel_filesystem(file: &File) -> bool {
     let mut stats = std::mem::MaybeUninit::<libc::statfs>::uninit();
@@ -263,6 +297,17 @@ mod tests {
             assert!(std::time::Instant::now() < deadline, "/proc/uptime never changed");
             std::thread::sleep(std::time::Duration::from_millis(20));
         }
+    }
+
+    #[test]
+    fn sysfs_reads_may_sleep_and_proc_and_local_files_do_not() {
+        if Path::new("/sys/class").is_dir() {
+            assert!(read_may_sleep(Path::new("/sys/class/thermal/thermal_zone0/temp")));
+        }
+        assert!(!read_may_sleep(Path::new("/proc/uptime")));
+        let dir = tempfile::tempdir().expect("tempdir");
+        // Judged by its directory while it does not exist.
+        assert!(!read_may_sleep(&dir.path().join("not/yet")));
     }
 
     #[test]

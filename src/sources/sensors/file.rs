@@ -11,14 +11,15 @@
 //! keeps (`KernelFile`), parsed in place; a file removed or replaced (an
 //! atomic rename) is opened again by its path. Without `regex` a round
 //! allocates nothing; the regex matcher allocates its thread lists per
-//! match. The read runs on the runtime thread (see "Where reads run" in
-//! `sensors`).
+//! match. A file on procfs, tmpfs or a local disk is read on the runtime
+//! thread; one on sysfs or a network filesystem on a reading thread (see
+//! "Where reads run" in `sensors`).
 
 use std::path::PathBuf;
 
 use super::{Placement, Quantity, Reading, SensorError, SensorReader};
 use crate::pattern::Pattern;
-use crate::sources::kernel_file::KernelFile;
+use crate::sources::kernel_file::{self, KernelFile};
 
 /// The largest file read.
 pub const MAX_SIZE: u64 = 64 * 1024;
@@ -29,11 +30,19 @@ pub struct FileReader {
     quantity: Quantity,
     /// The file's content; kept between rounds.
     buffer: Vec<u8>,
+    placement: Placement,
 }
 
 impl FileReader {
     pub fn new(path: PathBuf, regex: Option<Pattern>, quantity: Quantity) -> FileReader {
+        // Decided once, from where the path is when the agent starts.
+        let placement = if kernel_file::read_may_sleep(&path) {
+            Placement::Thread
+        } else {
+            Placement::Inline
+        };
         FileReader {
+            placement,
             file: KernelFile::new(path),
             regex,
             quantity,
@@ -97,10 +106,13 @@ impl SensorReader for FileReader {
         results.push((self.quantity, self.read_value()));
     }
 
-    /// The runtime thread: a procfs, sysfs or regular file answers at once,
-    /// and the open is non-blocking, so a FIFO cannot hold it either.
+    /// The runtime thread for a file on procfs, tmpfs or a local disk: the
+    /// kernel or the page cache answers at once, and the open is
+    /// non-blocking, so a FIFO cannot hold it either. A reading thread for
+    /// a sysfs attribute (a driver callback: an hwmon chip on I2C, a disk's
+    /// temperature through SCSI) or a file on a network filesystem.
     fn placement(&self) -> Placement {
-        Placement::Inline
+        self.placement
     }
 }
 
@@ -123,6 +135,22 @@ mod tests {
         let path = dir.path().join(name);
         std::fs::write(&path, content).expect("write");
         path
+    }
+
+    #[test]
+    fn files_that_may_sleep_should_read_on_a_thread_and_others_inline() {
+        let local = FileReader::new(crate::fixtures::sysroot("pi4"), None, Quantity::Temperature);
+        assert_eq!(local.placement(), Placement::Inline);
+        let proc = FileReader::new(PathBuf::from("/proc/loadavg"), None, Quantity::Temperature);
+        assert_eq!(proc.placement(), Placement::Inline);
+        if Path::new("/sys/class").is_dir() {
+            let sysfs = FileReader::new(
+                PathBuf::from("/sys/class/hwmon/hwmon9/temp1_input"),
+                None,
+                Quantity::Temperature,
+            );
+            assert_eq!(sysfs.placement(), Placement::Thread);
+        }
     }
 
     #[test]

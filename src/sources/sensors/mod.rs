@@ -29,20 +29,19 @@
 //! ([`SensorReader::placement`]):
 //!
 //! - [`Placement::Thread`] (the default; DS18B20, IIO, BME280 over I2C,
-//!   command): the reader lives on a thread of its own for the sensor's
+//!   command, a file sensor on sysfs): the reader lives on a thread of its own for the sensor's
 //!   life, woken for each round, which puts its results in a vector the
 //!   runner keeps. Unlike `spawn_blocking` per round (a task allocation and
 //!   a hand-off to the pool each time), a round then allocates nothing. The
 //!   thread sleeps on a condition variable between rounds; a 256 KiB stack
 //!   is reserved for it, of which a few pages are resident.
-//! - [`Placement::Inline`] (a file sensor): read on the runtime thread, as
-//!   the system source reads its `/proc` and `/sys` files: the kernel
-//!   answers a read of a procfs file or of a regular file in the page cache
-//!   at once, and the thread hand-off would cost more than the read. A
-//!   sysfs attribute whose driver talks to its chip on read (an I2C hwmon
-//!   sensor: a transfer of a few ms) or a file on a network filesystem
-//!   would hold the runtime for that long; the file sensor is meant for
-//!   local values that are already in memory.
+//! - [`Placement::Inline`] (a file sensor whose file is on procfs, tmpfs or
+//!   a local disk): read on the runtime thread, as the system source reads
+//!   its `/proc` files: the kernel or the page cache answers at once, and
+//!   the thread hand-off would cost more than the read. A file sensor on
+//!   sysfs (an attribute is a driver callback: an hwmon chip on I2C, a
+//!   disk's temperature through SCSI) or on a network filesystem reads on
+//!   its own thread.
 //!
 //! Readers keep their files open and read them with `pread` into a buffer
 //! they keep (`sources::kernel_file::KernelFile`), and write their
