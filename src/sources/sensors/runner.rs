@@ -786,6 +786,56 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn the_reading_thread_should_end_and_drop_its_reader_when_the_sensor_stops() {
+        // The reader holds a sender; its receiver hears of the drop.
+        struct Steady(mpsc::Sender<()>);
+        impl SensorReader for Steady {
+            fn describe(&self) -> String {
+                "steady".to_owned()
+            }
+            fn quantities(&self) -> Vec<Quantity> {
+                vec![Quantity::Temperature]
+            }
+            fn read(&mut self) -> Script {
+                vec![(Quantity::Temperature, Ok(20.0))]
+            }
+        }
+        let (alive, dropped) = mpsc::channel::<()>();
+        let sensor = Sensor {
+            name: "s".to_owned(),
+            label: "S".to_owned(),
+            interval: MIN_INTERVAL,
+            calibration: Calibration::default(),
+            filters: Vec::new(),
+            reader: Box::new(Steady(alive)),
+        };
+        let hub = Hub::new(8);
+        for spec in sensor.entities() {
+            hub.register(spec);
+        }
+        let mut events = hub.subscribe();
+        let cancel = CancellationToken::new();
+        let task = tokio::spawn(sensor.run(hub.clone(), cancel.clone()));
+        tokio::time::timeout(Duration::from_secs(5), async {
+            while hub.get("s").and_then(|e| e.value).is_none() {
+                events.recv().await.expect("hub alive");
+            }
+        })
+        .await
+        .expect("a value from the reading thread");
+        cancel.cancel();
+        task.await.expect("does not panic");
+        let heard = tokio::task::spawn_blocking(move || dropped.recv_timeout(Duration::from_secs(5)))
+            .await
+            .expect("joined");
+        assert_eq!(
+            heard,
+            Err(mpsc::RecvTimeoutError::Disconnected),
+            "the reader was dropped, so its thread ended"
+        );
+    }
+
+    #[tokio::test]
     async fn a_reader_that_panics_should_make_its_entities_unavailable_and_stop() {
         struct Panics;
         impl SensorReader for Panics {
