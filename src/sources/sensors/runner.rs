@@ -788,7 +788,9 @@ mod tests {
     #[tokio::test]
     async fn the_reading_thread_should_end_and_drop_its_reader_when_the_sensor_stops() {
         // The reader holds a sender; its receiver hears of the drop.
-        struct Steady(mpsc::Sender<()>);
+        struct Steady {
+            _alive: mpsc::Sender<()>,
+        }
         impl SensorReader for Steady {
             fn describe(&self) -> String {
                 "steady".to_owned()
@@ -807,7 +809,7 @@ mod tests {
             interval: MIN_INTERVAL,
             calibration: Calibration::default(),
             filters: Vec::new(),
-            reader: Box::new(Steady(alive)),
+            reader: Box::new(Steady { _alive: alive }),
         };
         let hub = Hub::new(8);
         for spec in sensor.entities() {
