@@ -29,9 +29,9 @@
 //! ([`SensorReader::placement`]):
 //!
 //! - [`Placement::Thread`] (the default; DS18B20, IIO, BME280 over I2C,
-//!   command, a file sensor on sysfs): the reader lives on a thread of its own for the sensor's
-//!   life, woken for each round, which puts its results in a vector the
-//!   runner keeps. Unlike `spawn_blocking` per round (a task allocation and
+//!   command, a file sensor on sysfs): the reader lives on a thread of its
+//!   own for the sensor's life, woken for each round, which puts its
+//!   results in a vector the runner keeps. Unlike `spawn_blocking` per round (a task allocation and
 //!   a hand-off to the pool each time), a round then allocates nothing. The
 //!   thread sleeps on a condition variable between rounds; a 256 KiB stack
 //!   is reserved for it, of which a few pages are resident.
