@@ -199,11 +199,31 @@ fn closing(bytes: &[u8], from: usize) -> usize {
 fn mask_in_message(source: &str, secrets: &[std::ops::Range<usize>], mut message: String) -> String {
     for span in secrets {
         let value = source.get(span.clone()).unwrap_or("").trim_matches(['"', '\'']);
-        if value.len() >= 3 && message.contains(value) {
-            message = message.replace(value, MASK);
+        if value.len() >= 3 {
+            message = mask_whole(&message, value);
         }
     }
     message
+}
+
+/// `message` with each occurrence of `value` that is not part of a longer
+/// word masked: a value serde repeats stands alone (quoted, after a
+/// colon), while a short token such as `tok` must not turn the wording's
+/// `web.token_file` into `web.***en_file`.
+fn mask_whole(message: &str, value: &str) -> String {
+    let is_word = |c: Option<char>| c.is_some_and(|c| c.is_alphanumeric() || c == '_');
+    let mut masked = String::with_capacity(message.len());
+    let mut rest = message;
+    while let Some(at) = rest.find(value) {
+        let (before, after) = (rest[..at].chars().next_back(), rest[at + value.len()..].chars().next());
+        let inside_a_word =
+            is_word(before) && is_word(value.chars().next()) || is_word(after) && is_word(value.chars().next_back());
+        masked.push_str(&rest[..at]);
+        masked.push_str(if inside_a_word { value } else { MASK });
+        rest = &rest[at + value.len()..];
+    }
+    masked.push_str(rest);
+    masked
 }
 
 /// Turns a byte offset into a 1-based line and column (in characters),

@@ -676,6 +676,11 @@ fn secrets_should_be_masked_in_every_error_that_shows_their_line() {
     // Paths of secret files and other keys are shown as they are.
     let error = error_of("[mqtt]\npassword_file = \"/nonexistent/pw\"\n");
     assert!(error.contains("/nonexistent/pw"), "{error}");
+    // A short token that is part of the error's own words leaves them
+    // whole (it was `web.***en_file or web.***en`).
+    let error = error_of("[web]\ntoken = \"tok\"\n");
+    assert!(error.contains("web.token_file or web.token"), "{error}");
+    assert!(error.contains("token = ***"), "{error}");
 }
 
 #[test]

@@ -8,10 +8,19 @@
 //! when it did not really measure (see [`parse_w1_slave`]). Scheduling,
 //! calibration and availability belong to the runner in `mod.rs`; enabling
 //! the bus (`dtoverlay=w1-gpio`) belongs to the user.
+//!
+//! `w1_slave` stays open and is read with `pread` from offset 0 into a
+//! buffer the reader keeps: each such read is a fresh conversion, as a
+//! fresh open is. A sensor unplugged makes the kernel remove its directory
+//! (the kept file's reads fail, `ENODEV`), and plugged back brings the
+//! directory back: the reopen after the failed read finds it. The read
+//! blocks for the conversion (750 ms), so it runs on the sensor's own
+//! thread (see "Where reads run" in `sensors`).
 
 use std::path::{Path, PathBuf};
 
-use super::{Quantity, SensorError, SensorReader};
+use super::{Placement, Quantity, Reading, SensorError, SensorReader};
+use crate::sources::kernel_file::KernelFile;
 
 /// Where the w1 bus lists its devices, relative to the root.
 const DEVICES_DIR: &str = "sys/bus/w1/devices";
@@ -46,7 +55,9 @@ pub fn discover(root: &Path) -> Vec<String> {
 pub struct Ds18b20Reader {
     id: String,
     dir: PathBuf,
-    file: PathBuf,
+    file: KernelFile,
+    /// `w1_slave`'s text (about 80 bytes); kept between rounds.
+    buffer: Vec<u8>,
 }
 
 impl Ds18b20Reader {
@@ -54,13 +65,14 @@ impl Ds18b20Reader {
         let dir = root.join(DEVICES_DIR).join(id);
         Ds18b20Reader {
             id: id.to_owned(),
-            file: dir.join("w1_slave"),
+            file: KernelFile::new(dir.join("w1_slave")),
             dir,
+            buffer: Vec::new(),
         }
     }
 
-    fn read_temperature(&self) -> Result<f64, SensorError> {
-        let text = match std::fs::read_to_string(&self.file) {
+    fn read_temperature(&mut self) -> Result<f64, SensorError> {
+        let text = match self.file.read(&mut self.buffer) {
             Ok(text) => text,
             // The kernel removes the directory a while after the sensor
             // stops answering the bus search.
@@ -69,12 +81,12 @@ impl Ds18b20Reader {
             }
             Err(source) => {
                 return Err(SensorError::Io {
-                    path: self.file.display().to_string(),
+                    path: self.file.path().display().to_string(),
                     source,
                 })
             }
         };
-        let milli = parse_w1_slave(&text).map_err(|problem| problem.into_error(&self.file))?;
+        let milli = parse_w1_slave(text).map_err(|problem| problem.into_error(self.file.path()))?;
         Ok(milli as f64 / 1000.0)
     }
 }
@@ -88,8 +100,17 @@ impl SensorReader for Ds18b20Reader {
         vec![Quantity::Temperature]
     }
 
-    fn read(&mut self) -> Vec<(Quantity, Result<f64, SensorError>)> {
+    fn read(&mut self) -> Vec<Reading> {
         vec![(Quantity::Temperature, self.read_temperature())]
+    }
+
+    fn read_into(&mut self, results: &mut Vec<Reading>) {
+        results.push((Quantity::Temperature, self.read_temperature()));
+    }
+
+    /// Its own thread: the read waits for the conversion (750 ms).
+    fn placement(&self) -> Placement {
+        Placement::Thread
     }
 }
 

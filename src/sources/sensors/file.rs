@@ -6,52 +6,79 @@
 //! The path is read as written, not below `system.root`: it is the user's
 //! choice of file. Files larger than [`MAX_SIZE`] are refused: this reads
 //! small values, not logs.
+//!
+//! The file stays open and is read with `pread` into a buffer the reader
+//! keeps (`KernelFile`), parsed in place; a file removed or replaced (an
+//! atomic rename) is opened again by its path. Without `regex` a round
+//! allocates nothing; the regex matcher allocates its thread lists per
+//! match. A file on procfs, tmpfs or a local disk is read on the runtime
+//! thread; one on sysfs or a network filesystem on a reading thread (see
+//! "Where reads run" in `sensors`).
 
-use std::io::Read;
 use std::path::PathBuf;
 
-use super::{Quantity, SensorError, SensorReader};
+use super::{Placement, Quantity, Reading, SensorError, SensorReader};
 use crate::pattern::Pattern;
+use crate::sources::kernel_file::{self, KernelFile};
 
 /// The largest file read.
 pub const MAX_SIZE: u64 = 64 * 1024;
 
 pub struct FileReader {
-    path: PathBuf,
+    file: KernelFile,
     regex: Option<Pattern>,
     quantity: Quantity,
+    /// The file's content; kept between rounds.
+    buffer: Vec<u8>,
+    placement: Placement,
 }
 
 impl FileReader {
     pub fn new(path: PathBuf, regex: Option<Pattern>, quantity: Quantity) -> FileReader {
-        FileReader { path, regex, quantity }
+        // Decided once, from where the path is when the agent starts.
+        let placement = if kernel_file::read_may_sleep(&path) {
+            Placement::Thread
+        } else {
+            Placement::Inline
+        };
+        FileReader {
+            placement,
+            file: KernelFile::new(path),
+            regex,
+            quantity,
+            buffer: Vec::new(),
+        }
     }
 
-    fn read_value(&self) -> Result<f64, SensorError> {
-        let shown = self.path.display().to_string();
-        let io = |source: std::io::Error| SensorError::Io {
-            path: shown.clone(),
-            source,
+    fn read_value(&mut self) -> Result<f64, SensorError> {
+        let FileReader {
+            file, regex, buffer, ..
+        } = self;
+        // The path is shown only in an error: a good round builds no text.
+        let content = match file.read_bytes(buffer, MAX_SIZE as usize) {
+            Ok(content) => content,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+                return Err(SensorError::Missing(file.path().display().to_string()))
+            }
+            Err(source) => {
+                return Err(SensorError::Io {
+                    path: file.path().display().to_string(),
+                    source,
+                })
+            }
         };
-        let file = match std::fs::File::open(&self.path) {
-            Ok(file) => file,
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Err(SensorError::Missing(shown)),
-            Err(error) => return Err(io(error)),
-        };
-        // One byte more than allowed tells a file that is too large.
-        let mut content = Vec::new();
-        file.take(MAX_SIZE + 1).read_to_end(&mut content).map_err(io)?;
         let parse_error = |detail: String| SensorError::Parse {
-            path: shown.clone(),
+            path: file.path().display().to_string(),
             detail,
         };
+        // One byte more than allowed tells a file that is too large.
         if content.len() as u64 > MAX_SIZE {
             return Err(parse_error(format!("larger than {} KiB", MAX_SIZE / 1024)));
         }
-        let found = match &self.regex {
-            None => &content[..],
+        let found = match regex {
+            None => content,
             Some(regex) => regex
-                .extract(&content)
+                .extract(content)
                 .ok_or_else(|| parse_error(format!("the regex `{}` does not match", regex.as_str())))?,
         };
         let text = String::from_utf8_lossy(found);
@@ -64,15 +91,28 @@ impl FileReader {
 
 impl SensorReader for FileReader {
     fn describe(&self) -> String {
-        format!("file {}", self.path.display())
+        format!("file {}", self.file.path().display())
     }
 
     fn quantities(&self) -> Vec<Quantity> {
         vec![self.quantity]
     }
 
-    fn read(&mut self) -> Vec<(Quantity, Result<f64, SensorError>)> {
+    fn read(&mut self) -> Vec<Reading> {
         vec![(self.quantity, self.read_value())]
+    }
+
+    fn read_into(&mut self, results: &mut Vec<Reading>) {
+        results.push((self.quantity, self.read_value()));
+    }
+
+    /// The runtime thread for a file on procfs, tmpfs or a local disk: the
+    /// kernel or the page cache answers at once, and the open is
+    /// non-blocking, so a FIFO cannot hold it either. A reading thread for
+    /// a sysfs attribute (a driver callback: an hwmon chip on I2C, a disk's
+    /// temperature through SCSI) or a file on a network filesystem.
+    fn placement(&self) -> Placement {
+        self.placement
     }
 }
 
@@ -95,6 +135,22 @@ mod tests {
         let path = dir.path().join(name);
         std::fs::write(&path, content).expect("write");
         path
+    }
+
+    #[test]
+    fn files_that_may_sleep_should_read_on_a_thread_and_others_inline() {
+        let local = FileReader::new(crate::fixtures::sysroot("pi4"), None, Quantity::Temperature);
+        assert_eq!(local.placement(), Placement::Inline);
+        let proc = FileReader::new(PathBuf::from("/proc/loadavg"), None, Quantity::Temperature);
+        assert_eq!(proc.placement(), Placement::Inline);
+        if Path::new("/sys/class").is_dir() {
+            let sysfs = FileReader::new(
+                PathBuf::from("/sys/class/hwmon/hwmon9/temp1_input"),
+                None,
+                Quantity::Temperature,
+            );
+            assert_eq!(sysfs.placement(), Placement::Thread);
+        }
     }
 
     #[test]

@@ -15,10 +15,18 @@
 //! first (`in_temp1_input`, a second sensor of the same device), averaged
 //! `_mean_raw` values, and buffered capture through `/dev/iio:deviceN`.
 //! `_calibbias`/`_calibscale` are applied by the hardware and need nothing.
+//!
+//! Each channel's files stay open and are read with `pread` into one buffer
+//! the reader keeps (`KernelFile`); a device that is unbound and bound
+//! again (the same `iio:deviceN` directory back) is picked up by the
+//! reopen after a failed read. Reads run on the sensor's own thread: a DHT
+//! read waits for the sensor (up to 1 s), a BME280's for I2C transfers and
+//! a conversion (see "Where reads run" in `sensors`).
 
 use std::path::{Path, PathBuf};
 
-use super::{Quantity, SensorError, SensorReader};
+use super::{Placement, Quantity, Reading, SensorError, SensorReader};
+use crate::sources::kernel_file::KernelFile;
 
 /// Where IIO lists its devices, relative to the root.
 const DEVICES_DIR: &str = "sys/bus/iio/devices";
@@ -40,21 +48,21 @@ fn channel_type(quantity: Quantity) -> (&'static str, f64) {
 }
 
 /// Where a channel's value comes from.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug)]
 enum Source {
     /// `in_<type>_input`: already scaled by the driver.
-    Input(PathBuf),
+    Input(KernelFile),
     /// `in_<type>_raw`, with the scale and offset files that exist (a
     /// missing one means 1 and 0). Read every round: some drivers change
     /// the scale with the range or oversampling setting.
     Raw {
-        raw: PathBuf,
-        scale: Option<PathBuf>,
-        offset: Option<PathBuf>,
+        raw: KernelFile,
+        scale: Option<KernelFile>,
+        offset: Option<KernelFile>,
     },
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug)]
 struct Channel {
     quantity: Quantity,
     source: Source,
@@ -69,6 +77,8 @@ pub struct IioReader {
     driver: String,
     dir: PathBuf,
     channels: Vec<Channel>,
+    /// Each file's text, one after the other; kept between rounds.
+    buffer: Vec<u8>,
 }
 
 impl IioReader {
@@ -114,48 +124,50 @@ impl IioReader {
             driver,
             dir,
             channels,
+            buffer: Vec::new(),
         })
     }
+}
 
-    fn read_channel(&self, channel: &Channel) -> Result<f64, SensorError> {
-        let (_, factor) = channel_type(channel.quantity);
-        let value = match &channel.source {
-            Source::Input(path) => self.read_number(path)?,
-            Source::Raw { raw, scale, offset } => {
-                let raw = self.read_number(raw)?;
-                let offset = match offset {
-                    Some(path) => self.read_number(path)?,
-                    None => 0.0,
-                };
-                let scale = match scale {
-                    Some(path) => self.read_number(path)?,
-                    None => 1.0,
-                };
-                (raw + offset) * scale
-            }
-        };
-        Ok(value * factor)
-    }
+/// One channel's value in our units.
+fn read_channel(channel: &mut Channel, buffer: &mut Vec<u8>, dir: &Path) -> Result<f64, SensorError> {
+    let (_, factor) = channel_type(channel.quantity);
+    let value = match &mut channel.source {
+        Source::Input(file) => read_number(file, buffer, dir)?,
+        Source::Raw { raw, scale, offset } => {
+            let raw = read_number(raw, buffer, dir)?;
+            let offset = match offset {
+                Some(file) => read_number(file, buffer, dir)?,
+                None => 0.0,
+            };
+            let scale = match scale {
+                Some(file) => read_number(file, buffer, dir)?,
+                None => 1.0,
+            };
+            (raw + offset) * scale
+        }
+    };
+    Ok(value * factor)
+}
 
-    /// One sysfs number. A DHT that does not answer fails right here, with
-    /// EIO or ETIMEDOUT from the driver: this round's error for the channel.
-    fn read_number(&self, path: &Path) -> Result<f64, SensorError> {
-        let text = std::fs::read_to_string(path).map_err(|source| {
-            if source.kind() == std::io::ErrorKind::NotFound {
-                // The driver was unbound or the module unloaded.
-                SensorError::Missing(self.dir.display().to_string())
-            } else {
-                SensorError::Io {
-                    path: path.display().to_string(),
-                    source,
-                }
+/// One sysfs number. A DHT that does not answer fails right here, with EIO
+/// or ETIMEDOUT from the driver: this round's error for the channel.
+fn read_number(file: &mut KernelFile, buffer: &mut Vec<u8>, dir: &Path) -> Result<f64, SensorError> {
+    let text = file.read(buffer).map_err(|source| {
+        if source.kind() == std::io::ErrorKind::NotFound {
+            // The driver was unbound or the module unloaded.
+            SensorError::Missing(dir.display().to_string())
+        } else {
+            SensorError::Io {
+                path: file.path().display().to_string(),
+                source,
             }
-        })?;
-        parse_number(&text).ok_or_else(|| SensorError::Parse {
-            path: path.display().to_string(),
-            detail: format!("`{}` is not a number", text.trim()),
-        })
-    }
+        }
+    })?;
+    parse_number(text).ok_or_else(|| SensorError::Parse {
+        path: file.path().display().to_string(),
+        detail: format!("`{}` is not a number", text.trim()),
+    })
 }
 
 impl SensorReader for IioReader {
@@ -167,11 +179,25 @@ impl SensorReader for IioReader {
         self.channels.iter().map(|channel| channel.quantity).collect()
     }
 
-    fn read(&mut self) -> Vec<(Quantity, Result<f64, SensorError>)> {
-        self.channels
-            .iter()
-            .map(|channel| (channel.quantity, self.read_channel(channel)))
-            .collect()
+    fn read(&mut self) -> Vec<Reading> {
+        let mut results = Vec::with_capacity(self.channels.len());
+        self.read_into(&mut results);
+        results
+    }
+
+    fn read_into(&mut self, results: &mut Vec<Reading>) {
+        let IioReader {
+            dir, channels, buffer, ..
+        } = self;
+        for channel in channels.iter_mut() {
+            let result = read_channel(channel, buffer, dir);
+            results.push((channel.quantity, result));
+        }
+    }
+
+    /// Its own thread: a DHT or BME280 read sleeps in the driver.
+    fn placement(&self) -> Placement {
+        Placement::Thread
     }
 }
 
@@ -193,14 +219,17 @@ fn find_channel(dir: &Path, quantity: Quantity) -> Option<Channel> {
     let file = |name: String| Some(dir.join(name)).filter(|path| path.is_file());
     [shared.clone(), format!("in_{kind}0")].into_iter().find_map(|stem| {
         let source = if let Some(input) = file(format!("{stem}_input")) {
-            Source::Input(input)
+            Source::Input(KernelFile::new(input))
         } else {
             let raw = file(format!("{stem}_raw"))?;
             // A channel's own `_scale` wins over the one its type shares.
-            let attribute =
-                |suffix: &str| file(format!("{stem}_{suffix}")).or_else(|| file(format!("{shared}_{suffix}")));
+            let attribute = |suffix: &str| {
+                file(format!("{stem}_{suffix}"))
+                    .or_else(|| file(format!("{shared}_{suffix}")))
+                    .map(KernelFile::new)
+            };
             Source::Raw {
-                raw,
+                raw: KernelFile::new(raw),
                 scale: attribute("scale"),
                 offset: attribute("offset"),
             }

@@ -16,19 +16,38 @@
 //! `setup.rs` builds the `Sensor`s from the config and the app registers
 //! `entities()` on the hub before it spawns `run`.
 //!
-//! # Blocking reads
+//! # Where reads run
 //!
-//! [`SensorReader::read`] is synchronous. Reading a DS18B20's `w1_slave`
-//! makes the kernel start a conversion and sleep for it (750 ms at the
-//! default 12-bit resolution), and a DHT read waits for the sensor's reply;
-//! on our single runtime thread that would stall MQTT and HTTP. So every
-//! round runs on tokio's blocking pool (`spawn_blocking`, which the `rt`
-//! feature provides on a current-thread runtime too): the reader is moved
-//! into the closure and handed back with the results. The pool starts a
-//! thread on demand and lets it exit after 10 s idle, so a sensor read every
-//! few seconds keeps one extra thread (its stack is reserved, mostly not
-//! resident), and a slow interval pays a thread spawn per round, which is
-//! cheap next to a 750 ms conversion.
+//! [`SensorReader::read`] is synchronous, and some reads sleep in the
+//! kernel: reading a DS18B20's `w1_slave` starts a conversion and waits for
+//! it (750 ms at the default 12-bit resolution); an IIO read of a DHT11/22
+//! waits for the sensor's reply (the `dht11` driver sends an 18 ms start
+//! pulse, then waits up to 1 s for the answer), and of a BME280/BMP280 for
+//! its I2C transfers and, on recent kernels, a forced conversion; a command
+//! sensor waits for its program. On our single runtime thread that would
+//! stall MQTT and HTTP. So each reader says where it runs
+//! ([`SensorReader::placement`]):
+//!
+//! - [`Placement::Thread`] (the default; DS18B20, IIO, BME280 over I2C,
+//!   command, a file sensor on sysfs): the reader lives on a thread of its
+//!   own for the sensor's life, woken for each round, which puts its
+//!   results in a vector the runner keeps. Unlike `spawn_blocking` per round (a task allocation and
+//!   a hand-off to the pool each time), a round then allocates nothing. The
+//!   thread sleeps on a condition variable between rounds; a 256 KiB stack
+//!   is reserved for it, of which a few pages are resident.
+//! - [`Placement::Inline`] (a file sensor whose file is on procfs, tmpfs or
+//!   a local disk): read on the runtime thread, as the system source reads
+//!   its `/proc` files: the kernel or the page cache answers at once, and
+//!   the thread hand-off would cost more than the read. A file sensor on
+//!   sysfs (an attribute is a driver callback: an hwmon chip on I2C, a
+//!   disk's temperature through SCSI) or on a network filesystem reads on
+//!   its own thread.
+//!
+//! Readers keep their files open and read them with `pread` into a buffer
+//! they keep (`sources::kernel_file::KernelFile`), and write their
+//! results into a vector the runner reuses ([`SensorReader::read_into`]), so
+//! that a round in steady state allocates nothing
+//! (`tests/alloc_per_sensor_round.rs`).
 
 pub mod bme280;
 mod calibration;
@@ -75,6 +94,18 @@ pub enum SensorError {
     },
 }
 
+/// One quantity's result of a round.
+pub type Reading = (Quantity, Result<f64, SensorError>);
+
+/// Where a reader's rounds run (see "Where reads run" above).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Placement {
+    /// On the runtime thread: the read is answered at once.
+    Inline,
+    /// On the sensor's own reading thread: the read may sleep.
+    Thread,
+}
+
 /// One physical sensor of some kind.
 pub trait SensorReader: Send {
     /// For logs: "DS18B20 28-0316a2795cff", "IIO iio:device0 (bme280)".
@@ -84,7 +115,17 @@ pub trait SensorReader: Send {
     /// Reads every quantity once, each with its own result (an IIO humidity
     /// channel can fail while temperature reads fine). Values in the units
     /// of [`Quantity`].
-    fn read(&mut self) -> Vec<(Quantity, Result<f64, SensorError>)>;
+    fn read(&mut self) -> Vec<Reading>;
+    /// `read` into `results`, which the caller empties before and whose
+    /// capacity it keeps between rounds. Readers that must not allocate in
+    /// steady state implement this and `read` through it.
+    fn read_into(&mut self, results: &mut Vec<Reading>) {
+        results.extend(self.read());
+    }
+    /// Where this reader's rounds run; asked once, when the sensor starts.
+    fn placement(&self) -> Placement {
+        Placement::Thread
+    }
 }
 
 #[cfg(test)]

@@ -1,18 +1,19 @@
 //! The runner every sensor kind shares: the entity per quantity, the
 //! interval, calibration, filters and availability (a failed read marks
 //! just that entity unavailable, logs once, and a later good read brings it
-//! back). Reads run on the blocking pool (see the module doc of
-//! `sensors`).
+//! back). A reader runs on the runtime thread or on a reading thread of its
+//! own, as it says (see "Where reads run" in the module doc of `sensors`);
+//! this file owns that thread and the hand-off to it.
 
-use std::sync::Arc;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use tokio::task::{JoinError, JoinHandle};
+use tokio::sync::Notify;
 use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
-use super::{Calibration, SensorError, SensorReader};
+use super::{Calibration, Placement, Reading, SensorError, SensorReader};
 use crate::filters::{Chain, FilterSpec};
 use crate::hub::{EntitySpec, Group, Hub, Value};
 use crate::vocab::Quantity;
@@ -42,8 +43,9 @@ pub struct Sensor {
     pub reader: Box<dyn SensorReader>,
 }
 
-/// One round's results, with the reader handed back for the next round.
-type Round = (Box<dyn SensorReader>, Vec<(Quantity, Result<f64, SensorError>)>);
+/// The stack reserved for a reading thread. Reads parse a few short files
+/// or wait for a program; the default 2 MiB would only take address space.
+const READING_THREAD_STACK: usize = 256 * 1024;
 
 /// The runner's view of one entity.
 struct Tracked {
@@ -112,8 +114,9 @@ impl Sensor {
 
     /// Registers nothing (the caller registers `entities()` on the hub
     /// before); reads immediately, then every `interval`, until `cancel`
-    /// fires. A read in flight when `cancel` fires is abandoned: its blocking
-    /// thread finishes it (at most one conversion) and drops the reader.
+    /// fires. A read in flight on the reading thread when `cancel` fires is
+    /// abandoned: the thread finishes it (at most one conversion), then
+    /// exits and drops the reader.
     pub async fn run(self, hub: Arc<Hub>, cancel: CancellationToken) {
         let Sensor {
             name,
@@ -135,15 +138,29 @@ impl Sensor {
                 failing: false,
             })
             .collect();
+        // One round's results; its capacity is kept from round to round.
+        let mut results: Vec<Reading> = Vec::with_capacity(quantities.len());
+
+        let mut place = match reader.placement() {
+            Placement::Inline => Place::Inline(reader),
+            Placement::Thread => match ReadingThread::start(reader) {
+                Ok(thread) => Place::Thread(thread),
+                Err(spawn_error) => {
+                    error!(sensor, error = %spawn_error, "cannot start the sensor's reading thread; this sensor stops");
+                    for entity in &tracked {
+                        hub.set_available(&entity.id, false);
+                    }
+                    return;
+                }
+            },
+        };
 
         let mut ticker = tokio::time::interval(interval.clamp(MIN_INTERVAL, MAX_INTERVAL));
         // After a stall (a slow bus, a suspended Pi) one late round is enough;
         // catch-up rounds would only queue more conversions.
         ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        // Exactly one of these is `Some`: the reader waits in `idle` between
-        // rounds and travels with the round while it is in `reading`.
-        let mut idle = Some(reader);
-        let mut reading: Option<JoinHandle<Round>> = None;
+        // Whether the reading thread has a round in hand.
+        let mut reading = false;
         loop {
             tokio::select! {
                 // Cancellation first, so a stop is never delayed by a round.
@@ -151,30 +168,33 @@ impl Sensor {
                 () = cancel.cancelled() => break,
                 // No tick while a round runs: a read slower than the interval
                 // delays the next round instead of stacking them up.
-                _ = ticker.tick(), if reading.is_none() => {
-                    if let Some(mut reader) = idle.take() {
-                        reading = Some(tokio::task::spawn_blocking(move || {
-                            let results = reader.read();
-                            (reader, results)
-                        }));
+                _ = ticker.tick(), if !reading => match &mut place {
+                    Place::Inline(reader) => {
+                        results.clear();
+                        reader.read_into(&mut results);
+                        apply(&hub, &sensor, &calibration, &mut tracked, &mut results);
                     }
-                }
-                joined = finished(&mut reading), if reading.is_some() => {
-                    reading = None;
-                    match joined {
-                        Ok((reader, results)) => {
-                            idle = Some(reader);
-                            apply(&hub, &sensor, &calibration, &mut tracked, results);
+                    Place::Thread(thread) => {
+                        thread.ask(&mut results);
+                        reading = true;
+                    }
+                },
+                answered = answered(match &place {
+                    Place::Thread(thread) => Some(thread),
+                    Place::Inline(_) => None,
+                }), if reading => {
+                    reading = false;
+                    if let (true, Place::Thread(thread)) = (answered, &place) {
+                        thread.take_results(&mut results);
+                        apply(&hub, &sensor, &calibration, &mut tracked, &mut results);
+                    } else {
+                        // The reader panicked and is gone with its thread;
+                        // without it there is nothing to read.
+                        error!(sensor, "sensor read panicked; this sensor stops");
+                        for entity in &tracked {
+                            hub.set_available(&entity.id, false);
                         }
-                        Err(join_error) => {
-                            // The reader panicked and is gone with its
-                            // thread; without it there is nothing to read.
-                            error!(sensor, error = %join_error, "sensor read panicked; this sensor stops");
-                            for entity in &tracked {
-                                hub.set_available(&entity.id, false);
-                            }
-                            break;
-                        }
+                        break;
                     }
                 }
             }
@@ -183,12 +203,164 @@ impl Sensor {
     }
 }
 
-/// Waits for the round in flight. Its `select!` branch is disabled when
-/// there is none, so the `pending` arm is never awaited in practice.
-async fn finished(reading: &mut Option<JoinHandle<Round>>) -> Result<Round, JoinError> {
-    match reading {
-        Some(handle) => handle.await,
+/// Where a sensor's reader lives.
+enum Place {
+    /// On the runtime thread, read in the runner's loop.
+    Inline(Box<dyn SensorReader>),
+    Thread(ReadingThread),
+}
+
+/// Waits until the reading thread has answered the round asked for: `true`,
+/// or `false` when the thread is gone (its reader panicked). Its `select!`
+/// branch is disabled unless a round is in hand, so the `pending` arm is
+/// never awaited in practice. (It borrows the thread, not the `Place`: a
+/// reader is `Send` but not `Sync`.)
+async fn answered(thread: Option<&ReadingThread>) -> bool {
+    match thread {
+        Some(thread) => thread.answered().await,
         None => std::future::pending().await,
+    }
+}
+
+/// A reader on a thread of its own, for the sensor's life. Each round the
+/// runner lends it the results vector (`ask`); the thread reads into it and
+/// hands it back (`answered`, `take_results`): no allocation per round,
+/// where `spawn_blocking` allocated a task each time. Dropping this (the
+/// runner ends) tells the thread to stop once its read in flight, if any,
+/// is over.
+struct ReadingThread {
+    shared: Arc<Handoff>,
+}
+
+/// What the runner and its reading thread share.
+struct Handoff {
+    /// The round's phase and its results; held only to hand them over,
+    /// never during a read.
+    slot: Mutex<Slot>,
+    /// Wakes the thread: a round is asked for, or it must stop.
+    asked: Condvar,
+    /// Wakes the runner: the round is answered, or the thread is gone. A
+    /// `Notify` keeps a wake-up that comes before the runner waits.
+    answered: Notify,
+}
+
+struct Slot {
+    phase: Phase,
+    results: Vec<Reading>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Idle,
+    Asked,
+    Answered,
+    Stop,
+    /// The thread ended (its reader panicked) and will answer no more.
+    Gone,
+}
+
+impl Handoff {
+    fn lock(&self) -> MutexGuard<'_, Slot> {
+        // Nothing panics while the lock is held, so a poisoned lock still
+        // holds a consistent slot.
+        self.slot.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl ReadingThread {
+    fn start(reader: Box<dyn SensorReader>) -> std::io::Result<ReadingThread> {
+        let shared = Arc::new(Handoff {
+            slot: Mutex::new(Slot {
+                phase: Phase::Idle,
+                results: Vec::new(),
+            }),
+            asked: Condvar::new(),
+            answered: Notify::new(),
+        });
+        let for_thread = Arc::clone(&shared);
+        // Detached: the thread ends by itself once told to stop.
+        std::thread::Builder::new()
+            .name("sensor".to_owned())
+            .stack_size(READING_THREAD_STACK)
+            .spawn(move || serve(&for_thread, reader))?;
+        Ok(ReadingThread { shared })
+    }
+
+    /// Asks for a round, lending the thread `results` (emptied).
+    fn ask(&self, results: &mut Vec<Reading>) {
+        let mut slot = self.shared.lock();
+        results.clear();
+        std::mem::swap(&mut slot.results, results);
+        slot.phase = Phase::Asked;
+        drop(slot);
+        self.shared.asked.notify_one();
+    }
+
+    /// See [`answered`].
+    async fn answered(&self) -> bool {
+        loop {
+            match self.shared.lock().phase {
+                Phase::Answered => return true,
+                Phase::Gone => return false,
+                Phase::Idle | Phase::Asked | Phase::Stop => {}
+            }
+            self.shared.answered.notified().await;
+        }
+    }
+
+    /// Takes the answered round's results back into `results`.
+    fn take_results(&self, results: &mut Vec<Reading>) {
+        let mut slot = self.shared.lock();
+        std::mem::swap(&mut slot.results, results);
+        slot.phase = Phase::Idle;
+    }
+}
+
+impl Drop for ReadingThread {
+    fn drop(&mut self) {
+        let mut slot = self.shared.lock();
+        if slot.phase != Phase::Gone {
+            slot.phase = Phase::Stop;
+        }
+        drop(slot);
+        self.shared.asked.notify_one();
+    }
+}
+
+/// The reading thread's loop: a round each time one is asked for, until told
+/// to stop. A panic in the reader ends the thread, and `Gone` tells the
+/// runner.
+fn serve(shared: &Handoff, mut reader: Box<dyn SensorReader>) {
+    /// Marks the thread gone however it ends, a panic included.
+    struct Farewell<'a>(&'a Handoff);
+    impl Drop for Farewell<'_> {
+        fn drop(&mut self) {
+            self.0.lock().phase = Phase::Gone;
+            self.0.answered.notify_one();
+        }
+    }
+    let _farewell = Farewell(shared);
+    let mut results = Vec::new();
+    loop {
+        {
+            let mut slot = shared.lock();
+            while matches!(slot.phase, Phase::Idle | Phase::Answered) {
+                slot = shared.asked.wait(slot).unwrap_or_else(PoisonError::into_inner);
+            }
+            if slot.phase != Phase::Asked {
+                return;
+            }
+            std::mem::swap(&mut slot.results, &mut results);
+        }
+        reader.read_into(&mut results);
+        let mut slot = shared.lock();
+        if slot.phase != Phase::Asked {
+            return;
+        }
+        std::mem::swap(&mut slot.results, &mut results);
+        slot.phase = Phase::Answered;
+        drop(slot);
+        shared.answered.notify_one();
     }
 }
 
@@ -213,14 +385,8 @@ fn expire_after(interval: Duration) -> Duration {
 
 /// Puts one round's results on the hub: a good value is calibrated, set and
 /// makes its entity available; a failure makes just that entity unavailable.
-fn apply(
-    hub: &Hub,
-    sensor: &str,
-    calibration: &Calibration,
-    tracked: &mut [Tracked],
-    results: Vec<(Quantity, Result<f64, SensorError>)>,
-) {
-    for (quantity, result) in results {
+fn apply(hub: &Hub, sensor: &str, calibration: &Calibration, tracked: &mut [Tracked], results: &mut Vec<Reading>) {
+    for (quantity, result) in results.drain(..) {
         let Some(entity) = tracked.iter_mut().find(|entity| entity.quantity == quantity) else {
             debug!(
                 sensor,
@@ -284,6 +450,7 @@ mod tests {
         quantities: Vec<Quantity>,
         rounds: mpsc::Receiver<Script>,
         reads: mpsc::Sender<Instant>,
+        placement: Placement,
     }
 
     impl SensorReader for Scripted {
@@ -293,6 +460,10 @@ mod tests {
 
         fn quantities(&self) -> Vec<Quantity> {
             self.quantities.clone()
+        }
+
+        fn placement(&self) -> Placement {
+            self.placement
         }
 
         fn read(&mut self) -> Script {
@@ -316,6 +487,14 @@ mod tests {
     }
 
     fn sensor(name: &str, quantities: &[Quantity]) -> (Sensor, mpsc::Sender<Script>, mpsc::Receiver<Instant>) {
+        placed_sensor(name, quantities, Placement::Thread)
+    }
+
+    fn placed_sensor(
+        name: &str,
+        quantities: &[Quantity],
+        placement: Placement,
+    ) -> (Sensor, mpsc::Sender<Script>, mpsc::Receiver<Instant>) {
         let (rounds_tx, rounds_rx) = mpsc::channel();
         let (reads_tx, reads_rx) = mpsc::channel();
         let sensor = Sensor {
@@ -328,6 +507,7 @@ mod tests {
                 quantities: quantities.to_vec(),
                 rounds: rounds_rx,
                 reads: reads_tx,
+                placement,
             }),
         };
         (sensor, rounds_tx, reads_rx)
@@ -521,9 +701,12 @@ mod tests {
         h.stop().await;
     }
 
+    // The two tests with paused time read inline: tokio's paused clock would
+    // jump ahead while a reading thread, which it does not know of, reads.
+
     #[tokio::test(start_paused = true)]
     async fn it_should_read_at_once_and_not_again_before_the_interval() {
-        let (s, rounds, reads) = sensor("t", &[Quantity::Temperature]);
+        let (s, rounds, reads) = placed_sensor("t", &[Quantity::Temperature], Placement::Inline);
         let started = tokio::time::Instant::now();
         let h = start(s, rounds, reads);
         h.round(vec![(Quantity::Temperature, Ok(20.0))]).await;
@@ -553,7 +736,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn rounds_should_be_an_interval_apart() {
-        let (mut s, rounds, reads) = sensor("t", &[Quantity::Temperature]);
+        let (mut s, rounds, reads) = placed_sensor("t", &[Quantity::Temperature], Placement::Inline);
         s.interval = Duration::from_millis(150);
         // Every round's answer is there before it is asked for, so no read
         // blocks (a blocked read would hold paused time still).
@@ -603,6 +786,58 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn the_reading_thread_should_end_and_drop_its_reader_when_the_sensor_stops() {
+        // The reader holds a sender; its receiver hears of the drop.
+        struct Steady {
+            _alive: mpsc::Sender<()>,
+        }
+        impl SensorReader for Steady {
+            fn describe(&self) -> String {
+                "steady".to_owned()
+            }
+            fn quantities(&self) -> Vec<Quantity> {
+                vec![Quantity::Temperature]
+            }
+            fn read(&mut self) -> Script {
+                vec![(Quantity::Temperature, Ok(20.0))]
+            }
+        }
+        let (alive, dropped) = mpsc::channel::<()>();
+        let sensor = Sensor {
+            name: "s".to_owned(),
+            label: "S".to_owned(),
+            interval: MIN_INTERVAL,
+            calibration: Calibration::default(),
+            filters: Vec::new(),
+            reader: Box::new(Steady { _alive: alive }),
+        };
+        let hub = Hub::new(8);
+        for spec in sensor.entities() {
+            hub.register(spec);
+        }
+        let mut events = hub.subscribe();
+        let cancel = CancellationToken::new();
+        let task = tokio::spawn(sensor.run(hub.clone(), cancel.clone()));
+        tokio::time::timeout(Duration::from_secs(5), async {
+            while hub.get("s").and_then(|e| e.value).is_none() {
+                events.recv().await.expect("hub alive");
+            }
+        })
+        .await
+        .expect("a value from the reading thread");
+        cancel.cancel();
+        task.await.expect("does not panic");
+        let heard = tokio::task::spawn_blocking(move || dropped.recv_timeout(Duration::from_secs(5)))
+            .await
+            .expect("joined");
+        assert_eq!(
+            heard,
+            Err(mpsc::RecvTimeoutError::Disconnected),
+            "the reader was dropped, so its thread ended"
+        );
+    }
+
+    #[tokio::test]
     async fn a_reader_that_panics_should_make_its_entities_unavailable_and_stop() {
         struct Panics;
         impl SensorReader for Panics {
@@ -632,7 +867,7 @@ mod tests {
         tokio::time::timeout(Duration::from_secs(5), task)
             .await
             .expect("the runner ends by itself")
-            .expect("the panic stays in the blocking thread");
+            .expect("the panic stays in the reading thread");
         assert!(!hub.get("p").expect("registered").available);
     }
 }
