@@ -286,14 +286,26 @@ async fn next_fleet(fleet: Option<&mut broadcast::Receiver<Change>>) -> Result<C
 /// one `data` line holds it all.
 fn sse_frame(name: &str, data: &impl serde::Serialize) -> Bytes {
     let mut frame = Vec::with_capacity(128);
-    frame.extend_from_slice(b"event: ");
-    frame.extend_from_slice(name.as_bytes());
-    frame.extend_from_slice(b"\ndata: ");
-    let start = frame.len();
+    let start = frame_head(&mut frame, name);
     if serde_json::to_writer(&mut frame, data).is_err() {
         frame.truncate(start);
         frame.extend_from_slice(b"null");
     }
+    frame_tail(frame)
+}
+
+// Head and tail apart from the generic part, so that each type framed adds
+// only its `to_writer` (armv6 bytes).
+#[inline(never)]
+fn frame_head(frame: &mut Vec<u8>, name: &str) -> usize {
+    frame.extend_from_slice(b"event: ");
+    frame.extend_from_slice(name.as_bytes());
+    frame.extend_from_slice(b"\ndata: ");
+    frame.len()
+}
+
+#[inline(never)]
+fn frame_tail(mut frame: Vec<u8>) -> Bytes {
     frame.extend_from_slice(b"\n\n");
     Bytes::from(frame)
 }
