@@ -28,7 +28,11 @@ const SPACING: Duration = Duration::from_millis(60);
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    let broker = Broker::start();
+    // Nagle off on the broker's side too (mosquitto's default is on): else
+    // a state that follows the bench's floor message within the
+    // subscriber's delayed ACK waits up to 40 ms in mosquitto, whatever
+    // the agent does (docs/PERFORMANCE.md › Edge latency).
+    let broker = Broker::start_with(support::free_port(), "allow_anonymous true\nset_tcp_nodelay true\n");
     let config = test_config(
         "bench",
         broker.port,

@@ -164,7 +164,10 @@ async fn main() {
         .unwrap_or_default()
         .trim()
         .to_owned();
-    let broker = support::Broker::start();
+    // Nagle off on the broker's side too (mosquitto's default is on): else
+    // edges back to back wait up to 40 ms in mosquitto for the
+    // subscriber's delayed ACK (docs/PERFORMANCE.md › Edge latency).
+    let broker = support::Broker::start_with(support::free_port(), "allow_anonymous true\nset_tcp_nodelay true\n");
     let root = agents::sensor_root();
     let mut report = BTreeMap::<&str, Json>::new();
     report.insert("machine", machine());

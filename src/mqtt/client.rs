@@ -163,10 +163,11 @@ impl Settings {
 }
 
 /// TCP_NODELAY: each state is a small packet that must leave at once.
-/// With Nagle's algorithm on, a second message within the broker's delayed
-/// ACK (40 ms on Linux) waited for that ACK: two edges 5 ms apart reached
-/// the broker 40 ms late (`cargo bench --bench footprint`, edges back to
-/// back).
+/// With Nagle's algorithm on, a message sent while the one before is not
+/// yet acknowledged waits for that ACK: a round trip to the broker, or up
+/// to its delayed ACK (40 ms on Linux) when nothing else answers at once.
+/// (mosquitto's own side has Nagle on unless `set_tcp_nodelay true`:
+/// README › Troubleshooting.)
 fn network_options() -> rumqttc::NetworkOptions {
     let mut network = rumqttc::NetworkOptions::new();
     network.set_tcp_nodelay(true);
