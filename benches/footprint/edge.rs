@@ -29,6 +29,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc::UnboundedReceiver;
 
+// The clock of the agent's `edge_ns`: the same function the agent uses.
+use majortom::hal::monotonic_ns;
+
 /// Latencies over `edges` edges, in microseconds.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct EdgeLatency {
@@ -45,14 +48,6 @@ pub struct EdgeLatency {
     pub floor_p99_us: u64,
     pub floor_max_us: u64,
     pub method: &'static str,
-}
-
-/// CLOCK_MONOTONIC now, in nanoseconds: the clock of the agent's `edge_ns`.
-fn monotonic_ns() -> u64 {
-    let mut now = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-    // SAFETY: clock_gettime writes only into `now`.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now) };
-    (now.tv_sec as u64).saturating_mul(1_000_000_000) + now.tv_nsec as u64
 }
 
 /// Flips `input` of the agent at `web` `edges` times, low/high alternately,
