@@ -174,11 +174,39 @@ fn network_options() -> rumqttc::NetworkOptions {
     network
 }
 
-/// The sending half: every message goes out at QoS 1.
+/// The sending half.
 #[derive(Clone, Debug)]
 pub enum Client {
     V5(v5::AsyncClient),
     V311(rumqttc::AsyncClient),
+}
+
+/// The QoS a message is sent at.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Delivery {
+    /// QoS 0: retained state, which the sink republishes whole on every
+    /// reconnect, so a message lost with a dying connection is replaced;
+    /// no PUBACK to read and track.
+    AtMostOnce,
+    /// QoS 1: a message nothing would send again (an event, an
+    /// automation's message, the fence, `offline` at a stop).
+    AtLeastOnce,
+}
+
+impl Delivery {
+    fn v5(self) -> v5::mqttbytes::QoS {
+        match self {
+            Delivery::AtMostOnce => v5::mqttbytes::QoS::AtMostOnce,
+            Delivery::AtLeastOnce => v5::mqttbytes::QoS::AtLeastOnce,
+        }
+    }
+
+    fn v311(self) -> rumqttc::QoS {
+        match self {
+            Delivery::AtMostOnce => rumqttc::QoS::AtMostOnce,
+            Delivery::AtLeastOnce => rumqttc::QoS::AtLeastOnce,
+        }
+    }
 }
 
 /// rumqttc's channel to its event loop is full (or the loop is gone).
@@ -195,13 +223,13 @@ impl Client {
     }
 
     /// Queues a message without waiting; `Busy` when there is no room.
-    pub fn try_publish(&self, topic: &str, payload: Vec<u8>, retain: bool) -> Result<(), Busy> {
+    pub fn try_publish(&self, topic: &str, payload: Vec<u8>, retain: bool, delivery: Delivery) -> Result<(), Busy> {
         match self {
             Client::V5(client) => client
-                .try_publish(topic, v5::mqttbytes::QoS::AtLeastOnce, retain, payload)
+                .try_publish(topic, delivery.v5(), retain, payload)
                 .map_err(|_| Busy),
             Client::V311(client) => client
-                .try_publish(topic, rumqttc::QoS::AtLeastOnce, retain, payload)
+                .try_publish(topic, delivery.v311(), retain, payload)
                 .map_err(|_| Busy),
         }
     }
@@ -217,8 +245,8 @@ impl Client {
         }
     }
 
-    /// Queues a message, waiting for room (the connection task drains the
-    /// channel).
+    /// Queues a message at QoS 1, waiting for room (the connection task
+    /// drains the channel).
     pub async fn publish(&self, topic: &str, payload: Vec<u8>, retain: bool) -> Result<(), Busy> {
         match self {
             Client::V5(client) => client

@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use rumqttc::QoS;
 use tempfile::TempDir;
 
 use crate::support::{
@@ -693,5 +694,34 @@ async fn the_connection_to_the_broker_should_send_each_message_at_once() {
             agent_broker_socket_nodelay(agent.pid(), broker.port),
             "MQTT {protocol}: TCP_NODELAY is off on the agent's connection to the broker"
         );
+    }
+}
+
+/// Retained state goes at QoS 0: every reconnect republishes all of it, so
+/// a PUBACK per value would buy nothing. The `offline` of a clean stop goes
+/// at QoS 1: nothing would send it again. Under both protocols (their
+/// clients are separate code in rumqttc). The observer subscribes at QoS 1,
+/// so what it gets at QoS 0 was sent at QoS 0.
+#[tokio::test(flavor = "multi_thread")]
+async fn state_should_go_at_qos_0_and_offline_at_stop_at_qos_1() {
+    for protocol in ["5", "3.1.1"] {
+        let broker = Broker::start();
+        let node = format!("qos_{}", protocol.replace('.', ""));
+        let config = test_config(&node, broker.port, "[system]\ninterval_s = 0.2\n")
+            .replace("[mqtt]\n", &format!("[mqtt]\n{}", protocol_line(protocol)));
+        let observer = Observer::connect(broker.port, &format!("majortom/{node}/#")).await;
+        let mut agent = Agent::start(&config).await;
+        let uptime = format!("majortom/{node}/uptime/state");
+        let live = observer
+            .wait_for_message(&uptime, Duration::from_secs(10), |m| !m.retain)
+            .await;
+        assert_eq!(live.qos, QoS::AtMostOnce, "MQTT {protocol}: a state went at {:?}", live.qos);
+        agent.signal(libc::SIGTERM);
+        let status = format!("majortom/{node}/status");
+        let offline = observer
+            .wait_for_message(&status, Duration::from_secs(10), |m| m.payload == "offline")
+            .await;
+        assert_eq!(offline.qos, QoS::AtLeastOnce, "MQTT {protocol}: `offline` went at {:?}", offline.qos);
+        assert!(agent.wait_exit(Duration::from_secs(5)).await.is_some(), "MQTT {protocol}: the agent did not stop");
     }
 }
