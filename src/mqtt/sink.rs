@@ -205,7 +205,8 @@ fn perform(actions: &mut Vec<SinkAction>, client: Option<&Client>, commands: &Co
                 }
             }
             SinkAction::Publish { topic, payload, retain } => {
-                if let Some(Err(error)) = client.map(|c| c.try_publish(&topic, payload, retain, Delivery::AtLeastOnce)) {
+                if let Some(Err(error)) = client.map(|c| c.try_publish(&topic, payload, retain, Delivery::AtLeastOnce))
+                {
                     warn!(%topic, %error, "dropping a message");
                 }
             }

@@ -715,13 +715,26 @@ async fn state_should_go_at_qos_0_and_offline_at_stop_at_qos_1() {
         let live = observer
             .wait_for_message(&uptime, Duration::from_secs(10), |m| !m.retain)
             .await;
-        assert_eq!(live.qos, QoS::AtMostOnce, "MQTT {protocol}: a state went at {:?}", live.qos);
+        assert_eq!(
+            live.qos,
+            QoS::AtMostOnce,
+            "MQTT {protocol}: a state went at {:?}",
+            live.qos
+        );
         agent.signal(libc::SIGTERM);
         let status = format!("majortom/{node}/status");
         let offline = observer
             .wait_for_message(&status, Duration::from_secs(10), |m| m.payload == "offline")
             .await;
-        assert_eq!(offline.qos, QoS::AtLeastOnce, "MQTT {protocol}: `offline` went at {:?}", offline.qos);
-        assert!(agent.wait_exit(Duration::from_secs(5)).await.is_some(), "MQTT {protocol}: the agent did not stop");
+        assert_eq!(
+            offline.qos,
+            QoS::AtLeastOnce,
+            "MQTT {protocol}: `offline` went at {:?}",
+            offline.qos
+        );
+        assert!(
+            agent.wait_exit(Duration::from_secs(5)).await.is_some(),
+            "MQTT {protocol}: the agent did not stop"
+        );
     }
 }
