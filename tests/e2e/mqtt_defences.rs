@@ -17,7 +17,8 @@ use rumqttc::QoS;
 use tempfile::TempDir;
 
 use crate::support::{
-    binary, free_port, merged_root, retained, retained_payload, test_config, wait_for, wait_retained, Agent, Broker, Observer,
+    binary, free_port, merged_root, retained, retained_payload, test_config, wait_for, wait_retained, Agent, Broker,
+    Observer,
 };
 
 /// The agent's successful connections so far (`/api/health`).
@@ -770,7 +771,12 @@ async fn a_republish_should_reach_the_broker_in_a_few_writes() {
         let agent = Agent::start(&config).await;
         let states = format!("majortom/{node}/+/state");
         let configs = format!("homeassistant/+/{node}/+/config");
-        wait_retained(broker.port, &format!("majortom/{node}/uptime/state"), Duration::from_secs(10)).await;
+        wait_retained(
+            broker.port,
+            &format!("majortom/{node}/uptime/state"),
+            Duration::from_secs(10),
+        )
+        .await;
         let expected: std::collections::BTreeSet<String> = retained(broker.port, &states, Duration::ZERO)
             .await
             .into_iter()
