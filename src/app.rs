@@ -19,7 +19,7 @@ use anyhow::Context as _;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::automations::{self, Automations, Clock, LocalClock};
 use crate::command::{CommandReceiver, Commands, Routes, Target, Targets};
@@ -35,6 +35,7 @@ use crate::hal::Gpio;
 use crate::hub::{EntitySpec, Group, Hub, DEFAULT_HISTORY_LEN};
 use crate::node::{dashboard_url, lan_address, NodeInfo};
 use crate::outputs::{self, Outputs};
+use crate::resident;
 use crate::sim_panel::SimPins;
 use crate::sources::inputs::Input;
 use crate::sources::sensors::setup as sensor_setup;
@@ -147,6 +148,9 @@ pub async fn run(
     let mut ping = tokio::time::interval(ping_every);
     tokio::pin!(shutdown);
     let mut reported_unhealthy = false;
+    let settled = tokio::time::sleep(resident::STARTUP_SETTLES);
+    tokio::pin!(settled);
+    let mut released = false;
     let outcome = loop {
         if unready.is_some() {
             break Outcome::Stopped;
@@ -170,6 +174,11 @@ pub async fn run(
                 },
                 other => warn!(target = ?other, "ignoring a command that is not a button press"),
             },
+            () = &mut settled, if !released => {
+                released = true;
+                let outcome = resident::release_startup_pages();
+                debug!(?outcome, "released the code pages start-up used");
+            }
             _ = ping.tick(), if watchdog.is_some() => {
                 if agent.healthy() {
                     notify(sd_notify::NotifyState::Watchdog);

@@ -20,11 +20,15 @@ pub fn aligned_interval(period: Duration) -> Interval {
         cell.set(Some(origin));
         origin
     });
-    let behind = now.saturating_duration_since(origin).as_nanos() % period.as_nanos().max(1);
-    // `behind` < `period`, which is a `Duration`: it fits in u64 nanoseconds
-    // for any period under 584 years.
-    let last_grid_point = now - Duration::from_nanos(u64::try_from(behind).unwrap_or(0));
-    let mut interval = tokio::time::interval_at(last_grid_point, period);
+    // In u64 nanoseconds (584 years), which is less code than `Duration`'s
+    // u128 arithmetic on 32-bit ARM.
+    let nanos = |d: Duration| {
+        d.as_secs()
+            .saturating_mul(1_000_000_000)
+            .saturating_add(u64::from(d.subsec_nanos()))
+    };
+    let behind = nanos(now.saturating_duration_since(origin)) % nanos(period).max(1);
+    let mut interval = tokio::time::interval_at(now - Duration::from_nanos(behind), period);
     interval.set_missed_tick_behavior(MissedTickBehavior::Skip);
     interval
 }

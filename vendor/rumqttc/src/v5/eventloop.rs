@@ -224,22 +224,26 @@ impl EventLoop {
                 self.options.pending_throttle
             ), if !self.pending.is_empty() || (!inflight_full && !collision) => match o {
                 Ok(request) => {
-                    if let Some(outgoing) = self.state.handle_outgoing_packet(request)? {
-                        network.write(outgoing).await?;
-                    }
                     // majortom: the requests already queued go out in the
-                    // same write (see vendor/README.md).
-                    if self.pending.is_empty() {
-                        for _ in 1..crate::REQUEST_BATCH {
-                            if self.state.inflight >= self.state.max_outgoing_inflight || self.state.collision.is_some() {
-                                break;
-                            }
-                            let Ok(request) = self.requests_rx.try_recv() else {
-                                break;
-                            };
-                            if let Some(outgoing) = self.state.handle_outgoing_packet(request)? {
-                                network.write(outgoing).await?;
-                            }
+                    // same write (see vendor/README.md). One call site each
+                    // for handling and writing keeps the code small.
+                    let mut next = Some(request);
+                    let mut taken = 0;
+                    while let Some(request) = next.take() {
+                        if let Some(outgoing) = self.state.handle_outgoing_packet(request)? {
+                            network.write(outgoing).await?;
+                        }
+                        taken += 1;
+                        if taken < crate::REQUEST_BATCH
+                            && self.pending.is_empty()
+                            && self.state.inflight < self.state.max_outgoing_inflight
+                            && self.state.collision.is_none()
+                            && !self.requests_rx.is_empty()
+                        {
+                            // Ready at once (the channel is not empty), so no
+                            // waker is registered; and no second receive
+                            // path to compile.
+                            next = futures_util::FutureExt::now_or_never(self.requests_rx.recv_async()).and_then(Result::ok);
                         }
                     }
                     network.flush().await?;
