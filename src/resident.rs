@@ -1,20 +1,21 @@
 //! Gives back the code pages only start-up used.
 //!
 //! The kernel maps a binary's code and read-only data as they are first
-//! touched (64 KiB around each fault) and leaves them mapped. Start-up runs
-//! code the steady rounds never run again (config parsing, TLS set-up,
-//! discovery payloads), and it would count in the resident set for good.
-//! Once start-up is over, [`release_startup_pages`] unmaps the read-only
-//! and executable part of the image (`madvise(MADV_DONTNEED)`); the rounds
-//! map back what they use from the page cache at their next touch (minor
-//! faults, no I/O), and the rest stays out. The pages are the file's: the
-//! kernel can drop them from the cache under memory pressure either way.
+//! touched (with readahead, and 64 KiB around each fault from the page
+//! cache) and leaves them mapped. Start-up runs code the steady rounds
+//! never run again (config parsing, TLS set-up, discovery payloads), and
+//! it would count in the resident set for good. Once start-up is over,
+//! [`release_startup_pages`] asks the kernel to page out the read-only and
+//! executable part of the image (`MADV_PAGEOUT`: the clean pages leave the
+//! page cache too, unless another process maps them) and not to read ahead
+//! in it (`MADV_RANDOM`), so what the rounds touch comes back a page at a
+//! time and the rest stays out. A path run later (a dashboard's first
+//! request, a reconnect) reads its pages from the file again.
 //!
-//! Only pages that are never written are released: from the ELF header
-//! (`__ehdr_start`) to the end of the code (`etext`), which both linkers we
-//! build with (lld through zig, GNU ld) lay out before the writable
-//! segments (relocated data, `.data`, `.bss`). Releasing a written page of
-//! a private mapping would lose the writes.
+//! The range is the ELF header (`__ehdr_start`) to the end of the code
+//! (`etext`), which both linkers we build with (lld through zig, GNU ld)
+//! lay out before the writable segments; paging out never loses data
+//! anyway (a written page would go to swap, not be dropped).
 
 use std::time::Duration;
 
@@ -29,8 +30,9 @@ extern "C" {
     static etext: u8;
 }
 
-/// Unmaps the image's read-only data and code; returns how many bytes the
-/// range held (mapped or not), or the error of `madvise`.
+/// Pages out the image's read-only data and code; returns how many bytes
+/// the range held (resident or not), or the error of `madvise` (`EINVAL`
+/// before Linux 5.4, which has no `MADV_PAGEOUT`).
 pub fn release_startup_pages() -> std::io::Result<usize> {
     // SAFETY: only the addresses of the linker's symbols are taken.
     let (start, end) = (
@@ -48,10 +50,14 @@ pub fn release_startup_pages() -> std::io::Result<usize> {
     if end <= start {
         return Ok(0);
     }
-    // SAFETY: [start, end) lies within our own image's read-only and
-    // executable mappings, which are never written: dropping them only
-    // makes the next access read the page from the file again.
-    let rc = unsafe { libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_DONTNEED) };
+    let advise = |advice| {
+        // SAFETY: [start, end) lies within our own image's mappings; both
+        // pieces of advice keep every byte as it is (a page out is read
+        // back at the next touch).
+        unsafe { libc::madvise(start as *mut libc::c_void, end - start, advice) }
+    };
+    advise(libc::MADV_RANDOM);
+    let rc = advise(libc::MADV_PAGEOUT);
     if rc == 0 {
         Ok(end - start)
     } else {
