@@ -94,7 +94,8 @@ impl MqttState {
             incoming_pub: FixedBitSet::with_capacity(u16::MAX as usize + 1),
             collision: None,
             // TODO: Optimize these sizes later
-            events: VecDeque::with_capacity(100),
+            // majortom: grown as needed (vendor/README.md).
+            events: VecDeque::new(),
             manual_acks,
         }
     }
