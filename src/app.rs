@@ -19,7 +19,7 @@ use anyhow::Context as _;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{debug, error, info, warn};
+use tracing::{error, info, warn};
 
 use crate::automations::{self, Automations, Clock, LocalClock};
 use crate::command::{CommandReceiver, Commands, Routes, Target, Targets};
@@ -176,8 +176,9 @@ pub async fn run(
             },
             () = &mut settled, if !released => {
                 released = true;
-                let outcome = resident::release_startup_pages();
-                debug!(?outcome, "released the code pages start-up used");
+                // Nothing to do about a failure (a kernel before 5.4): the
+                // pages stay, as they always did.
+                let _ = resident::release_startup_pages();
             }
             _ = ping.tick(), if watchdog.is_some() => {
                 if agent.healthy() {

@@ -138,10 +138,6 @@ pub use client::{
     AsyncClient, Client, ClientError, Connection, Iter, RecvError, RecvTimeoutError, TryRecvError,
 };
 pub use eventloop::{ConnectionError, Event, EventLoop};
-
-/// majortom: how many queued requests an event loop writes before one
-/// flush (see vendor/README.md).
-pub(crate) const REQUEST_BATCH: usize = 32;
 pub use mqttbytes::v4::*;
 pub use mqttbytes::*;
 #[cfg(feature = "use-rustls-no-provider")]

@@ -224,29 +224,21 @@ impl EventLoop {
                 self.options.pending_throttle
             ), if !self.pending.is_empty() || (!inflight_full && !collision) => match o {
                 Ok(request) => {
-                    // majortom: the requests already queued go out in the
-                    // same write (see vendor/README.md). One call site each
-                    // for handling and writing keeps the code small.
-                    let mut next = Some(request);
-                    let mut taken = 0;
-                    while let Some(request) = next.take() {
-                        if let Some(outgoing) = self.state.handle_outgoing_packet(request)? {
-                            network.write(outgoing).await?;
-                        }
-                        taken += 1;
-                        if taken < crate::REQUEST_BATCH
-                            && self.pending.is_empty()
-                            && self.state.inflight < self.state.max_outgoing_inflight
-                            && self.state.collision.is_none()
-                            && !self.requests_rx.is_empty()
-                        {
-                            // Ready at once (the channel is not empty), so no
-                            // waker is registered; and no second receive
-                            // path to compile.
-                            next = futures_util::FutureExt::now_or_never(self.requests_rx.recv_async()).and_then(Result::ok);
-                        }
+                    if let Some(outgoing) = self.state.handle_outgoing_packet(request)? {
+                        network.write(outgoing).await?;
                     }
-                    network.flush().await?;
+                    // majortom: while more requests wait and flow control
+                    // lets them through, the bytes stay in the buffer: the
+                    // next poll takes the next request at once, and the
+                    // last one flushes them all in one write (the buffer
+                    // also flushes itself past 8 KiB). See vendor/README.md.
+                    let more = !self.requests_rx.is_empty()
+                        && self.pending.is_empty()
+                        && self.state.inflight < self.state.max_outgoing_inflight
+                        && self.state.collision.is_none();
+                    if !more {
+                        network.flush().await?;
+                    }
                     Ok(self.state.events.pop_front().unwrap())
                 }
                 Err(_) => Err(ConnectionError::RequestsDone),
