@@ -361,8 +361,9 @@ impl SystemSource {
     }
 }
 
-/// Performs one read and appends the values it yields. A file's text is
-/// read into `buffer` and parsed where it lies.
+/// Performs one read and appends the values it yields. A file's bytes are
+/// read into `buffer` and parsed where they lie: the `/proc` parsers scan
+/// bytes; the board files, a few bytes each, are checked to be UTF-8 text.
 fn read(
     read: Read,
     target: &mut Target,
@@ -372,8 +373,8 @@ fn read(
     values: &mut Vec<(&'static str, Value)>,
 ) -> Result<(), ReadError> {
     let mut push = |id: &'static str, value: f64| values.push((id, Value::Number(value)));
-    let text = match target {
-        Target::File(file) => file.read(buffer)?,
+    let bytes = match target {
+        Target::File(file) => file.read_bytes(buffer, usize::MAX)?,
         Target::Filesystem(_, Some(c_path)) => {
             push("disk_used", disk_used_percent(c_path)?);
             return Ok(());
@@ -384,7 +385,7 @@ fn read(
     };
     match read {
         Read::Stat => {
-            let current = procfs::parse_stat(text)?;
+            let current = procfs::parse_stat(bytes)?;
             let usage = previous
                 .cpu
                 .replace(current)
@@ -394,21 +395,21 @@ fn read(
             }
         }
         Read::LoadAvg => {
-            let load = procfs::parse_loadavg(text)?;
+            let load = procfs::parse_loadavg(bytes)?;
             push("load_1m", load.one);
             push("load_5m", load.five);
             push("load_15m", load.fifteen);
         }
         Read::MemInfo => {
-            let memory = procfs::parse_meminfo(text)?;
+            let memory = procfs::parse_meminfo(bytes)?;
             push("memory_used", memory.used_percent);
             push("swap_used", memory.swap_used_percent);
         }
         // Answered above, without a file.
         Read::Disk => {}
-        Read::Uptime => push("uptime", procfs::parse_uptime(text)?),
+        Read::Uptime => push("uptime", procfs::parse_uptime(bytes)?),
         Read::NetDev => {
-            let current = procfs::parse_net_dev(text)?;
+            let current = procfs::parse_net_dev(bytes)?;
             if let Some((at, before)) = previous.net.replace((now, current)) {
                 // A `now` earlier than the last one (a caller's mistake) gives
                 // no elapsed time and so no rate, rather than a panic.
@@ -421,14 +422,20 @@ fn read(
                 }
             }
         }
-        Read::Temperature => push("cpu_temperature", pi::parse_millidegrees(text)?),
-        Read::Frequency => push("cpu_frequency", pi::parse_khz(text)?),
+        Read::Temperature => push("cpu_temperature", pi::parse_millidegrees(text(bytes)?)?),
+        Read::Frequency => push("cpu_frequency", pi::parse_khz(text(bytes)?)?),
         Read::Throttled => {
-            let throttled = pi::parse_throttled(text)?;
+            let throttled = pi::parse_throttled(text(bytes)?)?;
             values.extend(throttled.flags().into_iter().map(|(id, on)| (id, Value::Bool(on))));
         }
     }
     Ok(())
+}
+
+/// `bytes` as text, or the error `KernelFile::read` gives for a file that
+/// is not UTF-8.
+fn text(bytes: &[u8]) -> Result<&str, ReadError> {
+    std::str::from_utf8(bytes).map_err(|error| std::io::Error::new(std::io::ErrorKind::InvalidData, error).into())
 }
 
 /// The share of the filesystem holding `c_path` that is used, as `df` shows it.
