@@ -14,8 +14,10 @@ use tokio::sync::broadcast;
 use crate::vocab::Press;
 
 mod entity;
+mod id_hasher;
 
 pub use entity::{EntitySpec, Group, StateClass, Value};
+use id_hasher::IdHash;
 
 /// How many changes a slow sink may fall behind before it must resync from a
 /// snapshot (it sees `RecvError::Lagged`).
@@ -72,7 +74,7 @@ struct Inner {
     /// Registration order, so that snapshots list entities the way sources
     /// declared them.
     order: Vec<String>,
-    entries: HashMap<String, Entry>,
+    entries: HashMap<String, Entry, IdHash>,
     /// Counts every change, so readers can tell a snapshot is still current
     /// (the web side caches its rendered state with it).
     version: u64,
@@ -92,7 +94,7 @@ impl Hub {
         Arc::new(Hub {
             inner: Mutex::new(Inner {
                 order: Vec::new(),
-                entries: HashMap::new(),
+                entries: HashMap::default(),
                 version: 0,
             }),
             changes,
@@ -145,15 +147,15 @@ impl Hub {
     /// `set` with an explicit timestamp (for tests and replays).
     pub fn set_at(&self, id: &str, value: Value, at: SystemTime) -> bool {
         let spec = {
-            let mut inner = self.lock();
+            let mut guard = self.lock();
+            // One lookup; the borrow of the entry and of the version are of
+            // two fields of `Inner`.
+            let inner = &mut *guard;
             // Only a known id changes what readers see (and their caches).
-            if !inner.entries.contains_key(id) {
-                return false;
-            }
-            inner.version += 1;
             let Some(entry) = inner.entries.get_mut(id) else {
                 return false;
             };
+            inner.version += 1;
             if let Value::Number(n) = value {
                 if self.history_len > 0 {
                     if entry.history.len() == self.history_len {
