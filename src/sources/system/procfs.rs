@@ -63,17 +63,70 @@ impl<'a> Iterator for Words<'a> {
     }
 }
 
+/// The index of the first `needle` in `haystack`, eight bytes a step: a
+/// byte of `x` is zero where `haystack` has `needle`, and the lowest bit
+/// of `(x - 0x01…) & !x & 0x80…` is in the first such byte ("Bit Twiddling
+/// Hacks", "Determine if a word has a zero byte"; a borrow only sets bits
+/// above a zero byte, never below).
+fn find_byte(haystack: &[u8], needle: u8) -> Option<usize> {
+    const ONES: u64 = u64::from_le_bytes([0x01; 8]);
+    const HIGHS: u64 = u64::from_le_bytes([0x80; 8]);
+    let pattern = ONES * u64::from(needle);
+    let mut chunks = haystack.chunks_exact(8);
+    let mut offset = 0;
+    for chunk in &mut chunks {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        let x = u64::from_le_bytes(word) ^ pattern;
+        let zero = x.wrapping_sub(ONES) & !x & HIGHS;
+        if zero != 0 {
+            return Some(offset + (zero.trailing_zeros() / 8) as usize);
+        }
+        offset += 8;
+    }
+    chunks
+        .remainder()
+        .iter()
+        .position(|&b| b == needle)
+        .map(|at| offset + at)
+}
+
 /// The lines of `text`, split at `\n` (a `\r` before it is whitespace and
 /// so ends the line's last word anyway).
-fn lines(text: &[u8]) -> impl Iterator<Item = &[u8]> {
-    text.split(|&b| b == b'\n')
+struct Lines<'a> {
+    rest: Option<&'a [u8]>,
+}
+
+fn lines(text: &[u8]) -> Lines<'_> {
+    Lines { rest: Some(text) }
+}
+
+impl<'a> Iterator for Lines<'a> {
+    type Item = &'a [u8];
+
+    fn next(&mut self) -> Option<&'a [u8]> {
+        let rest = self.rest?;
+        match find_byte(rest, b'\n') {
+            Some(end) => {
+                self.rest = Some(&rest[end + 1..]);
+                Some(&rest[..end])
+            }
+            None => {
+                self.rest = None;
+                Some(rest)
+            }
+        }
+    }
 }
 
 /// An unsigned decimal, as `str::parse::<u64>` reads it: an optional `+`,
 /// then at least one digit, and no overflow.
 fn unsigned(field: &'static str, word: Option<&[u8]>) -> Result<u64, ParseError> {
     let word = word.ok_or(ParseError::Missing(field))?;
-    let digits = word.strip_prefix(b"+").unwrap_or(word);
+    let digits = match word {
+        [b'+', digits @ ..] => digits,
+        digits => digits,
+    };
     if digits.is_empty() {
         return Err(ParseError::not_a_number(field, word));
     }
@@ -214,7 +267,7 @@ impl<'a> MemInfoFields<'a> {
     fn scan(text: &'a [u8]) -> MemInfoFields<'a> {
         let mut fields = MemInfoFields { values: [None; 7] };
         for line in lines(text) {
-            let Some(colon) = line.iter().position(|&b| b == b':') else {
+            let Some(colon) = find_byte(line, b':') else {
                 continue;
             };
             let (key, rest) = (&line[..colon], &line[colon + 1..]);
@@ -315,7 +368,7 @@ pub(crate) fn parse_net_dev(text: &[u8]) -> Result<NetBytes, ParseError> {
     // kernels print no space after the colon (`eth0:1234`), so split on it
     // rather than on whitespace.
     for line in lines(text) {
-        let Some(colon) = line.iter().position(|&b| b == b':') else {
+        let Some(colon) = find_byte(line, b':') else {
             continue;
         };
         let (name, counters) = (&line[..colon], &line[colon + 1..]);
@@ -501,6 +554,29 @@ wlan0:30 1 0 0 0 0 0 0 4 1 0 0 0 0 0 0
         assert_eq!(kilobytes_per_second(0, 2_000_000, two), Some(1000.0));
         assert_eq!(kilobytes_per_second(500, 100, two), None);
         assert_eq!(kilobytes_per_second(0, 100, Duration::ZERO), None);
+    }
+
+    #[test]
+    fn find_byte_should_find_the_first_as_position_does() {
+        use proptest::test_runner::{Config, TestRunner};
+        let mut runner = TestRunner::new(Config {
+            cases: 2000,
+            failure_persistence: None,
+            ..Config::default()
+        });
+        // Few distinct bytes, so that needles are found at every offset,
+        // next to each other and next to bytes one below and one above.
+        let bytes = proptest::collection::vec(
+            proptest::sample::select(vec![b'\n', b':', b'9', b';', 0, 0x80, 0xff]),
+            0..40,
+        );
+        let needle = proptest::sample::select(vec![b'\n', b':', b';', 0, 0x80, 0xff, 0x01]);
+        runner
+            .run(&(bytes, needle), |(bytes, needle)| {
+                proptest::prop_assert_eq!(find_byte(&bytes, needle), bytes.iter().position(|&b| b == needle));
+                Ok(())
+            })
+            .expect("find_byte is position");
     }
 
     #[test]
@@ -717,58 +793,69 @@ wlan0:30 1 0 0 0 0 0 0 4 1 0 0 0 0 0 0
         }
     }
 
-    /// Text built from the pieces these files are made of, with every
-    /// kind of ASCII whitespace and the numbers' edge cases.
+    /// Text shaped like these files: lines of a key, a separator and words
+    /// that are numbers, odd numbers or not numbers, joined by every kind
+    /// of ASCII whitespace; or a soup of the same pieces.
     fn procfs_like_text() -> impl proptest::strategy::Strategy<Value = String> {
         use proptest::prelude::*;
-        let piece = prop_oneof![
-            Just("cpu  1 2 3 4 5 6 7 8 9 10\n"),
-            Just("MemTotal: 1000 kB\n"),
-            Just("MemAvailable: 400 kB\n"),
-            Just("SwapTotal: 10 kB\n"),
-            Just("eth0: 1 2 3 4 5 6 7 8 9 10\n"),
-            Just("  lo: 5 0 0 0 0 0 0 0 5\n"),
-            Just("0.52 0.58 0.59 1/203 1234\n"),
-            Just("cpu "),
-            Just("cpu"),
-            Just("cpu0 "),
-            Just("MemTotal"),
-            Just("MemAvailable"),
-            Just("MemFree"),
-            Just("Buffers"),
-            Just("Cached"),
-            Just("SwapCached"),
-            Just("SwapTotal"),
-            Just("SwapFree"),
-            Just("lo"),
-            Just("eth0"),
-            Just(":"),
-            Just(" "),
-            Just("   "),
-            Just("\t"),
-            Just("\n"),
-            Just("\r"),
-            Just("\r\n"),
-            Just("\x0b"),
-            Just("\x0c"),
-            Just("0"),
-            Just("1"),
-            Just("42"),
-            Just("1000"),
-            Just("18446744073709551615"),
-            Just("18446744073709551616"),
-            Just("+"),
-            Just("-"),
-            Just("."),
-            Just("5.25"),
-            Just("e3"),
-            Just("inf"),
-            Just("NaN"),
-            Just("x"),
-            Just("kB"),
-            Just("|"),
-        ];
-        proptest::collection::vec(piece, 0..40).prop_map(|pieces| pieces.concat())
+        use proptest::sample::select;
+        let key = select(vec![
+            "cpu",
+            "cpu0",
+            "MemTotal",
+            "MemAvailable",
+            "MemFree",
+            "Buffers",
+            "Cached",
+            "SwapCached",
+            "SwapTotal",
+            "SwapFree",
+            "lo",
+            "  lo",
+            "lo ",
+            "eth0",
+            " face |bytes",
+            "",
+        ]);
+        let separator = select(vec![" ", "  ", ":", ": ", ":\t", "\x0b", ":\x0c", ""]);
+        let word = select(vec![
+            "0",
+            "1",
+            "42",
+            "1000",
+            "007",
+            "+7",
+            "-1",
+            "-0",
+            "+",
+            "5.25",
+            "0.52",
+            ".5",
+            "1e3",
+            "inf",
+            "NaN",
+            "x",
+            "kB",
+            "|",
+            "18446744073709551615",
+            "18446744073709551616",
+        ]);
+        let space = select(vec![" ", "  ", "\t", "\r", "\x0b", "\x0c"]);
+        let end = select(vec!["\n", "\r\n", "", " \n"]);
+        let line = (
+            key,
+            separator,
+            proptest::collection::vec((word.clone(), space.clone()), 0..12),
+            end,
+        )
+            .prop_map(|(key, separator, words, end)| {
+                let words: String = words.into_iter().flat_map(|(word, space)| [word, space]).collect();
+                format!("{key}{separator}{words}{end}")
+            });
+        let lines = proptest::collection::vec(line, 0..8).prop_map(|lines| lines.concat());
+        let piece = prop_oneof![word, space, select(vec!["cpu ", "MemTotal", "lo", ":", "\n"])];
+        let soup = proptest::collection::vec(piece, 0..40).prop_map(|pieces| pieces.concat());
+        prop_oneof![3 => lines, 1 => soup]
     }
 
     #[test]
