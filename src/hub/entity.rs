@@ -230,10 +230,8 @@ fn fixed_point(n: f64, precision: u8) -> Option<String> {
         at -= 1;
         digits[at] = b'-';
     }
-    let text = &digits[at..];
-    let mut rendered = String::with_capacity(text.len());
-    rendered.extend(text.iter().map(|&b| char::from(b)));
-    Some(rendered)
+    // ASCII, so this never falls back.
+    std::str::from_utf8(&digits[at..]).ok().map(str::to_owned)
 }
 
 #[cfg(test)]

@@ -35,13 +35,14 @@ impl IdHasher {
 
 impl Hasher for IdHasher {
     fn write(&mut self, bytes: &[u8]) {
-        let mut chunks = bytes.chunks_exact(8);
-        for chunk in &mut chunks {
-            let mut word = [0u8; 8];
-            word.copy_from_slice(chunk);
+        let mut offset = 0;
+        // A range of constant length converts to an array without a check
+        // or a copy: one load a step.
+        while let Some(Ok(word)) = bytes.get(offset..offset + 8).map(<[u8; 8]>::try_from) {
             self.add(u64::from_le_bytes(word));
+            offset += 8;
         }
-        let rest = chunks.remainder();
+        let rest = bytes.get(offset..).unwrap_or_default();
         if !rest.is_empty() {
             let mut word = [0u8; 8];
             word[..rest.len()].copy_from_slice(rest);

@@ -72,11 +72,10 @@ fn find_byte(haystack: &[u8], needle: u8) -> Option<usize> {
     const ONES: u64 = u64::from_le_bytes([0x01; 8]);
     const HIGHS: u64 = u64::from_le_bytes([0x80; 8]);
     let pattern = ONES * u64::from(needle);
-    let mut chunks = haystack.chunks_exact(8);
     let mut offset = 0;
-    for chunk in &mut chunks {
-        let mut word = [0u8; 8];
-        word.copy_from_slice(chunk);
+    // A range of constant length converts to an array without a check or
+    // a copy: one load a step.
+    while let Some(Ok(word)) = haystack.get(offset..offset + 8).map(<[u8; 8]>::try_from) {
         let x = u64::from_le_bytes(word) ^ pattern;
         let zero = x.wrapping_sub(ONES) & !x & HIGHS;
         if zero != 0 {
@@ -84,11 +83,8 @@ fn find_byte(haystack: &[u8], needle: u8) -> Option<usize> {
         }
         offset += 8;
     }
-    chunks
-        .remainder()
-        .iter()
-        .position(|&b| b == needle)
-        .map(|at| offset + at)
+    let rest = haystack.get(offset..).unwrap_or_default();
+    rest.iter().position(|&b| b == needle).map(|at| offset + at)
 }
 
 /// The lines of `text`, split at `\n` (a `\r` before it is whitespace and
