@@ -192,8 +192,9 @@ const SCALES: [f64; 10] = [1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9];
 fn fixed_point(n: f64, precision: u8) -> Option<String> {
     let scale = *SCALES.get(usize::from(precision))?;
     let scaled = n.abs() * scale;
-    // Also false for NaN.
-    if !(scaled < (1u64 << 50) as f64) {
+    // `scaled` is not negative: this leaves out NaN, infinities and the
+    // numbers too large.
+    if scaled.is_nan() || scaled >= (1u64 << 50) as f64 {
         return None;
     }
     let whole = scaled.floor();
