@@ -197,17 +197,18 @@ fn fixed_point(n: f64, precision: u8) -> Option<String> {
     if scaled.is_nan() || scaled >= (1u64 << 50) as f64 {
         return None;
     }
-    let whole = scaled.floor();
-    // Exact: `whole` and `scaled` are within 1 of each other.
-    let fraction = scaled - whole;
+    // Truncation is the floor of a number that is not negative; below
+    // 2^50 the integer is exact, and so is the fraction, as `whole` and
+    // `scaled` are within 1 of each other.
+    let whole = scaled as u64;
+    let fraction = scaled - whole as f64;
     // At least half an ulp of `scaled`, and below 1/4 under 2^50 (where a
     // fraction below 1/4 is further than that from one half).
     let error = scaled * f64::EPSILON;
     if (fraction - 0.5).abs() <= error {
         return None;
     }
-    // Below 2^50, so exact as an integer.
-    let rounded = whole as u64 + u64::from(fraction > 0.5);
+    let rounded = whole + u64::from(fraction > 0.5);
 
     // Digits from the right: the decimals, then at least one whole digit.
     let decimals = usize::from(precision);

@@ -119,25 +119,24 @@ impl<'a> Iterator for Lines<'a> {
 /// then at least one digit, and no overflow.
 fn unsigned(field: &'static str, word: Option<&[u8]>) -> Result<u64, ParseError> {
     let word = word.ok_or(ParseError::Missing(field))?;
+    decimal(word).ok_or_else(|| ParseError::not_a_number(field, word))
+}
+
+fn decimal(word: &[u8]) -> Option<u64> {
     let digits = match word {
         [b'+', digits @ ..] => digits,
         digits => digits,
     };
     if digits.is_empty() {
-        return Err(ParseError::not_a_number(field, word));
+        return None;
     }
-    let mut n: u64 = 0;
-    for &byte in digits {
+    digits.iter().try_fold(0u64, |n, &byte| {
         let digit = byte.wrapping_sub(b'0');
         if digit > 9 {
-            return Err(ParseError::not_a_number(field, word));
+            return None;
         }
-        n = n
-            .checked_mul(10)
-            .and_then(|n| n.checked_add(u64::from(digit)))
-            .ok_or_else(|| ParseError::not_a_number(field, word))?;
-    }
-    Ok(n)
+        n.checked_mul(10)?.checked_add(u64::from(digit))
+    })
 }
 
 /// A float, as `str::parse::<f64>` reads it (these are a few short words a
