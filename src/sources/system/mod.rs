@@ -232,31 +232,40 @@ impl SystemSource {
     /// Looks at what `root` exposes ("/" in production; a fixture dir in
     /// tests) and decides which entities exist.
     pub fn probe(root: &Path, interval: Duration) -> SystemSource {
-        let at = |relative: &str| root.join(relative);
-        let candidates = [
-            (Read::Stat, Some(at("proc/stat"))),
-            (Read::LoadAvg, Some(at("proc/loadavg"))),
-            (Read::MemInfo, Some(at("proc/meminfo"))),
-            (Read::Disk, Some(root.to_path_buf())),
-            (Read::Uptime, Some(at("proc/uptime"))),
-            (Read::NetDev, Some(at("proc/net/dev"))),
-            (Read::Temperature, pi::find_temperature_file(root)),
-            (Read::Frequency, Some(at(pi::CPUFREQ_PATH))),
-            (Read::Throttled, Some(at(pi::THROTTLED_PATH))),
+        // What each read reads, relative to the root; the disk is the
+        // root itself and the temperature file is looked for.
+        const READS: [(Read, &str); 9] = [
+            (Read::Stat, "proc/stat"),
+            (Read::LoadAvg, "proc/loadavg"),
+            (Read::MemInfo, "proc/meminfo"),
+            (Read::Disk, ""),
+            (Read::Uptime, "proc/uptime"),
+            (Read::NetDev, "proc/net/dev"),
+            (Read::Temperature, ""),
+            (Read::Frequency, pi::CPUFREQ_PATH),
+            (Read::Throttled, pi::THROTTLED_PATH),
         ];
-        let probes: Vec<Probe> = candidates
-            .into_iter()
-            .filter_map(|(read, path)| {
-                let path = path?;
-                // Disk is a syscall on the root itself, which always exists
-                // for the agent; the rest are files that may not.
-                let target = if read == Read::Disk {
-                    let c_path = CString::new(path.as_os_str().as_bytes()).ok();
-                    Target::Filesystem(path, c_path)
-                } else if path.exists() {
-                    Target::File(KernelFile::new(path))
-                } else {
-                    return None;
+        let probes: Vec<Probe> = READS
+            .iter()
+            .filter_map(|&(read, relative)| {
+                let target = match read {
+                    // Disk is a syscall on the root itself, which always
+                    // exists for the agent; the rest are files that may not.
+                    Read::Disk => {
+                        let path = root.to_path_buf();
+                        let c_path = CString::new(path.as_os_str().as_bytes()).ok();
+                        Target::Filesystem(path, c_path)
+                    }
+                    _ => {
+                        let path = match read {
+                            Read::Temperature => pi::find_temperature_file(root)?,
+                            _ => root.join(relative),
+                        };
+                        if !path.exists() {
+                            return None;
+                        }
+                        Target::File(KernelFile::new(path))
+                    }
                 };
                 Some(Probe {
                     read,
@@ -411,7 +420,9 @@ impl SystemSource {
 
 /// Performs one read and appends the values it yields. A file is read into
 /// `buffer` and parsed where it lies: the `/proc` parsers scan its bytes;
-/// the board files, a few bytes each, are read as UTF-8 text.
+/// the board files, a few bytes each, are checked to be UTF-8 text. (One
+/// read for all: a read and its error conversion at each arm cost about
+/// 800 B on armv6.)
 fn read(
     read: Read,
     target: &mut Target,
@@ -421,8 +432,8 @@ fn read(
     values: &mut Vec<(&'static str, Value)>,
 ) -> Result<(), ReadError> {
     let mut push = |id: &'static str, value: f64| values.push((id, Value::Number(value)));
-    let file = match target {
-        Target::File(file) => file,
+    let bytes = match target {
+        Target::File(file) => file.read_bytes(buffer, usize::MAX)?,
         Target::Filesystem(_, Some(c_path)) => {
             push("disk_used", disk_used_percent(c_path)?);
             return Ok(());
@@ -433,7 +444,7 @@ fn read(
     };
     match read {
         Read::Stat => {
-            let current = procfs::parse_stat(file.read_bytes(buffer, usize::MAX)?)?;
+            let current = procfs::parse_stat(bytes)?;
             let usage = previous
                 .cpu
                 .replace(current)
@@ -443,21 +454,21 @@ fn read(
             }
         }
         Read::LoadAvg => {
-            let load = procfs::parse_loadavg(file.read_bytes(buffer, usize::MAX)?)?;
+            let load = procfs::parse_loadavg(bytes)?;
             push("load_1m", load.one);
             push("load_5m", load.five);
             push("load_15m", load.fifteen);
         }
         Read::MemInfo => {
-            let memory = procfs::parse_meminfo(file.read_bytes(buffer, usize::MAX)?)?;
+            let memory = procfs::parse_meminfo(bytes)?;
             push("memory_used", memory.used_percent);
             push("swap_used", memory.swap_used_percent);
         }
         // Answered above, without a file.
         Read::Disk => {}
-        Read::Uptime => push("uptime", procfs::parse_uptime(file.read_bytes(buffer, usize::MAX)?)?),
+        Read::Uptime => push("uptime", procfs::parse_uptime(bytes)?),
         Read::NetDev => {
-            let current = procfs::parse_net_dev(file.read_bytes(buffer, usize::MAX)?)?;
+            let current = procfs::parse_net_dev(bytes)?;
             if let Some((at, before)) = previous.net.replace((now, current)) {
                 // A `now` earlier than the last one (a caller's mistake) gives
                 // no elapsed time and so no rate, rather than a panic.
@@ -470,14 +481,20 @@ fn read(
                 }
             }
         }
-        Read::Temperature => push("cpu_temperature", pi::parse_millidegrees(file.read(buffer)?)?),
-        Read::Frequency => push("cpu_frequency", pi::parse_khz(file.read(buffer)?)?),
+        Read::Temperature => push("cpu_temperature", pi::parse_millidegrees(text(bytes)?)?),
+        Read::Frequency => push("cpu_frequency", pi::parse_khz(text(bytes)?)?),
         Read::Throttled => {
-            let throttled = pi::parse_throttled(file.read(buffer)?)?;
+            let throttled = pi::parse_throttled(text(bytes)?)?;
             values.extend(throttled.flags().into_iter().map(|(id, on)| (id, Value::Bool(on))));
         }
     }
     Ok(())
+}
+
+/// `bytes` as text, or the error `KernelFile::read` gives for a file that
+/// is not UTF-8.
+fn text(bytes: &[u8]) -> Result<&str, ReadError> {
+    std::str::from_utf8(bytes).map_err(|error| std::io::Error::new(std::io::ErrorKind::InvalidData, error).into())
 }
 
 /// The share of the filesystem holding `c_path` that is used, as `df` shows it.
