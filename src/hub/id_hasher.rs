@@ -1,5 +1,5 @@
 //! The hasher of the hub's map from entity id to entry: a few instructions
-//! a word where the standard `HashMap`'s SipHash took a few hundred an id,
+//! a byte where the standard `HashMap`'s SipHash took a few hundred an id,
 //! which was most of what a `Hub::set` cost (issue 19).
 //!
 //! SipHash is keyed so that whoever chooses a map's keys cannot make them
@@ -8,55 +8,39 @@
 //! MQTT topic) is only ever looked up, and a lookup walks at most the
 //! entries that are there. So an unkeyed hash is safe here.
 //!
-//! The words are mixed as FxHash (rustc's) mixes them, and `finish` applies
-//! MurmurHash3's 64-bit finaliser so that every bit of the result depends
-//! on every bit of the id: hashbrown picks the bucket from the low bits
-//! and a tag from the top seven, and ids often differ only in their last
-//! bytes (`load_1m`, `load_5m`).
+//! The bytes are mixed as FNV-1a mixes them (an xor and a multiply each:
+//! the least code, and ids are short), and `finish` applies MurmurHash3's
+//! 64-bit finaliser so that every bit of the result depends on every byte:
+//! hashbrown picks the bucket from the low bits and a tag from the top
+//! seven, and FNV's low bits depend only on the bytes' low bits.
 
 use std::hash::{BuildHasherDefault, Hasher};
 
 /// A `HashMap` hasher builder for entity ids.
 pub(crate) type IdHash = BuildHasherDefault<IdHasher>;
 
-/// FxHash's multiplier.
-const SEED: u64 = 0x51_7c_c1_b7_27_22_0a_95;
+/// FNV-1a's 64-bit offset basis and prime.
+const OFFSET_BASIS: u64 = 0xcbf2_9ce4_8422_2325;
+const PRIME: u64 = 0x0000_0100_0000_01b3;
 
-#[derive(Debug, Default, Clone, Copy)]
+#[derive(Debug, Clone, Copy)]
 pub(crate) struct IdHasher {
     hash: u64,
 }
 
-impl IdHasher {
-    fn add(&mut self, word: u64) {
-        self.hash = (self.hash.rotate_left(5) ^ word).wrapping_mul(SEED);
+impl Default for IdHasher {
+    fn default() -> IdHasher {
+        IdHasher { hash: OFFSET_BASIS }
     }
 }
 
 impl Hasher for IdHasher {
     fn write(&mut self, bytes: &[u8]) {
-        let mut offset = 0;
-        // A range of constant length converts to an array without a check
-        // or a copy: one load a step.
-        while let Some(Ok(word)) = bytes.get(offset..offset + 8).map(<[u8; 8]>::try_from) {
-            self.add(u64::from_le_bytes(word));
-            offset += 8;
+        // `str`'s `Hash` follows the bytes with 0xff, so "a" and "a\0"
+        // differ without a length.
+        for &byte in bytes {
+            self.hash = (self.hash ^ u64::from(byte)).wrapping_mul(PRIME);
         }
-        let rest = bytes.get(offset..).unwrap_or_default();
-        if !rest.is_empty() {
-            let mut word = [0u8; 8];
-            word[..rest.len()].copy_from_slice(rest);
-            // The length keeps "a" and "a\0" apart.
-            self.add(u64::from_le_bytes(word) ^ ((rest.len() as u64) << 59));
-        }
-    }
-
-    fn write_u8(&mut self, byte: u8) {
-        self.add(u64::from(byte));
-    }
-
-    fn write_usize(&mut self, n: usize) {
-        self.add(n as u64);
     }
 
     fn finish(&self) -> u64 {

@@ -63,25 +63,27 @@ impl<'a> Iterator for Words<'a> {
     }
 }
 
-/// The index of the first `needle` in `haystack`, eight bytes a step: a
-/// byte of `x` is zero where `haystack` has `needle`, and the lowest bit
+/// The index of the first `needle` in `haystack`, a machine word a step:
+/// a byte of `x` is zero where `haystack` has `needle`, and the lowest bit
 /// of `(x - 0x01…) & !x & 0x80…` is in the first such byte ("Bit Twiddling
 /// Hacks", "Determine if a word has a zero byte"; a borrow only sets bits
-/// above a zero byte, never below).
+/// above a zero byte, never below). A `usize`, so that 32-bit ARM works in
+/// its own registers.
 fn find_byte(haystack: &[u8], needle: u8) -> Option<usize> {
-    const ONES: u64 = u64::from_le_bytes([0x01; 8]);
-    const HIGHS: u64 = u64::from_le_bytes([0x80; 8]);
-    let pattern = ONES * u64::from(needle);
+    const WORD: usize = std::mem::size_of::<usize>();
+    const ONES: usize = usize::MAX / 0xff;
+    const HIGHS: usize = ONES << 7;
+    let pattern = ONES * usize::from(needle);
     let mut offset = 0;
     // A range of constant length converts to an array without a check or
     // a copy: one load a step.
-    while let Some(Ok(word)) = haystack.get(offset..offset + 8).map(<[u8; 8]>::try_from) {
-        let x = u64::from_le_bytes(word) ^ pattern;
+    while let Some(Ok(word)) = haystack.get(offset..offset + WORD).map(<[u8; WORD]>::try_from) {
+        let x = usize::from_le_bytes(word) ^ pattern;
         let zero = x.wrapping_sub(ONES) & !x & HIGHS;
         if zero != 0 {
             return Some(offset + (zero.trailing_zeros() / 8) as usize);
         }
-        offset += 8;
+        offset += WORD;
     }
     let rest = haystack.get(offset..).unwrap_or_default();
     rest.iter().position(|&b| b == needle).map(|at| offset + at)
@@ -286,11 +288,6 @@ impl<'a> MemInfoFields<'a> {
             None => Ok(None),
         }
     }
-
-    /// As `get`, and `Missing` when no line has the key.
-    fn required(&self, index: usize) -> Result<u64, ParseError> {
-        self.get(index)?.ok_or(ParseError::Missing(MEMINFO_KEYS[index]))
-    }
 }
 
 /// Reads `/proc/meminfo` (values in kB; only ratios are computed, so the
@@ -298,7 +295,7 @@ impl<'a> MemInfoFields<'a> {
 pub(crate) fn parse_meminfo(text: &[u8]) -> Result<Memory, ParseError> {
     non_empty(text)?;
     let fields = MemInfoFields::scan(text);
-    let total = fields.required(MEM_TOTAL)?;
+    let total = fields.get(MEM_TOTAL)?.ok_or(ParseError::Missing("MemTotal"))?;
     if total == 0 {
         return Err(ParseError::Zero("MemTotal"));
     }
@@ -307,9 +304,9 @@ pub(crate) fn parse_meminfo(text: &[u8]) -> Result<Memory, ParseError> {
         // Kernels before 3.14 have no MemAvailable; free plus the caches the
         // kernel can drop is the estimate `free` used then.
         None => {
-            let free = fields.required(MEM_FREE)?;
-            let buffers = fields.required(BUFFERS)?;
-            let cached = fields.required(CACHED)?;
+            let free = fields.get(MEM_FREE)?.ok_or(ParseError::Missing("MemFree"))?;
+            let buffers = fields.get(BUFFERS)?.ok_or(ParseError::Missing("Buffers"))?;
+            let cached = fields.get(CACHED)?.ok_or(ParseError::Missing("Cached"))?;
             free.saturating_add(buffers).saturating_add(cached)
         }
     };
@@ -321,7 +318,7 @@ pub(crate) fn parse_meminfo(text: &[u8]) -> Result<Memory, ParseError> {
     let swap_used_percent = if swap_total == 0 {
         0.0
     } else {
-        let swap_free = fields.required(SWAP_FREE)?;
+        let swap_free = fields.get(SWAP_FREE)?.ok_or(ParseError::Missing("SwapFree"))?;
         percent(swap_total.saturating_sub(swap_free), swap_total)
     };
     Ok(Memory {
