@@ -183,32 +183,32 @@ const SCALES: [f64; 10] = [1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9];
 /// the rest, which `format!` then renders.
 ///
 /// `format!` rounds the exact binary value of `n` to `precision` decimals.
-/// Below 2^50, `|n| * 10^precision` is a float within `scaled * 2^-53`
+/// Below 2^32, `|n| * 10^precision` is a float within `scaled * 2^-53`
 /// (half an ulp) of the exact product, so where its fraction is further
 /// than that from one half, the exact product rounds to the same integer:
 /// that integer's digits, with the point put in, are the text. Near a half
-/// (a tie, or too close to tell), and for NaN, infinities, huge numbers and
-/// more than 9 decimals, `None`.
+/// (a tie, or too close to tell), and for NaN, infinities, numbers that
+/// scale to 2^32 or more and more than 9 decimals, `None`. (`u32`, so that
+/// 32-bit ARM does it in its own registers.)
 fn fixed_point(n: f64, precision: u8) -> Option<String> {
     let scale = *SCALES.get(usize::from(precision))?;
     let scaled = n.abs() * scale;
     // `scaled` is not negative: this leaves out NaN, infinities and the
-    // numbers too large.
-    if scaled.is_nan() || scaled >= (1u64 << 50) as f64 {
+    // numbers too large (below `u32::MAX`, rounding up still fits).
+    if scaled.is_nan() || scaled >= f64::from(u32::MAX) {
         return None;
     }
-    // Truncation is the floor of a number that is not negative; below
-    // 2^50 the integer is exact, and so is the fraction, as `whole` and
-    // `scaled` are within 1 of each other.
-    let whole = scaled as u64;
-    let fraction = scaled - whole as f64;
-    // At least half an ulp of `scaled`, and below 1/4 under 2^50 (where a
+    // Truncation is the floor of a number that is not negative, and the
+    // fraction is exact: `whole` and `scaled` are within 1 of each other.
+    let whole = scaled as u32;
+    let fraction = scaled - f64::from(whole);
+    // At least half an ulp of `scaled` (and far below 1/4 here, where a
     // fraction below 1/4 is further than that from one half).
     let error = scaled * f64::EPSILON;
     if (fraction - 0.5).abs() <= error {
         return None;
     }
-    let rounded = whole + u64::from(fraction > 0.5);
+    let rounded = whole + u32::from(fraction > 0.5);
 
     // Digits from the right: the decimals, then at least one whole digit.
     let decimals = usize::from(precision);
@@ -255,6 +255,8 @@ mod tests {
         assert_eq!(fixed_point(3.0, 0).as_deref(), Some("3"));
         assert_eq!(fixed_point(0.52, 2).as_deref(), Some("0.52"));
         assert_eq!(fixed_point(2_000_000.0 / 3.0, 1).as_deref(), Some("666666.7"));
+        assert_eq!(fixed_point(4_294_967_294.4, 0).as_deref(), Some("4294967294"));
+        assert_eq!(fixed_point(4_294_967_295.0, 0), None, "beyond u32");
         assert_eq!(fixed_point(0.5, 0), None, "a tie");
         assert_eq!(fixed_point(f64::NAN, 1), None);
         assert_eq!(fixed_point(1.0, 10), None);
@@ -263,6 +265,10 @@ mod tests {
     #[test]
     fn render_should_match_format_on_halves_and_edges() {
         let cases = [
+            429_496_729.45,
+            4_294_967_294.5,
+            4_294_967_294.6,
+            4_294_967_295.0,
             0.15,
             2.675,
             1.005,
@@ -329,6 +335,7 @@ mod tests {
             -1e6f64..1e6,
             -1e16f64..1e16,
             (0u64..1 << 53).prop_map(|n| n as f64 / 1024.0),
+            4.2e9f64..4.4e9,
         ];
         let mut runner = TestRunner::new(Config {
             cases: 20_000,

@@ -288,6 +288,11 @@ impl<'a> MemInfoFields<'a> {
             None => Ok(None),
         }
     }
+
+    /// As `get`, and `Missing` when no line has the key.
+    fn required(&self, index: usize) -> Result<u64, ParseError> {
+        self.get(index)?.ok_or(ParseError::Missing(MEMINFO_KEYS[index]))
+    }
 }
 
 /// Reads `/proc/meminfo` (values in kB; only ratios are computed, so the
@@ -295,7 +300,7 @@ impl<'a> MemInfoFields<'a> {
 pub(crate) fn parse_meminfo(text: &[u8]) -> Result<Memory, ParseError> {
     non_empty(text)?;
     let fields = MemInfoFields::scan(text);
-    let total = fields.get(MEM_TOTAL)?.ok_or(ParseError::Missing("MemTotal"))?;
+    let total = fields.required(MEM_TOTAL)?;
     if total == 0 {
         return Err(ParseError::Zero("MemTotal"));
     }
@@ -304,9 +309,9 @@ pub(crate) fn parse_meminfo(text: &[u8]) -> Result<Memory, ParseError> {
         // Kernels before 3.14 have no MemAvailable; free plus the caches the
         // kernel can drop is the estimate `free` used then.
         None => {
-            let free = fields.get(MEM_FREE)?.ok_or(ParseError::Missing("MemFree"))?;
-            let buffers = fields.get(BUFFERS)?.ok_or(ParseError::Missing("Buffers"))?;
-            let cached = fields.get(CACHED)?.ok_or(ParseError::Missing("Cached"))?;
+            let free = fields.required(MEM_FREE)?;
+            let buffers = fields.required(BUFFERS)?;
+            let cached = fields.required(CACHED)?;
             free.saturating_add(buffers).saturating_add(cached)
         }
     };
@@ -318,7 +323,7 @@ pub(crate) fn parse_meminfo(text: &[u8]) -> Result<Memory, ParseError> {
     let swap_used_percent = if swap_total == 0 {
         0.0
     } else {
-        let swap_free = fields.get(SWAP_FREE)?.ok_or(ParseError::Missing("SwapFree"))?;
+        let swap_free = fields.required(SWAP_FREE)?;
         percent(swap_total.saturating_sub(swap_free), swap_total)
     };
     Ok(Memory {
