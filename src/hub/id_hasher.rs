@@ -1,4 +1,4 @@
-//! The hasher of the hub's map from entity id to entry: a few instructions
+//! The hasher of the hub's index from entity id to entry: a few instructions
 //! a byte where the standard `HashMap`'s SipHash took a few hundred an id,
 //! which was most of what a `Hub::set` cost (issue 19).
 //!
