@@ -35,6 +35,7 @@ use crate::hal::Gpio;
 use crate::hub::{EntitySpec, Group, Hub, DEFAULT_HISTORY_LEN};
 use crate::node::{dashboard_url, lan_address, NodeInfo};
 use crate::outputs::{self, Outputs};
+use crate::resident;
 use crate::sim_panel::SimPins;
 use crate::sources::inputs::Input;
 use crate::sources::sensors::setup as sensor_setup;
@@ -147,6 +148,9 @@ pub async fn run(
     let mut ping = tokio::time::interval(ping_every);
     tokio::pin!(shutdown);
     let mut reported_unhealthy = false;
+    let settled = tokio::time::sleep(resident::STARTUP_SETTLES);
+    tokio::pin!(settled);
+    let mut released = false;
     let outcome = loop {
         if unready.is_some() {
             break Outcome::Stopped;
@@ -170,6 +174,12 @@ pub async fn run(
                 },
                 other => warn!(target = ?other, "ignoring a command that is not a button press"),
             },
+            () = &mut settled, if !released => {
+                released = true;
+                // Nothing to do about a failure (a kernel before 5.4): the
+                // pages stay, as they always did.
+                let _ = resident::release_startup_pages();
+            }
             _ = ping.tick(), if watchdog.is_some() => {
                 if agent.healthy() {
                     notify(sd_notify::NotifyState::Watchdog);

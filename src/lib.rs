@@ -59,6 +59,7 @@ pub mod mqtt;
 pub mod node;
 pub mod outputs;
 pub mod pattern;
+pub mod resident;
 pub mod sim_panel;
 pub mod sources;
 pub mod state_file;

@@ -182,6 +182,9 @@ fn run(config: Config, ready_file: Option<std::path::PathBuf>) -> anyhow::Result
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .max_blocking_threads(16)
+        // A handful of sockets and files: tokio's default of 1024 events a
+        // turn is a 12 KB buffer.
+        .max_io_events_per_tick(64)
         .build()
         .context("cannot start the async runtime")?;
     let outcome = runtime.block_on(majortom::app::run(config, ready_file, shutdown_signal()))?;

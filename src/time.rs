@@ -1,6 +1,37 @@
-//! RFC 3339 timestamps without a date-time dependency.
+//! RFC 3339 timestamps without a date-time dependency, and the one tick
+//! grid that every periodic task keeps to.
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tokio::time::{Instant, Interval, MissedTickBehavior};
+
+thread_local! {
+    /// Where [`aligned_interval`]'s grid starts: the first call's instant
+    /// on this thread. The agent's runtime is single-threaded, so that is
+    /// one origin for all its tasks; each test, on its own thread, gets its
+    /// own (and timings as if its first interval were a plain one).
+    static GRID_ORIGIN: std::cell::Cell<Option<Instant>> = const { std::cell::Cell::new(None) };
+}
+
+pub fn aligned_interval(period: Duration) -> Interval {
+    let now = Instant::now();
+    let origin = GRID_ORIGIN.with(|cell| {
+        let origin = cell.get().unwrap_or(now);
+        cell.set(Some(origin));
+        origin
+    });
+    // In u64 nanoseconds (584 years), which is less code than `Duration`'s
+    // u128 arithmetic on 32-bit ARM.
+    let nanos = |d: Duration| {
+        d.as_secs()
+            .saturating_mul(1_000_000_000)
+            .saturating_add(u64::from(d.subsec_nanos()))
+    };
+    let behind = nanos(now.saturating_duration_since(origin)) % nanos(period).max(1);
+    let mut interval = tokio::time::interval_at(now - Duration::from_nanos(behind), period);
+    interval.set_missed_tick_behavior(MissedTickBehavior::Skip);
+    interval
+}
 
 /// Before this (2025-01-01) the wall clock has not been set: a Pi has no
 /// RTC and reads 1970 (or the last shutdown, with fake-hwclock) until NTP
@@ -45,9 +76,41 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
     use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn aligned_intervals_started_apart_should_tick_at_once_then_together() {
+        let period = Duration::from_secs(1);
+        // Under a paused clock, waiting would move it: an unmoved clock
+        // means the tick was ready at once.
+        let started = Instant::now();
+        let mut first = aligned_interval(period);
+        first.tick().await;
+        assert_eq!(Instant::now(), started, "the first tick is at once");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let started = Instant::now();
+        let mut second = aligned_interval(period);
+        second.tick().await;
+        assert_eq!(Instant::now(), started, "a later starter's first tick is at once too");
+        let mut grid_point = started;
+        for round in 1..=3 {
+            let (a, b) = (first.tick().await, second.tick().await);
+            assert_eq!(a, b, "round {round}: the two intervals come due at different instants");
+            grid_point = a;
+        }
+        // A stall: one late tick at once, then back on the grid.
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        let stalled = Instant::now();
+        first.tick().await;
+        assert_eq!(Instant::now(), stalled, "the late tick is at once");
+        let next = first.tick().await;
+        assert!(next > stalled && next - stalled < period, "{:?}", next - stalled);
+        assert_eq!(
+            (next - grid_point).as_nanos() % period.as_nanos(),
+            0,
+            "off the grid after a stall"
+        );
+    }
 
     #[test]
     fn timestamps_should_format_as_utc_rfc3339() {

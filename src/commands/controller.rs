@@ -29,7 +29,6 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use tokio::sync::{watch, Notify};
-use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
@@ -270,9 +269,8 @@ impl CommandRunner {
             }
         };
         let mut ticker = self.status.as_ref().map(|(_, interval)| {
-            let mut ticker = tokio::time::interval(*interval);
-            ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
-            ticker
+            // On the shared grid: in the same wake-up as other rounds.
+            crate::time::aligned_interval(*interval)
         });
         loop {
             // Requests before status checks; `Notify` keeps a wake-up that

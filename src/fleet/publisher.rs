@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::watch;
-use tokio::time::{Instant, MissedTickBehavior};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::fleet::info::{Info, DISK_ALERT_PCT};
@@ -73,8 +73,8 @@ impl Publisher {
     }
 
     pub async fn run(self, cancel: CancellationToken) {
-        let mut check = tokio::time::interval(CHECK_EVERY.min(self.every));
-        check.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        // On the shared grid: in the same wake-up as the system round.
+        let mut check = crate::time::aligned_interval(CHECK_EVERY.min(self.every));
         let mut last: Option<(Instant, Flags)> = None;
         loop {
             tokio::select! {

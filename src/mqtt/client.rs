@@ -22,10 +22,12 @@ use crate::mqtt::state::MAX_MESSAGE_BYTES;
 /// wait in the outbox.
 const REQUEST_CHANNEL_CAPACITY: usize = 64;
 
-/// QoS 1 publishes in flight at once, as 3.1.1's default. rumqttc's MQTT 5
-/// state keeps one slot per packet id up to this limit, filled at once:
-/// without it, 65,535 slots, 14 MB of RSS on x86_64.
-const OUTGOING_INFLIGHT: u16 = 100;
+/// QoS 1 publishes in flight at once. rumqttc keeps one slot per packet id
+/// up to this limit, filled at once (MQTT 5 without a limit: 65,535 slots,
+/// 14 MB of RSS on x86_64; 100, rumqttc's 3.1.1 default, 22 KB). Only
+/// events, automations' messages, the fence and `offline` go at QoS 1, so
+/// 20 is plenty.
+const OUTGOING_INFLIGHT: u16 = 20;
 
 /// The largest packet we send, and (MQTT 5's Maximum Packet Size) the
 /// largest the broker may send us: it drops a larger message for us
@@ -147,6 +149,7 @@ impl Settings {
                 options.set_keep_alive(self.keepalive);
                 options.set_clean_session(!self.persistent);
                 options.set_max_packet_size(V311_READ_LIMIT, MAX_PACKET_SIZE as usize);
+                options.set_inflight(OUTGOING_INFLIGHT);
                 if let Some((topic, payload)) = &self.will {
                     options.set_last_will(rumqttc::LastWill::new(topic, *payload, rumqttc::QoS::AtLeastOnce, true));
                 }
@@ -174,11 +177,39 @@ fn network_options() -> rumqttc::NetworkOptions {
     network
 }
 
-/// The sending half: every message goes out at QoS 1.
+/// The sending half.
 #[derive(Clone, Debug)]
 pub enum Client {
     V5(v5::AsyncClient),
     V311(rumqttc::AsyncClient),
+}
+
+/// The QoS a message is sent at.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Delivery {
+    /// QoS 0: retained state, which the sink republishes whole on every
+    /// reconnect, so a message lost with a dying connection is replaced;
+    /// no PUBACK to read and track.
+    AtMostOnce,
+    /// QoS 1: a message nothing would send again (an event, an
+    /// automation's message, the fence, `offline` at a stop).
+    AtLeastOnce,
+}
+
+impl Delivery {
+    fn v5(self) -> v5::mqttbytes::QoS {
+        match self {
+            Delivery::AtMostOnce => v5::mqttbytes::QoS::AtMostOnce,
+            Delivery::AtLeastOnce => v5::mqttbytes::QoS::AtLeastOnce,
+        }
+    }
+
+    fn v311(self) -> rumqttc::QoS {
+        match self {
+            Delivery::AtMostOnce => rumqttc::QoS::AtMostOnce,
+            Delivery::AtLeastOnce => rumqttc::QoS::AtLeastOnce,
+        }
+    }
 }
 
 /// rumqttc's channel to its event loop is full (or the loop is gone).
@@ -195,13 +226,13 @@ impl Client {
     }
 
     /// Queues a message without waiting; `Busy` when there is no room.
-    pub fn try_publish(&self, topic: &str, payload: Vec<u8>, retain: bool) -> Result<(), Busy> {
+    pub fn try_publish(&self, topic: &str, payload: Vec<u8>, retain: bool, delivery: Delivery) -> Result<(), Busy> {
         match self {
             Client::V5(client) => client
-                .try_publish(topic, v5::mqttbytes::QoS::AtLeastOnce, retain, payload)
+                .try_publish(topic, delivery.v5(), retain, payload)
                 .map_err(|_| Busy),
             Client::V311(client) => client
-                .try_publish(topic, rumqttc::QoS::AtLeastOnce, retain, payload)
+                .try_publish(topic, delivery.v311(), retain, payload)
                 .map_err(|_| Busy),
         }
     }
@@ -217,8 +248,8 @@ impl Client {
         }
     }
 
-    /// Queues a message, waiting for room (the connection task drains the
-    /// channel).
+    /// Queues a message at QoS 1, waiting for room (the connection task
+    /// drains the channel).
     pub async fn publish(&self, topic: &str, payload: Vec<u8>, retain: bool) -> Result<(), Busy> {
         match self {
             Client::V5(client) => client

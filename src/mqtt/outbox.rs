@@ -77,12 +77,20 @@ impl Refresh {
         let Some(expire_after) = spec.expire_after else {
             return true;
         };
-        if let Some((last, at)) = self.sent.get(&spec.id) {
-            if last == payload && now.duration_since(*at) < expire_after / 3 {
-                return false;
+        match self.sent.get_mut(&spec.id) {
+            Some((last, at)) => {
+                if last == payload && now.duration_since(*at) < expire_after / 3 {
+                    return false;
+                }
+                // In place: no allocation once the entity has been sent.
+                last.clear();
+                last.push_str(payload);
+                *at = now;
+            }
+            None => {
+                self.sent.insert(spec.id.clone(), (payload.to_owned(), now));
             }
         }
-        self.sent.insert(spec.id.clone(), (payload.to_owned(), now));
         true
     }
 

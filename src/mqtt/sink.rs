@@ -17,7 +17,7 @@ use crate::config::{MqttConfig, Protocol};
 use crate::fleet::{Fleet, FleetLink};
 use crate::hub::Hub;
 use crate::mqtt::backoff::Backoff;
-use crate::mqtt::client::{Client, Settings};
+use crate::mqtt::client::{Client, Delivery, Settings};
 use crate::mqtt::connection::{drive, ConnectionEvent};
 use crate::mqtt::contact::ContactFile;
 use crate::mqtt::link::{Link, BACKOFF_INITIAL, BACKOFF_MAX};
@@ -205,7 +205,8 @@ fn perform(actions: &mut Vec<SinkAction>, client: Option<&Client>, commands: &Co
                 }
             }
             SinkAction::Publish { topic, payload, retain } => {
-                if let Some(Err(error)) = client.map(|c| c.try_publish(&topic, payload, retain)) {
+                if let Some(Err(error)) = client.map(|c| c.try_publish(&topic, payload, retain, Delivery::AtLeastOnce))
+                {
                     warn!(%topic, %error, "dropping a message");
                 }
             }
@@ -245,13 +246,14 @@ async fn next_info(info: Option<&mut tokio::sync::watch::Receiver<Option<Vec<u8>
 }
 
 /// Hands retained messages to rumqttc until its channel is full; the rest
-/// wait in the outbox (only their latest payload) for the next flush.
+/// wait in the outbox (only their latest payload) for the next flush. They
+/// go at QoS 0: all of it is state that every reconnect republishes.
 fn flush(outbox: &mut Outbox, client: Option<&Client>) {
     let Some(client) = client else {
         return;
     };
     while let Some((topic, payload)) = outbox.front() {
-        match client.try_publish(topic, payload.to_vec(), true) {
+        match client.try_publish(topic, payload.to_vec(), true, Delivery::AtMostOnce) {
             Ok(()) => outbox.pop(),
             // Full (or the connection task is gone): try again later.
             Err(_) => return,

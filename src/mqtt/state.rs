@@ -81,7 +81,8 @@ pub enum SinkEvent {
     Info(Vec<u8>),
 }
 
-/// What the driver is to do now. Every message is sent at QoS 1.
+/// What the driver is to do now. `Publish` goes at QoS 1; the outbox's
+/// retained state at QoS 0 (every reconnect republishes it).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SinkAction {
     Subscribe(String),

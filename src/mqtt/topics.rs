@@ -66,7 +66,7 @@ impl Topics {
     }
 
     pub fn state(&self, entity: &str) -> String {
-        format!("{}/{entity}/state", self.node_base)
+        self.of_entity(entity, "/state")
     }
 
     pub fn command(&self, entity: &str) -> String {
@@ -89,12 +89,24 @@ impl Topics {
 
     /// Press events of an input (`single`, `double`, `long`), not retained.
     pub fn event(&self, entity: &str) -> String {
-        format!("{}/{entity}/event", self.node_base)
+        self.of_entity(entity, "/event")
     }
 
     /// The availability of one entity that can fail on its own.
     pub fn availability(&self, entity: &str) -> String {
-        format!("{}/{entity}/availability", self.node_base)
+        self.of_entity(entity, "/availability")
+    }
+
+    /// `<base>/<node>/<entity><leaf>`, built without `format!`: it runs for
+    /// every state published, and `format!`'s machinery costs several
+    /// times the copying.
+    fn of_entity(&self, entity: &str, leaf: &str) -> String {
+        let mut topic = String::with_capacity(self.node_base.len() + 1 + entity.len() + leaf.len());
+        topic.push_str(&self.node_base);
+        topic.push('/');
+        topic.push_str(entity);
+        topic.push_str(leaf);
+        topic
     }
 
     /// The device trigger config of one kind of press of an input.

@@ -26,7 +26,6 @@ use axum::response::{IntoResponse, Response};
 use futures_util::stream;
 use serde_json::json;
 use tokio::sync::broadcast;
-use tokio::time::MissedTickBehavior;
 
 use crate::fleet::Change;
 use crate::hub::HubEvent;
@@ -127,9 +126,9 @@ struct Encoder {
 
 impl Encoder {
     async fn run(mut self) {
-        let mut health = tokio::time::interval(HEALTH_EVERY);
-        health.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        health.reset(); // A new stream's snapshot carries the health already.
+        // On the shared grid: in the same wake-up as the system round.
+        let mut health = crate::time::aligned_interval(HEALTH_EVERY);
+        health.tick().await; // A new stream's snapshot carries the health already.
         let shutdown = self.state.shutdown.clone();
         loop {
             let frame = tokio::select! {

@@ -13,10 +13,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use rumqttc::QoS;
 use tempfile::TempDir;
 
 use crate::support::{
-    binary, free_port, merged_root, retained_payload, test_config, wait_for, wait_retained, Agent, Broker, Observer,
+    binary, free_port, merged_root, retained, retained_payload, test_config, wait_for, wait_retained, Agent, Broker,
+    Observer,
 };
 
 /// The agent's successful connections so far (`/api/health`).
@@ -692,6 +694,116 @@ async fn the_connection_to_the_broker_should_send_each_message_at_once() {
         assert!(
             agent_broker_socket_nodelay(agent.pid(), broker.port),
             "MQTT {protocol}: TCP_NODELAY is off on the agent's connection to the broker"
+        );
+    }
+}
+
+/// Retained state goes at QoS 0: every reconnect republishes all of it, so
+/// a PUBACK per value would buy nothing. The `offline` of a clean stop goes
+/// at QoS 1: nothing would send it again. Under both protocols (their
+/// clients are separate code in rumqttc). The observer subscribes at QoS 1,
+/// so what it gets at QoS 0 was sent at QoS 0.
+#[tokio::test(flavor = "multi_thread")]
+async fn state_should_go_at_qos_0_and_offline_at_stop_at_qos_1() {
+    for protocol in ["5", "3.1.1"] {
+        let broker = Broker::start();
+        let node = format!("qos_{}", protocol.replace('.', ""));
+        let config = test_config(&node, broker.port, "[system]\ninterval_s = 0.2\n")
+            .replace("[mqtt]\n", &format!("[mqtt]\n{}", protocol_line(protocol)));
+        let observer = Observer::connect(broker.port, &format!("majortom/{node}/#")).await;
+        let mut agent = Agent::start(&config).await;
+        let uptime = format!("majortom/{node}/uptime/state");
+        let live = observer
+            .wait_for_message(&uptime, Duration::from_secs(10), |m| !m.retain)
+            .await;
+        assert_eq!(
+            live.qos,
+            QoS::AtMostOnce,
+            "MQTT {protocol}: a state went at {:?}",
+            live.qos
+        );
+        agent.signal(libc::SIGTERM);
+        let status = format!("majortom/{node}/status");
+        let offline = observer
+            .wait_for_message(&status, Duration::from_secs(10), |m| m.payload == "offline")
+            .await;
+        assert_eq!(
+            offline.qos,
+            QoS::AtLeastOnce,
+            "MQTT {protocol}: `offline` went at {:?}",
+            offline.qos
+        );
+        assert!(
+            agent.wait_exit(Duration::from_secs(5)).await.is_some(),
+            "MQTT {protocol}: the agent did not stop"
+        );
+    }
+}
+
+/// The write-like system calls the process has made (`syscw` of
+/// /proc/PID/io: write, writev and the like).
+fn write_calls(pid: i32) -> u64 {
+    let io = std::fs::read_to_string(format!("/proc/{pid}/io")).expect("read /proc/PID/io");
+    io.lines()
+        .find_map(|line| line.strip_prefix("syscw: "))
+        .and_then(|count| count.trim().parse().ok())
+        .expect("syscw in /proc/PID/io")
+}
+
+/// A republish of everything (Home Assistant's birth message) hands
+/// rumqttc dozens of messages at once; they must reach the broker in a few
+/// writes, not one system call each (rumqttc is patched for this:
+/// vendor/README.md). Counted as the agent's write system calls over the
+/// republish, under both protocols (separate event loops in rumqttc).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_republish_should_reach_the_broker_in_a_few_writes() {
+    for protocol in ["5", "3.1.1"] {
+        let broker = Broker::start();
+        let node = format!("batch_{}", protocol.replace('.', ""));
+        // A long interval: after the first round the agent is quiet. Eight
+        // relays for more entities.
+        let relays: String = (0..8)
+            .map(|n| format!("\n[[outputs]]\nname = \"relay_{n}\"\npin = {}\n", 5 + n))
+            .collect();
+        let extra = format!("[system]\ninterval_s = 3600\n\n[gpio]\nbackend = \"sim\"\n{relays}");
+        let config = test_config(&node, broker.port, &extra)
+            .replace("[mqtt]\n", &format!("[mqtt]\n{}", protocol_line(protocol)));
+        let agent = Agent::start(&config).await;
+        let states = format!("majortom/{node}/+/state");
+        let configs = format!("homeassistant/+/{node}/+/config");
+        wait_retained(
+            broker.port,
+            &format!("majortom/{node}/uptime/state"),
+            Duration::from_secs(10),
+        )
+        .await;
+        let expected: std::collections::BTreeSet<String> = retained(broker.port, &states, Duration::ZERO)
+            .await
+            .into_iter()
+            .chain(retained(broker.port, &configs, Duration::ZERO).await)
+            .map(|m| m.topic)
+            .collect();
+        assert!(expected.len() >= 20, "MQTT {protocol}: too few to tell: {expected:?}");
+        let observer = Observer::connect(broker.port, "#").await;
+        observer.sync().await;
+        observer.clear();
+
+        let before = write_calls(agent.pid());
+        observer.publish("homeassistant/status", "online", false).await;
+        wait_for("the republish", Duration::from_secs(10), || {
+            let seen: std::collections::BTreeSet<String> = observer.messages().into_iter().map(|m| m.topic).collect();
+            expected.is_subset(&seen).then_some(())
+        })
+        .await;
+        let writes = write_calls(agent.pid()) - before;
+        let messages = observer
+            .messages()
+            .iter()
+            .filter(|m| m.topic.contains(&format!("/{node}/")))
+            .count();
+        assert!(
+            writes * 4 <= messages as u64,
+            "MQTT {protocol}: {messages} messages took {writes} write system calls"
         );
     }
 }

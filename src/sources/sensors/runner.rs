@@ -9,7 +9,6 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use tokio::sync::Notify;
-use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
@@ -155,10 +154,11 @@ impl Sensor {
             },
         };
 
-        let mut ticker = tokio::time::interval(interval.clamp(MIN_INTERVAL, MAX_INTERVAL));
-        // After a stall (a slow bus, a suspended Pi) one late round is enough;
-        // catch-up rounds would only queue more conversions.
-        ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        // On the shared grid, so sensors (and the system round) with the
+        // same interval come due in the same wake-up. After a stall (a slow
+        // bus, a suspended Pi) one late round is enough; catch-up rounds
+        // would only queue more conversions.
+        let mut ticker = crate::time::aligned_interval(interval.clamp(MIN_INTERVAL, MAX_INTERVAL));
         // Whether the reading thread has a round in hand.
         let mut reading = false;
         loop {

@@ -26,7 +26,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
@@ -402,10 +401,11 @@ impl SystemSource {
     /// before); samples immediately, then every `interval`, and sets each
     /// value on the hub until `cancel` fires.
     pub async fn run(mut self, hub: Arc<Hub>, cancel: CancellationToken) {
-        let mut ticker = tokio::time::interval(self.interval);
-        // After a stall (a suspended Pi, a slow SD card) one late round is
-        // enough; a burst of catch-up rounds would only produce noisy rates.
-        ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        // On the shared grid, so the sensors with the same interval come due
+        // in the same wake-up. After a stall (a suspended Pi, a slow SD
+        // card) one late round is enough; a burst of catch-up rounds would
+        // only produce noisy rates.
+        let mut ticker = crate::time::aligned_interval(self.interval);
         loop {
             tokio::select! {
                 // Cancellation first, so a stop is never delayed by a round.

@@ -408,6 +408,9 @@ pub struct Message {
     pub payload: String,
     /// True when the broker delivered it from its retained store.
     pub retain: bool,
+    /// The QoS it was delivered at: the lower of the sender's and the
+    /// observer's (1).
+    pub qos: QoS,
     /// When the observer received it.
     pub at: Instant,
 }
@@ -463,6 +466,7 @@ impl Observer {
                                 topic: p.topic,
                                 payload,
                                 retain: p.retain,
+                                qos: p.qos,
                                 at: Instant::now(),
                             });
                         }
