@@ -20,15 +20,9 @@ pub fn aligned_interval(period: Duration) -> Interval {
         cell.set(Some(origin));
         origin
     });
-    // In u64 nanoseconds (584 years), which is less code than `Duration`'s
-    // u128 arithmetic on 32-bit ARM.
-    let nanos = |d: Duration| {
-        d.as_secs()
-            .saturating_mul(1_000_000_000)
-            .saturating_add(u64::from(d.subsec_nanos()))
-    };
-    let behind = nanos(now.saturating_duration_since(origin)) % nanos(period).max(1);
-    let mut interval = tokio::time::interval_at(now - Duration::from_nanos(behind), period);
+    // Started at the origin: the first tick is due (at once), and `Skip`
+    // puts every later one on the origin's grid (tokio's own arithmetic).
+    let mut interval = tokio::time::interval_at(origin, period);
     interval.set_missed_tick_behavior(MissedTickBehavior::Skip);
     interval
 }

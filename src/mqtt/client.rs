@@ -512,12 +512,17 @@ mod tests {
     }
 
     #[test]
-    fn the_mqtt_5_state_should_hold_a_hundred_publishes_in_flight_not_65535() {
+    fn both_protocols_should_hold_twenty_publishes_in_flight_not_65535_or_100() {
         let (_, eventloop) = settings("b").open(Protocol::V5);
         let EventLoop::V5(eventloop) = eventloop else {
             panic!("an MQTT 5 event loop");
         };
-        assert_eq!(eventloop.options.get_outgoing_inflight_upper_limit(), Some(100));
+        assert_eq!(eventloop.options.get_outgoing_inflight_upper_limit(), Some(20));
+        let (_, eventloop) = settings("b").open(Protocol::V311);
+        let EventLoop::V311(eventloop) = eventloop else {
+            panic!("an MQTT 3.1.1 event loop");
+        };
+        assert_eq!(eventloop.mqtt_options.inflight(), 20);
     }
 
     #[test]
