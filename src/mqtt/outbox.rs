@@ -12,53 +12,59 @@ use crate::hub::EntitySpec;
 /// Retained messages waiting to be handed to the client, in first-queued
 /// order, holding only the latest payload per topic. Everything the sink
 /// retains is state, so an older payload for the same topic is worthless.
+///
+/// A plain queue, searched on `put`: in steady state it is empty when a
+/// value comes (the driver flushes after every event), so a value costs no
+/// hashing at all; after a reconnect it holds one message per topic of the
+/// node (a hundred or so) for a moment.
 #[derive(Debug, Default)]
 pub struct Outbox {
-    order: VecDeque<String>,
-    payloads: HashMap<String, Vec<u8>>,
+    queue: VecDeque<(String, Vec<u8>)>,
 }
 
 impl Outbox {
     pub fn put(&mut self, topic: String, payload: Vec<u8>) {
-        if self.payloads.insert(topic.clone(), payload).is_none() {
-            self.order.push_back(topic);
+        match self.queue.iter_mut().find(|(waiting, _)| *waiting == topic) {
+            Some((_, waiting)) => *waiting = payload,
+            None => self.queue.push_back((topic, payload)),
         }
     }
 
     pub fn is_empty(&self) -> bool {
-        self.order.is_empty()
+        self.queue.is_empty()
     }
 
     pub fn len(&self) -> usize {
-        self.order.len()
+        self.queue.len()
     }
 
     pub fn clear(&mut self) {
-        self.order.clear();
-        self.payloads.clear();
+        self.queue.clear();
     }
 
     /// The message to hand over next; it stays until `pop`.
     pub fn front(&self) -> Option<(&str, &[u8])> {
-        let topic = self.order.front()?;
-        Some((topic, self.payloads.get(topic).map_or(&[][..], Vec::as_slice)))
+        self.queue
+            .front()
+            .map(|(topic, payload)| (topic.as_str(), payload.as_slice()))
     }
 
     /// Drops the front message (it was handed over).
     pub fn pop(&mut self) {
-        if let Some(topic) = self.order.pop_front() {
-            self.payloads.remove(&topic);
-        }
+        self.queue.pop_front();
     }
 
     /// The payload waiting for `topic`, if any.
     pub fn get(&self, topic: &str) -> Option<&[u8]> {
-        self.payloads.get(topic).map(Vec::as_slice)
+        self.queue
+            .iter()
+            .find(|(waiting, _)| waiting == topic)
+            .map(|(_, payload)| payload.as_slice())
     }
 
     /// The waiting topics, in order.
     pub fn topics(&self) -> impl Iterator<Item = &str> {
-        self.order.iter().map(String::as_str)
+        self.queue.iter().map(|(topic, _)| topic.as_str())
     }
 }
 
