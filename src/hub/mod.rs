@@ -14,8 +14,10 @@ use tokio::sync::broadcast;
 use crate::vocab::Press;
 
 mod entity;
+mod id_hasher;
 
 pub use entity::{EntitySpec, Group, StateClass, Value};
+use id_hasher::IdHash;
 
 /// How many changes a slow sink may fall behind before it must resync from a
 /// snapshot (it sees `RecvError::Lagged`).
@@ -69,10 +71,11 @@ struct Entry {
 }
 
 struct Inner {
-    /// Registration order, so that snapshots list entities the way sources
-    /// declared them.
-    order: Vec<String>,
-    entries: HashMap<String, Entry>,
+    /// In registration order, so that snapshots list entities the way
+    /// sources declared them (and walk them without a lookup each).
+    entries: Vec<Entry>,
+    /// Where each id's entry is in `entries`.
+    index: HashMap<String, usize, IdHash>,
     /// Counts every change, so readers can tell a snapshot is still current
     /// (the web side caches its rendered state with it).
     version: u64,
@@ -91,8 +94,8 @@ impl Hub {
         let (changes, _) = broadcast::channel(CHANGE_CHANNEL_CAPACITY);
         Arc::new(Hub {
             inner: Mutex::new(Inner {
-                order: Vec::new(),
-                entries: HashMap::new(),
+                entries: Vec::new(),
+                index: HashMap::default(),
                 version: 0,
             }),
             changes,
@@ -113,21 +116,19 @@ impl Hub {
         {
             let mut inner = self.lock();
             inner.version += 1;
-            match inner.entries.get_mut(&spec.id) {
+            match inner.entry_mut(&spec.id) {
                 Some(entry) => entry.spec = spec.clone(),
                 None => {
-                    inner.order.push(spec.id.clone());
-                    inner.entries.insert(
-                        spec.id.clone(),
-                        Entry {
-                            spec: spec.clone(),
-                            value: None,
-                            updated: None,
-                            available: true,
-                            attributes: Vec::new(),
-                            history: VecDeque::new(),
-                        },
-                    );
+                    let at = inner.entries.len();
+                    inner.index.insert(spec.id.clone(), at);
+                    inner.entries.push(Entry {
+                        spec: spec.clone(),
+                        value: None,
+                        updated: None,
+                        available: true,
+                        attributes: Vec::new(),
+                        history: VecDeque::new(),
+                    });
                 }
             }
         }
@@ -147,11 +148,7 @@ impl Hub {
         let spec = {
             let mut inner = self.lock();
             // Only a known id changes what readers see (and their caches).
-            if !inner.entries.contains_key(id) {
-                return false;
-            }
-            inner.version += 1;
-            let Some(entry) = inner.entries.get_mut(id) else {
+            let Some(entry) = inner.entry_mut(id) else {
                 return false;
             };
             if let Value::Number(n) = value {
@@ -167,7 +164,9 @@ impl Hub {
             }
             entry.value = Some(value.clone());
             entry.updated = Some(at);
-            entry.spec.clone()
+            let spec = entry.spec.clone();
+            inner.version += 1;
+            spec
         };
         let _ = self.changes.send(HubEvent::Updated(spec, value));
         true
@@ -178,7 +177,7 @@ impl Hub {
     pub fn set_available(&self, id: &str, available: bool) -> bool {
         let spec = {
             let mut inner = self.lock();
-            let Some(entry) = inner.entries.get_mut(id) else {
+            let Some(entry) = inner.entry_mut(id) else {
                 return false;
             };
             if entry.available == available {
@@ -198,7 +197,7 @@ impl Hub {
     pub fn set_attribute(&self, id: &str, key: &'static str, value: String) -> bool {
         let spec = {
             let mut inner = self.lock();
-            let Some(entry) = inner.entries.get_mut(id) else {
+            let Some(entry) = inner.entry_mut(id) else {
                 return false;
             };
             match entry.attributes.iter_mut().find(|(k, _)| *k == key) {
@@ -216,7 +215,7 @@ impl Hub {
     /// Broadcasts a press of an entity's button. Returns false for an
     /// unknown id.
     pub fn press(&self, id: &str, press: Press) -> bool {
-        let Some(spec) = self.lock().entries.get(id).map(|e| e.spec.clone()) else {
+        let Some(spec) = self.lock().entry(id).map(|e| e.spec.clone()) else {
             return false;
         };
         let _ = self.changes.send(HubEvent::Pressed(spec, press));
@@ -236,12 +235,7 @@ impl Hub {
     /// Every entity in registration order, with the version it is of.
     pub fn versioned_snapshot(&self) -> (u64, Vec<EntitySnapshot>) {
         let inner = self.lock();
-        let entities = inner
-            .order
-            .iter()
-            .filter_map(|id| inner.entries.get(id))
-            .map(Entry::snapshot)
-            .collect();
+        let entities = inner.entries.iter().map(Entry::snapshot).collect();
         (inner.version, entities)
     }
 
@@ -251,15 +245,24 @@ impl Hub {
     }
 
     pub fn get(&self, id: &str) -> Option<EntitySnapshot> {
-        self.lock().entries.get(id).map(Entry::snapshot)
+        self.lock().entry(id).map(Entry::snapshot)
     }
 
     /// The numeric history of an entity, oldest first; `None` for an unknown id.
     pub fn history(&self, id: &str) -> Option<Vec<Sample>> {
         self.lock()
-            .entries
-            .get(id)
+            .entry(id)
             .map(|entry| entry.history.iter().copied().collect())
+    }
+}
+
+impl Inner {
+    fn entry(&self, id: &str) -> Option<&Entry> {
+        self.entries.get(*self.index.get(id)?)
+    }
+
+    fn entry_mut(&mut self, id: &str) -> Option<&mut Entry> {
+        self.entries.get_mut(*self.index.get(id)?)
     }
 }
 
