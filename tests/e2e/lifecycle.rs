@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::support::{retained_payload, test_config, wait_for, wait_retained, Agent, Broker, Observer};
+use crate::support::{binary, retained_payload, test_config, wait_for, wait_retained, Agent, Broker, Observer};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn sigterm_should_publish_offline_retained_and_exit_zero_within_two_seconds() {
@@ -92,7 +92,17 @@ fn resident_file_kib(pid: i32) -> u64 {
 #[tokio::test(flavor = "multi_thread")]
 async fn code_pages_only_start_up_used_should_be_given_back() {
     let broker = Broker::start();
-    let agent = Agent::start(&test_config("resident", broker.port, "[system]\ninterval_s = 1\n")).await;
+    // Its own copy of the binary, written to disk: the kernel pages out
+    // only pages no other process maps (the other tests' agents run the
+    // same file) and only clean ones.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let copy = dir.path().join("majortom");
+    std::fs::copy(binary(), &copy).expect("copy the binary");
+    std::fs::File::open(&copy)
+        .and_then(|file| file.sync_all())
+        .expect("sync the copy");
+    let config = test_config("resident", broker.port, "[system]\ninterval_s = 1\n");
+    let agent = Agent::start_program(std::process::Command::new(&copy), &config).await;
     wait_retained(broker.port, "majortom/resident/uptime/state", Duration::from_secs(10)).await;
     let after_start_up = resident_file_kib(agent.pid());
     // The release comes 15 s after readiness (resident::STARTUP_SETTLES).
