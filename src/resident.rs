@@ -34,7 +34,7 @@ extern "C" {
 /// the range held (resident or not), or the error of `madvise` (`EINVAL`
 /// before Linux 5.4, which has no `MADV_PAGEOUT`).
 pub fn release_startup_pages() -> std::io::Result<usize> {
-    // SAFETY: only the addresses of the linker's symbols are taken.
+    // Only the addresses of the linker's symbols are taken, never read.
     let (start, end) = (
         std::ptr::addr_of!(__ehdr_start) as usize,
         std::ptr::addr_of!(etext) as usize,

@@ -13,6 +13,13 @@ thread_local! {
     static GRID_ORIGIN: std::cell::Cell<Option<Instant>> = const { std::cell::Cell::new(None) };
 }
 
+/// An interval that ticks at once, then on the multiples of `period`
+/// counted from one origin shared by the runtime's tasks. Tasks with the
+/// same period (or periods that are multiples of each other) then come due
+/// in the same millisecond and wake the runtime once between them, instead
+/// of each on its own phase: on an idle Pi, the wake-up costs more than the
+/// work. A late tick (a slow read, a suspended Pi) fires once, and the next
+/// is back on the grid (`MissedTickBehavior::Skip`).
 pub fn aligned_interval(period: Duration) -> Interval {
     let now = Instant::now();
     let origin = GRID_ORIGIN.with(|cell| {
