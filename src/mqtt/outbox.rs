@@ -7,7 +7,7 @@ use std::collections::{HashMap, VecDeque};
 
 use tokio::time::Instant;
 
-use crate::hub::{EntitySpec, IdHash};
+use crate::hub::{EntitySpec, IdHash, Value};
 
 /// Retained messages waiting to be handed to the client, in first-queued
 /// order, holding only the latest payload per topic. Everything the sink
@@ -82,29 +82,50 @@ impl Outbox {
 pub struct Refresh {
     /// By entity id, hashed as the hub hashes them (ids come only from the
     /// config and the sources).
-    sent: HashMap<String, (String, Instant), IdHash>,
+    sent: HashMap<String, Sent, IdHash>,
+}
+
+/// What was last published for an entity, and when.
+#[derive(Debug)]
+struct Sent {
+    payload: String,
+    /// The value last seen: one equal to it renders the same payload, so
+    /// it is not rendered again to find that out.
+    value: Value,
+    at: Instant,
 }
 
 impl Refresh {
-    pub fn due(&mut self, spec: &EntitySpec, payload: &str, now: Instant) -> bool {
+    /// The payload to publish for `value`, or `None` while the retained one
+    /// still says the same.
+    pub fn payload(&mut self, spec: &EntitySpec, value: &Value, now: Instant) -> Option<String> {
         let Some(expire_after) = spec.expire_after else {
-            return true;
+            return Some(value.render(spec.precision));
         };
-        match self.sent.get_mut(&spec.id) {
-            Some((last, at)) => {
-                if last == payload && now.duration_since(*at) < expire_after / 3 {
-                    return false;
-                }
-                // In place: no allocation once the entity has been sent.
-                last.clear();
-                last.push_str(payload);
-                *at = now;
-            }
-            None => {
-                self.sent.insert(spec.id.clone(), (payload.to_owned(), now));
-            }
+        let Some(sent) = self.sent.get_mut(&spec.id) else {
+            let payload = value.render(spec.precision);
+            let sent = Sent {
+                payload: payload.clone(),
+                value: value.clone(),
+                at: now,
+            };
+            self.sent.insert(spec.id.clone(), sent);
+            return Some(payload);
+        };
+        let fresh = now.duration_since(sent.at) < expire_after / 3;
+        if fresh && sent.value == *value {
+            return None;
         }
-        true
+        let payload = value.render(spec.precision);
+        sent.value = value.clone();
+        if fresh && sent.payload == payload {
+            return None;
+        }
+        // In place: no allocation once the entity has been sent.
+        sent.payload.clear();
+        sent.payload.push_str(&payload);
+        sent.at = now;
+        Some(payload)
     }
 
     pub fn clear(&mut self) {
@@ -121,26 +142,45 @@ mod tests {
 
     #[test]
     fn unchanged_periodic_values_should_be_republished_only_every_third_of_their_expiry() {
-        let periodic = EntitySpec::sensor("load_1m", "Load", Group::System).expire_after(Duration::from_secs(30));
+        let periodic = EntitySpec::sensor("load_1m", "Load", Group::System)
+            .precision(2)
+            .expire_after(Duration::from_secs(30));
         let input = EntitySpec::binary_sensor("door", "Door", Group::Inputs);
         let mut refresh = Refresh::default();
         let t0 = Instant::now();
         let at = |s: u64| t0 + Duration::from_secs(s);
-        assert!(refresh.due(&periodic, "0.50", at(0)));
-        assert!(!refresh.due(&periodic, "0.50", at(1)), "unchanged, 1 s later");
-        assert!(refresh.due(&periodic, "0.51", at(2)), "changed");
-        assert!(!refresh.due(&periodic, "0.51", at(11)));
-        assert!(
-            refresh.due(&periodic, "0.51", at(12)),
+        let number = Value::Number;
+        assert_eq!(refresh.payload(&periodic, &number(0.5), at(0)).as_deref(), Some("0.50"));
+        assert_eq!(
+            refresh.payload(&periodic, &number(0.5), at(1)),
+            None,
+            "unchanged, 1 s later"
+        );
+        assert_eq!(
+            refresh.payload(&periodic, &number(0.501), at(1)),
+            None,
+            "another value with the same text"
+        );
+        assert_eq!(refresh.payload(&periodic, &number(0.5), at(1)), None, "and back");
+        assert_eq!(
+            refresh.payload(&periodic, &number(0.51), at(2)).as_deref(),
+            Some("0.51"),
+            "changed"
+        );
+        assert_eq!(refresh.payload(&periodic, &number(0.51), at(11)), None);
+        assert_eq!(
+            refresh.payload(&periodic, &number(0.51), at(12)).as_deref(),
+            Some("0.51"),
             "10 s (a third of 30) since the last send"
         );
         assert!(
-            refresh.due(&input, "ON", at(12)) && refresh.due(&input, "ON", at(12)),
+            refresh.payload(&input, &Value::Bool(true), at(12)).is_some()
+                && refresh.payload(&input, &Value::Bool(true), at(12)).is_some(),
             "inputs always"
         );
         refresh.clear();
         assert!(
-            refresh.due(&periodic, "0.51", at(13)),
+            refresh.payload(&periodic, &number(0.51), at(13)).is_some(),
             "after a reconnect everything goes out"
         );
     }

@@ -273,7 +273,7 @@ fn flush(outbox: &mut Outbox, client: Option<&Client>) {
     };
     // Full: try again later. Only this task publishes, so room seen here
     // is still there for the message handed over next.
-    while !client.is_full() {
+    while !outbox.is_empty() && !client.is_full() {
         let Some((topic, payload)) = outbox.pop_front() else {
             return;
         };

@@ -370,8 +370,7 @@ impl SinkState {
                 }
             }
             HubEvent::Updated(spec, value) => {
-                let payload = value.render(spec.precision);
-                if self.refresh.due(&spec, &payload, now) {
+                if let Some(payload) = self.refresh.payload(&spec, &value, now) {
                     self.outbox.put(self.topics.state(&spec.id), payload.into_bytes());
                 }
             }

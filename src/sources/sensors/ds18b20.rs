@@ -175,7 +175,7 @@ impl Problem {
 /// Without a scratchpad to look at, `t=85000` is refused too: a false 85 °C
 /// in a house is far likelier than a real one, and would trip automations.
 fn parse_w1_slave(text: &str) -> Result<i64, Problem> {
-    if text.trim().is_empty() {
+    if text.trim_ascii().is_empty() {
         return Err(Problem::Empty);
     }
     let mut lines = text.lines();
@@ -183,11 +183,11 @@ fn parse_w1_slave(text: &str) -> Result<i64, Problem> {
     let (bytes_text, verdict) = status
         .split_once(':')
         .ok_or_else(|| Problem::Malformed("no `: crc=` on the first line".to_owned()))?;
-    let verdict = verdict.trim();
+    let verdict = verdict.trim_ascii();
     if !verdict.starts_with("crc=") {
         return Err(Problem::Malformed(format!("expected `crc=..`, found `{verdict}`")));
     }
-    match verdict.split_whitespace().last() {
+    match verdict.split_ascii_whitespace().next_back() {
         Some("YES") => {}
         Some("NO") => return Err(Problem::Crc),
         other => {
@@ -203,7 +203,7 @@ fn parse_w1_slave(text: &str) -> Result<i64, Problem> {
     }
 
     let reading = lines
-        .find_map(|line| line.split_once("t=").map(|(_, value)| value.trim()))
+        .find_map(|line| line.split_once("t=").map(|(_, value)| value.trim_ascii()))
         .ok_or_else(|| Problem::Malformed("no `t=` line".to_owned()))?;
     let milli: i64 = reading
         .parse()
@@ -225,7 +225,7 @@ fn parse_w1_slave(text: &str) -> Result<i64, Problem> {
 /// The nine hex bytes before `:`, or `None` when they are not that.
 fn parse_scratchpad(text: &str) -> Option<[u8; 9]> {
     let mut bytes = [0u8; 9];
-    let mut tokens = text.split_whitespace();
+    let mut tokens = text.split_ascii_whitespace();
     for byte in &mut bytes {
         *byte = u8::from_str_radix(tokens.next()?, 16).ok()?;
     }

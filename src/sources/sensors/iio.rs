@@ -204,7 +204,7 @@ impl SensorReader for IioReader {
 /// A sysfs value: an integer or a decimal (`21300`, `10.000000000`,
 /// `-0.5`). Rust also parses `inf` and `NaN`; those are refused.
 fn parse_number(text: &str) -> Option<f64> {
-    text.trim().parse::<f64>().ok().filter(|value| value.is_finite())
+    text.trim_ascii().parse::<f64>().ok().filter(|value| value.is_finite())
 }
 
 /// The files that make `quantity`'s channel in `dir`, if it has one. The

@@ -233,18 +233,24 @@ impl EventLoop {
                     if let Some(outgoing) = self.state.handle_outgoing_packet(request)? {
                         network.write(outgoing)?;
                     }
-                    // majortom: while more requests wait and flow control
-                    // lets them through, the bytes stay in the buffer: the
-                    // next poll takes the next request at once, and the
-                    // last one flushes them all in one write (the buffer
-                    // is flushed past 8 KiB too). See vendor/README.md.
-                    let more = !self.requests_rx.is_empty()
-                        && self.pending.is_empty()
+                    // majortom: the requests already queued behind this
+                    // one go out with it, while flow control lets them
+                    // through and the buffer is under 8 KiB: one write
+                    // for them all, and their events wait in the queue
+                    // that the next polls empty first. See vendor/README.md.
+                    while self.pending.is_empty()
                         && self.state.inflight < self.state.max_outgoing_inflight
-                        && self.state.collision.is_none();
-                    if !more || network.is_full() {
-                        network.flush().await?;
+                        && self.state.collision.is_none()
+                        && !network.is_full()
+                    {
+                        let Ok(request) = self.requests_rx.try_recv() else {
+                            break;
+                        };
+                        if let Some(outgoing) = self.state.handle_outgoing_packet(request)? {
+                            network.write(outgoing)?;
+                        }
                     }
+                    network.flush().await?;
                     Ok(self.state.events.pop_front().unwrap())
                 }
                 Err(_) => Err(ConnectionError::RequestsDone),
