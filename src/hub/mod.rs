@@ -17,7 +17,7 @@ mod entity;
 mod id_hasher;
 
 pub use entity::{EntitySpec, Group, StateClass, Value};
-use id_hasher::IdHash;
+pub(crate) use id_hasher::IdHash;
 
 /// How many changes a slow sink may fall behind before it must resync from a
 /// snapshot (it sees `RecvError::Lagged`).

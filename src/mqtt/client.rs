@@ -225,8 +225,18 @@ impl Client {
         }
     }
 
+    /// Whether a `try_publish` now would find no room (see `flush`).
+    pub fn is_full(&self) -> bool {
+        match self {
+            Client::V5(client) => client.is_full(),
+            Client::V311(client) => client.is_full(),
+        }
+    }
+
     /// Queues a message without waiting; `Busy` when there is no room.
-    pub fn try_publish(&self, topic: &str, payload: Vec<u8>, retain: bool, delivery: Delivery) -> Result<(), Busy> {
+    /// Takes the topic and payload as they are: they become the packet's
+    /// without a copy.
+    pub fn try_publish(&self, topic: String, payload: Vec<u8>, retain: bool, delivery: Delivery) -> Result<(), Busy> {
         match self {
             Client::V5(client) => client
                 .try_publish(topic, delivery.v5(), retain, payload)
@@ -314,7 +324,7 @@ impl EventLoop {
     pub async fn poll(&mut self, settings: &Settings) -> Result<Polled, Failure> {
         match self {
             EventLoop::V5(eventloop) => match eventloop.poll().await {
-                Ok(v5::Event::Incoming(packet)) => Ok(match packet {
+                Ok(v5::Event::Incoming(packet)) => Ok(match *packet {
                     Packet5::ConnAck(connack) => Polled::Connected {
                         session_present: connack.session_present,
                     },

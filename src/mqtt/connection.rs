@@ -59,15 +59,36 @@ pub async fn drive(
     // check, which waits for a second unanswered ping.
     let silence_limit = settings.keepalive().mul_f32(1.5);
     let mut last_heard = Instant::now();
+    // One timer for the whole run, moved on only when it fires: a timer
+    // per poll (one per message) cost more than the message.
+    let silence = tokio::time::sleep_until(last_heard + silence_limit);
+    tokio::pin!(silence);
     let mut connected = false;
     // Failures since the last successful connection; only the first is a
     // warning, so a Pi waiting for its broker does not fill the journal.
     let mut failures: u32 = 0;
     loop {
         let polled = if connected {
-            match tokio::time::timeout_at(last_heard + silence_limit, eventloop.poll(&settings)).await {
-                Ok(polled) => polled,
-                Err(_) => {
+            let heard = {
+                let poll = eventloop.poll(&settings);
+                tokio::pin!(poll);
+                loop {
+                    tokio::select! {
+                        biased;
+                        polled = &mut poll => break Some(polled),
+                        () = &mut silence => {
+                            let deadline = last_heard + silence_limit;
+                            if deadline <= Instant::now() {
+                                break None;
+                            }
+                            silence.as_mut().reset(deadline);
+                        }
+                    }
+                }
+            };
+            match heard {
+                Some(polled) => polled,
+                None => {
                     // Dropping the network resets rumqttc's state whole, so
                     // abandoning the poll above cannot leave half a packet.
                     eventloop.drop_connection();

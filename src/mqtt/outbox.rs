@@ -7,7 +7,7 @@ use std::collections::{HashMap, VecDeque};
 
 use tokio::time::Instant;
 
-use crate::hub::EntitySpec;
+use crate::hub::{EntitySpec, IdHash};
 
 /// Retained messages waiting to be handed to the client, in first-queued
 /// order, holding only the latest payload per topic. Everything the sink
@@ -54,6 +54,11 @@ impl Outbox {
         self.queue.pop_front();
     }
 
+    /// Takes the front message, to hand it over.
+    pub fn pop_front(&mut self) -> Option<(String, Vec<u8>)> {
+        self.queue.pop_front()
+    }
+
     /// The payload waiting for `topic`, if any.
     pub fn get(&self, topic: &str) -> Option<&[u8]> {
         self.queue
@@ -75,7 +80,9 @@ impl Outbox {
 /// there every update means something.
 #[derive(Debug, Default)]
 pub struct Refresh {
-    sent: HashMap<String, (String, Instant)>,
+    /// By entity id, hashed as the hub hashes them (ids come only from the
+    /// config and the sources).
+    sent: HashMap<String, (String, Instant), IdHash>,
 }
 
 impl Refresh {

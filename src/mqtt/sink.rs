@@ -17,7 +17,7 @@ use crate::config::{MqttConfig, Protocol};
 use crate::fleet::{Fleet, FleetLink};
 use crate::hub::Hub;
 use crate::mqtt::backoff::Backoff;
-use crate::mqtt::client::{Client, Delivery, Settings};
+use crate::mqtt::client::{Busy, Client, Delivery, Settings};
 use crate::mqtt::connection::{drive, ConnectionEvent};
 use crate::mqtt::contact::ContactFile;
 use crate::mqtt::link::{Link, BACKOFF_INITIAL, BACKOFF_MAX};
@@ -157,8 +157,15 @@ pub async fn run(
                 continue;
             }
         };
-        state.handle(event, Instant::now(), &mut actions);
+        let now = Instant::now();
+        state.handle(event, now, &mut actions);
         perform(&mut actions, client.as_ref(), &commands, fleet.as_deref());
+        // The rest of a round's changes, already waiting, in the same turn:
+        // one wake-up and one flush per round instead of one per value.
+        while let Some(event) = next_change(&mut changes) {
+            state.handle(event, now, &mut actions);
+            perform(&mut actions, client.as_ref(), &commands, fleet.as_deref());
+        }
         if state.is_connected() {
             flush(&mut state.outbox, client.as_ref());
         }
@@ -204,12 +211,15 @@ fn perform(actions: &mut Vec<SinkAction>, client: Option<&Client>, commands: &Co
                     warn!(%filter, %error, "could not subscribe");
                 }
             }
-            SinkAction::Publish { topic, payload, retain } => {
-                if let Some(Err(error)) = client.map(|c| c.try_publish(&topic, payload, retain, Delivery::AtLeastOnce))
-                {
-                    warn!(%topic, %error, "dropping a message");
+            SinkAction::Publish { topic, payload, retain } => match client {
+                Some(client) if client.is_full() => warn!(%topic, error = %Busy, "dropping a message"),
+                Some(client) => {
+                    // Only a connection task gone with its channel refuses
+                    // now; the message goes with it.
+                    let _ = client.try_publish(topic, payload, retain, Delivery::AtLeastOnce);
                 }
-            }
+                None => {}
+            },
             SinkAction::Fleet {
                 kind,
                 node,
@@ -226,6 +236,15 @@ fn perform(actions: &mut Vec<SinkAction>, client: Option<&Client>, commands: &Co
                 }
             }
         }
+    }
+}
+
+/// A hub change already waiting, if any.
+fn next_change(changes: &mut broadcast::Receiver<crate::hub::HubEvent>) -> Option<SinkEvent> {
+    match changes.try_recv() {
+        Ok(change) => Some(SinkEvent::Hub(change)),
+        Err(broadcast::error::TryRecvError::Lagged(missed)) => Some(SinkEvent::HubLagged(missed)),
+        Err(broadcast::error::TryRecvError::Empty | broadcast::error::TryRecvError::Closed) => None,
     }
 }
 
@@ -252,11 +271,16 @@ fn flush(outbox: &mut Outbox, client: Option<&Client>) {
     let Some(client) = client else {
         return;
     };
-    while let Some((topic, payload)) = outbox.front() {
-        match client.try_publish(topic, payload.to_vec(), true, Delivery::AtMostOnce) {
-            Ok(()) => outbox.pop(),
-            // Full (or the connection task is gone): try again later.
-            Err(_) => return,
+    // Full: try again later. Only this task publishes, so room seen here
+    // is still there for the message handed over next.
+    while !client.is_full() {
+        let Some((topic, payload)) = outbox.pop_front() else {
+            return;
+        };
+        if client.try_publish(topic, payload, true, Delivery::AtMostOnce).is_err() {
+            // The connection task is gone with its channel (the protocol
+            // changed): the next connection republishes everything.
+            return;
         }
     }
 }

@@ -45,6 +45,13 @@ pub struct AsyncClient {
 }
 
 impl AsyncClient {
+    /// majortom: the channel to the event loop has no room, so a
+    /// `try_publish` now would fail and hand its message back inside the
+    /// error; the caller keeps its message instead. See vendor/README.md.
+    pub fn is_full(&self) -> bool {
+        self.request_tx.is_full()
+    }
+
     /// Create a new `AsyncClient`.
     ///
     /// `cap` specifies the capacity of the bounded async channel.

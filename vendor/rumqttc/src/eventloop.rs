@@ -148,10 +148,13 @@ impl EventLoop {
     /// **NOTE** Don't block this while iterating
     pub async fn poll(&mut self) -> Result<Event, ConnectionError> {
         if self.network.is_none() {
-            let (network, connack) = match time::timeout(
+            // majortom: boxed, so that this rare path does not make every
+            // poll's future (moved on each call) as large as a TLS
+            // handshake's. See vendor/README.md.
+            let (network, connack) = match Box::pin(time::timeout(
                 Duration::from_secs(self.network_options.connection_timeout()),
                 connect(&self.mqtt_options, self.network_options.clone()),
-            )
+            ))
             .await
             {
                 Ok(inner) => inner?,
@@ -243,18 +246,18 @@ impl EventLoop {
             ), if !self.pending.is_empty() || (!inflight_full && !collision) => match o {
                 Ok(request) => {
                     if let Some(outgoing) = self.state.handle_outgoing_packet(request)? {
-                        network.write(outgoing).await?;
+                        network.write(outgoing)?;
                     }
                     // majortom: while more requests wait and flow control
                     // lets them through, the bytes stay in the buffer: the
                     // next poll takes the next request at once, and the
                     // last one flushes them all in one write (the buffer
-                    // also flushes itself past 8 KiB). See vendor/README.md.
+                    // is flushed past 8 KiB too). See vendor/README.md.
                     let more = !self.requests_rx.is_empty()
                         && self.pending.is_empty()
                         && self.state.inflight < self.mqtt_options.inflight
                         && self.state.collision.is_none();
-                    if !more {
+                    if !more || network.is_full() {
                         match time::timeout(network_timeout, network.flush()).await {
                             Ok(inner) => inner?,
                             Err(_) => return Err(ConnectionError::FlushTimeout),
@@ -272,7 +275,7 @@ impl EventLoop {
                 timeout.as_mut().reset(Instant::now() + self.mqtt_options.keep_alive);
 
                 if let Some(outgoing) = self.state.handle_outgoing_packet(Request::PingReq(PingReq))? {
-                    network.write(outgoing).await?;
+                    network.write(outgoing)?;
                 }
                 match time::timeout(network_timeout, network.flush()).await {
                     Ok(inner) => inner?,
@@ -504,7 +507,7 @@ async fn mqtt_connect(
     connect.login = options.credentials();
 
     // send mqtt connect packet
-    network.write(Packet::Connect(connect)).await?;
+    network.write(Packet::Connect(connect))?;
     network.flush().await?;
 
     // validate connack

@@ -50,6 +50,13 @@ pub struct AsyncClient {
 }
 
 impl AsyncClient {
+    /// majortom: the channel to the event loop has no room, so a
+    /// `try_publish` now would fail and hand its message back inside the
+    /// error; the caller keeps its message instead. See vendor/README.md.
+    pub fn is_full(&self) -> bool {
+        self.request_tx.is_full()
+    }
+
     /// Create a new `AsyncClient`.
     ///
     /// `cap` specifies the capacity of the bounded async channel.
@@ -83,11 +90,15 @@ impl AsyncClient {
         S: Into<String>,
         P: Into<Bytes>,
     {
+        // majortom: the topic is checked, then moved into the packet (it
+        // was copied twice), and the packet is boxed, so that a request
+        // moved through the channel and the event loop is small.
         let topic = topic.into();
-        let mut publish = Publish::new(&topic, qos, payload, properties);
+        let valid = valid_topic(&topic);
+        let mut publish = Publish::new(topic, qos, payload, properties);
         publish.retain = retain;
-        let publish = Request::Publish(publish);
-        if !valid_topic(&topic) {
+        let publish = Request::Publish(Box::new(publish));
+        if !valid {
             return Err(ClientError::Request(publish));
         }
         self.request_tx.send_async(publish).await?;
@@ -137,11 +148,15 @@ impl AsyncClient {
         S: Into<String>,
         P: Into<Bytes>,
     {
+        // majortom: the topic is checked, then moved into the packet (it
+        // was copied twice), and the packet is boxed, so that a request
+        // moved through the channel and the event loop is small.
         let topic = topic.into();
-        let mut publish = Publish::new(&topic, qos, payload, properties);
+        let valid = valid_topic(&topic);
+        let mut publish = Publish::new(topic, qos, payload, properties);
         publish.retain = retain;
-        let publish = Request::Publish(publish);
-        if !valid_topic(&topic) {
+        let publish = Request::Publish(Box::new(publish));
+        if !valid {
             return Err(ClientError::TryRequest(publish));
         }
         self.request_tx.try_send(publish)?;
@@ -208,11 +223,15 @@ impl AsyncClient {
     where
         S: Into<String>,
     {
+        // majortom: the topic is checked, then moved into the packet (it
+        // was copied twice), and the packet is boxed, so that a request
+        // moved through the channel and the event loop is small.
         let topic = topic.into();
-        let mut publish = Publish::new(&topic, qos, payload, properties);
+        let valid = valid_topic(&topic);
+        let mut publish = Publish::new(topic, qos, payload, properties);
         publish.retain = retain;
-        let publish = Request::Publish(publish);
-        if !valid_topic(&topic) {
+        let publish = Request::Publish(Box::new(publish));
+        if !valid {
             return Err(ClientError::TryRequest(publish));
         }
         self.request_tx.send_async(publish).await?;
@@ -508,11 +527,15 @@ impl Client {
         S: Into<String>,
         P: Into<Bytes>,
     {
+        // majortom: the topic is checked, then moved into the packet (it
+        // was copied twice), and the packet is boxed, so that a request
+        // moved through the channel and the event loop is small.
         let topic = topic.into();
-        let mut publish = Publish::new(&topic, qos, payload, properties);
+        let valid = valid_topic(&topic);
+        let mut publish = Publish::new(topic, qos, payload, properties);
         publish.retain = retain;
-        let publish = Request::Publish(publish);
-        if !valid_topic(&topic) {
+        let publish = Request::Publish(Box::new(publish));
+        if !valid {
             return Err(ClientError::Request(publish));
         }
         self.client.request_tx.send(publish)?;

@@ -87,7 +87,10 @@ pub struct EventLoop {
 /// Events which can be yielded by the event loop
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
-    Incoming(Incoming),
+    // majortom: boxed. An MQTT 5 packet is 392 B, and every event (mostly
+    // small outgoing ones) was that large and moved several times on its
+    // way out of `poll`. See vendor/README.md.
+    Incoming(Box<Incoming>),
     Outgoing(Outgoing),
 }
 
@@ -144,10 +147,13 @@ impl EventLoop {
     /// **NOTE** Don't block this while iterating
     pub async fn poll(&mut self) -> Result<Event, ConnectionError> {
         if self.network.is_none() {
-            let (network, connack) = time::timeout(
+            // majortom: boxed, so that this rare path does not make every
+            // poll's future (moved on each call) as large as a TLS
+            // handshake's. See vendor/README.md.
+            let (network, connack) = Box::pin(time::timeout(
                 Duration::from_secs(self.options.connection_timeout()),
                 connect(&mut self.options),
-            )
+            ))
             .await??;
             // Last session might contain packets which aren't acked. If it's a new session, clear the pending packets.
             if !connack.session_present {
@@ -225,18 +231,18 @@ impl EventLoop {
             ), if !self.pending.is_empty() || (!inflight_full && !collision) => match o {
                 Ok(request) => {
                     if let Some(outgoing) = self.state.handle_outgoing_packet(request)? {
-                        network.write(outgoing).await?;
+                        network.write(outgoing)?;
                     }
                     // majortom: while more requests wait and flow control
                     // lets them through, the bytes stay in the buffer: the
                     // next poll takes the next request at once, and the
                     // last one flushes them all in one write (the buffer
-                    // also flushes itself past 8 KiB). See vendor/README.md.
+                    // is flushed past 8 KiB too). See vendor/README.md.
                     let more = !self.requests_rx.is_empty()
                         && self.pending.is_empty()
                         && self.state.inflight < self.state.max_outgoing_inflight
                         && self.state.collision.is_none();
-                    if !more {
+                    if !more || network.is_full() {
                         network.flush().await?;
                     }
                     Ok(self.state.events.pop_front().unwrap())
@@ -257,7 +263,7 @@ impl EventLoop {
                 timeout.as_mut().reset(Instant::now() + self.options.keep_alive);
 
                 if let Some(outgoing) = self.state.handle_outgoing_packet(Request::PingReq)? {
-                    network.write(outgoing).await?;
+                    network.write(outgoing)?;
                 }
                 network.flush().await?;
                 Ok(self.state.events.pop_front().unwrap())
@@ -421,7 +427,7 @@ async fn mqtt_connect(
     );
 
     // send mqtt connect packet
-    network.write(packet).await?;
+    network.write(packet)?;
     network.flush().await?;
 
     // validate connack

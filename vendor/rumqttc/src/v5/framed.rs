@@ -7,6 +7,9 @@ use crate::framed::AsyncReadWrite;
 use super::mqttbytes::v5::Packet;
 use super::{mqttbytes, Codec, Incoming, MqttState, StateError};
 
+/// majortom: `Framed`'s default backpressure boundary (8 KiB).
+const WRITE_BACKPRESSURE: usize = 8 * 1024;
+
 /// Network transforms packets <-> frames efficiently. It takes
 /// advantage of pre-allocation, buffering and vectorization when
 /// appropriate to achieve performance
@@ -55,7 +58,7 @@ impl Network {
             match res {
                 Some(Ok(packet)) => {
                     if let Some(outgoing) = state.handle_incoming_packet(packet)? {
-                        self.write(outgoing).await?;
+                        self.write(outgoing)?;
                     }
 
                     count += 1;
@@ -78,11 +81,23 @@ impl Network {
     }
 
     /// Serializes packet into write buffer
-    pub async fn write(&mut self, packet: Packet) -> Result<(), StateError> {
-        self.framed
-            .feed(packet)
-            .await
-            .map_err(StateError::Deserialization)
+    // majortom: encodes at once, as a plain function: an async `write`
+    // (`Framed::feed`) held the packet across an await, which made the
+    // futures of `readb` and of every `poll` (moved on each call) hundreds
+    // of bytes larger. The caller flushes, at the latest once `is_full`
+    // (`Framed::feed`'s backpressure boundary). See vendor/README.md.
+    pub fn write(&mut self, packet: Packet) -> Result<(), StateError> {
+        let max_outgoing_size = self.framed.codec().max_outgoing_size;
+        packet
+            .write(self.framed.write_buffer_mut(), max_outgoing_size)
+            .map_err(StateError::Deserialization)?;
+        Ok(())
+    }
+
+    /// majortom: the write buffer has reached `Framed`'s backpressure
+    /// boundary, past which `Framed::feed` flushed before encoding more.
+    pub fn is_full(&self) -> bool {
+        self.framed.write_buffer().len() >= WRITE_BACKPRESSURE
     }
 
     pub async fn flush(&mut self) -> Result<(), StateError> {

@@ -37,7 +37,8 @@ pub type Incoming = Packet;
 /// handled one by one.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Request {
-    Publish(Publish),
+    // majortom: boxed (see client.rs).
+    Publish(Box<Publish>),
     PubAck(PubAck),
     PubRec(PubRec),
     PubComp(PubComp),
