@@ -318,7 +318,8 @@ struct SnapshotView<'a> {
 }
 
 /// The hub's entities, each with its history, made into a view only when
-/// serialized: one history at a time in memory.
+/// serialized: one history at a time in memory. Serialized once: the list
+/// is handed over as it is written (a second time would write `[]`).
 struct Entities<'a> {
     state: &'a AppState,
     list: RefCell<Vec<EntitySnapshot>>,
