@@ -166,7 +166,7 @@ impl EventLoop {
             }
 
             self.state
-                .handle_incoming_packet(Incoming::ConnAck(connack))?;
+                .handle_incoming_packet(Incoming::ConnAck(Box::new(connack)))?;
         }
 
         match self.select().await {
@@ -415,7 +415,7 @@ async fn mqtt_connect(
     options: &mut MqttOptions,
     network: &mut Network,
 ) -> Result<ConnAck, ConnectionError> {
-    let packet = Packet::Connect(
+    let packet = Packet::Connect(Box::new((
         Connect {
             client_id: options.client_id(),
             keep_alive: options.keep_alive().as_secs() as u16,
@@ -424,7 +424,7 @@ async fn mqtt_connect(
         },
         options.last_will(),
         options.credentials(),
-    );
+    )));
 
     // send mqtt connect packet
     network.write(packet)?;
@@ -444,7 +444,7 @@ async fn mqtt_connect(
                     options.set_session_expiry_interval(props.session_expiry_interval);
                 }
             }
-            Ok(connack)
+            Ok(*connack)
         }
         Incoming::ConnAck(connack) => Err(ConnectionError::ConnectionRefused(connack.code)),
         packet => Err(ConnectionError::NotConnAck(Box::new(packet))),
