@@ -10,10 +10,13 @@
 //! on an open dashboard; the browser's EventSource reconnects by itself.
 //!
 //! Each change is encoded once, into one SSE frame that every stream sends
-//! as is: [`Frames`] runs one encoder task while any stream is open (none
-//! runs without a dashboard), and each stream only forwards its frames.
-//! Only the snapshot is a stream's own.
+//! as is (the changes waiting together, a sensor round's, share a frame):
+//! [`Frames`] runs one encoder task while any stream is open (none runs
+//! without a dashboard), and each stream only forwards its frames. Only
+//! the snapshot is a stream's own, and it is serialized straight into its
+//! frame: 50 dashboards opening at once leave the allocator little to keep.
 
+use std::cell::RefCell;
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -28,7 +31,7 @@ use serde_json::json;
 use tokio::sync::broadcast;
 
 use crate::fleet::Change;
-use crate::hub::HubEvent;
+use crate::hub::{EntitySnapshot, HubEvent};
 use crate::web::clients::{ClientIp, Slot};
 use crate::web::errors::error;
 use crate::web::views::{fleet_nodes, fleet_view, health_view, history_points, EntityView};
@@ -45,6 +48,8 @@ const HEALTH_EVERY: Duration = Duration::from_secs(5);
 /// Frames a stream may fall behind before it gets a fresh snapshot. The
 /// channel keeps this many frames alive, so it stays small.
 const FRAMES_BEHIND: usize = 64;
+/// Changes waiting together go into one frame up to about this size.
+const MAX_BATCH_BYTES: usize = 16 * 1024;
 
 /// Counts open streams; the count drops when a stream is dropped.
 struct ClientSlot(Arc<AtomicUsize>);
@@ -77,6 +82,8 @@ pub struct Frames {
     /// mutex held only to subscribe, start or stop, so that a stream never
     /// subscribes to an encoder that is stopping.
     running: Mutex<Option<broadcast::Sender<Frame>>>,
+    /// The last snapshot's length: the next one's buffer is sized from it.
+    snapshot_len: AtomicUsize,
     /// Frames encoded, for the tests that hold "once per change".
     #[cfg(test)]
     encoded: AtomicUsize,
@@ -135,18 +142,11 @@ impl Encoder {
                 biased;
                 () = shutdown.cancelled() => break,
                 change = self.changes.recv() => match change {
-                    Ok(
-                        HubEvent::Registered(spec)
-                        | HubEvent::Updated(spec, _)
-                        | HubEvent::Availability(spec, _)
-                        | HubEvent::Attributes(spec),
-                    ) => match self.state.hub.get(&spec.id) {
-                        Some(entity) => Some(self.encode("entity", &EntityView::from(entity))),
-                        None => continue,
+                    Ok(change) => match self.encode_changes(change) {
+                        // Entities gone meanwhile: nothing to send.
+                        Some(frame) if frame.is_empty() => continue,
+                        frame => frame,
                     },
-                    Ok(HubEvent::Pressed(spec, press)) => {
-                        Some(self.encode("press", &json!({ "id": spec.id, "press": press.as_str() })))
-                    }
                     Err(broadcast::error::RecvError::Lagged(_)) => None,
                     Err(broadcast::error::RecvError::Closed) => break,
                 },
@@ -176,10 +176,49 @@ impl Encoder {
         self.state.sse_frames.stop(&self.frames, true);
     }
 
+    /// `change` and every change already waiting behind it (a sensor
+    /// round's, most often), encoded into one frame: each stream then
+    /// queues and writes one buffer a round, not one per change. `None`
+    /// if the encoder fell behind the hub meanwhile.
+    fn encode_changes(&mut self, mut change: HubEvent) -> Frame {
+        let mut frame = Vec::with_capacity(256);
+        loop {
+            match change {
+                HubEvent::Registered(spec)
+                | HubEvent::Updated(spec, _)
+                | HubEvent::Availability(spec, _)
+                | HubEvent::Attributes(spec) => {
+                    if let Some(entity) = self.state.hub.get(&spec.id) {
+                        self.encode_into(&mut frame, "entity", &EntityView::from(entity));
+                    }
+                }
+                HubEvent::Pressed(spec, press) => {
+                    let press = json!({ "id": spec.id, "press": press.as_str() });
+                    self.encode_into(&mut frame, "press", &press);
+                }
+            }
+            if frame.len() >= MAX_BATCH_BYTES {
+                break;
+            }
+            change = match self.changes.try_recv() {
+                Ok(change) => change,
+                Err(broadcast::error::TryRecvError::Lagged(_)) => return None,
+                Err(_) => break,
+            };
+        }
+        Some(Bytes::from(frame))
+    }
+
     fn encode(&self, name: &str, data: &impl serde::Serialize) -> Bytes {
+        let mut frame = Vec::with_capacity(128);
+        self.encode_into(&mut frame, name, data);
+        Bytes::from(frame)
+    }
+
+    fn encode_into(&self, frame: &mut Vec<u8>, name: &str, data: &impl serde::Serialize) {
         #[cfg(test)]
         self.state.sse_frames.encoded.fetch_add(1, Ordering::Relaxed);
-        sse_frame(name, data)
+        write_event(frame, name, data);
     }
 }
 
@@ -251,25 +290,48 @@ impl Feed {
         }
     }
 
+    /// The health and every entity with its history, serialized straight
+    /// into the frame (no `serde_json::Value` tree: a node per point of
+    /// every history, for each stream) and one entity at a time, into a
+    /// buffer sized from the last snapshot, so that 50 streams opening at
+    /// once leave the allocator little to keep.
     fn snapshot(&self) -> Bytes {
-        let entities: Vec<serde_json::Value> = self
-            .state
-            .hub
-            .snapshot()
-            .into_iter()
-            .map(|entity| {
-                let id = entity.spec.id.clone();
-                let mut view = serde_json::to_value(EntityView::from(entity)).unwrap_or_default();
-                if let (Some(map), Some(points)) = (view.as_object_mut(), history_points(&self.state, &id)) {
-                    map.insert("history".into(), json!(points));
-                }
-                view
-            })
-            .collect();
-        sse_frame(
-            "snapshot",
-            &json!({ "health": health_view(&self.state), "entities": entities }),
-        )
+        let frames = &self.state.sse_frames;
+        let view = SnapshotView {
+            health: health_view(&self.state),
+            entities: Entities {
+                state: &self.state,
+                list: RefCell::new(self.state.hub.snapshot()),
+            },
+        };
+        let last = frames.snapshot_len.load(Ordering::Relaxed);
+        let frame = sse_frame("snapshot", &view, last + last / 8 + 128);
+        frames.snapshot_len.store(frame.len(), Ordering::Relaxed);
+        frame
+    }
+}
+
+#[derive(serde::Serialize)]
+struct SnapshotView<'a> {
+    health: serde_json::Value,
+    entities: Entities<'a>,
+}
+
+/// The hub's entities, each with its history, made into a view only when
+/// serialized: one history at a time in memory. Serialized once: the list
+/// is handed over as it is written (a second time would write `[]`).
+struct Entities<'a> {
+    state: &'a AppState,
+    list: RefCell<Vec<EntitySnapshot>>,
+}
+
+impl serde::Serialize for Entities<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let list = std::mem::take(&mut *self.list.borrow_mut());
+        serializer.collect_seq(list.into_iter().map(|entity| {
+            let history = history_points(self.state, &entity.spec.id);
+            EntityView::from(entity).with_history(history)
+        }))
     }
 }
 
@@ -281,19 +343,25 @@ async fn next_fleet(fleet: Option<&mut broadcast::Receiver<Change>>) -> Result<C
     }
 }
 
-/// `event: {name}\ndata: {JSON}\n\n`. Compact JSON has no raw newline, so
-/// one `data` line holds it all.
-fn sse_frame(name: &str, data: &impl serde::Serialize) -> Bytes {
-    let mut frame = Vec::with_capacity(128);
-    let start = frame_head(&mut frame, name);
-    if serde_json::to_writer(&mut frame, data).is_err() {
+/// One event alone in a frame of `capacity` bytes to start with.
+fn sse_frame(name: &str, data: &impl serde::Serialize, capacity: usize) -> Bytes {
+    let mut frame = Vec::with_capacity(capacity);
+    write_event(&mut frame, name, data);
+    Bytes::from(frame)
+}
+
+/// Appends `event: {name}\ndata: {JSON}\n\n`. Compact JSON has no raw
+/// newline, so one `data` line holds it all.
+fn write_event(frame: &mut Vec<u8>, name: &str, data: &impl serde::Serialize) {
+    let start = frame_head(frame, name);
+    if serde_json::to_writer(&mut *frame, data).is_err() {
         frame.truncate(start);
         frame.extend_from_slice(b"null");
     }
-    frame_tail(frame)
+    frame.extend_from_slice(b"\n\n");
 }
 
-// Head and tail apart from the generic part, so that each type framed adds
+// The head apart from the generic part, so that each type framed adds
 // only its `to_writer` (armv6 bytes).
 #[inline(never)]
 fn frame_head(frame: &mut Vec<u8>, name: &str) -> usize {
@@ -301,12 +369,6 @@ fn frame_head(frame: &mut Vec<u8>, name: &str) -> usize {
     frame.extend_from_slice(name.as_bytes());
     frame.extend_from_slice(b"\ndata: ");
     frame.len()
-}
-
-#[inline(never)]
-fn frame_tail(mut frame: Vec<u8>) -> Bytes {
-    frame.extend_from_slice(b"\n\n");
-    Bytes::from(frame)
 }
 
 #[cfg(test)]
@@ -491,6 +553,75 @@ mod tests {
         state.hub.set("temp", Value::Number(2.0));
         let next = read_events(&mut body, 1).await;
         assert!(next[0].contains("\"state\":\"2.0\""), "{next:?}");
+    }
+
+    #[tokio::test]
+    async fn changes_made_together_should_be_one_frame_with_each_change_encoded_once() {
+        let state = state();
+        let mut body = open(&state, None).await.into_body();
+        read_events(&mut body, 1).await;
+        let before = encoded(&state);
+        // One task's changes, made before the encoder runs: a sensor round.
+        for n in 1..=3 {
+            state.hub.set("temp", Value::Number(f64::from(n)));
+        }
+        let frame = tokio::time::timeout(Duration::from_secs(5), body.frame())
+            .await
+            .expect("a frame within 5 s")
+            .expect("stream open")
+            .expect("frame")
+            .into_data()
+            .expect("data");
+        let text = String::from_utf8_lossy(&frame);
+        let events: Vec<&str> = text.split("\n\n").filter(|e| !e.is_empty()).collect();
+        // Each shows the entity as the encoder found it: its latest value.
+        let view = EntityView::from(state.hub.get("temp").expect("temp"));
+        let expected = format!("event: entity\ndata: {}", serde_json::to_string(&view).expect("json"));
+        assert!(expected.contains("\"state\":\"3.0\""), "{expected}");
+        assert_eq!(events, vec![expected.as_str(); 3]);
+        assert_eq!(encoded(&state) - before, 3, "each change encoded once");
+    }
+
+    /// The snapshot is serialized straight from the views: the same JSON
+    /// as the `serde_json::Value` tree it was built as before.
+    #[tokio::test]
+    async fn the_snapshot_should_hold_the_health_and_every_entity_with_its_history() {
+        let state = state();
+        state.hub.set("temp", Value::Number(21.25));
+        let mut body = open(&state, None).await.into_body();
+        let snapshot = read_events(&mut body, 1).await.remove(0);
+        let json = snapshot.strip_prefix("event: snapshot\ndata: ").expect("a snapshot");
+        let got: serde_json::Value = serde_json::from_str(json).expect("JSON");
+        let mut entity = serde_json::to_value(EntityView::from(state.hub.get("temp").expect("temp"))).expect("view");
+        entity["history"] = json!(history_points(&state, "temp").expect("history"));
+        assert_eq!(entity["history"].as_array().map(Vec::len), Some(2), "{entity}");
+        let mut health = health_view(&state);
+        health["uptime_s"] = got["health"]["uptime_s"].clone();
+        assert_eq!(got, json!({ "health": health, "entities": [entity] }));
+    }
+
+    #[tokio::test]
+    async fn a_stream_that_falls_behind_should_get_a_fresh_snapshot() {
+        let state = state();
+        let mut behind = open(&state, None).await.into_body();
+        read_events(&mut behind, 1).await;
+        // More frames than the channel keeps, each in a wake-up of its own,
+        // while this stream reads nothing.
+        for n in 0..FRAMES_BEHIND + 8 {
+            let before = encoded(&state);
+            state.hub.set("temp", Value::Number(100.0 + n as f64));
+            tokio::time::timeout(Duration::from_secs(5), async {
+                while encoded(&state) == before {
+                    tokio::task::yield_now().await;
+                }
+            })
+            .await
+            .expect("the encoder keeps up");
+        }
+        let next = read_events(&mut behind, 1).await;
+        assert!(next[0].starts_with("event: snapshot\ndata: "), "{next:?}");
+        let last = format!("\"state\":\"{:.1}\"", 100.0 + (FRAMES_BEHIND + 7) as f64);
+        assert!(next[0].contains(&last), "{last} in {next:?}");
     }
 
     #[tokio::test]

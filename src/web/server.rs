@@ -204,7 +204,11 @@ pub async fn run(
                 );
                 None
             };
-            async move {
+            // Boxed: hyper keeps room for the service's future in each
+            // connection for its whole life (an event stream's too), so
+            // it holds a pointer, not the future, which goes with the
+            // answer's head.
+            let answer: Pin<Box<dyn Future<Output = Result<_, Infallible>> + Send>> = Box::pin(async move {
                 let mut response = match response {
                     None => error(
                         StatusCode::MISDIRECTED_REQUEST,
@@ -221,7 +225,8 @@ pub async fn run(
                 };
                 secure(response.headers_mut());
                 Ok::<_, Infallible>(response)
-            }
+            });
+            answer
         });
         let cancel = cancel.clone();
         let io = TokioIo::new(WriteStall::new(stream, limits.write));

@@ -66,6 +66,16 @@ pub struct EntityView {
     /// Extra facts (an automation's `last_run`); absent when there are none.
     #[serde(skip_serializing_if = "serde_json::Map::is_empty")]
     attributes: serde_json::Map<String, serde_json::Value>,
+    /// `[[unix ms, value], …]`: only in the event stream's snapshot.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    history: Option<Vec<(u64, f64)>>,
+}
+
+impl EntityView {
+    /// The view with its history, as the event stream's snapshot shows it.
+    pub fn with_history(self, history: Option<Vec<(u64, f64)>>) -> EntityView {
+        EntityView { history, ..self }
+    }
 }
 
 impl From<EntitySnapshot> for EntityView {
@@ -94,6 +104,7 @@ impl From<EntitySnapshot> for EntityView {
                 .into_iter()
                 .map(|(key, value)| (key.to_owned(), serde_json::Value::String(value)))
                 .collect(),
+            history: None,
         }
     }
 }
