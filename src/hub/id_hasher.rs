@@ -1,5 +1,5 @@
 //! The hasher of the hub's index from entity id to entry: a few instructions
-//! a word where the standard `HashMap`'s SipHash took a few hundred an id,
+//! a byte where the standard `HashMap`'s SipHash took a few hundred an id,
 //! which was most of what a `Hub::set` cost (issue 19).
 //!
 //! SipHash is keyed so that whoever chooses a map's keys cannot make them
@@ -8,11 +8,11 @@
 //! MQTT topic) is only ever looked up, and a lookup walks at most the
 //! entries that are there. So an unkeyed hash is safe here.
 //!
-//! The bytes are mixed as FNV-1a mixes them (an xor and a multiply), but
-//! eight at a time, and `finish` applies MurmurHash3's 64-bit finaliser so
-//! that every bit of the result depends on every byte: hashbrown picks the
-//! bucket from the low bits and a tag from the top seven, and a multiply's
-//! low bits depend only on the input's low bits.
+//! The bytes are mixed as FNV-1a mixes them (an xor and a multiply each:
+//! the least code, and ids are short), and `finish` applies MurmurHash3's
+//! 64-bit finaliser so that every bit of the result depends on every byte:
+//! hashbrown picks the bucket from the low bits and a tag from the top
+//! seven, and FNV's low bits depend only on the bytes' low bits.
 
 use std::hash::{BuildHasherDefault, Hasher};
 
@@ -28,13 +28,6 @@ pub(crate) struct IdHasher {
     hash: u64,
 }
 
-impl IdHasher {
-    /// FNV-1a's step, on a word instead of a byte.
-    fn mix(&mut self, word: u64) {
-        self.hash = (self.hash ^ word).wrapping_mul(PRIME);
-    }
-}
-
 impl Default for IdHasher {
     fn default() -> IdHasher {
         IdHasher { hash: OFFSET_BASIS }
@@ -43,22 +36,10 @@ impl Default for IdHasher {
 
 impl Hasher for IdHasher {
     fn write(&mut self, bytes: &[u8]) {
-        // A machine word at a time (ids are ASCII, a dozen bytes or two);
-        // the tail, zero-padded, carries its length in its top byte, so
-        // "a" and "a\0" differ. (`str`'s `Hash` also follows the bytes with
-        // 0xff.)
-        let mut words = bytes.chunks_exact(8);
-        for word in &mut words {
-            let mut le = [0u8; 8];
-            le.copy_from_slice(word);
-            self.mix(u64::from_le_bytes(le));
-        }
-        let tail = words.remainder();
-        if !tail.is_empty() {
-            let mut le = [0u8; 8];
-            le[..tail.len()].copy_from_slice(tail);
-            le[7] = tail.len() as u8;
-            self.mix(u64::from_le_bytes(le));
+        // `str`'s `Hash` follows the bytes with 0xff, so "a" and "a\0"
+        // differ without a length.
+        for &byte in bytes {
+            self.hash = (self.hash ^ u64::from(byte)).wrapping_mul(PRIME);
         }
     }
 
