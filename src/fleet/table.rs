@@ -94,6 +94,9 @@ pub enum Ignored {
     BadNodeId,
     BadStatus,
     BadInfo(Rejection),
+    /// `offline` (or nothing) on our own status topic: a Last Will of an
+    /// earlier run still retained, or a neighbour's message.
+    OwnStatus,
 }
 
 impl std::fmt::Display for Ignored {
@@ -102,6 +105,7 @@ impl std::fmt::Display for Ignored {
             Ignored::BadNodeId => f.write_str("the node id is not 1-64 of [a-z0-9_-]"),
             Ignored::BadStatus => f.write_str("the status is neither `online` nor `offline`"),
             Ignored::BadInfo(why) => write!(f, "the info is {why}"),
+            Ignored::OwnStatus => f.write_str("it says this agent, which is running, is not online"),
         }
     }
 }
@@ -155,6 +159,11 @@ impl Table {
             b"" => None,
             _ => return Err(Ignored::BadStatus),
         };
+        // While this agent runs it is online, whatever the broker holds
+        // for it or a neighbour says on its topic.
+        if node == self.own && online != Some(true) {
+            return Err(Ignored::OwnStatus);
+        }
         if online.is_none() {
             self.forget(node, |n| n.online = None, changes);
             return Ok(());
@@ -294,7 +303,7 @@ mod tests {
     #[test]
     fn the_node_offline_longest_should_make_room_and_our_own_never() {
         let mut table = Table::with_capacity("me", 4);
-        status(&mut table, "me", "offline", false, 1);
+        status(&mut table, "me", "online", false, 1);
         status(&mut table, "a", "offline", true, 50);
         status(&mut table, "b", "offline", true, 10);
         status(&mut table, "c", "online", true, 5);
@@ -309,6 +318,25 @@ mod tests {
         table.info("f", b"{}", true, &mut changes).expect("accepted");
         assert_eq!(changes[0], Change::Removed("d".into()));
         assert_eq!(table.nodes().len(), 4);
+    }
+
+    #[test]
+    fn our_own_row_should_stay_online_whatever_the_broker_holds_or_a_neighbour_says() {
+        let mut table = Table::new("me");
+        status(&mut table, "me", "online", true, 10);
+        let mut changes = Vec::new();
+        for (payload, live) in [(&b"offline"[..], false), (b"offline", true), (b"", true)] {
+            assert_eq!(
+                table.status("me", payload, live, 20, &mut changes),
+                Err(Ignored::OwnStatus)
+            );
+        }
+        assert!(changes.is_empty());
+        assert_eq!(table.get("me").map(|n| n.online), Some(Some(true)));
+        // A neighbour's offline still counts.
+        status(&mut table, "garage", "online", true, 30);
+        status(&mut table, "garage", "offline", true, 40);
+        assert_eq!(table.get("garage").map(|n| n.online), Some(Some(false)));
     }
 
     #[test]
