@@ -24,33 +24,9 @@ import tempfile
 import time
 import urllib.request
 
+from agent_memory import free_port, status_kib as status, wait
+
 NODES = 63  # plus the agent itself: 64, the table's limit
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait(what, check, timeout=30.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.1)
-    sys.exit(f"timed out waiting for {what}")
-
-
-def status(pid):
-    fields = {}
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            key, _, value = line.partition(":")
-            if key in ("VmRSS", "RssAnon", "RssFile"):
-                fields[key] = int(value.split()[0])
-    return fields
 
 
 def info(n, round_):
