@@ -42,18 +42,6 @@ impl Outbox {
         self.queue.clear();
     }
 
-    /// The message to hand over next; it stays until `pop`.
-    pub fn front(&self) -> Option<(&str, &[u8])> {
-        self.queue
-            .front()
-            .map(|(topic, payload)| (topic.as_str(), payload.as_slice()))
-    }
-
-    /// Drops the front message (it was handed over).
-    pub fn pop(&mut self) {
-        self.queue.pop_front();
-    }
-
     /// Takes the front message, to hand it over.
     pub fn pop_front(&mut self) -> Option<(String, Vec<u8>)> {
         self.queue.pop_front()
@@ -192,11 +180,9 @@ mod tests {
         outbox.put("b".into(), b"1".to_vec());
         outbox.put("a".into(), b"2".to_vec());
         assert_eq!(outbox.topics().collect::<Vec<_>>(), ["a", "b"]);
-        assert_eq!(outbox.front(), Some(("a", &b"2"[..])));
         assert_eq!(outbox.len(), 2);
-        outbox.pop();
-        assert_eq!(outbox.front(), Some(("b", &b"1"[..])));
-        outbox.pop();
+        assert_eq!(outbox.pop_front(), Some(("a".to_owned(), b"2".to_vec())));
+        assert_eq!(outbox.pop_front(), Some(("b".to_owned(), b"1".to_vec())));
         assert!(outbox.is_empty());
     }
 }

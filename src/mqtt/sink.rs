@@ -301,6 +301,6 @@ mod tests {
         }
         flush(&mut outbox, Some(&client));
         assert_eq!(outbox.len(), 3, "two fit in the channel, three wait");
-        assert_eq!(outbox.front().map(|(topic, _)| topic), Some("t/2"));
+        assert_eq!(outbox.topics().next(), Some("t/2"));
     }
 }

@@ -704,9 +704,7 @@ mod tests {
     fn updates_should_queue_their_state_and_replace_an_older_one() {
         let mut state = state();
         feed(&mut state, vec![CONNECTED]);
-        while state.outbox.front().is_some() {
-            state.outbox.pop();
-        }
+        state.outbox.clear();
         let relay = Arc::new(EntitySpec::output("relay", "Relay", Component::Switch));
         let temp = Arc::new(EntitySpec::sensor("temp", "Temp", Group::Sensors));
         let (_, queued) = feed(
