@@ -145,7 +145,8 @@ pub async fn run(
     let ping_every = watchdog.map_or(Duration::from_secs(3600), |timeout| {
         (timeout / 2).clamp(Duration::from_millis(100), Duration::from_secs(3600))
     });
-    let mut ping = tokio::time::interval(ping_every);
+    // On the grid: in the wake-up of the rounds due then.
+    let mut ping = crate::time::aligned_interval(ping_every);
     tokio::pin!(shutdown);
     let mut reported_unhealthy = false;
     let settled = tokio::time::sleep(resident::STARTUP_SETTLES);

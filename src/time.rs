@@ -1,16 +1,23 @@
 //! RFC 3339 timestamps without a date-time dependency, and the one tick
 //! grid that every periodic task keeps to.
 
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use tokio::time::{Instant, Interval, MissedTickBehavior};
+use tokio::time::{Instant, Sleep};
+
+use crate::hal::monotonic_ns;
 
 thread_local! {
     /// Where [`aligned_interval`]'s grid starts: the first call's instant
-    /// on this thread. The agent's runtime is single-threaded, so that is
-    /// one origin for all its tasks; each test, on its own thread, gets its
-    /// own (and timings as if its first interval were a plain one).
-    static GRID_ORIGIN: std::cell::Cell<Option<Instant>> = const { std::cell::Cell::new(None) };
+    /// on this thread, and the same instant on the kernel's monotonic clock
+    /// (a timerfd is armed in its nanoseconds). The agent's runtime is
+    /// single-threaded, so that is one origin for all its tasks; each test,
+    /// on its own thread, gets its own (and timings as if its first
+    /// interval were a plain one).
+    static GRID_ORIGIN: std::cell::Cell<Option<(Instant, u64)>> = const { std::cell::Cell::new(None) };
 }
 
 /// An interval that ticks at once, then on the multiples of `period`
@@ -19,19 +26,195 @@ thread_local! {
 /// in the same millisecond and wake the runtime once between them, instead
 /// of each on its own phase: on an idle Pi, the wake-up costs more than the
 /// work. A late tick (a slow read, a suspended Pi) fires once, and the next
-/// is back on the grid (`MissedTickBehavior::Skip`).
-pub fn aligned_interval(period: Duration) -> Interval {
-    let now = Instant::now();
-    let origin = GRID_ORIGIN.with(|cell| {
-        let origin = cell.get().unwrap_or(now);
+/// is back on the grid.
+///
+/// The agent's intervals are timerfds that tokio's reactor watches. Tokio's
+/// own timer wheel wakes the runtime twice for a deadline more than 64 ms
+/// away: once at the start of the wheel's 64 ms slot that holds it, then
+/// at the deadline; a timerfd wakes it once, at the deadline. Where a
+/// timerfd cannot be had, and in unit tests (their paused clock moves
+/// tokio's timers only), it is a tokio `Sleep` moved along the grid.
+pub fn aligned_interval(period: Duration) -> GridInterval {
+    let (origin, origin_ns) = GRID_ORIGIN.with(|cell| {
+        let origin = cell.get().unwrap_or_else(|| (Instant::now(), monotonic_ns()));
         cell.set(Some(origin));
         origin
     });
-    // Started at the origin: the first tick is due (at once), and `Skip`
-    // puts every later one on the origin's grid (tokio's own arithmetic).
-    let mut interval = tokio::time::interval_at(origin, period);
-    interval.set_missed_tick_behavior(MissedTickBehavior::Skip);
-    interval
+    #[cfg(not(test))]
+    if let Some(on_timerfd) = GridInterval::on_timerfd(origin, origin_ns, period) {
+        return on_timerfd;
+    }
+    let _ = origin_ns;
+    GridInterval::on_sleep(origin, period)
+}
+
+/// See [`aligned_interval`].
+pub struct GridInterval {
+    origin: Instant,
+    period: Duration,
+    /// The grid point (in periods from the origin) last returned; `None`
+    /// before the first tick, which is at once.
+    point: Option<u64>,
+    timer: Timer,
+}
+
+enum Timer {
+    /// Armed at the grid's next point, then every period.
+    TimerFd(tokio::io::unix::AsyncFd<std::os::fd::OwnedFd>),
+    /// Reset to the next grid point at each tick (boxed once: a `Sleep` is
+    /// `!Unpin`).
+    Sleep(Pin<Box<Sleep>>),
+}
+
+impl GridInterval {
+    fn on_sleep(origin: Instant, period: Duration) -> GridInterval {
+        GridInterval {
+            origin,
+            period,
+            point: None,
+            timer: Timer::Sleep(Box::pin(tokio::time::sleep_until(origin))),
+        }
+    }
+
+    /// `None` if the kernel gives no timerfd (or tokio's reactor will not
+    /// watch it).
+    fn on_timerfd(origin: Instant, origin_ns: u64, period: Duration) -> Option<GridInterval> {
+        use std::os::fd::{FromRawFd, OwnedFd};
+        let period_ns = Some(nanos(period)).filter(|&ns| ns > 0)?;
+        // SAFETY: timerfd_create takes no pointers; a valid fd is owned
+        // from here on.
+        let raw = unsafe { libc::timerfd_create(libc::CLOCK_MONOTONIC, libc::TFD_NONBLOCK | libc::TFD_CLOEXEC) };
+        if raw < 0 {
+            return None;
+        }
+        // SAFETY: `raw` is a new fd that nothing else owns.
+        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        // The grid point after now: the first tick is at once, the second
+        // there, every later one a period on.
+        let since_origin = monotonic_ns().saturating_sub(origin_ns);
+        let first = origin_ns.checked_add((since_origin / period_ns + 1).checked_mul(period_ns)?)?;
+        let spec = libc::itimerspec {
+            it_interval: timespec(period_ns),
+            it_value: timespec(first),
+        };
+        // SAFETY: `spec` is a valid itimerspec; the old value is not asked for.
+        let armed = unsafe { libc::timerfd_settime(raw, libc::TFD_TIMER_ABSTIME, &spec, std::ptr::null_mut()) };
+        if armed != 0 {
+            return None;
+        }
+        // SAFETY: an OwnedFd stays open, and keeps its number, until the
+        // AsyncFd that owns it is dropped.
+        let fd = unsafe { tokio::io::unix::AsyncFd::register_with_interest(fd, tokio::io::Interest::READABLE) }.ok()?;
+        Some(GridInterval {
+            origin,
+            period,
+            point: None,
+            timer: Timer::TimerFd(fd),
+        })
+    }
+
+    /// Waits for the next tick; returns its grid point.
+    pub async fn tick(&mut self) -> Instant {
+        std::future::poll_fn(|cx| self.poll_tick(cx)).await
+    }
+
+    // Polled by hand rather than an `async fn`: each caller's state
+    // machine then holds only a borrow, and the code is here once (bytes
+    // on armv6).
+    fn poll_tick(&mut self, cx: &mut Context<'_>) -> Poll<Instant> {
+        let point = match self.point {
+            // The first tick: at once, at the grid point just passed.
+            None => whole_periods(Instant::now().saturating_duration_since(self.origin), self.period),
+            Some(last) => match &mut self.timer {
+                Timer::TimerFd(fd) => match poll_expirations(fd, cx) {
+                    // Several after a stall: one tick, at the latest point.
+                    Poll::Ready(Some(expirations)) => last.saturating_add(expirations),
+                    Poll::Pending => return Poll::Pending,
+                    Poll::Ready(None) => {
+                        // The reactor is gone (a shutdown) or the fd broke:
+                        // a `Sleep` from here on, still on the grid.
+                        let next = self.at(last.saturating_add(1));
+                        self.timer = Timer::Sleep(Box::pin(tokio::time::sleep_until(next)));
+                        return self.poll_tick(cx);
+                    }
+                },
+                Timer::Sleep(sleep) => {
+                    if sleep.as_mut().poll(cx).is_pending() {
+                        return Poll::Pending;
+                    }
+                    // Its point, even if late (a stall).
+                    whole_periods(sleep.deadline().saturating_duration_since(self.origin), self.period)
+                }
+            },
+        };
+        self.point = Some(point);
+        if matches!(self.timer, Timer::Sleep(_)) {
+            // The next point after now: a stall skips the points it missed.
+            let passed = whole_periods(Instant::now().saturating_duration_since(self.origin), self.period);
+            let next = self.at(passed.max(point).saturating_add(1));
+            if let Timer::Sleep(sleep) = &mut self.timer {
+                sleep.as_mut().reset(next);
+            }
+        }
+        Poll::Ready(self.at(point))
+    }
+
+    fn at(&self, point: u64) -> Instant {
+        self.origin + Duration::from_nanos(nanos(self.period).saturating_mul(point))
+    }
+}
+
+/// Reads a timerfd's expirations once it is readable; `None` on an error.
+fn poll_expirations(fd: &tokio::io::unix::AsyncFd<std::os::fd::OwnedFd>, cx: &mut Context<'_>) -> Poll<Option<u64>> {
+    loop {
+        let mut ready = match fd.poll_read_ready(cx) {
+            Poll::Ready(Ok(ready)) => ready,
+            Poll::Ready(Err(_)) => return Poll::Ready(None),
+            Poll::Pending => return Poll::Pending,
+        };
+        let mut expirations = [0u8; 8];
+        match ready.try_io(|fd| {
+            use std::os::fd::AsRawFd;
+            // SAFETY: reads at most 8 bytes into an 8-byte buffer.
+            let read = unsafe { libc::read(fd.as_raw_fd(), expirations.as_mut_ptr().cast(), expirations.len()) };
+            if read == 8 {
+                Ok(())
+            } else {
+                Err(std::io::Error::last_os_error())
+            }
+        }) {
+            Ok(Ok(())) => {
+                // Read out: not readable until the next expiry, whose edge
+                // the reactor hears. Clearing spares the next tick a read
+                // that finds nothing.
+                ready.clear_ready();
+                return Poll::Ready(Some(u64::from_ne_bytes(expirations)));
+            }
+            Ok(Err(error)) if error.kind() == std::io::ErrorKind::Interrupted => {}
+            Ok(Err(_)) => return Poll::Ready(None),
+            // Not due yet after all: readiness was cleared, wait again.
+            Err(_would_block) => {}
+        }
+    }
+}
+
+/// Whole periods in `span` (in 64 bits: a 128-bit division is a library
+/// call on 32-bit ARM).
+fn whole_periods(span: Duration, period: Duration) -> u64 {
+    nanos(span) / nanos(period).max(1)
+}
+
+fn nanos(span: Duration) -> u64 {
+    u64::try_from(span.as_nanos()).unwrap_or(u64::MAX)
+}
+
+fn timespec(ns: u64) -> libc::timespec {
+    libc::timespec {
+        // Seconds since boot fit every target's time_t, and under a
+        // billion its c_long.
+        tv_sec: (ns / 1_000_000_000) as _,
+        tv_nsec: (ns % 1_000_000_000) as _,
+    }
 }
 
 /// Before this (2025-01-01) the wall clock has not been set: a Pi has no
@@ -111,6 +294,47 @@ mod tests {
             0,
             "off the grid after a stall"
         );
+    }
+
+    /// What the agent's intervals run on (`aligned_interval` outside unit
+    /// tests): real time, so it checks where the ticks fall, not how long
+    /// they took.
+    #[tokio::test]
+    async fn timerfd_intervals_should_tick_together_on_the_grid_and_once_after_a_stall() {
+        let period = Duration::from_millis(40);
+        // In this order, as `aligned_interval` reads them: the timerfd's
+        // origin is then no earlier than tokio's.
+        let origin = Instant::now();
+        let origin_ns = monotonic_ns();
+        let on_grid = |at: Instant| (at - origin).as_nanos() % period.as_nanos() == 0;
+        let mut first = GridInterval::on_timerfd(origin, origin_ns, period).expect("a timerfd");
+        let at = first.tick().await;
+        assert!(
+            on_grid(at) && at <= Instant::now(),
+            "the first tick is the grid point just passed"
+        );
+        tokio::time::sleep(period / 3).await;
+        let mut second = GridInterval::on_timerfd(origin, origin_ns, period).expect("a timerfd");
+        second.tick().await;
+        let mut last = at;
+        for round in 1..=3 {
+            let (a, b) = (first.tick().await, second.tick().await);
+            assert_eq!(a, b, "round {round}: the two intervals came due at different points");
+            assert!(on_grid(a) && a > last, "round {round}: {:?} after the last", a - last);
+            assert!(Instant::now() >= a, "round {round}: ticked before its grid point");
+            last = a;
+        }
+        // A stall (the runtime thread blocked) of two and a half periods:
+        // one tick, at the latest point passed, then the next on the grid.
+        std::thread::sleep(period * 5 / 2);
+        let late = first.tick().await;
+        assert!(
+            on_grid(late) && late >= last + 2 * period,
+            "{:?} after the last",
+            late - last
+        );
+        let next = first.tick().await;
+        assert!(on_grid(next) && next > late && Instant::now() >= next);
     }
 
     #[test]

@@ -394,7 +394,7 @@ async fn execute(invocation: Arc<Invocation>, stop: &Arc<Stop>, cancel: &Cancell
 }
 
 /// The next status tick, or never without `status`.
-async fn tick(ticker: &mut Option<tokio::time::Interval>) {
+async fn tick(ticker: &mut Option<crate::time::GridInterval>) {
     match ticker {
         Some(ticker) => {
             ticker.tick().await;

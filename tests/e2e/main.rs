@@ -28,6 +28,8 @@
 //! - `notify`: systemd readiness, watchdog pings and stopping (sd_notify).
 //! - `fleet`: three agents on one broker see each other; a SIGKILLed one
 //!   goes offline through its Last Will, an automation on another runs.
+//! - `wakeups`: the runtime thread sleeps once a round with the system
+//!   stats and two sensors on their reading threads.
 //! - `web`: /metrics through promtool, HTTP without MQTT, stopping with open
 //!   event streams.
 //! - `hostile`: issue 15's reproductions from the LAN and the broker: a
@@ -73,4 +75,5 @@ mod reconnect;
 mod sysfs;
 mod tls;
 mod update;
+mod wakeups;
 mod web;

@@ -30,11 +30,15 @@
 //!
 //! - [`Placement::Thread`] (the default; DS18B20, IIO, BME280 over I2C,
 //!   command, a file sensor on sysfs): the reader lives on a thread of its
-//!   own for the sensor's life, woken for each round, which puts its
-//!   results in a vector the runner keeps. Unlike `spawn_blocking` per round (a task allocation and
+//!   own for the sensor's life, which puts its results in a vector the
+//!   runner keeps. Unlike `spawn_blocking` per round (a task allocation and
 //!   a hand-off to the pool each time), a round then allocates nothing. The
-//!   thread sleeps on a condition variable between rounds; a 256 KiB stack
-//!   is reserved for it, of which a few pages are resident.
+//!   thread reads each round just ahead of its tick (by the last read's
+//!   duration and a margin), so that the runner finds the answer at the
+//!   tick and the runtime thread wakes once for everything due then, not
+//!   once more per sensor. It sleeps on a condition variable between
+//!   rounds; a 256 KiB stack is reserved for it, of which a few pages are
+//!   resident.
 //! - [`Placement::Inline`] (a file sensor whose file is on procfs, tmpfs or
 //!   a local disk): read on the runtime thread, as the system source reads
 //!   its `/proc` files: the kernel or the page cache answers at once, and

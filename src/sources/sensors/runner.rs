@@ -46,6 +46,10 @@ pub struct Sensor {
 /// or wait for a program; the default 2 MiB would only take address space.
 const READING_THREAD_STACK: usize = 256 * 1024;
 
+/// Time for a reading thread to wake up from its read-ahead sleep, on top
+/// of the last read's duration (see `lead`).
+const READ_AHEAD_MARGIN: Duration = Duration::from_millis(5);
+
 /// The runner's view of one entity.
 struct Tracked {
     quantity: Quantity,
@@ -142,7 +146,7 @@ impl Sensor {
 
         let mut place = match reader.placement() {
             Placement::Inline => Place::Inline(reader),
-            Placement::Thread => match ReadingThread::start(reader) {
+            Placement::Thread => match ReadingThread::start(reader, interval.clamp(MIN_INTERVAL, MAX_INTERVAL)) {
                 Ok(thread) => Place::Thread(thread),
                 Err(spawn_error) => {
                     error!(sensor, error = %spawn_error, "cannot start the sensor's reading thread; this sensor stops");
@@ -158,42 +162,65 @@ impl Sensor {
         // same interval come due in the same wake-up. After a stall (a slow
         // bus, a suspended Pi) one late round is enough; catch-up rounds
         // would only queue more conversions.
-        let mut ticker = crate::time::aligned_interval(interval.clamp(MIN_INTERVAL, MAX_INTERVAL));
-        // Whether the reading thread has a round in hand.
-        let mut reading = false;
+        let period = interval.clamp(MIN_INTERVAL, MAX_INTERVAL);
+        let mut ticker = crate::time::aligned_interval(period);
+        // Whether the reading thread has a round in hand: from the first
+        // tick on it always has (asked for at the tick, then each read
+        // ahead of its tick). And whether the tick has come and the runner
+        // waits for that round's answer.
+        let mut in_hand = false;
+        let mut due = false;
+        // The grid point of the last tick, from which the next is counted.
+        let mut last_tick = tokio::time::Instant::now();
         loop {
             tokio::select! {
                 // Cancellation first, so a stop is never delayed by a round.
                 biased;
                 () = cancel.cancelled() => break,
-                // No tick while a round runs: a read slower than the interval
-                // delays the next round instead of stacking them up.
-                _ = ticker.tick(), if !reading => match &mut place {
+                // No tick while the runner waits for a round: a read slower
+                // than the interval delays the next round instead of
+                // stacking them up.
+                tick = ticker.tick(), if !due => match &mut place {
                     Place::Inline(reader) => {
                         results.clear();
                         reader.read_into(&mut results);
                         apply(&hub, &sensor, &calibration, &mut tracked, &mut results);
                     }
                     Place::Thread(thread) => {
-                        thread.ask(&mut results);
-                        reading = true;
+                        last_tick = tick;
+                        if in_hand {
+                            // Read ahead for this tick; if it has not begun,
+                            // it should now.
+                            thread.hurry();
+                        } else {
+                            thread.ask(&mut results, None);
+                            in_hand = true;
+                        }
+                        match thread.try_take(&mut results) {
+                            Answer::Ready => {
+                                apply(&hub, &sensor, &calibration, &mut tracked, &mut results);
+                                thread.ask(&mut results, Some(next_due(tick, period)));
+                            }
+                            // Not read yet: its answer wakes the runner.
+                            Answer::Pending => due = true,
+                            Answer::Gone => {
+                                thread_gone(&hub, &sensor, &tracked);
+                                break;
+                            }
+                        }
                     }
                 },
                 answered = answered(match &place {
                     Place::Thread(thread) => Some(thread),
                     Place::Inline(_) => None,
-                }), if reading => {
-                    reading = false;
+                }), if due => {
+                    due = false;
                     if let (true, Place::Thread(thread)) = (answered, &place) {
-                        thread.take_results(&mut results);
+                        thread.try_take(&mut results);
                         apply(&hub, &sensor, &calibration, &mut tracked, &mut results);
+                        thread.ask(&mut results, Some(next_due(last_tick, period)));
                     } else {
-                        // The reader panicked and is gone with its thread;
-                        // without it there is nothing to read.
-                        error!(sensor, "sensor read panicked; this sensor stops");
-                        for entity in &tracked {
-                            hub.set_available(&entity.id, false);
-                        }
+                        thread_gone(&hub, &sensor, &tracked);
                         break;
                     }
                 }
@@ -222,9 +249,56 @@ async fn answered(thread: Option<&ReadingThread>) -> bool {
     }
 }
 
+/// The reader panicked and is gone with its thread; without it there is
+/// nothing to read.
+fn thread_gone(hub: &Hub, sensor: &str, tracked: &[Tracked]) {
+    error!(sensor, "sensor read panicked; this sensor stops");
+    for entity in tracked {
+        hub.set_available(&entity.id, false);
+    }
+}
+
+/// The tick, on the real clock, of the round after the one ticked at
+/// `tick`: the reading thread reads that round ahead of it (see `lead`).
+fn next_due(tick: tokio::time::Instant, period: Duration) -> std::time::Instant {
+    // Exact: the thread expects the next round at this round's `due` and a
+    // period (`serve`), and is not woken when the two agree.
+    next_grid_point(tick, tokio::time::Instant::now(), period).into_std()
+}
+
+/// The first point of `tick`'s grid after `now`: the next tick, or after a
+/// late tick (a stall) the first one still ahead.
+fn next_grid_point(tick: tokio::time::Instant, now: tokio::time::Instant, period: Duration) -> tokio::time::Instant {
+    let mut next = tick + period;
+    while next <= now {
+        next += period;
+    }
+    next
+}
+
+/// How long before its tick the reading thread begins a round: as long as
+/// the last read took, a quarter more, and a margin for its wake-up. The
+/// runner's tick then finds the answer and puts it on the hub together
+/// with whatever else came due on the grid (the system round, other
+/// sensors): one wake-up of the runtime thread and one write to the broker,
+/// instead of a wake-up for each sensor's answer. A read longer than the
+/// interval begins as soon as the last is taken, as before.
+fn lead(last_read: Duration) -> Duration {
+    last_read + last_read / 4 + READ_AHEAD_MARGIN
+}
+
+/// Whether the reading thread's round is there (see `try_take`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Answer {
+    Ready,
+    Pending,
+    Gone,
+}
+
 /// A reader on a thread of its own, for the sensor's life. Each round the
-/// runner lends it the results vector (`ask`); the thread reads into it and
-/// hands it back (`answered`, `take_results`): no allocation per round,
+/// runner lends it the results vector (`ask`), saying when to begin; the
+/// thread sleeps until then, reads into it and hands it back (`try_take`,
+/// or `answered` when the runner had to wait): no allocation per round,
 /// where `spawn_blocking` allocated a task each time. Dropping this (the
 /// runner ends) tells the thread to stop once its read in flight, if any,
 /// is over.
@@ -247,6 +321,24 @@ struct Handoff {
 struct Slot {
     phase: Phase,
     results: Vec<Reading>,
+    /// The tick the round asked for is for, to be read `lead` ahead of it;
+    /// `None`: read at once.
+    due: Option<std::time::Instant>,
+    /// How long the last read took.
+    last_read: Duration,
+    /// The interval between rounds.
+    period: Duration,
+    /// When the thread wakes by itself, having answered a round: when it
+    /// expects to begin the next, which the runner asks for at that round's
+    /// tick without waking it (one wake-up a round, not two).
+    wakes_at: Option<std::time::Instant>,
+}
+
+impl Slot {
+    /// When the round asked for should begin; `None`: at once.
+    fn begin_at(&self) -> Option<std::time::Instant> {
+        self.due.map(|due| due.checked_sub(lead(self.last_read)).unwrap_or(due))
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -268,11 +360,15 @@ impl Handoff {
 }
 
 impl ReadingThread {
-    fn start(reader: Box<dyn SensorReader>) -> std::io::Result<ReadingThread> {
+    fn start(reader: Box<dyn SensorReader>, period: Duration) -> std::io::Result<ReadingThread> {
         let shared = Arc::new(Handoff {
             slot: Mutex::new(Slot {
                 phase: Phase::Idle,
                 results: Vec::new(),
+                due: None,
+                last_read: Duration::ZERO,
+                period,
+                wakes_at: None,
             }),
             asked: Condvar::new(),
             answered: Notify::new(),
@@ -286,14 +382,46 @@ impl ReadingThread {
         Ok(ReadingThread { shared })
     }
 
-    /// Asks for a round, lending the thread `results` (emptied).
-    fn ask(&self, results: &mut Vec<Reading>) {
+    /// Asks for a round, lending the thread `results` (emptied), for the
+    /// tick `due` (or at once). The thread is woken only if it would not
+    /// wake by itself in time.
+    fn ask(&self, results: &mut Vec<Reading>, due: Option<std::time::Instant>) {
         let mut slot = self.shared.lock();
         results.clear();
         std::mem::swap(&mut slot.results, results);
-        slot.phase = Phase::Asked;
+        if slot.phase != Phase::Gone {
+            slot.phase = Phase::Asked;
+        }
+        slot.due = due;
+        let in_time = matches!((slot.wakes_at, slot.begin_at()), (Some(wakes), Some(begin)) if wakes <= begin);
         drop(slot);
-        self.shared.asked.notify_one();
+        if !in_time {
+            self.shared.asked.notify_one();
+        }
+    }
+
+    /// The round asked for ahead begins now if it has not yet.
+    fn hurry(&self) {
+        let mut slot = self.shared.lock();
+        if slot.phase == Phase::Asked && slot.due.take().is_some() {
+            drop(slot);
+            self.shared.asked.notify_one();
+        }
+    }
+
+    /// Takes the answered round's results back into `results`, if the
+    /// round is answered.
+    fn try_take(&self, results: &mut Vec<Reading>) -> Answer {
+        let mut slot = self.shared.lock();
+        match slot.phase {
+            Phase::Answered => {
+                std::mem::swap(&mut slot.results, results);
+                slot.phase = Phase::Idle;
+                Answer::Ready
+            }
+            Phase::Gone => Answer::Gone,
+            Phase::Idle | Phase::Asked | Phase::Stop => Answer::Pending,
+        }
     }
 
     /// See [`answered`].
@@ -306,13 +434,6 @@ impl ReadingThread {
             }
             self.shared.answered.notified().await;
         }
-    }
-
-    /// Takes the answered round's results back into `results`.
-    fn take_results(&self, results: &mut Vec<Reading>) {
-        let mut slot = self.shared.lock();
-        std::mem::swap(&mut slot.results, results);
-        slot.phase = Phase::Idle;
     }
 }
 
@@ -344,22 +465,50 @@ fn serve(shared: &Handoff, mut reader: Box<dyn SensorReader>) {
     loop {
         {
             let mut slot = shared.lock();
-            while matches!(slot.phase, Phase::Idle | Phase::Answered) {
-                slot = shared.asked.wait(slot).unwrap_or_else(PoisonError::into_inner);
+            loop {
+                let now = std::time::Instant::now();
+                // Asleep until a round is asked for and should begin, the
+                // time it expects that (`wakes_at`), or a stop.
+                let until = match slot.phase {
+                    Phase::Stop | Phase::Gone => return,
+                    Phase::Asked => match slot.begin_at().filter(|&at| at > now) {
+                        Some(at) => Some(at),
+                        None => break,
+                    },
+                    Phase::Idle | Phase::Answered => slot.wakes_at.filter(|&at| at > now),
+                };
+                slot.wakes_at = until;
+                slot = match until {
+                    Some(at) => {
+                        shared
+                            .asked
+                            .wait_timeout(slot, at - now)
+                            .unwrap_or_else(PoisonError::into_inner)
+                            .0
+                    }
+                    None => shared.asked.wait(slot).unwrap_or_else(PoisonError::into_inner),
+                };
             }
-            if slot.phase != Phase::Asked {
-                return;
-            }
+            slot.wakes_at = None;
             std::mem::swap(&mut slot.results, &mut results);
         }
+        let began = std::time::Instant::now();
         reader.read_into(&mut results);
+        let took = began.elapsed();
         let mut slot = shared.lock();
         if slot.phase != Phase::Asked {
             return;
         }
         std::mem::swap(&mut slot.results, &mut results);
         slot.phase = Phase::Answered;
+        slot.last_read = took;
+        // The next round is likely asked for the tick a period after this
+        // one's: sleep until it should begin, not until it is asked for.
+        let next_due = slot.due.and_then(|due| due.checked_add(slot.period));
+        slot.wakes_at = next_due.map(|due| due.checked_sub(lead(took)).unwrap_or(due));
         drop(slot);
+        // Wakes the runner only if it waits (its tick came first); else
+        // the runner finds the answer at its tick.
         shared.answered.notify_one();
     }
 }
@@ -764,6 +913,22 @@ mod tests {
             "when the rounds were read"
         );
         h.stop().await;
+    }
+
+    #[test]
+    fn a_read_ahead_should_be_for_the_next_grid_point_and_begin_by_the_last_read_and_a_margin_before() {
+        let period = Duration::from_secs(1);
+        let tick = Instant::now();
+        let ms = Duration::from_millis;
+        // Applied 2 ms after the tick: the next tick.
+        assert_eq!(next_grid_point(tick, tick + ms(2), period), tick + period);
+        // A tick 2.3 s late (a stall): the grid point 3 s after it.
+        assert_eq!(next_grid_point(tick, tick + ms(2300), period), tick + 3 * period);
+        // On a grid point exactly, that one has come: the next.
+        assert_eq!(next_grid_point(tick, tick + period, period), tick + 2 * period);
+        // The last read took 40 ms: begin 40 + 10 + 5 ms before the tick.
+        assert_eq!(lead(ms(40)), ms(55));
+        assert_eq!(lead(Duration::ZERO), READ_AHEAD_MARGIN);
     }
 
     #[tokio::test]
