@@ -48,17 +48,18 @@ def report(data):
     )
     out.append("")
     out.append(
-        "| agent | RSS MiB | PSS MiB | CPU % of a core | first MQTT message, ms (median of 5) "
+        "| agent | RSS MiB | PSS MiB | CPU % of a core | wake-ups a second | first MQTT message, ms (median of 5) "
         "| RSS × majortom | CPU × majortom |"
     )
-    out.append("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+    out.append("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     order = [main] + sorted(k for k in steady if k != main)
     for name in order:
         s = steady[name]
         first = start.get(name, {}).get("median_ms")
+        label = name + (" (sleeps 1 s in a loop: the floor)" if name == "sleeper" else "")
         out.append(
-            f"| {name} | {fmt(s['rss_mib'])} | {fmt(s['pss_mib'])} | {fmt(s['cpu_percent'], 3)} "
-            f"| {fmt(first, 1)} | {s['rss_mib'] / base['rss_mib']:.1f} "
+            f"| {label} | {fmt(s['rss_mib'])} | {fmt(s['pss_mib'])} | {fmt(s['cpu_percent'], 3)} "
+            f"| {fmt(s.get('wakeups_per_s'), 1)} | {fmt(first, 1)} | {s['rss_mib'] / base['rss_mib']:.1f} "
             f"| {s['cpu_percent'] / base['cpu_percent']:.1f} |"
         )
     out.append("")
@@ -148,6 +149,8 @@ def plot(data, path):
         "node-exporter": "tab:orange",
     }
     for name, s in sorted(data["steady"].items()):
+        if name == "sleeper":
+            continue
         t = [p[0] for p in s["samples"]]
         rss = [p[1] / 1024 for p in s["samples"]]
         label = name + (" (idle, HTTP only)" if name == "node-exporter" else "")

@@ -339,6 +339,28 @@ pub fn mqtt_io(name: &str, mqtt_port: u16, prefix: &str, interval_s: u32) -> Pro
 
 /// node-exporter with its default collectors on `port`; waits until it
 /// answers.
+/// Set in the environment of the bench's own binary started as the
+/// sleeper.
+pub const SLEEPER: &str = "MAJORTOM_BENCH_SLEEPER";
+
+/// The floor of the CPU figures: this bench's own binary doing nothing but
+/// wake up once a second (`sleep_forever`). What it costs is the machine's
+/// price of one wake-up a second, which an agent at a 1 s interval pays at
+/// least once.
+pub fn sleeper() -> Proc {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut command = Command::new(std::env::current_exe().expect("the bench's own path"));
+    command.env(SLEEPER, "1");
+    Proc::spawn("sleeper", command, dir, libc::SIGTERM)
+}
+
+/// The sleeper's life: one wake-up a second.
+pub fn sleep_forever() -> ! {
+    loop {
+        std::thread::sleep(Duration::from_secs(1));
+    }
+}
+
 pub fn node_exporter(port: u16) -> Proc {
     let dir = tempfile::tempdir().expect("tempdir");
     let program = super::support::find_program(

@@ -118,12 +118,13 @@ impl Series {
         let mean = |f: fn(&Usage) -> u64| steady.iter().map(|u| f(u) as f64).sum::<f64>() / steady.len().max(1) as f64;
         let first = self.samples.iter().find(|(t, _)| *t >= options.cpu_from);
         let last = self.samples.last();
-        let (cpu, cpu_ticks) = match (first, last) {
+        let (cpu, cpu_ticks, wakeups) = match (first, last) {
             (Some((t0, u0)), Some((t1, u1))) if t1 > t0 => (
                 procfs::cpu_percent(u0, u1, *t1 - *t0),
                 procfs::cpu_percent_ticks(u0, u1, *t1 - *t0),
+                u1.sleeps.saturating_sub(u0.sleeps) as f64 / (*t1 - *t0).as_secs_f64(),
             ),
-            _ => (f64::NAN, f64::NAN),
+            _ => (f64::NAN, f64::NAN, f64::NAN),
         };
         json!({
             "pid": self.proc.pid(),
@@ -132,14 +133,22 @@ impl Series {
             "rss_max_mib": procfs::mib(self.samples.iter().map(|(_, u)| u.rss_kib).max().unwrap_or(0) as f64),
             "cpu_percent": cpu,
             "cpu_percent_ticks": cpu_ticks,
+            "wakeups_per_s": wakeups,
             "threads": last.map(|(_, u)| u.threads),
             "samples": self.samples.iter().map(|(t, u)| json!([t.as_secs_f64(), u.rss_kib, u.pss_kib, u.cpu_ns])).collect::<Vec<_>>(),
         })
     }
 }
 
+fn main() {
+    if std::env::var_os(agents::SLEEPER).is_some() {
+        agents::sleep_forever();
+    }
+    bench();
+}
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
-async fn main() {
+async fn bench() {
     let options = Options::from_env();
     let out_dir = manifest_dir().join("target/bench");
     std::fs::create_dir_all(&out_dir).expect("target/bench");
@@ -212,6 +221,10 @@ async fn main() {
         proc: agents::node_exporter(node_exporter_port),
         samples: Vec::new(),
     });
+    series.push(Series {
+        proc: agents::sleeper(),
+        samples: Vec::new(),
+    });
     let phase_start = Instant::now();
     // One dashboard on each majortom, as in issue 7's realistic config.
     let mut web = BTreeMap::new();
@@ -249,7 +262,7 @@ async fn main() {
     let mut by_name: BTreeMap<String, Series> = series.into_iter().map(|s| (s.proc.name.clone(), s)).collect();
     // collectd and mqtt-io are done; stop them so they do not disturb the
     // load phases.
-    for name in ["collectd", "mqtt-io"] {
+    for name in ["collectd", "mqtt-io", "sleeper"] {
         if let Some(mut s) = by_name.remove(name) {
             s.proc.stop(Duration::from_secs(5));
         }

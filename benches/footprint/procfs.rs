@@ -20,6 +20,9 @@ pub struct Usage {
     /// utime + stime from `stat`, in nanoseconds (10 ms resolution).
     pub cpu_ticks_ns: u64,
     pub threads: u64,
+    /// How many times the live threads went to sleep (voluntary context
+    /// switches, `task/*/status`): each is a wake-up later.
+    pub sleeps: u64,
 }
 
 /// `None` once the process is gone.
@@ -36,7 +39,15 @@ pub fn usage(pid: u32) -> Option<Usage> {
     let (rss_kib, pss_kib) = (field("Rss:"), field("Pss:"));
     let mut cpu_ns = 0;
     let mut threads = 0;
+    let mut sleeps = 0;
     for task in std::fs::read_dir(format!("/proc/{pid}/task")).ok()?.flatten() {
+        if let Ok(text) = std::fs::read_to_string(task.path().join("status")) {
+            sleeps += text
+                .lines()
+                .find_map(|line| line.strip_prefix("voluntary_ctxt_switches:"))
+                .and_then(|count| count.trim().parse::<u64>().ok())
+                .unwrap_or(0);
+        }
         if let Ok(text) = std::fs::read_to_string(task.path().join("schedstat")) {
             cpu_ns += text
                 .split_whitespace()
@@ -52,6 +63,7 @@ pub fn usage(pid: u32) -> Option<Usage> {
         cpu_ns,
         cpu_ticks_ns: cpu_ticks_ns(pid)?,
         threads,
+        sleeps,
     })
 }
 
