@@ -187,6 +187,8 @@ fn run(config: Config, ready_file: Option<std::path::PathBuf>) -> anyhow::Result
         .max_io_events_per_tick(64)
         .build()
         .context("cannot start the async runtime")?;
+    // Its I/O driver is on, and its clock is the real one.
+    majortom::time::use_timerfds();
     let outcome = runtime.block_on(majortom::app::run(config, ready_file, shutdown_signal()))?;
     // Blocking threads (a 1-wire read in flight) may not hold up the exec.
     runtime.shutdown_timeout(std::time::Duration::from_secs(1));

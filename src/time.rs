@@ -3,6 +3,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -20,6 +21,18 @@ thread_local! {
     static GRID_ORIGIN: std::cell::Cell<Option<(Instant, u64)>> = const { std::cell::Cell::new(None) };
 }
 
+/// Whether [`aligned_interval`] ticks on timerfds; see [`use_timerfds`].
+static TIMERFDS: AtomicBool = AtomicBool::new(false);
+
+/// From now on [`aligned_interval`] ticks on timerfds. The agent's binary
+/// says so (`main.rs`), its runtime having the I/O driver (tokio panics on
+/// registering an fd without it) and the real clock. Without it, as in
+/// tests that run the agent in-process in tokio's paused time (which moves
+/// only tokio's timers), the ticks are tokio timers.
+pub fn use_timerfds() {
+    TIMERFDS.store(true, Ordering::Relaxed);
+}
+
 /// An interval that ticks at once, then on the multiples of `period`
 /// counted from one origin shared by the runtime's tasks. Tasks with the
 /// same period (or periods that are multiples of each other) then come due
@@ -31,20 +44,20 @@ thread_local! {
 /// The agent's intervals are timerfds that tokio's reactor watches. Tokio's
 /// own timer wheel wakes the runtime twice for a deadline more than 64 ms
 /// away: once at the start of the wheel's 64 ms slot that holds it, then
-/// at the deadline; a timerfd wakes it once, at the deadline. Where a
-/// timerfd cannot be had, and in unit tests (their paused clock moves
-/// tokio's timers only), it is a tokio `Sleep` moved along the grid.
+/// at the deadline; a timerfd wakes it once, at the deadline. Unless the
+/// agent's binary asked for timerfds ([`use_timerfds`]), or where the
+/// kernel gives none, it is a tokio `Sleep` moved along the grid.
 pub fn aligned_interval(period: Duration) -> GridInterval {
     let (origin, origin_ns) = GRID_ORIGIN.with(|cell| {
         let origin = cell.get().unwrap_or_else(|| (Instant::now(), monotonic_ns()));
         cell.set(Some(origin));
         origin
     });
-    #[cfg(not(test))]
-    if let Some(on_timerfd) = GridInterval::on_timerfd(origin, origin_ns, period) {
-        return on_timerfd;
+    if TIMERFDS.load(Ordering::Relaxed) {
+        if let Some(on_timerfd) = GridInterval::on_timerfd(origin, origin_ns, period) {
+            return on_timerfd;
+        }
     }
-    let _ = origin_ns;
     GridInterval::on_sleep(origin, period)
 }
 
@@ -77,7 +90,8 @@ impl GridInterval {
     }
 
     /// `None` if the kernel gives no timerfd (or tokio's reactor will not
-    /// watch it).
+    /// watch it). The runtime must have its I/O driver (see
+    /// [`use_timerfds`]).
     fn on_timerfd(origin: Instant, origin_ns: u64, period: Duration) -> Option<GridInterval> {
         use std::os::fd::{FromRawFd, OwnedFd};
         let period_ns = Some(nanos(period)).filter(|&ns| ns > 0)?;

@@ -57,6 +57,10 @@ pub struct EntitySpec {
     /// An output with a level (PWM): its value is the level in percent, 0
     /// when off, and it takes levels as commands.
     pub dimmable: bool,
+    /// Where the hub keeps the entity, set by `Hub::register` (0 before)
+    /// and kept when it is described again: a sink keeps its own state per
+    /// entity at this index instead of hashing the id for every change.
+    pub slot: usize,
 }
 
 impl EntitySpec {
@@ -77,6 +81,7 @@ impl EntitySpec {
             own_availability: false,
             press_events: false,
             dimmable: false,
+            slot: 0,
         }
     }
 

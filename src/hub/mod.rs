@@ -17,7 +17,7 @@ mod entity;
 mod id_hasher;
 
 pub use entity::{EntitySpec, Group, StateClass, Value};
-pub(crate) use id_hasher::IdHash;
+use id_hasher::IdHash;
 
 /// How many changes a slow sink may fall behind before it must resync from a
 /// snapshot (it sees `RecvError::Lagged`).
@@ -70,6 +70,13 @@ struct Entry {
     history: VecDeque<Sample>,
 }
 
+/// An entity by its id, or by its slot in `Inner::entries`.
+#[derive(Clone, Copy)]
+enum Key<'a> {
+    Id(&'a str),
+    Slot(usize),
+}
+
 struct Inner {
     /// In registration order, so that snapshots list entities the way
     /// sources declared them (and walk them without a lookup each).
@@ -111,15 +118,21 @@ impl Hub {
 
     /// Adds an entity, or replaces the description of one with the same id
     /// (its value and history are kept).
-    pub fn register(&self, spec: EntitySpec) -> Arc<EntitySpec> {
-        let spec = Arc::new(spec);
-        {
+    pub fn register(&self, mut spec: EntitySpec) -> Arc<EntitySpec> {
+        let spec = {
             let mut inner = self.lock();
             inner.version += 1;
-            match inner.entry_mut(&spec.id) {
-                Some(entry) => entry.spec = spec.clone(),
+            match inner.index.get(&spec.id).copied() {
+                Some(at) => {
+                    spec.slot = at;
+                    let spec = Arc::new(spec);
+                    inner.entries[at].spec = spec.clone();
+                    spec
+                }
                 None => {
                     let at = inner.entries.len();
+                    spec.slot = at;
+                    let spec = Arc::new(spec);
                     inner.index.insert(spec.id.clone(), at);
                     inner.entries.push(Entry {
                         spec: spec.clone(),
@@ -129,9 +142,10 @@ impl Hub {
                         attributes: Vec::new(),
                         history: VecDeque::new(),
                     });
+                    spec
                 }
             }
-        }
+        };
         // No receivers is fine: sinks may not have started yet.
         let _ = self.changes.send(HubEvent::Registered(spec.clone()));
         spec
@@ -145,10 +159,31 @@ impl Hub {
 
     /// `set` with an explicit timestamp (for tests and replays).
     pub fn set_at(&self, id: &str, value: Value, at: SystemTime) -> bool {
+        self.record(Key::Id(id), value, at)
+    }
+
+    /// Where a registered entity is kept (`EntitySpec::slot`): a source
+    /// that sets the same entities every round looks each up once, then
+    /// sets it by its slot (`set_slot`) without hashing its id each time.
+    pub fn slot(&self, id: &str) -> Option<usize> {
+        self.lock().index.get(id).copied()
+    }
+
+    /// `set` by the entity's slot (from `slot`).
+    pub fn set_slot(&self, slot: usize, value: Value) -> bool {
+        self.record(Key::Slot(slot), value, SystemTime::now())
+    }
+
+    /// `set_available` by the entity's slot (from `slot`).
+    pub fn set_available_slot(&self, slot: usize, available: bool) -> bool {
+        self.mark_available(Key::Slot(slot), available)
+    }
+
+    fn record(&self, key: Key<'_>, value: Value, at: SystemTime) -> bool {
         let spec = {
             let mut inner = self.lock();
             // Only a known id changes what readers see (and their caches).
-            let Some(entry) = inner.entry_mut(id) else {
+            let Some(entry) = inner.find_mut(key) else {
                 return false;
             };
             if let Value::Number(n) = value {
@@ -175,9 +210,13 @@ impl Hub {
     /// Marks an entity available or not; broadcasts only a change. Returns
     /// false for an unknown id.
     pub fn set_available(&self, id: &str, available: bool) -> bool {
+        self.mark_available(Key::Id(id), available)
+    }
+
+    fn mark_available(&self, key: Key<'_>, available: bool) -> bool {
         let spec = {
             let mut inner = self.lock();
-            let Some(entry) = inner.entry_mut(id) else {
+            let Some(entry) = inner.find_mut(key) else {
                 return false;
             };
             if entry.available == available {
@@ -263,6 +302,13 @@ impl Inner {
 
     fn entry_mut(&mut self, id: &str) -> Option<&mut Entry> {
         self.entries.get_mut(*self.index.get(id)?)
+    }
+
+    fn find_mut(&mut self, key: Key<'_>) -> Option<&mut Entry> {
+        match key {
+            Key::Id(id) => self.entry_mut(id),
+            Key::Slot(slot) => self.entries.get_mut(slot),
+        }
     }
 }
 

@@ -3,11 +3,11 @@
 //! the [`Refresh`] record that spares republishing unchanged periodic
 //! values.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 
 use tokio::time::Instant;
 
-use crate::hub::{EntitySpec, IdHash, Value};
+use crate::hub::{EntitySpec, Value};
 
 /// Retained messages waiting to be handed to the client, in first-queued
 /// order, holding only the latest payload per topic. Everything the sink
@@ -68,9 +68,9 @@ impl Outbox {
 /// there every update means something.
 #[derive(Debug, Default)]
 pub struct Refresh {
-    /// By entity id, hashed as the hub hashes them (ids come only from the
-    /// config and the sources).
-    sent: HashMap<String, Sent, IdHash>,
+    /// At each entity's hub slot (`EntitySpec::slot`): no hashing of its
+    /// id for every change.
+    sent: Vec<Option<Sent>>,
 }
 
 /// What was last published for an entity, and when.
@@ -90,14 +90,19 @@ impl Refresh {
         let Some(expire_after) = spec.expire_after else {
             return Some(value.render(spec.precision));
         };
-        let Some(sent) = self.sent.get_mut(&spec.id) else {
+        if self.sent.len() <= spec.slot {
+            self.sent.resize_with(spec.slot + 1, || None);
+        }
+        let Some(sent) = self.sent.get_mut(spec.slot).and_then(Option::as_mut) else {
             let payload = value.render(spec.precision);
             let sent = Sent {
                 payload: payload.clone(),
                 value: value.clone(),
                 at: now,
             };
-            self.sent.insert(spec.id.clone(), sent);
+            if let Some(place) = self.sent.get_mut(spec.slot) {
+                *place = Some(sent);
+            }
             return Some(payload);
         };
         let fresh = now.duration_since(sent.at) < expire_after / 3;
@@ -171,6 +176,36 @@ mod tests {
             refresh.payload(&periodic, &number(0.51), at(13)).is_some(),
             "after a reconnect everything goes out"
         );
+    }
+
+    #[test]
+    fn each_entity_should_be_refreshed_on_its_own_by_its_hub_slot() {
+        // Specs as sinks get them: registered on a hub, which gives each
+        // its slot (a second registration keeps it).
+        let hub = crate::hub::Hub::new(0);
+        let periodic = |id: &str| {
+            EntitySpec::sensor(id, id, Group::System)
+                .precision(1)
+                .expire_after(Duration::from_secs(30))
+        };
+        let cpu = hub.register(periodic("cpu"));
+        let load = hub.register(periodic("load"));
+        assert_ne!(cpu.slot, load.slot);
+        assert_eq!(
+            hub.register(periodic("cpu")).slot,
+            cpu.slot,
+            "described again: the same slot"
+        );
+        let mut refresh = Refresh::default();
+        let now = Instant::now();
+        let value = Value::Number(1.0);
+        assert!(refresh.payload(&cpu, &value, now).is_some());
+        assert!(
+            refresh.payload(&load, &value, now).is_some(),
+            "another entity with the same value is not held back by the first"
+        );
+        assert!(refresh.payload(&cpu, &value, now).is_none());
+        assert!(refresh.payload(&load, &value, now).is_none());
     }
 
     #[test]

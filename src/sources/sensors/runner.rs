@@ -54,6 +54,9 @@ const READ_AHEAD_MARGIN: Duration = Duration::from_millis(5);
 struct Tracked {
     quantity: Quantity,
     id: String,
+    /// Its slot on the hub (registered before the runner starts): set
+    /// without hashing its id every round.
+    slot: Option<usize>,
     filters: Chain,
     /// Whether the last read failed, so that a failure is logged when it
     /// starts and when it ends rather than every interval.
@@ -68,6 +71,20 @@ enum Change {
 }
 
 impl Tracked {
+    fn set(&self, hub: &Hub, value: Value) {
+        match self.slot {
+            Some(slot) => hub.set_slot(slot, value),
+            None => hub.set(&self.id, value),
+        };
+    }
+
+    fn set_available(&self, hub: &Hub, available: bool) {
+        match self.slot {
+            Some(slot) => hub.set_available_slot(slot, available),
+            None => hub.set_available(&self.id, available),
+        };
+    }
+
     /// Records one read's outcome; returns the change to log, if any.
     fn record(&mut self, ok: bool) -> Option<Change> {
         let was_failing = std::mem::replace(&mut self.failing, !ok);
@@ -134,11 +151,15 @@ impl Sensor {
         let quantities = reader.quantities();
         let mut tracked: Vec<Tracked> = quantities
             .iter()
-            .map(|&quantity| Tracked {
-                quantity,
-                id: entity_id(&name, quantity, quantities.len()),
-                filters: chain.clone(),
-                failing: false,
+            .map(|&quantity| {
+                let id = entity_id(&name, quantity, quantities.len());
+                Tracked {
+                    quantity,
+                    slot: hub.slot(&id),
+                    id,
+                    filters: chain.clone(),
+                    failing: false,
+                }
             })
             .collect();
         // One round's results; its capacity is kept from round to round.
@@ -557,15 +578,15 @@ fn apply(hub: &Hub, sensor: &str, calibration: &Calibration, tracked: &mut [Trac
             Ok(value) => {
                 let calibrated = calibration.apply(quantity, value);
                 if let Some(filtered) = entity.filters.apply(calibrated, tokio::time::Instant::now()) {
-                    hub.set(&entity.id, Value::Number(filtered));
+                    entity.set(hub, Value::Number(filtered));
                 }
-                hub.set_available(&entity.id, true);
+                entity.set_available(hub, true);
                 if entity.record(true) == Some(Change::Recovered) {
                     info!(sensor, entity = %entity.id, "sensor reading recovered");
                 }
             }
             Err(error) => {
-                hub.set_available(&entity.id, false);
+                entity.set_available(hub, false);
                 if entity.record(false) == Some(Change::Failed) {
                     warn!(
                         sensor,
@@ -819,6 +840,7 @@ mod tests {
         let mut entity = Tracked {
             quantity: Quantity::Humidity,
             id: "h".to_owned(),
+            slot: None,
             filters: Chain::default(),
             failing: false,
         };

@@ -225,6 +225,9 @@ pub struct SystemSource {
     buffer: Vec<u8>,
     /// One round's values, kept so that a round does not allocate.
     values: Vec<(&'static str, Value)>,
+    /// The hub's slot of each id set so far (a dozen, found by the address
+    /// of their static text): no hashing of ids every round.
+    slots: Vec<(&'static str, usize)>,
 }
 
 impl SystemSource {
@@ -282,6 +285,7 @@ impl SystemSource {
             filters: HashMap::new(),
             buffer: Vec::new(),
             values: Vec::new(),
+            slots: Vec::new(),
         }
     }
 
@@ -393,7 +397,19 @@ impl SystemSource {
                 },
                 (value, _) => value,
             };
-            hub.set(id, value);
+            let known = self
+                .slots
+                .iter()
+                .find(|(known, _)| std::ptr::eq(*known, *id))
+                .map(|&(_, slot)| slot);
+            // Not registered (a test's hub): nothing to set.
+            let Some(slot) = known.or_else(|| hub.slot(id)) else {
+                continue;
+            };
+            if known.is_none() {
+                self.slots.push((id, slot));
+            }
+            hub.set_slot(slot, value);
         }
     }
 
