@@ -165,14 +165,15 @@ impl Sensor {
         // One round's results; its capacity is kept from round to round.
         let mut results: Vec<Reading> = Vec::with_capacity(quantities.len());
 
+        let period = interval.clamp(MIN_INTERVAL, MAX_INTERVAL);
         let mut place = match reader.placement() {
             Placement::Inline => Place::Inline(reader),
-            Placement::Thread => match ReadingThread::start(reader, interval.clamp(MIN_INTERVAL, MAX_INTERVAL)) {
+            Placement::Thread => match ReadingThread::start(reader, period) {
                 Ok(thread) => Place::Thread(thread),
                 Err(spawn_error) => {
                     error!(sensor, error = %spawn_error, "cannot start the sensor's reading thread; this sensor stops");
                     for entity in &tracked {
-                        hub.set_available(&entity.id, false);
+                        entity.set_available(&hub, false);
                     }
                     return;
                 }
@@ -183,7 +184,6 @@ impl Sensor {
         // same interval come due in the same wake-up. After a stall (a slow
         // bus, a suspended Pi) one late round is enough; catch-up rounds
         // would only queue more conversions.
-        let period = interval.clamp(MIN_INTERVAL, MAX_INTERVAL);
         let mut ticker = crate::time::aligned_interval(period);
         // Whether the reading thread has a round in hand: from the first
         // tick on it always has (asked for at the tick, then each read
@@ -275,7 +275,7 @@ async fn answered(thread: Option<&ReadingThread>) -> bool {
 fn thread_gone(hub: &Hub, sensor: &str, tracked: &[Tracked]) {
     error!(sensor, "sensor read panicked; this sensor stops");
     for entity in tracked {
-        hub.set_available(&entity.id, false);
+        entity.set_available(hub, false);
     }
 }
 
