@@ -310,9 +310,9 @@ mod tests {
         );
     }
 
-    /// What the agent's intervals run on (`aligned_interval` outside unit
-    /// tests): real time, so it checks where the ticks fall, not how long
-    /// they took.
+    /// What the agent's intervals run on (`aligned_interval` once the
+    /// binary has called `use_timerfds`): real time, so it checks where the
+    /// ticks fall, not how long they took.
     #[tokio::test]
     async fn timerfd_intervals_should_tick_together_on_the_grid_and_once_after_a_stall() {
         let period = Duration::from_millis(40);
