@@ -163,14 +163,19 @@ impl GridInterval {
         };
         self.point = Some(point);
         if matches!(self.timer, Timer::Sleep(_)) {
-            // The next point after now: a stall skips the points it missed.
-            let passed = whole_periods(Instant::now().saturating_duration_since(self.origin), self.period);
-            let next = self.at(passed.max(point).saturating_add(1));
+            let next = self.next_point();
             if let Timer::Sleep(sleep) = &mut self.timer {
                 sleep.as_mut().reset(next);
             }
         }
         Poll::Ready(self.at(point))
+    }
+
+    /// The grid point of the tick after the last: the first point after
+    /// now, so a stall skips the points it missed.
+    pub fn next_point(&self) -> Instant {
+        let passed = whole_periods(Instant::now().saturating_duration_since(self.origin), self.period);
+        self.at(passed.max(self.point.unwrap_or(0)).saturating_add(1))
     }
 
     fn at(&self, point: u64) -> Instant {
@@ -296,12 +301,20 @@ mod tests {
             assert_eq!(a, b, "round {round}: the two intervals come due at different instants");
             grid_point = a;
         }
+        assert_eq!(first.next_point(), grid_point + period, "the next point after a tick");
         // A stall: one late tick at once, then back on the grid.
         tokio::time::sleep(Duration::from_millis(2500)).await;
         let stalled = Instant::now();
+        assert_eq!(
+            first.next_point(),
+            grid_point + 3 * period,
+            "the first point still ahead after a stall"
+        );
         first.tick().await;
         assert_eq!(Instant::now(), stalled, "the late tick is at once");
+        let next_point = first.next_point();
         let next = first.tick().await;
+        assert_eq!(next, next_point, "the tick came at another point than announced");
         assert!(next > stalled && next - stalled < period, "{:?}", next - stalled);
         assert_eq!(
             (next - grid_point).as_nanos() % period.as_nanos(),

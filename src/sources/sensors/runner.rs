@@ -191,8 +191,6 @@ impl Sensor {
         // waits for that round's answer.
         let mut in_hand = false;
         let mut due = false;
-        // The grid point of the last tick, from which the next is counted.
-        let mut last_tick = tokio::time::Instant::now();
         loop {
             tokio::select! {
                 // Cancellation first, so a stop is never delayed by a round.
@@ -201,14 +199,13 @@ impl Sensor {
                 // No tick while the runner waits for a round: a read slower
                 // than the interval delays the next round instead of
                 // stacking them up.
-                tick = ticker.tick(), if !due => match &mut place {
+                _ = ticker.tick(), if !due => match &mut place {
                     Place::Inline(reader) => {
                         results.clear();
                         reader.read_into(&mut results);
                         apply(&hub, &sensor, &calibration, &mut tracked, &mut results);
                     }
                     Place::Thread(thread) => {
-                        last_tick = tick;
                         if in_hand {
                             // Read ahead for this tick; if it has not begun,
                             // it should now.
@@ -220,7 +217,7 @@ impl Sensor {
                         match thread.try_take(&mut results) {
                             Answer::Ready => {
                                 apply(&hub, &sensor, &calibration, &mut tracked, &mut results);
-                                thread.ask(&mut results, Some(next_due(tick, period)));
+                                thread.ask(&mut results, Some(next_due(&ticker)));
                             }
                             // Not read yet: its answer wakes the runner.
                             Answer::Pending => due = true,
@@ -239,7 +236,7 @@ impl Sensor {
                     if let (true, Place::Thread(thread)) = (answered, &place) {
                         thread.try_take(&mut results);
                         apply(&hub, &sensor, &calibration, &mut tracked, &mut results);
-                        thread.ask(&mut results, Some(next_due(last_tick, period)));
+                        thread.ask(&mut results, Some(next_due(&ticker)));
                     } else {
                         thread_gone(&hub, &sensor, &tracked);
                         break;
@@ -279,22 +276,12 @@ fn thread_gone(hub: &Hub, sensor: &str, tracked: &[Tracked]) {
     }
 }
 
-/// The tick, on the real clock, of the round after the one ticked at
-/// `tick`: the reading thread reads that round ahead of it (see `lead`).
-fn next_due(tick: tokio::time::Instant, period: Duration) -> std::time::Instant {
+/// The tick, on the real clock, of the round after this one: the reading
+/// thread reads that round ahead of it (see `lead`).
+fn next_due(ticker: &crate::time::GridInterval) -> std::time::Instant {
     // Exact: the thread expects the next round at this round's `due` and a
     // period (`serve`), and is not woken when the two agree.
-    next_grid_point(tick, tokio::time::Instant::now(), period).into_std()
-}
-
-/// The first point of `tick`'s grid after `now`: the next tick, or after a
-/// late tick (a stall) the first one still ahead.
-fn next_grid_point(tick: tokio::time::Instant, now: tokio::time::Instant, period: Duration) -> tokio::time::Instant {
-    let mut next = tick + period;
-    while next <= now {
-        next += period;
-    }
-    next
+    ticker.next_point().into_std()
 }
 
 /// How long before its tick the reading thread begins a round: as long as
@@ -938,16 +925,8 @@ mod tests {
     }
 
     #[test]
-    fn a_read_ahead_should_be_for_the_next_grid_point_and_begin_by_the_last_read_and_a_margin_before() {
-        let period = Duration::from_secs(1);
-        let tick = Instant::now();
+    fn a_read_ahead_should_begin_by_the_last_read_and_a_margin_before_its_tick() {
         let ms = Duration::from_millis;
-        // Applied 2 ms after the tick: the next tick.
-        assert_eq!(next_grid_point(tick, tick + ms(2), period), tick + period);
-        // A tick 2.3 s late (a stall): the grid point 3 s after it.
-        assert_eq!(next_grid_point(tick, tick + ms(2300), period), tick + 3 * period);
-        // On a grid point exactly, that one has come: the next.
-        assert_eq!(next_grid_point(tick, tick + period, period), tick + 2 * period);
         // The last read took 40 ms: begin 40 + 10 + 5 ms before the tick.
         assert_eq!(lead(ms(40)), ms(55));
         assert_eq!(lead(Duration::ZERO), READ_AHEAD_MARGIN);
