@@ -21,6 +21,13 @@ TARGETS = {
     "arm_bytes": 2_000_000,
 }
 
+# The bench's sleepers (benches/footprint/agents.rs): floors of the CPU
+# column, not agents; kept out of the plot.
+SLEEPER_LABELS = {
+    "sleeper": " (sleeps 1 s in a loop: the price of a wake-up a second)",
+    "sleeper-3": " (3 threads, each sleeps 1 s in a loop: the floor of majortom's config)",
+}
+
 
 def fmt(value, digits=2):
     if value is None:
@@ -56,7 +63,7 @@ def report(data):
     for name in order:
         s = steady[name]
         first = start.get(name, {}).get("median_ms")
-        label = name + (" (sleeps 1 s in a loop: the floor)" if name == "sleeper" else "")
+        label = name + SLEEPER_LABELS.get(name, "")
         out.append(
             f"| {label} | {fmt(s['rss_mib'])} | {fmt(s['pss_mib'])} | {fmt(s['cpu_percent'], 3)} "
             f"| {fmt(s.get('wakeups_per_s'), 1)} | {fmt(first, 1)} | {s['rss_mib'] / base['rss_mib']:.1f} "
@@ -149,7 +156,7 @@ def plot(data, path):
         "node-exporter": "tab:orange",
     }
     for name, s in sorted(data["steady"].items()):
-        if name == "sleeper":
+        if name in SLEEPER_LABELS:
             continue
         t = [p[0] for p in s["samples"]]
         rss = [p[1] / 1024 for p in s["samples"]]

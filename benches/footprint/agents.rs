@@ -339,23 +339,35 @@ pub fn mqtt_io(name: &str, mqtt_port: u16, prefix: &str, interval_s: u32) -> Pro
 
 /// node-exporter with its default collectors on `port`; waits until it
 /// answers.
-/// Set in the environment of the bench's own binary started as the
-/// sleeper.
+/// Set in the environment of the bench's own binary started as a sleeper:
+/// how many threads sleep.
 pub const SLEEPER: &str = "MAJORTOM_BENCH_SLEEPER";
 
-/// The floor of the CPU figures: this bench's own binary doing nothing but
-/// wake up once a second (`sleep_forever`). What it costs is the machine's
-/// price of one wake-up a second, which an agent at a 1 s interval pays at
-/// least once.
-pub fn sleeper() -> Proc {
+/// The floors of the CPU figures: this bench's own binary doing nothing but
+/// wake up once a second, in each of `threads` threads (`sleep_forever`).
+/// One thread costs the machine's price of one wake-up a second, which an
+/// agent at a 1 s interval pays at least once; three cost what the
+/// agent's bench config cannot do without (its runtime thread and the two
+/// sensors' reading threads, each woken once a round).
+pub fn sleeper(threads: usize) -> Proc {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut command = Command::new(std::env::current_exe().expect("the bench's own path"));
-    command.env(SLEEPER, "1");
-    Proc::spawn("sleeper", command, dir, libc::SIGTERM)
+    command.env(SLEEPER, threads.to_string());
+    let name = if threads == 1 {
+        "sleeper".to_owned()
+    } else {
+        format!("sleeper-{threads}")
+    };
+    Proc::spawn(&name, command, dir, libc::SIGTERM)
 }
 
-/// The sleeper's life: one wake-up a second.
-pub fn sleep_forever() -> ! {
+/// A sleeper's life: one wake-up a second in each of `threads` threads.
+pub fn sleep_forever(threads: usize) -> ! {
+    for _ in 1..threads {
+        std::thread::spawn(|| loop {
+            std::thread::sleep(Duration::from_secs(1));
+        });
+    }
     loop {
         std::thread::sleep(Duration::from_secs(1));
     }

@@ -141,8 +141,8 @@ impl Series {
 }
 
 fn main() {
-    if std::env::var_os(agents::SLEEPER).is_some() {
-        agents::sleep_forever();
+    if let Some(threads) = std::env::var_os(agents::SLEEPER) {
+        agents::sleep_forever(threads.to_str().and_then(|t| t.parse().ok()).unwrap_or(1));
     }
     bench();
 }
@@ -221,10 +221,12 @@ async fn bench() {
         proc: agents::node_exporter(node_exporter_port),
         samples: Vec::new(),
     });
-    series.push(Series {
-        proc: agents::sleeper(),
-        samples: Vec::new(),
-    });
+    for threads in [1, 3] {
+        series.push(Series {
+            proc: agents::sleeper(threads),
+            samples: Vec::new(),
+        });
+    }
     let phase_start = Instant::now();
     // One dashboard on each majortom, as in issue 7's realistic config.
     let mut web = BTreeMap::new();
@@ -262,7 +264,7 @@ async fn bench() {
     let mut by_name: BTreeMap<String, Series> = series.into_iter().map(|s| (s.proc.name.clone(), s)).collect();
     // collectd and mqtt-io are done; stop them so they do not disturb the
     // load phases.
-    for name in ["collectd", "mqtt-io", "sleeper"] {
+    for name in ["collectd", "mqtt-io", "sleeper", "sleeper-3"] {
         if let Some(mut s) = by_name.remove(name) {
             s.proc.stop(Duration::from_secs(5));
         }
