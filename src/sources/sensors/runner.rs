@@ -332,6 +332,9 @@ struct Slot {
     /// The tick the round asked for is for, to be read `lead` ahead of it;
     /// `None`: read at once.
     due: Option<std::time::Instant>,
+    /// The tick came before the round began: begin at once. `due` stays,
+    /// so the thread still plans the next round's wake-up from it.
+    hurried: bool,
     /// How long the last read took.
     last_read: Duration,
     /// The interval between rounds.
@@ -345,7 +348,8 @@ struct Slot {
 impl Slot {
     /// When the round asked for should begin; `None`: at once.
     fn begin_at(&self) -> Option<std::time::Instant> {
-        self.due.map(|due| due.checked_sub(lead(self.last_read)).unwrap_or(due))
+        let due = self.due.filter(|_| !self.hurried)?;
+        Some(due.checked_sub(lead(self.last_read)).unwrap_or(due))
     }
 }
 
@@ -374,6 +378,7 @@ impl ReadingThread {
                 phase: Phase::Idle,
                 results: Vec::new(),
                 due: None,
+                hurried: false,
                 last_read: Duration::ZERO,
                 period,
                 wakes_at: None,
@@ -401,6 +406,7 @@ impl ReadingThread {
             slot.phase = Phase::Asked;
         }
         slot.due = due;
+        slot.hurried = false;
         let in_time = matches!((slot.wakes_at, slot.begin_at()), (Some(wakes), Some(begin)) if wakes <= begin);
         drop(slot);
         if !in_time {
@@ -411,7 +417,8 @@ impl ReadingThread {
     /// The round asked for ahead begins now if it has not yet.
     fn hurry(&self) {
         let mut slot = self.shared.lock();
-        if slot.phase == Phase::Asked && slot.due.take().is_some() {
+        if slot.phase == Phase::Asked && slot.due.is_some() && !slot.hurried {
+            slot.hurried = true;
             drop(slot);
             self.shared.asked.notify_one();
         }
@@ -922,6 +929,36 @@ mod tests {
             "when the rounds were read"
         );
         h.stop().await;
+    }
+
+    /// A round whose tick came before it began (the thread woke late, or
+    /// the machine was busy) is read at once, and the thread still plans
+    /// its next wake-up from that tick: the runner's next request then
+    /// finds it in time and need not wake it (one wake-up a round).
+    #[tokio::test]
+    async fn a_hurried_round_should_be_read_at_once_and_the_next_wake_up_still_planned() {
+        let (sensor, rounds, _reads) = sensor("t", &[Quantity::Temperature]);
+        let period = Duration::from_secs(600);
+        let thread = ReadingThread::start(sensor.reader, period).expect("a reading thread");
+        let mut results = Vec::new();
+        // For a tick a minute away: the thread would sleep until just before.
+        let due = std::time::Instant::now() + Duration::from_secs(60);
+        thread.ask(&mut results, Some(due));
+        thread.hurry();
+        rounds
+            .send(vec![(Quantity::Temperature, Ok(21.0))])
+            .expect("the reader listens");
+        tokio::time::timeout(Duration::from_secs(10), thread.answered())
+            .await
+            .expect("hurried: read at once, not a minute later");
+        assert_eq!(thread.try_take(&mut results), Answer::Ready);
+        assert_eq!(results.len(), 1);
+        let slot = thread.shared.lock();
+        assert_eq!(
+            slot.wakes_at,
+            Some(due + period - lead(slot.last_read)),
+            "the next round's wake-up, a period after the hurried tick"
+        );
     }
 
     #[test]
