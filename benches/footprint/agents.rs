@@ -335,10 +335,8 @@ pub fn mqtt_io(name: &str, mqtt_port: u16, prefix: &str, interval_s: u32) -> Pro
     Proc::spawn(name, command, dir, libc::SIGINT)
 }
 
-// ---- prometheus-node-exporter ---------------------------------------------------
+// ---- the sleepers -----------------------------------------------------------------
 
-/// node-exporter with its default collectors on `port`; waits until it
-/// answers.
 /// Set in the environment of the bench's own binary started as a sleeper:
 /// how many threads sleep.
 pub const SLEEPER: &str = "MAJORTOM_BENCH_SLEEPER";
@@ -373,6 +371,10 @@ pub fn sleep_forever(threads: usize) -> ! {
     }
 }
 
+// ---- prometheus-node-exporter ---------------------------------------------------
+
+/// node-exporter with its default collectors on `port`; waits until it
+/// answers.
 pub fn node_exporter(port: u16) -> Proc {
     let dir = tempfile::tempdir().expect("tempdir");
     let program = super::support::find_program(
