@@ -122,18 +122,13 @@ impl Hub {
         let spec = {
             let mut inner = self.lock();
             inner.version += 1;
-            match inner.index.get(&spec.id).copied() {
-                Some(at) => {
-                    spec.slot = at;
-                    let spec = Arc::new(spec);
-                    inner.entries[at].spec = spec.clone();
-                    spec
-                }
+            let known = inner.index.get(&spec.id).copied();
+            spec.slot = known.unwrap_or(inner.entries.len());
+            let spec = Arc::new(spec);
+            match known {
+                Some(at) => inner.entries[at].spec = spec.clone(),
                 None => {
-                    let at = inner.entries.len();
-                    spec.slot = at;
-                    let spec = Arc::new(spec);
-                    inner.index.insert(spec.id.clone(), at);
+                    inner.index.insert(spec.id.clone(), spec.slot);
                     inner.entries.push(Entry {
                         spec: spec.clone(),
                         value: None,
@@ -142,9 +137,9 @@ impl Hub {
                         attributes: Vec::new(),
                         history: VecDeque::new(),
                     });
-                    spec
                 }
             }
+            spec
         };
         // No receivers is fine: sinks may not have started yet.
         let _ = self.changes.send(HubEvent::Registered(spec.clone()));
