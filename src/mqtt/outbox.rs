@@ -100,9 +100,8 @@ impl Refresh {
                 value: value.clone(),
                 at: now,
             };
-            if let Some(place) = self.sent.get_mut(spec.slot) {
-                *place = Some(sent);
-            }
+            // In range: resized above.
+            self.sent[spec.slot] = Some(sent);
             return Some(payload);
         };
         let fresh = now.duration_since(sent.at) < expire_after / 3;
