@@ -295,6 +295,12 @@ fn lead(last_read: Duration) -> Duration {
     last_read + last_read / 4 + READ_AHEAD_MARGIN
 }
 
+/// When a round for the tick `due` begins, the last read having taken
+/// `last_read`.
+fn read_ahead_of(due: std::time::Instant, last_read: Duration) -> std::time::Instant {
+    due.checked_sub(lead(last_read)).unwrap_or(due)
+}
+
 /// Whether the reading thread's round is there (see `try_take`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Answer {
@@ -349,7 +355,7 @@ impl Slot {
     /// When the round asked for should begin; `None`: at once.
     fn begin_at(&self) -> Option<std::time::Instant> {
         let due = self.due.filter(|_| !self.hurried)?;
-        Some(due.checked_sub(lead(self.last_read)).unwrap_or(due))
+        Some(read_ahead_of(due, self.last_read))
     }
 }
 
@@ -520,7 +526,7 @@ fn serve(shared: &Handoff, mut reader: Box<dyn SensorReader>) {
         // The next round is likely asked for the tick a period after this
         // one's: sleep until it should begin, not until it is asked for.
         let next_due = slot.due.and_then(|due| due.checked_add(slot.period));
-        slot.wakes_at = next_due.map(|due| due.checked_sub(lead(took)).unwrap_or(due));
+        slot.wakes_at = next_due.map(|due| read_ahead_of(due, took));
         drop(slot);
         // Wakes the runner only if it waits (its tick came first); else
         // the runner finds the answer at its tick.
